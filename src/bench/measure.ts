@@ -1,0 +1,51 @@
+// Small measuring helpers shared by the benchmarks. Numbers are only ever compared with a baseline
+// measured in the same run, never with a fixed time.
+
+export interface Rate {
+  label: string;
+  opsPerSec: number;
+}
+
+export interface Comparison {
+  operation: string;
+  measured: number;
+  baselineLabel: string;
+  baseline: number;
+  /** measured ÷ baseline, oriented so that higher is better. */
+  ratio: number;
+  target: number;
+  unit: string;
+}
+
+/** Runs `op` `count` times in sequence and returns operations per second. */
+export async function opsPerSecond(count: number, op: (i: number) => unknown): Promise<number> {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) await op(i);
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  return count / seconds;
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function formatTable(title: string, rows: Comparison[]): string {
+  const lines = [
+    title,
+    '',
+    '| operation | measured | baseline (same run) | ratio | target | |',
+    '|---|---:|---|---:|---:|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.operation} | ${fmt(r.measured)} ${r.unit} | ${r.baselineLabel}: ${fmt(r.baseline)} ${r.unit} | ` +
+        `${r.ratio.toFixed(2)}× | ≥ ${r.target}× | ${r.ratio >= r.target ? 'met' : 'MISSED'} |`,
+    ),
+  ];
+  return lines.join('\n');
+}
+
+function fmt(n: number): string {
+  return n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1);
+}

@@ -1,0 +1,114 @@
+// The one error taxonomy. The ledger, the engine and both transports throw these; the MCP boundary
+// turns them into `isError` tool results whose text names the fix.
+
+export const ErrorCode = {
+  validationFailed: 'validation_failed',
+  idempotencyKeyReused: 'idempotency_key_reused',
+  notFound: 'not_found',
+  unauthorized: 'unauthorized',
+  storageUnavailable: 'storage_unavailable',
+  generationFailed: 'generation_failed',
+  internalError: 'internal_error',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export type ErrorDetails = Record<string, unknown>;
+
+export class RunledgerError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetails;
+  /** What the caller should do next, in words an agent follows. */
+  readonly fix: string;
+
+  constructor(code: ErrorCode, message: string, opts: { details?: ErrorDetails; fix: string; cause?: unknown }) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = opts.details ?? {};
+    this.fix = opts.fix;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: ErrorDetails } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export interface FieldProblem {
+  field: string;
+  rule: string;
+}
+
+export class ValidationFailedError extends RunledgerError {
+  constructor(problems: FieldProblem[]) {
+    const list = problems.map((p) => `${p.field}: ${p.rule}`).join('; ');
+    super(ErrorCode.validationFailed, `Invalid arguments: ${list}`, {
+      details: { problems },
+      fix: 'Correct the named fields and call again; nothing was stored, so the same idempotency_key may be reused.',
+    });
+  }
+}
+
+export class IdempotencyKeyReusedError extends RunledgerError {
+  constructor(runId: string, differingFields: string[], createdAt: string) {
+    super(
+      ErrorCode.idempotencyKeyReused,
+      `This idempotency_key already belongs to run ${runId}, created with different arguments` +
+        (differingFields.length > 0 ? ` (differing: ${differingFields.join(', ')})` : '') +
+        '.',
+      {
+        details: { run_id: runId, differing_fields: differingFields, created_at: createdAt },
+        fix:
+          `To follow the original request, poll_run with run_id ${runId}. ` +
+          'To ask for something different, make a new idempotency_key. Nothing was created.',
+      },
+    );
+  }
+}
+
+export class NotFoundError extends RunledgerError {
+  constructor(what: string, details: ErrorDetails = {}, fix = 'Check the id; list_runs shows the runs that exist.') {
+    super(ErrorCode.notFound, `${what} was not found.`, { details, fix });
+  }
+}
+
+export class UnauthorizedError extends RunledgerError {
+  constructor(message = 'Missing or invalid bearer token.') {
+    super(ErrorCode.unauthorized, message, { fix: 'Send a valid token in the Authorization: Bearer header.' });
+  }
+}
+
+export class StorageUnavailableError extends RunledgerError {
+  constructor(message: string, details: ErrorDetails, cause?: unknown) {
+    super(ErrorCode.storageUnavailable, message, {
+      details,
+      cause,
+      fix: 'Nothing was half-written; retry the same call with the same idempotency_key once storage is available.',
+    });
+  }
+}
+
+export class GenerationFailedError extends RunledgerError {
+  constructor(message: string, details: ErrorDetails = {}, cause?: unknown) {
+    super(ErrorCode.generationFailed, message, {
+      details,
+      cause,
+      fix: 'This run has ended and was not billed. A new idempotency_key starts a new run.',
+    });
+  }
+}
+
+export class InternalError extends RunledgerError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.internalError, message, {
+      cause,
+      fix: 'Retry with the same idempotency_key; if it persists, report it with the server log.',
+    });
+  }
+}
+
+/** Any thrown value as a RunledgerError, so no caller ever sees an untyped failure. */
+export function asRunledgerError(err: unknown): RunledgerError {
+  if (err instanceof RunledgerError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new InternalError(`Unexpected failure: ${message}`, err);
+}

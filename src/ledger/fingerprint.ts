@@ -1,0 +1,89 @@
+// Key rules and the request fingerprint: what makes two creates "the same request".
+import * as crypto from 'node:crypto';
+import { ValidationFailedError } from '../errors.js';
+import type { JsonObject } from './types.js';
+
+export const KEY_MIN = 16;
+export const KEY_MAX = 128;
+const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
+
+/** Fields that steer one call but are not part of the request itself. */
+const NOT_FINGERPRINTED = new Set(['idempotency_key', 'wait_seconds', 'dry_run']);
+
+export function keyProblem(key: unknown): string | null {
+  if (typeof key !== 'string') return 'must be a string';
+  if (key.length < KEY_MIN || key.length > KEY_MAX) {
+    return `must be ${KEY_MIN}–${KEY_MAX} characters long (got ${key.length}); a UUID fits`;
+  }
+  if (!PRINTABLE_ASCII.test(key)) return 'must be printable ASCII (0x21–0x7E): no spaces, control or non-ASCII characters';
+  return null;
+}
+
+export function assertValidKey(key: unknown, field = 'idempotency_key'): asserts key is string {
+  const rule = keyProblem(key);
+  if (rule !== null) throw new ValidationFailedError([{ field, rule }]);
+}
+
+/** JSON with object keys sorted at every depth, so equal arguments give equal text. */
+export function canonicalJson(value: unknown): string {
+  // Hand-rolled rather than map/join: it runs on every create, replays included.
+  if (typeof value !== 'object' || value === null) {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError('non-finite number');
+    return JSON.stringify(value) ?? 'null';
+  }
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i] ?? null);
+    return out + ']';
+  }
+  const object = value as JsonObject;
+  let out = '{';
+  for (const key of Object.keys(object).sort()) {
+    const item = object[key];
+    if (item === undefined) continue;
+    out += (out.length === 1 ? '' : ',') + JSON.stringify(key) + ':' + canonicalJson(item);
+  }
+  return out + '}';
+}
+
+export function fingerprintedArgs(args: JsonObject): JsonObject {
+  const kept: JsonObject = {};
+  for (const [name, value] of Object.entries(args)) {
+    if (!NOT_FINGERPRINTED.has(name) && value !== undefined) kept[name] = value;
+  }
+  return kept;
+}
+
+// crypto.hash (Node ≥ 20.12) skips the Hash object; fall back where it is missing.
+const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
+/**
+ * Recently seen argument texts (plain JSON.stringify, in the caller's key order) and their
+ * fingerprints. A retry usually re-sends the very same arguments, so a replay skips the
+ * canonical walk and the hash; the mapping is a pure function, so a hit is always right.
+ */
+const recent = new Map<string, string>();
+const RECENT_MAX = 4096;
+
+/** SHA-256 (hex) of the canonical JSON of the arguments, leaving out the per-call fields. */
+export function fingerprint(args: JsonObject): string {
+  const text = JSON.stringify(args);
+  const known = recent.get(text);
+  if (known !== undefined) return known;
+  const fp = sha256Hex(canonicalJson(fingerprintedArgs(args)));
+  if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value as string);
+  recent.set(text, fp);
+  return fp;
+}
+
+/** The top-level fields whose values differ between two argument sets, sorted. */
+export function differingFields(a: JsonObject, b: JsonObject): string[] {
+  const names = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...names]
+    .filter((name) => !NOT_FINGERPRINTED.has(name))
+    .filter((name) => canonicalJson(a[name] ?? null) !== canonicalJson(b[name] ?? null))
+    .sort();
+}

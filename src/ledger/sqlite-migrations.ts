@@ -1,0 +1,71 @@
+// Numbered migrations for the SQLite ledger. Each runs once, in its own transaction, and is
+// recorded in schema_migrations; never edit one that has shipped, add the next number.
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const sqliteMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'runs, charges, content-addressed assets',
+    sql: `
+      CREATE TABLE runs (
+        id               TEXT PRIMARY KEY,
+        tenant           TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        idem_key         TEXT NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        args             TEXT NOT NULL,
+        cost             INTEGER NOT NULL,
+        phase            TEXT NOT NULL,
+        phases           TEXT NOT NULL,
+        progress         REAL NOT NULL DEFAULT 0,
+        recovery         TEXT NOT NULL DEFAULT '{}',
+        result           TEXT,
+        error            TEXT,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        replay_count     INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        deleted_at       INTEGER,
+        -- The fence: one run per (tenant, tool, key), decided by this constraint alone.
+        UNIQUE (tenant, tool, idem_key)
+      ) STRICT;
+
+      CREATE INDEX runs_live ON runs (created_at, id)
+        WHERE phase IN ('queued', 'composing', 'rendering');
+      CREATE INDEX runs_by_tenant ON runs (tenant, created_at DESC, id DESC);
+
+      CREATE TABLE charges (
+        run_id     TEXT PRIMARY KEY,
+        tenant     TEXT NOT NULL,
+        tool       TEXT NOT NULL,
+        credits    INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX charges_by_tenant ON charges (tenant);
+
+      CREATE TABLE assets (
+        sha256     TEXT PRIMARY KEY,
+        mime       TEXT NOT NULL,
+        size       INTEGER NOT NULL,
+        bytes      BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE run_assets (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        n      INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES assets (sha256),
+        meta   TEXT NOT NULL,
+        PRIMARY KEY (run_id, n)
+      ) STRICT;
+      CREATE INDEX run_assets_by_sha ON run_assets (sha256);
+    `,
+  },
+];

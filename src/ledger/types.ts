@@ -1,0 +1,148 @@
+// The RunLedger port: the domain verbs every backend implements. No SQL outside a backend.
+import type { ErrorCode, ErrorDetails } from '../errors.js';
+import type { Phase } from './phases.js';
+
+export type JsonObject = { [key: string]: unknown };
+
+export interface PhaseEntry {
+  phase: Phase;
+  at: string;
+}
+
+export interface RunError {
+  code: ErrorCode;
+  message: string;
+  details: ErrorDetails;
+}
+
+export interface AssetRef {
+  n: number;
+  sha256: string;
+  mime: string;
+  size: number;
+  meta: JsonObject;
+}
+
+export interface Run {
+  id: string;
+  tenant: string;
+  tool: string;
+  idempotencyKey: string;
+  fingerprint: string;
+  /** The normalised create arguments the fingerprint was taken over. */
+  args: JsonObject;
+  cost: number;
+  phase: Phase;
+  /** Every transition with its timestamp: the phase stream. */
+  phases: PhaseEntry[];
+  progress: number;
+  result: JsonObject | null;
+  error: RunError | null;
+  attempts: number;
+  replayCount: number;
+  createdAt: string;
+}
+
+/** A run handed to a worker: the run plus what earlier phases stored, to resume from. */
+export interface ClaimedRun extends Run {
+  /** Output of each finished phase, keyed by that phase's name. */
+  recovery: Record<string, JsonObject>;
+  /** Assets already attached (a run taken over mid-render keeps them). */
+  assets: AssetRef[];
+}
+
+export interface CreateRequest {
+  tenant: string;
+  tool: string;
+  idempotencyKey: string;
+  /** Tool arguments after schema defaults; `idempotency_key`, `wait_seconds`, `dry_run` are ignored. */
+  args: JsonObject;
+  cost: number;
+}
+
+export interface Conflict {
+  kind: 'conflict';
+  runId: string;
+  createdAt: string;
+  differingFields: string[];
+}
+
+export type CreateOutcome = { kind: 'created'; run: Run } | { kind: 'replayed'; run: Run } | Conflict;
+
+/** What a create would do, found without writing anything. */
+export type CreatePreview = { kind: 'create'; fingerprint: string } | { kind: 'replay'; run: Run } | Conflict;
+
+export type CancelOutcome = 'canceled' | 'already_canceled' | 'already_finished';
+
+export interface ListQuery {
+  tool?: string;
+  phase?: Phase;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface RunPage {
+  runs: Run[];
+  nextCursor: string | null;
+}
+
+export interface Usage {
+  tenant: string;
+  runs: number;
+  charges: number;
+  credits: number;
+  /** Replayed creates answered without new work: billable runs saved. */
+  replaysAbsorbed: number;
+  byTool: Record<string, { runs: number; charges: number; credits: number; replaysAbsorbed: number }>;
+}
+
+export interface SweepReport {
+  runsForgotten: number;
+  assetsRemoved: number;
+}
+
+export interface NewAsset {
+  bytes: Uint8Array;
+  mime: string;
+  meta: JsonObject;
+}
+
+export interface StoredAsset {
+  sha256: string;
+  mime: string;
+  bytes: Buffer;
+}
+
+export interface RunLedger {
+  /** The fence: one insert under the (tenant, tool, key) unique constraint decides create or replay. */
+  createOrReplay(req: CreateRequest): Promise<CreateOutcome>;
+  /** Dry run of createOrReplay: validation and the fence only, nothing written. */
+  preview(req: CreateRequest): Promise<CreatePreview>;
+  getRun(tenant: string, runId: string): Promise<Run>;
+  findRun(tenant: string, tool: string, idempotencyKey: string): Promise<Run>;
+  listRuns(tenant: string, query?: ListQuery): Promise<RunPage>;
+
+  /** Lease the oldest queued run, or a live run whose lease expired; null when there is none. */
+  claim(owner: string): Promise<ClaimedRun | null>;
+  /** Extend the lease; false when the owner no longer holds the run (canceled, taken over). */
+  renew(runId: string, owner: string): Promise<boolean>;
+  /** Give up a lease without changing the run, so another worker may take it at once. */
+  release(runId: string, owner: string): Promise<void>;
+  /** Move forward to `to`, storing `output` as the recovery point of the phase being left. Null: lease lost. */
+  advance(runId: string, owner: string, to: Phase, output?: JsonObject): Promise<Run | null>;
+  /** Store an asset content-addressed and attach it to the run as asset `n`. False: lease lost. */
+  attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean>;
+  /** Mark done with its result and write the run's one charge, in one transaction. */
+  finish(runId: string, owner: string, result: JsonObject): Promise<Run | null>;
+  fail(runId: string, owner: string, error: RunError): Promise<Run | null>;
+
+  cancel(tenant: string, runId: string): Promise<{ run: Run; outcome: CancelOutcome }>;
+  /** Remove the run's assets, keep a tombstone so a late retry gets not_found. */
+  deleteRun(tenant: string, runId: string): Promise<void>;
+  listAssets(tenant: string, runId: string): Promise<AssetRef[]>;
+  readAsset(tenant: string, runId: string, n: number): Promise<StoredAsset>;
+  usage(tenant: string): Promise<Usage>;
+  /** Forget terminal runs, tombstones and keys older than the retention window. */
+  sweep(): Promise<SweepReport>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,21 @@
+// What a generation tool in tools/ is. Adding a tool is adding one file that exports one of these;
+// the server adds `idempotency_key`, `wait_seconds` and `dry_run` to its input schema.
+import type { z } from 'zod';
+import type { Scene } from './providers/scene.js';
+import type { BrandKit } from './brand.js';
+
+export interface GenerationTool<Input extends z.ZodObject = z.ZodObject> {
+  /** Snake-case name; the MCP tool is `create_<name>`. */
+  name: string;
+  title: string;
+  /** Agent-facing description; says to reuse the same key on retry. */
+  description: string;
+  /** Zod object of the tool's own fields, each with a `.describe()` an agent reads. */
+  input: Input;
+  /** Credits charged once when a run of this tool reaches `done`. */
+  cost(args: z.output<Input>): number;
+  /** Brief + brand + seed → one scene per variant. Pure and deterministic. */
+  compose(args: z.output<Input>, seed: number): Scene[];
+  /** The brand kit the rubric scores the rendered scenes against. */
+  brandKit(args: z.output<Input>): BrandKit;
+}

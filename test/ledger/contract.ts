@@ -1,0 +1,417 @@
+// The ledger contract: written once, run against every backend (see *.test.ts beside it).
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RunledgerError } from '../../src/errors.js';
+import { Phase, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
+
+export interface LedgerFactoryOptions {
+  clock: () => number;
+  leaseMs: number;
+  retentionMs: number;
+}
+export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<RunLedger>;
+
+const LEASE_MS = 10_000;
+const RETENTION_MS = 7 * 24 * 3600 * 1000;
+const KEY = 'key-0001-aaaa-bbbb-cccc';
+
+export function request(over: Partial<CreateRequest> = {}): CreateRequest {
+  return {
+    tenant: 'acme',
+    tool: 'product_shot',
+    idempotencyKey: KEY,
+    args: { brief: 'a red mug on oak', variants: 1, style: 'studio' },
+    cost: 4,
+    ...over,
+  };
+}
+
+/** Awaits a promise expected to reject with a RunledgerError and returns it. */
+export async function typedError(promise: Promise<unknown>): Promise<RunledgerError> {
+  const err = await promise.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(RunledgerError);
+  return err as RunledgerError;
+}
+
+export function ledgerContract(backend: string, makeLedger: LedgerFactory): void {
+  describe(`RunLedger contract: ${backend}`, () => {
+    let now: number;
+    let ledger: RunLedger;
+    const tick = (ms: number) => (now += ms);
+
+    beforeEach(async () => {
+      now = Date.UTC(2026, 0, 1);
+      ledger = await makeLedger({ clock: () => now, leaseMs: LEASE_MS, retentionMs: RETENTION_MS });
+    });
+    afterEach(async () => {
+      await ledger.close();
+    });
+
+    /** Claims the next run and drives it to done with one asset. */
+    async function runToDone(owner = 'w1'): Promise<string> {
+      const run = await ledger.claim(owner);
+      if (run === null) throw new Error('nothing to claim');
+      await ledger.advance(run.id, owner, Phase.composing);
+      await ledger.advance(run.id, owner, Phase.rendering, { scenes: [1] });
+      await ledger.attachAsset(run.id, owner, 0, { bytes: Buffer.from('png-bytes'), mime: 'image/png', meta: {} }, 0.75);
+      await ledger.finish(run.id, owner, { score: 1 });
+      return run.id;
+    }
+
+    describe('the replay table', () => {
+      it('creates a queued run with its first phase timestamped', async () => {
+        const out = await ledger.createOrReplay(request());
+        expect(out.kind).toBe('created');
+        if (out.kind !== 'created') return;
+        expect(out.run.id).toMatch(/^run_/);
+        expect(out.run.phase).toBe(Phase.queued);
+        expect(out.run.phases).toEqual([{ phase: Phase.queued, at: new Date(now).toISOString() }]);
+        expect(out.run.fingerprint).toMatch(/^[0-9a-f]{64}$/);
+      });
+
+      it('replays a queued run: same run id, no new run, no charge', async () => {
+        const first = await ledger.createOrReplay(request());
+        const again = await ledger.createOrReplay(request());
+        expect(again.kind).toBe('replayed');
+        if (first.kind !== 'created' || again.kind !== 'replayed') return;
+        expect(again.run.id).toBe(first.run.id);
+        expect(again.run.createdAt).toBe(first.run.createdAt);
+        const usage = await ledger.usage('acme');
+        expect(usage).toMatchObject({ runs: 1, charges: 0, credits: 0, replaysAbsorbed: 1 });
+      });
+
+      it('replays a done run with the identical result, billed once', async () => {
+        const first = await ledger.createOrReplay(request());
+        await runToDone();
+        const again = await ledger.createOrReplay(request());
+        const third = await ledger.createOrReplay(request());
+        if (again.kind !== 'replayed' || third.kind !== 'replayed' || first.kind !== 'created') {
+          throw new Error(`expected replays, got ${again.kind}, ${third.kind}`);
+        }
+        expect(again.run.id).toBe(first.run.id);
+        expect(again.run.phase).toBe(Phase.done);
+        expect(again.run.result).toEqual({ score: 1 });
+        expect(third.run.result).toEqual(again.run.result);
+        expect(await ledger.usage('acme')).toMatchObject({ runs: 1, charges: 1, credits: 4, replaysAbsorbed: 2 });
+      });
+
+      it('replays a failed run with its error', async () => {
+        await ledger.createOrReplay(request());
+        const run = await ledger.claim('w1');
+        await ledger.fail(run!.id, 'w1', { code: 'generation_failed', message: 'renderer crashed', details: {} });
+        const again = await ledger.createOrReplay(request());
+        if (again.kind !== 'replayed') throw new Error(again.kind);
+        expect(again.run.phase).toBe(Phase.failed);
+        expect(again.run.error).toMatchObject({ code: 'generation_failed', message: 'renderer crashed' });
+        expect((await ledger.usage('acme')).charges).toBe(0);
+      });
+
+      it('replays a canceled run as canceled', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        await ledger.cancel('acme', first.run.id);
+        const again = await ledger.createOrReplay(request());
+        if (again.kind !== 'replayed') throw new Error(again.kind);
+        expect(again.run.phase).toBe(Phase.canceled);
+        expect((await ledger.usage('acme')).charges).toBe(0);
+      });
+
+      it('refuses the same key with different arguments, naming the run and the fields, creating nothing', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        const out = await ledger.createOrReplay(
+          request({ args: { brief: 'a blue mug', variants: 1, style: 'bold', extra: true } }),
+        );
+        expect(out).toEqual({
+          kind: 'conflict',
+          runId: first.run.id,
+          createdAt: first.run.createdAt,
+          differingFields: ['brief', 'extra', 'style'],
+        });
+        expect((await ledger.usage('acme')).runs).toBe(1);
+        expect(await ledger.claim('w1')).toMatchObject({ id: first.run.id });
+        expect(await ledger.claim('w2')).toBeNull();
+      });
+
+      it('ignores idempotency_key, wait_seconds and dry_run and the order of keys in the fingerprint', async () => {
+        const first = await ledger.createOrReplay(request({ args: { a: 1, b: { y: 2, x: 1 } } }));
+        const again = await ledger.createOrReplay(
+          request({ args: { b: { x: 1, y: 2 }, a: 1, wait_seconds: 30, dry_run: false, idempotency_key: 'x' } }),
+        );
+        expect(again.kind).toBe('replayed');
+        if (first.kind === 'created' && again.kind === 'replayed') expect(again.run.id).toBe(first.run.id);
+      });
+
+      it('makes exactly one run from 50 identical calls at once', async () => {
+        const outs = await Promise.all(Array.from({ length: 50 }, () => ledger.createOrReplay(request())));
+        const ids = new Set(outs.map((o) => (o.kind === 'conflict' ? o.runId : o.run.id)));
+        expect(ids.size).toBe(1);
+        expect(outs.filter((o) => o.kind === 'created')).toHaveLength(1);
+        expect((await ledger.usage('acme')).runs).toBe(1);
+      });
+
+      it('never collides the same key across tenants or tools', async () => {
+        const a = await ledger.createOrReplay(request());
+        const b = await ledger.createOrReplay(request({ tenant: 'globex' }));
+        const c = await ledger.createOrReplay(request({ tool: 'social_card' }));
+        expect([a.kind, b.kind, c.kind]).toEqual(['created', 'created', 'created']);
+        const ids = [a, b, c].map((o) => (o.kind === 'created' ? o.run.id : ''));
+        expect(new Set(ids).size).toBe(3);
+      });
+
+      it.each([
+        ['too short', 'short-key'],
+        ['too long', 'k'.repeat(129)],
+        ['with a space', 'key with a space in it'],
+        ['non-ASCII', 'ключ-идемпотентности-1'],
+        ['with a control character', 'key-0001-aaaa-bbbb\u0007'],
+      ])('rejects a key %s as validation_failed and stores nothing', async (_label, key) => {
+        const err = await typedError(ledger.createOrReplay(request({ idempotencyKey: key })));
+        expect(err.code).toBe('validation_failed');
+        expect(err.details).toMatchObject({ problems: [{ field: 'idempotency_key' }] });
+        expect((await ledger.usage('acme')).runs).toBe(0);
+        expect((await ledger.createOrReplay(request())).kind).toBe('created');
+      });
+
+      it('accepts keys of exactly 16 and 128 printable characters', async () => {
+        expect((await ledger.createOrReplay(request({ idempotencyKey: '!'.repeat(16) }))).kind).toBe('created');
+        expect((await ledger.createOrReplay(request({ idempotencyKey: '~'.repeat(128) }))).kind).toBe('created');
+      });
+
+      it('answers not_found for a key whose run was deleted, until the retention window ends', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        await ledger.deleteRun('acme', first.run.id);
+        const err = await typedError(ledger.createOrReplay(request()));
+        expect(err.code).toBe('not_found');
+        expect(err.details).toMatchObject({ run_id: first.run.id, deleted: true });
+        expect((await typedError(ledger.getRun('acme', first.run.id))).code).toBe('not_found');
+        tick(RETENTION_MS + 1);
+        const later = await ledger.createOrReplay(request());
+        expect(later.kind).toBe('created');
+        if (later.kind === 'created') expect(later.run.id).not.toBe(first.run.id);
+      });
+
+      it('starts a new run for a key older than the retention window', async () => {
+        const first = await ledger.createOrReplay(request());
+        await runToDone();
+        tick(RETENTION_MS - 1);
+        expect((await ledger.createOrReplay(request())).kind).toBe('replayed');
+        tick(2);
+        const later = await ledger.createOrReplay(request());
+        expect(later.kind).toBe('created');
+        if (later.kind === 'created' && first.kind === 'created') expect(later.run.id).not.toBe(first.run.id);
+      });
+
+      it('previews create, replay and conflict without writing', async () => {
+        expect(await ledger.preview(request())).toMatchObject({ kind: 'create' });
+        expect((await ledger.usage('acme')).runs).toBe(0);
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        const replay = await ledger.preview(request());
+        expect(replay).toMatchObject({ kind: 'replay', run: { id: first.run.id } });
+        const conflict = await ledger.preview(request({ args: { brief: 'other' } }));
+        expect(conflict).toMatchObject({ kind: 'conflict', runId: first.run.id });
+        expect(await ledger.usage('acme')).toMatchObject({ runs: 1, replaysAbsorbed: 0 });
+      });
+
+      it('finds a run by key within its tool and tenant only', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        expect((await ledger.findRun('acme', 'product_shot', KEY)).id).toBe(first.run.id);
+        expect((await typedError(ledger.findRun('acme', 'social_card', KEY))).code).toBe('not_found');
+        expect((await typedError(ledger.findRun('globex', 'product_shot', KEY))).code).toBe('not_found');
+        expect((await typedError(ledger.getRun('globex', first.run.id))).code).toBe('not_found');
+      });
+    });
+
+    describe('phases', () => {
+      it('records every transition in order with rising timestamps', async () => {
+        const first = await ledger.createOrReplay(request());
+        tick(5);
+        await runToDone();
+        const run = await ledger.getRun('acme', first.kind === 'created' ? first.run.id : '');
+        expect(run.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering', 'done']);
+        const times = run.phases.map((p) => Date.parse(p.at));
+        expect([...times].sort((a, b) => a - b)).toEqual(times);
+        expect(run.progress).toBe(1);
+      });
+
+      it('refuses to move backwards or to skip past a terminal phase', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.advance(run.id, 'w1', Phase.rendering);
+        expect((await typedError(ledger.advance(run.id, 'w1', Phase.composing))).code).toBe('internal_error');
+        await ledger.finish(run.id, 'w1', { ok: true });
+        expect(await ledger.advance(run.id, 'w1', Phase.rendering)).toBeNull();
+        expect(await ledger.fail(run.id, 'w1', { code: 'generation_failed', message: 'late', details: {} })).toBeNull();
+        const after = await ledger.getRun('acme', run.id);
+        expect(after.phase).toBe(Phase.done);
+        expect(after.error).toBeNull();
+      });
+
+      it('never changes a terminal run: cancel of a done run says so', async () => {
+        const first = await ledger.createOrReplay(request());
+        const id = await runToDone();
+        expect((await ledger.cancel('acme', id)).outcome).toBe('already_finished');
+        expect((await ledger.getRun('acme', id)).phase).toBe(Phase.done);
+        expect(first.kind).toBe('created');
+      });
+
+      it('cancels a live run once; canceling again is a no-op', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        const a = await ledger.cancel('acme', first.run.id);
+        const b = await ledger.cancel('acme', first.run.id);
+        expect([a.outcome, b.outcome]).toEqual(['canceled', 'already_canceled']);
+        expect(b.run.phases.map((p) => p.phase)).toEqual(['queued', 'canceled']);
+        expect(await ledger.claim('w1')).toBeNull();
+      });
+    });
+
+    describe('leases', () => {
+      it('claims the oldest queued run first, one worker per run', async () => {
+        const a = await ledger.createOrReplay(request({ idempotencyKey: 'key-a-0000000000001' }));
+        tick(1);
+        const b = await ledger.createOrReplay(request({ idempotencyKey: 'key-b-0000000000002' }));
+        const first = await ledger.claim('w1');
+        const second = await ledger.claim('w2');
+        expect(first?.id).toBe(a.kind === 'created' ? a.run.id : '');
+        expect(second?.id).toBe(b.kind === 'created' ? b.run.id : '');
+        expect(await ledger.claim('w3')).toBeNull();
+        expect(first?.attempts).toBe(1);
+      });
+
+      it('keeps a renewed lease and hands an expired one to another worker with its recovery point', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.advance(run.id, 'w1', Phase.composing);
+        await ledger.advance(run.id, 'w1', Phase.rendering, { scenes: ['scene-a', 'scene-b'] });
+        await ledger.attachAsset(run.id, 'w1', 0, { bytes: Buffer.from('first'), mime: 'image/png', meta: { w: 1 } }, 0.75);
+        tick(LEASE_MS - 1);
+        expect(await ledger.renew(run.id, 'w1')).toBe(true);
+        tick(LEASE_MS - 1);
+        expect(await ledger.claim('w2')).toBeNull();
+        tick(2);
+        const taken = await ledger.claim('w2');
+        expect(taken?.id).toBe(run.id);
+        expect(taken?.phase).toBe(Phase.rendering);
+        expect(taken?.attempts).toBe(2);
+        expect(taken?.recovery).toEqual({ composing: { scenes: ['scene-a', 'scene-b'] } });
+        expect(taken?.assets.map((a) => a.n)).toEqual([0]);
+        expect(taken?.progress).toBe(0.75);
+        // The worker that lost the lease can no longer touch the run.
+        expect(await ledger.renew(run.id, 'w1')).toBe(false);
+        const late = { bytes: Buffer.from('late'), mime: 'image/png', meta: {} };
+        expect(await ledger.attachAsset(run.id, 'w1', 1, late, 0.9)).toBe(false);
+        expect(await ledger.finish(run.id, 'w1', { by: 'w1' })).toBeNull();
+        expect(await ledger.finish(run.id, 'w2', { by: 'w2' })).toMatchObject({ phase: 'done', result: { by: 'w2' } });
+        expect((await ledger.usage('acme')).charges).toBe(1);
+      });
+
+      it('makes a released run claimable at once', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.release(run.id, 'w1');
+        expect((await ledger.claim('w2'))?.id).toBe(run.id);
+      });
+
+      it('stops a worker whose run was canceled', async () => {
+        const first = await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.cancel('acme', run.id);
+        expect(await ledger.renew(run.id, 'w1')).toBe(false);
+        expect(await ledger.advance(run.id, 'w1', Phase.composing)).toBeNull();
+        expect(first.kind).toBe('created');
+      });
+    });
+
+    describe('billing, assets and retention', () => {
+      it('writes one charge however often finish is called', async () => {
+        await ledger.createOrReplay(request());
+        const id = await runToDone();
+        expect(await ledger.finish(id, 'w1', { again: true })).toBeNull();
+        const usage = await ledger.usage('acme');
+        expect(usage).toMatchObject({ runs: 1, charges: 1, credits: 4 });
+        expect(usage.byTool.product_shot).toMatchObject({ runs: 1, charges: 1, credits: 4 });
+        expect((await ledger.getRun('acme', id)).result).toEqual({ score: 1 });
+      });
+
+      it('keeps usage apart per tenant', async () => {
+        await ledger.createOrReplay(request());
+        await runToDone();
+        expect(await ledger.usage('globex')).toMatchObject({ runs: 0, charges: 0, credits: 0 });
+      });
+
+      it('reads assets back by run and number, addressed by their SHA-256', async () => {
+        await ledger.createOrReplay(request());
+        const id = await runToDone();
+        const asset = await ledger.readAsset('acme', id, 0);
+        expect(asset.bytes.toString()).toBe('png-bytes');
+        expect(asset.mime).toBe('image/png');
+        expect(asset.sha256).toBe(createHash('sha256').update('png-bytes').digest('hex'));
+        expect((await ledger.listAssets('acme', id))[0]).toMatchObject({ n: 0, sha256: asset.sha256, size: 9 });
+        expect((await typedError(ledger.readAsset('acme', id, 1))).code).toBe('not_found');
+        expect((await typedError(ledger.readAsset('globex', id, 0))).code).toBe('not_found');
+      });
+
+      it('keeps shared bytes while another run still uses them', async () => {
+        await ledger.createOrReplay(request());
+        await ledger.createOrReplay(request({ idempotencyKey: 'key-0002-aaaa-bbbb-cccc' }));
+        const a = await runToDone('w1');
+        const b = await runToDone('w2');
+        expect((await ledger.readAsset('acme', a, 0)).sha256).toBe((await ledger.readAsset('acme', b, 0)).sha256);
+        await ledger.deleteRun('acme', a);
+        expect((await ledger.readAsset('acme', b, 0)).bytes.toString()).toBe('png-bytes');
+      });
+
+      it('deleting a live run cancels it, keeps its charge history and leaves a tombstone', async () => {
+        const first = await ledger.createOrReplay(request());
+        if (first.kind !== 'created') throw new Error(first.kind);
+        await ledger.claim('w1');
+        await ledger.deleteRun('acme', first.run.id);
+        expect(await ledger.advance(first.run.id, 'w1', Phase.composing)).toBeNull();
+        expect((await ledger.listRuns('acme')).runs).toEqual([]);
+        expect((await typedError(ledger.deleteRun('acme', first.run.id))).code).toBe('not_found');
+      });
+
+      it('sweeps terminal runs and tombstones past retention, keeping live runs and charges', async () => {
+        await ledger.createOrReplay(request());
+        const done = await runToDone();
+        const live = await ledger.createOrReplay(request({ idempotencyKey: 'key-live-00000000001' }));
+        expect(await ledger.sweep()).toEqual({ runsForgotten: 0, assetsRemoved: 0 });
+        tick(RETENTION_MS + 1);
+        expect(await ledger.sweep()).toEqual({ runsForgotten: 1, assetsRemoved: 1 });
+        expect((await typedError(ledger.getRun('acme', done))).code).toBe('not_found');
+        if (live.kind === 'created') expect((await ledger.getRun('acme', live.run.id)).phase).toBe('queued');
+        expect(await ledger.usage('acme')).toMatchObject({ runs: 1, charges: 1, credits: 4 });
+      });
+    });
+
+    describe('listing', () => {
+      it('lists newest first with cursor pagination and filters', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 5; i++) {
+          const out = await ledger.createOrReplay(
+            request({ idempotencyKey: `key-list-000000000${i}`, tool: i % 2 === 0 ? 'product_shot' : 'social_card' }),
+          );
+          if (out.kind === 'created') ids.push(out.run.id);
+          tick(1);
+        }
+        const page1 = await ledger.listRuns('acme', { limit: 2 });
+        const page2 = await ledger.listRuns('acme', { limit: 2, cursor: page1.nextCursor! });
+        const page3 = await ledger.listRuns('acme', { limit: 2, cursor: page2.nextCursor! });
+        expect([...page1.runs, ...page2.runs, ...page3.runs].map((r) => r.id)).toEqual([...ids].reverse());
+        expect(page3.nextCursor).toBeNull();
+        const cards = await ledger.listRuns('acme', { tool: 'social_card' });
+        expect(cards.runs.map((r) => r.tool)).toEqual(['social_card', 'social_card']);
+        expect((await ledger.listRuns('acme', { phase: Phase.done })).runs).toEqual([]);
+        expect((await typedError(ledger.listRuns('acme', { cursor: 'garbage' }))).code).toBe('validation_failed');
+        expect((await typedError(ledger.listRuns('acme', { limit: 0 }))).code).toBe('validation_failed');
+      });
+    });
+  });
+}

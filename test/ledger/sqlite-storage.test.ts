@@ -1,0 +1,165 @@
+// SQLite-specific behaviour: pragmas, migrations, and bad storage giving typed errors.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { RunledgerError, StorageUnavailableError } from '../../src/errors.js';
+import { SqliteLedger } from '../../src/ledger/index.js';
+import { request, typedError } from './contract.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'runledger-storage-'));
+  dirs.push(dir);
+  return dir;
+}
+
+const open: SqliteLedger[] = [];
+function ledgerAt(path: string, extra: Partial<ConstructorParameters<typeof SqliteLedger>[0]> = {}): SqliteLedger {
+  const ledger = new SqliteLedger({ path, ...extra });
+  open.push(ledger);
+  return ledger;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((l) => l.close()));
+});
+
+function openError(path: string): RunledgerError {
+  try {
+    ledgerAt(path);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RunledgerError);
+    return err as RunledgerError;
+  }
+  throw new Error(`opening ${path} succeeded`);
+}
+
+describe('SQLite ledger file', () => {
+  it('uses WAL, synchronous=FULL and a busy timeout, and records its migrations', async () => {
+    const path = join(tempDir(), 'nested', 'dir', 'ledger.db');
+    const ledger = ledgerAt(path);
+    await ledger.createOrReplay(request());
+    const db = new Database(path, { readonly: true });
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      const migrations = db.prepare('SELECT version, name FROM schema_migrations').all();
+      expect(migrations).toEqual([{ version: 1, name: expect.any(String) }]);
+    } finally {
+      db.close();
+    }
+    // synchronous and busy_timeout are per connection: ask the ledger's own.
+    expect((ledger as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(2);
+    expect((ledger as unknown as { db: Database.Database }).db.pragma('busy_timeout', { simple: true })).toBe(5000);
+  });
+
+  it('reopens an existing ledger without re-running migrations and keeps its runs', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const first = ledgerAt(path);
+    const created = await first.createOrReplay(request());
+    await first.close();
+    const second = ledgerAt(path);
+    const again = await second.createOrReplay(request());
+    expect(again.kind).toBe('replayed');
+    if (created.kind === 'created' && again.kind === 'replayed') expect(again.run.id).toBe(created.run.id);
+  });
+
+  it('shares one file between two open ledgers: the fence holds across connections', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const a = ledgerAt(path);
+    const b = ledgerAt(path);
+    const outs = await Promise.all([a.createOrReplay(request()), b.createOrReplay(request())]);
+    expect(outs.map((o) => o.kind).sort()).toEqual(['created', 'replayed']);
+  });
+
+  it('refuses a ledger written by a newer runledger', () => {
+    const path = join(tempDir(), 'ledger.db');
+    ledgerAt(path);
+    const db = new Database(path);
+    db.prepare('INSERT INTO schema_migrations VALUES (999, ?, 0)').run('from the future');
+    db.close();
+    const err = openError(path);
+    expect(err.code).toBe('storage_unavailable');
+    expect(err.message).toMatch(/newer runledger/);
+  });
+});
+
+describe('bad storage input', () => {
+  it('names a --db that is not a database, and leaves the file untouched', () => {
+    const path = join(tempDir(), 'notes.txt');
+    const content = 'these are my notes, not a database\n'.repeat(200);
+    writeFileSync(path, content);
+    const err = openError(path);
+    expect(err).toBeInstanceOf(StorageUnavailableError);
+    expect(err.message).toContain(path);
+    expect(err.message).toMatch(/not a SQLite database/);
+    expect(err.details).toMatchObject({ path, cause: 'SQLITE_NOTADB' });
+    expect(readFileSync(path, 'utf8')).toBe(content);
+  });
+
+  it('names a location that is a file where a directory should be', () => {
+    const file = join(tempDir(), 'plain-file');
+    writeFileSync(file, 'x');
+    const err = openError(join(file, 'ledger.db'));
+    expect(err.code).toBe('storage_unavailable');
+    expect(err.message).toContain(file);
+  });
+
+  it('names a read-only location', () => {
+    const dir = join(tempDir(), 'locked');
+    mkdirSync(dir);
+    chmodSync(dir, 0o555);
+    const path = join(dir, 'ledger.db');
+    // root ignores directory modes, so as root the check runs in a child without privileges.
+    const asRoot = process.getuid?.() === 0;
+    const probe = `
+      const { SqliteLedger } = await import(${JSON.stringify(new URL('../../dist/src/ledger/index.js', import.meta.url).href)});
+      try { new SqliteLedger({ path: ${JSON.stringify(path)} }); console.log(JSON.stringify({ opened: true })); }
+      catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message, details: e.details })); }`;
+    let result: { name?: string; code?: string; message?: string; details?: unknown; opened?: boolean };
+    if (asRoot) {
+      chmodSync(dirs[dirs.length - 1]!, 0o755);
+      const child = spawnSync(process.execPath, ['--input-type=module', '-e', probe], { uid: 65534, gid: 65534, encoding: 'utf8' });
+      expect(child.stderr).toBe('');
+      result = JSON.parse(child.stdout) as typeof result;
+    } else {
+      try {
+        ledgerAt(path);
+        result = { opened: true };
+      } catch (e) {
+        const err = e as RunledgerError;
+        result = { name: err.name, code: err.code, message: err.message, details: err.details };
+      }
+    }
+    expect(result.opened).toBeUndefined();
+    expect(result.code).toBe('storage_unavailable');
+    expect(result.message).toContain(path);
+    expect(result.message).toMatch(/read-only/);
+  });
+
+  it('reports a full disk as storage_unavailable, writes nothing, and stays usable', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    ledgerAt(path).close();
+    const pages = (() => {
+      const db = new Database(path);
+      const n = db.pragma('page_count', { simple: true }) as number;
+      db.close();
+      return n;
+    })();
+    const ledger = ledgerAt(path, { maxPageCount: pages + 2 });
+    const small = await ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000001' }));
+    expect(small.kind).toBe('created');
+    const huge = request({ idempotencyKey: 'key-huge-0000000001', args: { brief: 'x'.repeat(200_000) } });
+    const err = await typedError(ledger.createOrReplay(huge));
+    expect(err.code).toBe('storage_unavailable');
+    expect(err.message).toMatch(/full/);
+    expect(err.details).toMatchObject({ path, cause: 'SQLITE_FULL' });
+    // Nothing half-written: the key is free, the earlier run intact, and the ledger still answers.
+    expect((await typedError(ledger.findRun('acme', 'product_shot', huge.idempotencyKey))).code).toBe('not_found');
+    expect((await ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000001' }))).kind).toBe('replayed');
+    expect((await ledger.usage('acme')).runs).toBe(1);
+    const retried = await ledger.createOrReplay({ ...huge, args: { brief: 'shorter now' } });
+    expect(retried.kind).toBe('created');
+  });
+});
