@@ -1,8 +1,8 @@
 // create_product_shot: a branded product image with the product name, a tagline and the logo.
 import { z } from 'zod';
 import { brandKitSchema, DEFAULT_BRAND_KIT } from '../src/brand.js';
-import { brandRoles, readableOn, standsOut, textStack } from '../src/providers/layout.js';
-import { createPrng, MAX_SEED, variantSeed } from '../src/providers/prng.js';
+import { brandRoles, readableOn, standsOut, textStack, type Roles } from '../src/providers/layout.js';
+import { createPrng, MAX_SEED, variantSeed, type Prng } from '../src/providers/prng.js';
 import { contrastRatio, parseHex } from '../src/color.js';
 import {
   drawProduct,
@@ -11,7 +11,7 @@ import {
   productSize,
   type ProductColors,
 } from '../src/providers/products.js';
-import type { Box, Scene } from '../src/providers/scene.js';
+import type { Box, Hex, Scene, Shape } from '../src/providers/scene.js';
 import type { GenerationTool } from '../src/tool.js';
 
 export const ASPECT_SIZES = {
@@ -91,6 +91,118 @@ export function tagline(brief: string): string {
   return brief.split(/(?<=[.!?])\s+/)[0]!.trim();
 }
 
+interface Stage {
+  column: Box;
+  stage: Box;
+  /** Largest radius a circle at (cx, cy) may have without reaching into the text column. */
+  room(cx: number, cy: number): number;
+}
+
+/** Text and product share the canvas: side by side when wide (the seed picks the side), else text on top. */
+function split(W: number, H: number, m: number, rng: Prng): Stage {
+  if (W > H * 1.15) {
+    const textW = Math.round(W * 0.44);
+    const left = rng.chance(0.5);
+    const stage = { x: left ? textW : m, y: m, w: W - textW - m, h: H - 2 * m };
+    return {
+      column: { x: left ? m : W - textW + m, y: m, w: textW - 2 * m, h: H - 2 * m },
+      stage,
+      room: (cx) => (left ? cx - stage.x : stage.x + stage.w - cx),
+    };
+  }
+  const textH = Math.round(Math.min(H * 0.38, W * 0.42));
+  const stage = { x: m, y: textH + m, w: W - 2 * m, h: H - textH - 2 * m };
+  return { column: { x: m, y: m, w: W - 2 * m, h: textH - m }, stage, room: (_cx, cy) => cy - stage.y };
+}
+
+interface Setting {
+  background: Hex;
+  /** The colour right behind the product, which its body must stand out from. */
+  behind: Hex;
+  shapes: Shape[];
+  /** Top of the table the lifestyle style stands the product on. */
+  table?: number;
+}
+
+/** What surrounds the product in each style. `product` is the box it will stand in. */
+function setting(style: Args['style'], roles: Roles, product: Box, s: Stage, W: number, H: number, rng: Prng): Setting {
+  const u = Math.min(W, H);
+  const cx = product.x + product.w / 2;
+  const cy = product.y + product.h / 2;
+  const floor = product.y + product.h;
+  const circle = (r: number, fill: Hex | 'none'): Shape => ({ kind: 'ellipse', cx, cy, rx: r, ry: r, fill });
+
+  if (style === 'studio' || style === 'bold') {
+    const behind = style === 'bold' ? roles.accent : roles.secondary;
+    const margin = Math.round(u * 0.03);
+    const r = Math.round(
+      Math.min(Math.max(product.w, product.h) * rng.range(0.62, 0.72), s.room(cx, cy), cx - margin, W - cx - margin),
+    );
+    const shapes = [circle(r, behind)];
+    const ring = Math.max(2, Math.round(u * 0.01));
+    const rr = Math.round(Math.min(r * 1.15, s.room(cx, cy) - ring));
+    if (style === 'bold' && rr > r + 2 * ring) {
+      shapes.push({ ...circle(rr, 'none'), stroke: { color: roles.background, width: ring } });
+    }
+    return { background: style === 'bold' ? roles.primary : roles.background, behind, shapes };
+  }
+
+  if (style === 'lifestyle') {
+    // A table from the product's feet down, and a potted plant beside the product.
+    const table = Math.round(floor - product.h * 0.04);
+    const potW = Math.round(product.h * 0.3);
+    const potH = Math.round(product.h * 0.32);
+    const gap = (s.stage.w * 0.5 - product.w / 2) * 0.45;
+    const potX = Math.round(Math.min(product.x + product.w + gap, s.stage.x + s.stage.w - potW));
+    const leaf = Math.round(potW * 0.45);
+    const potTop = table - potH;
+    const leaves = ([[-0.6, -1.0], [0.6, -1.15], [0, -1.8]] as const).map(
+      ([dx, dy]): Shape => ({
+        kind: 'ellipse',
+        cx: potX + potW / 2 + dx * leaf,
+        cy: potTop + dy * leaf,
+        rx: leaf * 0.62,
+        ry: leaf,
+        fill: roles.secondary,
+      }),
+    );
+    return {
+      background: roles.background,
+      behind: roles.background,
+      table,
+      shapes: [
+        { kind: 'rect', x: 0, y: table, w: W, h: H - table, fill: roles.accent },
+        ...leaves,
+        { kind: 'rect', x: potX, y: potTop, w: potW, h: potH, r: Math.round(potW * 0.12), fill: roles.primary },
+      ],
+    };
+  }
+
+  // minimal: the product on a thin floor line.
+  const lineW = Math.round(Math.min(s.stage.w * 0.6, product.w * 3));
+  const line: Shape = {
+    kind: 'rect',
+    x: Math.round(cx - lineW / 2),
+    y: floor,
+    w: lineW,
+    h: Math.max(2, Math.round(u * 0.004)),
+    fill: roles.text,
+  };
+  return { background: roles.background, behind: roles.background, shapes: [line] };
+}
+
+/** The product body in the primary colour unless that would vanish into what is behind it. */
+function productColors(roles: Roles, behind: Hex): ProductColors {
+  const candidates = [roles.primary, roles.text, roles.secondary, roles.background].filter((c) => c !== behind);
+  const body =
+    candidates.find((c) => contrastRatio(parseHex(c), parseHex(behind)) >= 2) ?? standsOut(behind, candidates);
+  return {
+    body,
+    trim: roles.accent !== body && roles.accent !== behind ? roles.accent : roles.secondary,
+    label: body === roles.background ? roles.secondary : roles.background,
+  };
+}
+
 function composeOne(args: Args, seed: number): Scene {
   const { width: W, height: H } = typeof args.size === 'string' ? ASPECT_SIZES[args.size] : args.size;
   const rng = createPrng(seed);
@@ -98,77 +210,22 @@ function composeOne(args: Args, seed: number): Scene {
   const roles = brandRoles(brand);
   const u = Math.min(W, H);
   const m = Math.round(u * 0.06);
-  const landscape = W > H * 1.15;
-  const style = args.style;
-
-  // Text and product share the canvas: side by side when wide (the seed picks the side), else text on top.
-  let column: Box;
-  let stage: Box;
-  let textSide: 'top' | 'left' | 'right';
-  if (landscape) {
-    const textW = Math.round(W * 0.44);
-    const left = rng.chance(0.5);
-    column = { x: left ? m : W - textW + m, y: m, w: textW - 2 * m, h: H - 2 * m };
-    stage = { x: left ? textW : m, y: m, w: W - textW - m, h: H - 2 * m };
-    textSide = left ? 'left' : 'right';
-  } else {
-    const textH = Math.round(Math.min(H * 0.38, W * 0.42));
-    column = { x: m, y: m, w: W - 2 * m, h: textH - m };
-    stage = { x: m, y: textH + m, w: W - 2 * m, h: H - textH - 2 * m };
-    textSide = 'top';
-  }
-  /** Largest radius a circle at (cx, cy) may have without reaching into the text side. */
-  const room = (cx: number, cy: number) =>
-    ({ top: cy - stage.y, left: cx - stage.x, right: stage.x + stage.w - cx })[textSide];
+  const s = split(W, H, m, rng);
+  const { stage } = s;
 
   // The product, sized for the style and centred in the stage, nudged sideways by the seed.
   const kind = productKindFor(args.brief) ?? rng.pick(PRODUCT_KINDS);
-  const scale = { studio: 0.7, lifestyle: 0.6, minimal: 0.45, bold: 0.7 }[style];
-  const size = productSize(kind, stage.w * (style === 'lifestyle' ? 0.5 : 0.55), stage.h * scale);
-  const cx = Math.round(stage.x + stage.w / 2 + (style === 'lifestyle' ? -1 : rng.range(-1, 1)) * stage.w * 0.08);
-  const cy = Math.round(stage.y + stage.h / 2);
-  const floor = Math.round(cy + size.h / 2);
-  const slot: Box = { x: cx - size.w / 2, y: floor - size.h, w: size.w, h: size.h };
+  const scale = { studio: 0.7, lifestyle: 0.6, minimal: 0.45, bold: 0.7 }[args.style];
+  const size = productSize(kind, stage.w * (args.style === 'lifestyle' ? 0.5 : 0.55), Math.min(stage.w, stage.h) * scale);
+  const nudge = args.style === 'lifestyle' ? -1 : rng.range(-1, 1);
+  const cx = Math.round(stage.x + stage.w / 2 + nudge * stage.w * 0.08);
+  const floor = Math.round(stage.y + stage.h / 2 + size.h / 2);
+  const product: Box = { x: cx - size.w / 2, y: floor - size.h, w: size.w, h: size.h };
 
-  const elements: Scene['elements'] = [];
-  let background = roles.background;
-  let behind = roles.background;
-  if (style === 'studio' || style === 'bold') {
-    if (style === 'bold') background = roles.primary;
-    behind = style === 'bold' ? roles.accent : roles.secondary;
-    const r = Math.round(
-      Math.min(Math.max(size.w, size.h) * rng.range(0.62, 0.72), room(cx, cy), cx - m / 2, W - cx - m / 2),
-    );
-    elements.push({ kind: 'ellipse', cx, cy, rx: r, ry: r, fill: behind });
-    if (style === 'bold') {
-      const width = Math.max(2, Math.round(u * 0.01));
-      const rr = Math.round(Math.min(r * 1.15, room(cx, cy) - width));
-      if (rr > r + 2 * width) {
-        elements.push({ kind: 'ellipse', cx, cy, rx: rr, ry: rr, fill: 'none', stroke: { color: roles.background, width } });
-      }
-    }
-  } else if (style === 'lifestyle') {
-    // A table from the product's feet down, and a potted plant on the far side of it.
-    const table = floor - Math.round(size.h * 0.04);
-    elements.push({ kind: 'rect', x: 0, y: table, w: W, h: H - table, fill: roles.accent });
-    if (landscape) column.h = Math.min(column.h, table - m - column.y);
-    const potW = Math.round(size.h * 0.3);
-    const potH = Math.round(size.h * 0.32);
-    const potX = Math.round(Math.min(cx + size.w / 2 + (stage.w * 0.5 - size.w / 2) * 0.45, stage.x + stage.w - potW));
-    const leaf = Math.round(potW * 0.45);
-    const top = table - potH;
-    for (const [dx, dy] of [[-0.6, -1.0], [0.6, -1.15], [0, -1.8]] as const) {
-      elements.push({ kind: 'ellipse', cx: potX + potW / 2 + dx * leaf, cy: top + dy * leaf, rx: leaf * 0.62, ry: leaf, fill: roles.secondary });
-    }
-    elements.push({ kind: 'rect', x: potX, y: top, w: potW, h: potH, r: Math.round(potW * 0.12), fill: roles.primary });
-  } else {
-    const lineW = Math.round(Math.min(stage.w * 0.6, size.w * 3));
-    const lineH = Math.max(2, Math.round(u * 0.004));
-    elements.push({ kind: 'rect', x: Math.round(cx - lineW / 2), y: floor, w: lineW, h: lineH, fill: roles.text });
-  }
-
-  // A soft contact shadow grounds the product.
-  elements.push({
+  const { background, behind, shapes, table } = setting(args.style, roles, product, s, W, H, rng);
+  // Side-by-side text must end above the table, or it would sit on two colours.
+  const column = table === undefined ? s.column : { ...s.column, h: Math.min(s.column.h, table - m - s.column.y) };
+  const shadow: Shape = {
     kind: 'ellipse',
     cx,
     cy: floor,
@@ -176,35 +233,23 @@ function composeOne(args: Args, seed: number): Scene {
     ry: Math.max(3, Math.round(size.h * 0.035)),
     fill: roles.text,
     opacity: 0.18,
-  });
-  // The product body in the brand's primary colour unless that would vanish into what is behind it.
-  const candidates = [roles.primary, roles.text, roles.secondary, roles.background].filter((c) => c !== behind);
-  const body = candidates.find((c) => contrastRatio(parseHex(c), parseHex(behind)) >= 2) ?? standsOut(behind, candidates);
-  const colors: ProductColors = {
-    body,
-    trim: roles.accent !== body && roles.accent !== behind ? roles.accent : roles.secondary,
-    label: body === roles.background ? roles.secondary : roles.background,
   };
-  elements.push(...drawProduct(kind, slot, colors));
-
   const textColor = readableOn(background, brand);
-  elements.push(
-    ...textStack({
-      column,
-      unit: u,
-      logoText: brand.logo_text,
-      headline: args.product_name,
-      body: tagline(args.brief),
-      headlineMax: Math.round(u * (style === 'minimal' ? 0.07 : 0.09)),
-      bodyMax: Math.round(u * 0.034),
-      color: textColor,
-      logoColor: textColor,
-      markColor: roles.accent,
-      ruleColor: roles.accent,
-      align: style === 'minimal' && !landscape ? 'middle' : 'start',
-      valign: 'center',
-    }),
-  );
+  const text = textStack({
+    column,
+    unit: u,
+    logoText: brand.logo_text,
+    headline: args.product_name,
+    body: tagline(args.brief),
+    headlineMax: Math.round(u * (args.style === 'minimal' ? 0.07 : 0.09)),
+    bodyMax: Math.round(u * 0.034),
+    color: textColor,
+    logoColor: textColor,
+    markColor: roles.accent,
+    ruleColor: roles.accent,
+    align: args.style === 'minimal' && W <= H * 1.15 ? 'middle' : 'start',
+    valign: 'center',
+  });
 
   return {
     width: W,
@@ -212,7 +257,7 @@ function composeOne(args: Args, seed: number): Scene {
     target: { width: W, height: H, label: typeof args.size === 'string' ? `size "${args.size}"` : `size ${W}×${H}` },
     background,
     safeMargin: m,
-    elements,
+    elements: [...shapes, shadow, ...drawProduct(kind, product, productColors(roles, behind)), ...text],
   };
 }
 

@@ -52,11 +52,13 @@ const description =
   'Make one new key (a UUID) per logical request; when retrying after a timeout or an error, send the SAME ' +
   'key — a new key starts a new, billed run.';
 
+type Side = 'top' | 'bottom' | 'left' | 'right';
+
 /**
  * A big circle, a smaller one and a ring or a grid of dots, all inside the art area and clear of the
  * text side, so no decoration ever sits behind text.
  */
-function decorations(art: Box, textSide: 'top' | 'bottom' | 'left' | 'right', colors: [Hex, Hex, Hex], rng: Prng): Shape[] {
+function decorations(art: Box, textSide: Side, colors: [Hex, Hex, Hex], rng: Prng): Shape[] {
   const u = Math.min(art.w, art.h);
   const roomFor = (cx: number, cy: number) =>
     ({ top: cy - art.y, bottom: art.y + art.h - cy, left: cx - art.x, right: art.x + art.w - cx })[textSide];
@@ -67,7 +69,8 @@ function decorations(art: Box, textSide: 'top' | 'bottom' | 'left' | 'right', co
   const shapes: Shape[] = [];
   for (const [i, color] of [colors[0], colors[1]].entries()) {
     const { cx, cy } = at();
-    const r = Math.max(4, Math.round(Math.min(u * rng.range(0.3, 0.5) * (i === 0 ? 1.3 : 0.7), roomFor(cx, cy))));
+    const wanted = u * rng.range(0.3, 0.5) * (i === 0 ? 1.3 : 0.7);
+    const r = Math.max(4, Math.round(Math.min(wanted, roomFor(cx, cy))));
     shapes.push({ kind: 'ellipse', cx, cy, rx: r, ry: r, fill: color });
   }
   const { cx, cy } = at();
@@ -104,16 +107,16 @@ function compose(args: Args, seed: number): Scene[] {
   const flip = rng.chance(0.5);
   let column: Box;
   let art: Box;
-  let textSide: 'top' | 'bottom' | 'left' | 'right';
+  let textSide: Side;
   if (landscape) {
     const split = Math.round(W * 0.6);
-    column = flip ? { x: W - split + m, y: m, w: split - 2 * m, h: H - 2 * m } : { x: m, y: m, w: split - 2 * m, h: H - 2 * m };
-    art = flip ? { x: 0, y: 0, w: W - split, h: H } : { x: split, y: 0, w: W - split, h: H };
+    column = { x: flip ? W - split + m : m, y: m, w: split - 2 * m, h: H - 2 * m };
+    art = { x: flip ? 0 : split, y: 0, w: W - split, h: H };
     textSide = flip ? 'right' : 'left';
   } else {
     const split = Math.round(H * (H > W ? 0.58 : 0.64));
-    column = flip ? { x: m, y: H - split + m, w: W - 2 * m, h: split - 2 * m } : { x: m, y: m, w: W - 2 * m, h: split - 2 * m };
-    art = flip ? { x: 0, y: 0, w: W, h: H - split } : { x: 0, y: split, w: W, h: H - split };
+    column = { x: m, y: flip ? H - split + m : m, w: W - 2 * m, h: split - 2 * m };
+    art = { x: 0, y: flip ? 0 : split, w: W, h: H - split };
     textSide = flip ? 'bottom' : 'top';
   }
 

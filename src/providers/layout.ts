@@ -23,10 +23,17 @@ export function brandRoles(brand: BrandKit): Roles {
     byRole('background') ??
     hexes.reduce((a, b) => (luminance(parseHex(b)) > luminance(parseHex(a)) ? b : a));
   const text = byRole('text') ?? readableOn(background, brand);
-  const others = hexes.filter((h) => h !== background && h !== text);
-  const primary = byRole('primary') ?? others[0] ?? text;
-  const secondary = byRole('secondary') ?? byRole('accent') ?? primary;
-  const accent = byRole('accent') ?? secondary;
+  // Missing roles take colours the kit has not used yet, so decorations do not all come out one colour.
+  const spare = hexes.filter((h) => h !== background && h !== text);
+  const take = (role: string, fallback: Hex): Hex => {
+    const hex = byRole(role) ?? spare[0] ?? fallback;
+    const i = spare.indexOf(hex);
+    if (i >= 0) spare.splice(i, 1);
+    return hex;
+  };
+  const primary = take('primary', text);
+  const accent = take('accent', primary);
+  const secondary = take('secondary', text);
   return { background, text, primary, secondary, accent };
 }
 

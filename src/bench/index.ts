@@ -1,0 +1,9 @@
+// `runledger bench`: every benchmark, each against a baseline measured in the same run.
+import { benchLedger } from './ledger-bench.js';
+import { formatTable } from './measure.js';
+
+export async function runBench(): Promise<number> {
+  process.stdout.write('Measuring the ledger (SQLite, WAL, synchronous=FULL) ...\n');
+  process.stdout.write(formatTable('## Ledger operations per second', await benchLedger()) + '\n\n');
+  return 0;
+}

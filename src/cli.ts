@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+// One entry: serve over stdio (default), demo, runs list/show, bench.
+import { parseConfig, USAGE, UsageError, type Config } from './config.js';
+import { asRunledgerError } from './errors.js';
+import { SqliteLedger } from './ledger/index.js';
+import { createLogger } from './log.js';
+import { serveStdio } from './transports/stdio.js';
+import { VERSION } from './version.js';
+import { runView } from './views.js';
+
+async function runsCommand(config: Config): Promise<void> {
+  const ledger = new SqliteLedger({ path: config.db });
+  try {
+    if (config.command === 'runs-show') {
+      const run = await ledger.getRun(config.tenant, config.rest[0]!);
+      process.stdout.write(JSON.stringify(runView(run, false), null, 2) + '\n');
+      return;
+    }
+    const page = await ledger.listRuns(config.tenant, { limit: 50 });
+    if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${config.db}\n`);
+    for (const run of page.runs) {
+      const billed = run.phase === 'done' ? `billed ${run.cost}` : 'not billed';
+      process.stdout.write(`${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed}\n`);
+    }
+  } finally {
+    await ledger.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let config: Config;
+  try {
+    config = parseConfig(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
+    return 2;
+  }
+  const log = createLogger(config.logLevel);
+  switch (config.command) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'version':
+      process.stdout.write(`runledger ${VERSION}\n`);
+      return 0;
+    case 'serve':
+      await serveStdio(config, log);
+      return -1; // keeps running until stdin closes or a signal arrives
+    case 'runs-list':
+    case 'runs-show':
+      await runsCommand(config);
+      return 0;
+    case 'demo': {
+      const { runDemo } = await import('./demo.js');
+      return runDemo(config);
+    }
+    case 'bench': {
+      const { runBench } = await import('./bench/index.js');
+      return runBench();
+    }
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const e = asRunledgerError(err);
+    process.stderr.write(`runledger: ${e.code}: ${e.message}\n${e.fix}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,127 @@
+// Flags and environment, validated once. Bad input exits with code 2 and a message naming the flag.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface Config {
+  command: 'serve' | 'demo' | 'runs-list' | 'runs-show' | 'bench' | 'help' | 'version';
+  /** Positional arguments after the command (e.g. the run id of `runs show`). */
+  rest: string[];
+  db: string;
+  tenant: string;
+  concurrency: number;
+  phaseDelayMs: number;
+  leaseMs: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export const USAGE = `runledger — an MCP server that makes generative tool calls safe to retry
+
+Usage:
+  runledger [options]                serve MCP over stdio (what Claude Desktop, Cursor and VS Code launch)
+  runledger demo [options]           run the server as a child and show create, replay, refusal and billing
+  runledger runs list [options]      list runs in the ledger, newest first
+  runledger runs show <run_id>       show one run as JSON
+  runledger bench                    measure the ledger and the stdio server against baselines
+
+Options:
+  --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
+  --tenant NAME           tenant whose runs this process serves (env RUNLEDGER_TENANT; default: local)
+  --concurrency N         runs rendered at once, 1–32 (default: 2)
+  --phase-delay-ms MS     slow every phase by MS, 0–600000, to watch the phase stream (default: 0)
+  --lease-ms MS           worker lease; a dead worker's run is resumed after it, 1000–3600000 (default: 30000)
+  --log-level LEVEL       debug, info, warn or error; logs go to stderr (default: info)
+  -h, --help              this help
+  -v, --version           the version
+`;
+
+/** Where the ledger lives unless told otherwise: the platform's per-user data directory. */
+export function defaultDbPath(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
+  const home = homedir();
+  let base: string;
+  if (platform === 'win32') base = env.LOCALAPPDATA ?? join(home, 'AppData', 'Local');
+  else if (platform === 'darwin') base = join(home, 'Library', 'Application Support');
+  else base = env.XDG_DATA_HOME || join(home, '.local', 'share');
+  return join(base, 'runledger', 'ledger.db');
+}
+
+function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
+  const n = Number(text);
+  if (n < min || n > max) throw new UsageError(`${flag} must be from ${min} to ${max}, got ${n}`);
+  return n;
+}
+
+const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        db: { type: 'string' },
+        tenant: { type: 'string' },
+        concurrency: { type: 'string' },
+        'phase-delay-ms': { type: 'string' },
+        'lease-ms': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+  }
+  const { values, positionals } = parsed;
+  const [first, second, ...rest] = positionals;
+  let command: Config['command'];
+  let extra: string[] = [];
+  if (values.help) command = 'help';
+  else if (values.version) command = 'version';
+  else if (first === undefined) command = 'serve';
+  else if (first === 'demo' || first === 'bench') {
+    command = first;
+    if (second !== undefined) throw new UsageError(`unexpected argument "${second}" after ${first}`);
+  } else if (first === 'runs' && second === 'list') {
+    command = 'runs-list';
+    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" after runs list`);
+  } else if (first === 'runs' && second === 'show') {
+    command = 'runs-show';
+    if (rest.length !== 1) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
+    extra = rest;
+  } else if (first === 'runs') {
+    throw new UsageError('runs takes a subcommand: runledger runs list | runledger runs show <run_id>');
+  } else {
+    throw new UsageError(`unknown command "${first}"`);
+  }
+
+  const tenant = values.tenant ?? env.RUNLEDGER_TENANT ?? 'local';
+  if (!TENANT.test(tenant)) throw new UsageError(`--tenant must be 1–64 letters, digits, ".", "_" or "-", got "${tenant}"`);
+  const db = values.db ?? env.RUNLEDGER_DB ?? defaultDbPath(env);
+  if (db.trim() === '') throw new UsageError('--db must name a file (or :memory:)');
+  const logLevel = values['log-level'] ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
+  }
+  return {
+    command,
+    rest: extra,
+    db,
+    tenant,
+    concurrency: integer('--concurrency', values.concurrency, 2, 1, 32),
+    phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),
+    leaseMs: integer('--lease-ms', values['lease-ms'], 30_000, 1000, 3_600_000),
+    logLevel: logLevel as Config['logLevel'],
+  };
+}

@@ -1,0 +1,25 @@
+// MCP over stdio: what Claude Desktop, Cursor and VS Code launch. stdout carries protocol messages only.
+import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { createRuntime } from '../runtime.js';
+
+export async function serveStdio(config: Config, log: Logger): Promise<void> {
+  const runtime = createRuntime(config, log);
+  const { server } = runtime.createMcpServer(() => config.tenant);
+  const transport = new StdioServerTransport();
+  let exiting = false;
+  const exit = (why: string) => {
+    if (exiting) return;
+    exiting = true;
+    log.info(`shutting down (${why})`);
+    void runtime.shutdown().finally(() => process.exit(0));
+  };
+  // The client closing our stdin is how stdio sessions normally end.
+  process.stdin.once('end', () => exit('stdin closed'));
+  process.once('SIGINT', () => exit('SIGINT'));
+  process.once('SIGTERM', () => exit('SIGTERM'));
+  await server.connect(transport);
+  runtime.engine.start();
+  log.info('serving MCP over stdio', { db: config.db, tenant: config.tenant, concurrency: config.concurrency });
+}
