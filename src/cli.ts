@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // One entry: serve over stdio (default), demo, runs list/show, bench.
+// Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
+// bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';
 import { asRunledgerError } from './errors.js';
-import { SqliteLedger } from './ledger/index.js';
 import { createLogger } from './log.js';
-import { serveStdio } from './transports/stdio.js';
 import { VERSION } from './version.js';
-import { runView } from './views.js';
 
 async function runsCommand(config: Config): Promise<void> {
+  const { SqliteLedger } = await import('./ledger/index.js');
+  const { runView } = await import('./views.js');
   const ledger = new SqliteLedger({ path: config.db });
   try {
     if (config.command === 'runs-show') {
@@ -44,9 +45,11 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
       process.stdout.write(`runledger ${VERSION}\n`);
       return 0;
-    case 'serve':
+    case 'serve': {
+      const { serveStdio } = await import('./transports/stdio.js');
       await serveStdio(config, log);
       return -1; // keeps running until stdin closes or a signal arrives
+    }
     case 'runs-list':
     case 'runs-show':
       await runsCommand(config);

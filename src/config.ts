@@ -34,7 +34,8 @@ Usage:
 Options:
   --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
   --tenant NAME           tenant whose runs this process serves (env RUNLEDGER_TENANT; default: local)
-  --concurrency N         runs rendered at once, 1–32 (default: 2)
+  --concurrency N         runs rendered at once, 0–32; 0 serves only, leaving rendering to another
+                          runledger process on the same ledger (default: 2)
   --phase-delay-ms MS     slow every phase by MS, 0–600000, to watch the phase stream (default: 0)
   --lease-ms MS           worker lease; a dead worker's run is resumed after it, 1000–3600000 (default: 30000)
   --log-level LEVEL       debug, info, warn or error; logs go to stderr (default: info)
@@ -119,7 +120,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     rest: extra,
     db,
     tenant,
-    concurrency: integer('--concurrency', values.concurrency, 2, 1, 32),
+    concurrency: integer('--concurrency', values.concurrency, 2, 0, 32),
     phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),
     leaseMs: integer('--lease-ms', values['lease-ms'], 30_000, 1000, 3_600_000),
     logLevel: logLevel as Config['logLevel'],

@@ -135,8 +135,9 @@ export function outputSchemaOf(
   schema: z.ZodObject,
   alternatives: Record<string, z.ZodType> = {},
 ): { type: 'object'; [k: string]: unknown } {
-  const json = z.toJSONSchema(schema, { target: 'draft-7' }) as { required?: string[]; properties?: object };
-  const { required = [], $schema: _unused, ...rest } = json as typeof json & { $schema?: string };
+  const json = z.toJSONSchema(schema, { target: 'draft-7' }) as { required?: string[]; properties?: object; $schema?: string };
+  delete json.$schema;
+  const { required = [], ...rest } = json;
   const branches = { ...alternatives, error: errorSchema.nullable() };
   const extra = Object.fromEntries(
     Object.entries(branches).map(([name, alt]) => {

@@ -36,7 +36,7 @@ const input = z.object({
         'product type (bottle, can, jar, box, phone, mug) picks that silhouette.',
     ),
   product_name: z.string().trim().min(1).max(80).describe('The product name, set as the headline.'),
-  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
+  brand_kit: brandKitSchema.default(() => structuredClone(DEFAULT_BRAND_KIT)),
   seed: z
     .number()
     .int()
@@ -216,7 +216,8 @@ function composeOne(args: Args, seed: number): Scene {
   // The product, sized for the style and centred in the stage, nudged sideways by the seed.
   const kind = productKindFor(args.brief) ?? rng.pick(PRODUCT_KINDS);
   const scale = { studio: 0.7, lifestyle: 0.6, minimal: 0.45, bold: 0.7 }[args.style];
-  const size = productSize(kind, stage.w * (args.style === 'lifestyle' ? 0.5 : 0.55), Math.min(stage.w, stage.h) * scale);
+  const maxW = stage.w * (args.style === 'lifestyle' ? 0.5 : 0.55);
+  const size = productSize(kind, maxW, Math.min(stage.w, stage.h) * scale);
   const nudge = args.style === 'lifestyle' ? -1 : rng.range(-1, 1);
   const cx = Math.round(stage.x + stage.w / 2 + nudge * stage.w * 0.08);
   const floor = Math.round(stage.y + stage.h / 2 + size.h / 2);

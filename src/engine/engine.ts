@@ -247,6 +247,8 @@ export class Engine {
     const evaluations = assets.map((a) => ({ n: a.n, ...(a.meta.evaluation as unknown as Evaluation) }));
     const passed = evaluations.reduce((sum, e) => sum + e.passed, 0);
     const tested = evaluations.reduce((sum, e) => sum + e.tested, 0);
+    // Each variant's score honours the brand kit's weights; the run's is their mean.
+    const score = evaluations.reduce((sum, e) => sum + e.score, 0) / Math.max(evaluations.length, 1);
     const result = {
       seed,
       generator: { provider: this.provider.id, version: this.provider.version },
@@ -260,7 +262,7 @@ export class Engine {
         height: a.meta.height,
       })),
       evaluation: {
-        score: tested === 0 ? 1 : passed / tested,
+        score,
         passed,
         tested,
         variants: evaluations,

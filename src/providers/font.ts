@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 export const FONT_FAMILY = 'Open Sans';
-export const FONT_PACKAGE = 'open-sans-fonts';
 
 export type FontWeight = 400 | 700;
 
@@ -117,7 +116,11 @@ function metrics(weight: FontWeight): Metrics {
  * Where a line's ink reaches, in pixels from its pen start: `left` ≤ 0 (a "j" hangs left), `right` ≥ the
  * advance width. Kerning only ever pulls Open Sans glyphs together, so these bound what the renderer draws.
  */
-export function lineExtent(text: string, fontSize: number, weight: FontWeight): { left: number; right: number; advance: number } {
+export function lineExtent(
+  text: string,
+  fontSize: number,
+  weight: FontWeight,
+): { left: number; right: number; advance: number } {
   const m = metrics(weight);
   let pen = 0;
   let left = 0;

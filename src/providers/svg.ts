@@ -11,7 +11,12 @@ const num = (n: number): string => {
 /** Escapes text for XML content and attributes, and drops characters XML 1.0 forbids. */
 export function escapeXml(text: string): string {
   const allowed = (cp: number) =>
-    cp === 0x9 || cp === 0xa || cp === 0xd || (cp >= 0x20 && cp <= 0xd7ff) || (cp >= 0xe000 && cp <= 0xfffd) || cp >= 0x10000;
+    cp === 0x9 ||
+    cp === 0xa ||
+    cp === 0xd ||
+    (cp >= 0x20 && cp <= 0xd7ff) ||
+    (cp >= 0xe000 && cp <= 0xfffd) ||
+    cp >= 0x10000;
   return Array.from(text)
     .filter((ch) => allowed(ch.codePointAt(0)!))
     .join('')

@@ -100,7 +100,9 @@ function dominantColor(feed: (fn: (c: Rgb) => void) => void): { color: Rgb; coun
 function checkSize(scene: Scene, image: RenderedImage): Outcome {
   const { width, height, label } = scene.target;
   const got = `${image.width}×${image.height}`;
-  if (image.width === width && image.height === height) return pass(`${got} rendered; ${label} expects ${width}×${height}`);
+  if (image.width === width && image.height === height) {
+    return pass(`${got} rendered; ${label} expects ${width}×${height}`);
+  }
   return fail(
     `${got} rendered, but ${label} expects ${width}×${height}`,
     `Render at exactly ${width}×${height}; resizing afterwards would distort the layout.`,
@@ -127,7 +129,10 @@ function checkSafeMargin(scene: Scene): Outcome {
   const closest = gaps.reduce((a, b) => (b.gap < a.gap ? b : a));
   const bad = gaps.filter((g) => g.gap < m);
   if (bad.length === 0) {
-    return pass(`all ${items.length} text and logo boxes keep ≥ ${m}px from the edges (closest: ${closest.name}, ${closest.gap}px)`);
+    return pass(
+      `all ${items.length} text and logo boxes keep ≥ ${m}px from the edges ` +
+        `(closest: ${closest.name}, ${closest.gap}px)`,
+    );
   }
   return fail(
     bad.map((g) => `${g.name} is ${g.gap}px from the ${g.side} edge`).join('; ') + ` (safe margin ${m}px)`,
@@ -144,7 +149,10 @@ function checkLogo(scene: Scene, image: RenderedImage, brand: BrandKit): Outcome
   const normal = (s: string) => s.trim().replace(/\s+/g, ' ').toLowerCase();
   const logo = logos.find((l) => normal(l.text) === normal(want));
   if (!logo) {
-    return fail(`logo reads "${logos[0]!.text}", brand logo_text is "${want}"`, `Use the brand wordmark "${want}" as the logo.`);
+    return fail(
+      `logo reads "${logos[0]!.text}", brand logo_text is "${want}"`,
+      `Use the brand wordmark "${want}" as the logo.`,
+    );
   }
   const inner = clip(image, logo.box);
   const area = (inner.x1 - inner.x0) * (inner.y1 - inner.y0);
@@ -157,7 +165,8 @@ function checkLogo(scene: Scene, image: RenderedImage, brand: BrandKit): Outcome
     if (distance(c, around) > 40) ink++;
   });
   const share = ink / area;
-  const seen = `${pct(share)} of its ${inner.x1 - inner.x0}×${inner.y1 - inner.y0}px box stands out from ${toHex(around)}`;
+  const size = `${inner.x1 - inner.x0}×${inner.y1 - inner.y0}px`;
+  const seen = `${pct(share)} of its ${size} box stands out from ${toHex(around)}`;
   if (share >= LOGO_MIN_INK) return pass(`logo "${logo.text}" drawn: ${seen}`);
   return fail(`logo "${logo.text}" is not visible: only ${seen} (needs ${pct(LOGO_MIN_INK)})`, addLogo);
 }
@@ -241,7 +250,9 @@ function checkPalette(image: RenderedImage, brand: BrandKit): Outcome {
     if (onPalette(c)) on++;
   });
   const share = on / Math.max(1, image.width * image.height);
-  const seen = `${pct(share)} of pixels within ${PALETTE_TOLERANCE} of a brand colour (needs ≥ ${pct(PALETTE_MIN_SHARE)})`;
+  const seen =
+    `${pct(share)} of pixels within ${PALETTE_TOLERANCE} of a brand colour ` +
+    `(needs ≥ ${pct(PALETTE_MIN_SHARE)})`;
   if (share >= PALETTE_MIN_SHARE) return pass(seen);
   const worst = toHex(
     dominantColor((fn) =>

@@ -128,6 +128,13 @@ describe('social_card input', () => {
     });
   });
 
+  it('gives each call its own copy of the default brand kit, so one run cannot change another\'s', () => {
+    const a = socialCard.input.parse({ headline: 'A' });
+    a.brand_kit.palette[0]!.hex = '#000000';
+    expect(socialCard.input.parse({ headline: 'B' }).brand_kit.palette[0]!.hex).toBe('#1F3A5F');
+    expect(DEFAULT_BRAND_KIT.palette[0]!.hex).toBe('#1F3A5F');
+  });
+
   it('rejects an unknown channel and an empty headline', () => {
     expect(rejection(socialCard.input, { headline: 'Hi', channel: 'banner' })).toMatch(/^channel: /);
     expect(rejection(socialCard.input, { headline: '   ' })).toMatch(/^headline: /);

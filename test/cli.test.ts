@@ -1,0 +1,75 @@
+// The CLI as a user types it: flags, bad values, and reading the ledger.
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { parseConfig, defaultDbPath } from '../src/config.js';
+import { SqliteLedger } from '../src/ledger/index.js';
+import { CLI, tempDb } from './helpers/mcp.js';
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, input: '' });
+}
+
+describe('runledger CLI', () => {
+  it.each([
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--concurrency', 'lots'], /--concurrency must be a whole number from 0 to 32, got "lots"/],
+    [['--concurrency', '33'], /--concurrency must be from 0 to 32, got 33/],
+    [['--phase-delay-ms', '-5'], /--phase-delay-ms/],
+    [['--tenant', 'has space'], /--tenant must be/],
+    [['--log-level', 'loud'], /--log-level must be/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['runs', 'show'], /runs show takes exactly one run id/],
+  ])('exits 2 with a clear message for %j', (args, message) => {
+    const result = cli(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stderr).toMatch(/runledger --help/);
+    expect(result.stdout).toBe('');
+  });
+
+  it('prints help naming every flag', () => {
+    const result = cli(['--help']);
+    expect(result.status).toBe(0);
+    for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', 'demo', 'runs list']) {
+      expect(result.stdout).toContain(flag);
+    }
+  });
+
+  it('lists and shows runs from the ledger, and names a missing run', async () => {
+    const db = tempDb();
+    const ledger = new SqliteLedger({ path: db });
+    const created = await ledger.createOrReplay({
+      tenant: 'local',
+      tool: 'social_card',
+      idempotencyKey: 'cli-test-key-000001',
+      args: { headline: 'x' },
+      cost: 2,
+    });
+    await ledger.close();
+    const runId = created.kind === 'created' ? created.run.id : '';
+    const list = cli(['runs', 'list', '--db', db]);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toContain(runId);
+    const show = cli(['runs', 'show', runId], { RUNLEDGER_DB: db });
+    expect(JSON.parse(show.stdout)).toMatchObject({ run_id: runId, phase: 'queued' });
+    const missing = cli(['runs', 'show', 'run_missing', '--db', db]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/not_found: Run run_missing was not found/);
+  });
+
+  it('reports a --db that is not a database and exits 1 without touching it', () => {
+    const result = cli(['runs', 'list', '--db', CLI]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/storage_unavailable: .*not a SQLite database/);
+  });
+});
+
+describe('config', () => {
+  it('puts the ledger under the platform data directory, overridable by RUNLEDGER_DB and --db', () => {
+    expect(defaultDbPath({ XDG_DATA_HOME: '/data' }, 'linux')).toBe('/data/runledger/ledger.db');
+    expect(defaultDbPath({}, 'darwin')).toMatch(/Library\/Application Support\/runledger\/ledger\.db$/);
+    expect(parseConfig([], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/a.db');
+    expect(parseConfig(['--db', '/tmp/b.db'], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/b.db');
+    expect(parseConfig([], {}).tenant).toBe('local');
+  });
+});

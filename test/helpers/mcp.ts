@@ -1,0 +1,68 @@
+// Test helpers: the built CLI over real stdio with the SDK's client, and typed views of tool results.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { RunView } from '../../src/views.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
+
+export function tempDb(): string {
+  return join(mkdtempSync(join(tmpdir(), 'runledger-e2e-')), 'ledger.db');
+}
+
+export interface StdioServer {
+  client: Client;
+  transport: StdioClientTransport;
+  pid: number;
+  close(): Promise<void>;
+}
+
+export async function startStdio(db: string, flags: string[] = []): Promise<StdioServer> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, '--db', db, '--log-level', 'warn', ...flags],
+    stderr: 'inherit',
+  });
+  const client = new Client({ name: 'runledger-test', version: '0.0.0' });
+  await client.connect(transport);
+  return { client, transport, pid: transport.pid!, close: () => client.close() };
+}
+
+export interface ToolAnswer {
+  result: CallToolResult;
+  run: RunView;
+  error: { code: string; message: string; details: Record<string, unknown> } | undefined;
+}
+
+export async function callTool(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+  options?: Parameters<Client['callTool']>[2],
+): Promise<ToolAnswer> {
+  const result = (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
+  const data = (result.structuredContent ?? {}) as Record<string, unknown>;
+  return { result, run: data as unknown as RunView, error: data.error as ToolAnswer['error'] };
+}
+
+/** Waits until `check` returns a value (not undefined), trying again as soon as the last try settles. */
+export async function until<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+export const PRODUCT_SHOT = {
+  brief: 'A glass bottle of cold brew on a concrete ledge',
+  product_name: 'Cold Brew No. 7',
+  variants: 2,
+  style: 'studio',
+};

@@ -1,0 +1,202 @@
+// The MCP surface in process, through the SDK's linked in-memory transports.
+import { randomUUID } from 'node:crypto';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { catalogue } from '../tools/index.js';
+import { Engine } from '../src/engine/engine.js';
+import { SqliteLedger } from '../src/ledger/index.js';
+import { createServer } from '../src/server.js';
+import { callTool, PRODUCT_SHOT } from './helpers/mcp.js';
+
+let ledger: SqliteLedger;
+let engine: Engine;
+let client: Client;
+
+async function connect(tenant = 'local'): Promise<Client> {
+  const { server } = createServer({ ledger, engine, tools: catalogue, tenantOf: () => tenant, version: 'test' });
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  const c = new Client({ name: 'test', version: '0' });
+  await c.connect(clientSide);
+  return c;
+}
+
+beforeEach(async () => {
+  ledger = new SqliteLedger({ path: ':memory:' });
+  engine = new Engine({ ledger, tools: catalogue, leaseMs: 30_000, concurrency: 1 });
+  engine.start();
+  client = await connect();
+});
+afterEach(async () => {
+  await client.close();
+  await engine.stop();
+  await ledger.close();
+});
+
+describe('tools/list', () => {
+  it('offers a create tool per catalogue entry plus the run tools, with annotations and schemas', async () => {
+    const { tools } = await client.listTools();
+    const names = tools.map((t) => t.name);
+    expect(names).toEqual([
+      'create_product_shot',
+      'create_social_card',
+      'poll_run',
+      'cancel_run',
+      'list_runs',
+      'delete_run',
+      'get_usage',
+    ]);
+    const create = tools.find((t) => t.name === 'create_product_shot')!;
+    expect(create.annotations).toMatchObject({ idempotentHint: true, readOnlyHint: false, destructiveHint: false });
+    expect(create.description).toContain('send the SAME key — a new key starts a new, billed run');
+    expect(create.inputSchema.required).toContain('idempotency_key');
+    expect(create.inputSchema.properties).toHaveProperty('wait_seconds');
+    expect(create.outputSchema).toBeDefined();
+    expect(tools.find((t) => t.name === 'poll_run')!.annotations).toMatchObject({ readOnlyHint: true });
+    expect(tools.find((t) => t.name === 'delete_run')!.annotations).toMatchObject({ destructiveHint: true });
+  });
+});
+
+describe('create tools', () => {
+  it('names the field and the rule when validation fails, and stores nothing', async () => {
+    const key = randomUUID();
+    const bad = await callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 9, idempotency_key: key });
+    expect(bad.result.isError).toBe(true);
+    expect(bad.error?.code).toBe('validation_failed');
+    expect(bad.error?.details.problems).toEqual([{ field: 'variants', rule: expect.stringMatching(/4/) }]);
+    const text = bad.result.content[0]?.type === 'text' ? bad.result.content[0].text : '';
+    expect(text).toMatch(/variants/);
+    expect(text).toMatch(/same idempotency_key may be reused/);
+    // The same key, corrected, creates the run.
+    const good = await callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 1, idempotency_key: key });
+    expect(good.run.replayed).toBe(false);
+  });
+
+  it('rejects a bad key and unknown fields as validation_failed', async () => {
+    const short = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: 'too-short' });
+    expect(short.error?.details.problems).toEqual([{ field: 'idempotency_key', rule: expect.stringMatching(/16–128/) }]);
+    const typo = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: randomUUID(), headlne: 'x' });
+    expect(typo.error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'headlne' }] } });
+    const missing = await callTool(client, 'create_social_card', { headline: 'Hi' });
+    expect(missing.error?.details.problems).toEqual([{ field: 'idempotency_key', rule: expect.any(String) }]);
+    expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
+  });
+
+  it('answers a dry run with create, replay or conflict and writes nothing', async () => {
+    const key = randomUUID();
+    const dry = (args: object) => callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key, dry_run: true, ...args });
+    expect((await dry({})).result.structuredContent).toMatchObject({ dry_run: { outcome: 'create', run_id: null } });
+    expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
+    const created = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key });
+    expect((await dry({})).result.structuredContent).toMatchObject({ dry_run: { outcome: 'replay', run_id: created.run.run_id } });
+    expect((await dry({ headline: 'Bye' })).result.structuredContent).toMatchObject({
+      dry_run: { outcome: 'conflict', run_id: created.run.run_id, differing_fields: ['headline'] },
+    });
+    expect(await ledger.usage('local')).toMatchObject({ runs: 1, replaysAbsorbed: 0 });
+  });
+
+  it('echoes a seed derived from the arguments when none is given, the same on replay', async () => {
+    const key = randomUUID();
+    const first = await callTool(client, 'create_social_card', { headline: 'Seeds', idempotency_key: key });
+    const again = await callTool(client, 'create_social_card', { headline: 'Seeds', idempotency_key: key });
+    expect(Number.isInteger(first.run.seed)).toBe(true);
+    expect(again.run.seed).toBe(first.run.seed);
+    const seeded = await callTool(client, 'create_social_card', { headline: 'Seeds', seed: 42, idempotency_key: randomUUID() });
+    expect(seeded.run.seed).toBe(42);
+  });
+
+  it('says a run that is still going should be polled, not created again', async () => {
+    const created = await callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: randomUUID() });
+    if (created.run.phase !== 'done') {
+      expect(created.run.next).toMatch(/poll_run/);
+      expect(created.run.next).toMatch(/do not create again/);
+    }
+    const done = await callTool(client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
+    expect(done.run).toMatchObject({ phase: 'done', billed: true, progress: 1 });
+    expect(done.result.content.some((c) => c.type === 'image')).toBe(done.run.assets[0]!.size <= 96 * 1024);
+  });
+});
+
+describe('run tools', () => {
+  it('polls by key and tool, and says not_found for an unknown run', async () => {
+    const key = randomUUID();
+    const created = await callTool(client, 'create_social_card', { headline: 'Poll me', idempotency_key: key });
+    const byKey = await callTool(client, 'poll_run', { idempotency_key: key, tool: 'social_card' });
+    expect(byKey.run.run_id).toBe(created.run.run_id);
+    const unknown = await callTool(client, 'poll_run', { run_id: 'run_nope' });
+    expect(unknown.error?.code).toBe('not_found');
+    const neither = await callTool(client, 'poll_run', {});
+    expect(neither.error?.code).toBe('validation_failed');
+    const badTool = await callTool(client, 'poll_run', { idempotency_key: key, tool: 'video' });
+    expect(badTool.error?.details.problems).toEqual([{ field: 'tool', rule: expect.stringMatching(/product_shot/) }]);
+  });
+
+  it('cancels once, then says it was already canceled; a canceled run is replayed, never billed', async () => {
+    await engine.stop(); // keep the run queued
+    const key = randomUUID();
+    const created = await callTool(client, 'create_social_card', { headline: 'Stop', idempotency_key: key });
+    const first = await callTool(client, 'cancel_run', { run_id: created.run.run_id });
+    const second = await callTool(client, 'cancel_run', { run_id: created.run.run_id });
+    expect(first.result.structuredContent).toMatchObject({ outcome: 'canceled', phase: 'canceled' });
+    expect(second.result.structuredContent).toMatchObject({ outcome: 'already_canceled' });
+    const replay = await callTool(client, 'create_social_card', { headline: 'Stop', idempotency_key: key });
+    expect(replay.run).toMatchObject({ phase: 'canceled', replayed: true, billed: false });
+    expect(replay.run.next).toMatch(/new idempotency_key starts a new run/);
+  });
+
+  it('says so when canceling a finished run', async () => {
+    const created = await callTool(client, 'create_social_card', { headline: 'Fin', idempotency_key: randomUUID(), wait_seconds: 50 });
+    expect(created.run.phase).toBe('done');
+    const cancel = await callTool(client, 'cancel_run', { run_id: created.run.run_id });
+    expect(cancel.result.structuredContent).toMatchObject({ outcome: 'already_finished', phase: 'done' });
+  });
+
+  it('deletes a run and its images, and a late retry gets not_found', async () => {
+    const key = randomUUID();
+    const created = await callTool(client, 'create_social_card', { headline: 'Gone', idempotency_key: key, wait_seconds: 50 });
+    const deleted = await callTool(client, 'delete_run', { run_id: created.run.run_id });
+    expect(deleted.result.structuredContent).toMatchObject({ deleted: true });
+    const late = await callTool(client, 'create_social_card', { headline: 'Gone', idempotency_key: key });
+    expect(late.error).toMatchObject({ code: 'not_found', details: { run_id: created.run.run_id, deleted: true } });
+    await expect(client.readResource({ uri: created.run.assets[0]!.uri })).rejects.toThrow(/not found/);
+  });
+
+  it('lists runs newest first with a cursor, and reports usage', async () => {
+    for (let i = 0; i < 3; i++) await callTool(client, 'create_social_card', { headline: `Card ${i}`, idempotency_key: randomUUID() });
+    const page = await callTool(client, 'list_runs', { limit: 2 });
+    const data = page.result.structuredContent as { runs: { run_id: string }[]; next_cursor: string };
+    expect(data.runs).toHaveLength(2);
+    const rest = await callTool(client, 'list_runs', { limit: 2, cursor: data.next_cursor });
+    expect((rest.result.structuredContent as { runs: unknown[] }).runs).toHaveLength(1);
+    const usage = await callTool(client, 'get_usage', {});
+    expect(usage.result.structuredContent).toMatchObject({ runs: 3, by_tool: { social_card: { runs: 3 } } });
+  });
+
+  it('keeps tenants apart: another tenant cannot see, poll or cancel a run', async () => {
+    const created = await callTool(client, 'create_social_card', { headline: 'Mine', idempotency_key: randomUUID() });
+    const other = await connect('globex');
+    try {
+      expect((await callTool(other, 'poll_run', { run_id: created.run.run_id })).error?.code).toBe('not_found');
+      expect((await callTool(other, 'cancel_run', { run_id: created.run.run_id })).error?.code).toBe('not_found');
+      expect((await callTool(other, 'list_runs', {})).result.structuredContent).toMatchObject({ runs: [] });
+      await expect(other.readResource({ uri: `runs://${created.run.run_id}` })).rejects.toThrow(/not found/);
+    } finally {
+      await other.close();
+    }
+  });
+});
+
+describe('resources', () => {
+  it('serves a run as JSON and its images as PNG blobs, with templates listed', async () => {
+    const done = await callTool(client, 'create_social_card', { headline: 'Read me', idempotency_key: randomUUID(), wait_seconds: 50 });
+    const { resourceTemplates } = await client.listResourceTemplates();
+    expect(resourceTemplates.map((t) => t.uriTemplate)).toEqual(['runs://{run_id}', 'runs://{run_id}/assets/{n}']);
+    const run = await client.readResource({ uri: `runs://${done.run.run_id}` });
+    const text = run.contents[0] && 'text' in run.contents[0] ? run.contents[0].text : '';
+    expect(JSON.parse(text)).toMatchObject({ run_id: done.run.run_id, phase: 'done' });
+    const listed = await client.listResources();
+    expect(listed.resources.map((r) => r.uri)).toContain(`runs://${done.run.run_id}`);
+    await expect(client.readResource({ uri: 'https://example.invalid/x' })).rejects.toThrow(/runs:\/\/\{run_id\}/);
+  });
+});
