@@ -1,9 +1,12 @@
 // `runledger bench`: every benchmark, each against a baseline measured in the same run.
 import { benchLedger } from './ledger-bench.js';
 import { formatTable } from './measure.js';
+import { benchStdio } from './stdio-bench.js';
 
 export async function runBench(): Promise<number> {
   process.stdout.write('Measuring the ledger (SQLite, WAL, synchronous=FULL) ...\n');
   process.stdout.write(formatTable('## Ledger operations per second', await benchLedger()) + '\n\n');
+  process.stdout.write('Measuring MCP over stdio (child processes, the SDK client) ...\n');
+  process.stdout.write(formatTable('## Create latency over stdio', await benchStdio()) + '\n\n');
   return 0;
 }

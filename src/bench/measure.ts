@@ -15,6 +15,13 @@ export interface Comparison {
   ratio: number;
   target: number;
   unit: string;
+  /**
+   * Latency rows: measured and baseline are times, so `ratio` is baseline ÷ measured and `target` is
+   * 1 ÷ the allowed slowdown; the table shows them the readable way round, measured ÷ baseline ≤ limit.
+   */
+  lowerIsBetter?: boolean;
+  /** One short line printed under the table (e.g. the p90s beside the p50s of the row). */
+  note?: string;
 }
 
 /** Runs `op` `count` times in sequence and returns operations per second. */
@@ -37,12 +44,16 @@ export function formatTable(title: string, rows: Comparison[]): string {
     '',
     '| operation | measured | baseline (same run) | ratio | target | |',
     '|---|---:|---|---:|---:|---|',
-    ...rows.map(
-      (r) =>
+    ...rows.map((r) => {
+      const shown = r.lowerIsBetter ? `${(1 / r.ratio).toFixed(2)}× | ≤ ${(1 / r.target).toFixed(2)}×` : `${r.ratio.toFixed(2)}× | ≥ ${r.target}×`;
+      return (
         `| ${r.operation} | ${fmt(r.measured)} ${r.unit} | ${r.baselineLabel}: ${fmt(r.baseline)} ${r.unit} | ` +
-        `${r.ratio.toFixed(2)}× | ≥ ${r.target}× | ${r.ratio >= r.target ? 'met' : 'MISSED'} |`,
-    ),
+        `${shown} | ${r.ratio >= r.target ? 'met' : 'MISSED'} |`
+      );
+    }),
   ];
+  const notes = rows.flatMap((r) => (r.note === undefined ? [] : [r.note]));
+  if (notes.length > 0) lines.push('', ...notes);
   return lines.join('\n');
 }
 

@@ -7,9 +7,9 @@ import { nanoid } from 'nanoid';
 import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
 import { isTerminal, Phase, type ClaimedRun, type JsonObject, type Run, type RunLedger } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
-import { builtinProvider, type Provider } from '../providers/index.js';
+import { createBuiltinProvider, type Provider } from '../providers/index.js';
 import type { Scene } from '../providers/scene.js';
-import { evaluate, type Evaluation } from '../rubric/index.js';
+import type { Evaluation } from '../rubric/index.js';
 import type { GenerationTool } from '../tool.js';
 
 export interface EngineOptions {
@@ -17,6 +17,7 @@ export interface EngineOptions {
   tools: readonly GenerationTool[];
   /** Lease length the ledger grants; the engine renews at a third of it. */
   leaseMs: number;
+  /** Default: the built-in renderer, on one worker thread per concurrent run. */
   provider?: Provider;
   concurrency?: number;
   /** Slows every phase step, so the phase stream can be watched and crash tests can land inside one. */
@@ -62,8 +63,8 @@ export class Engine {
   constructor(opts: EngineOptions) {
     this.ledger = opts.ledger;
     this.tools = new Map(opts.tools.map((t) => [t.name, t]));
-    this.provider = opts.provider ?? builtinProvider;
     this.concurrency = opts.concurrency ?? 2;
+    this.provider = opts.provider ?? createBuiltinProvider(this.concurrency);
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.renewEveryMs = Math.max(50, Math.floor(opts.leaseMs / 3));
@@ -88,6 +89,7 @@ export class Engine {
     for (const controller of this.active.values()) controller.abort();
     this.wake();
     await Promise.all(this.loops);
+    await this.provider.close();
   }
 
   /** A run was queued here: an idle worker can take it now rather than at its next poll. */
@@ -234,9 +236,8 @@ export class Engine {
     for (const [n, scene] of scenes.entries()) {
       if (rendered.has(n)) continue;
       await this.delay(signal);
-      const image = await this.provider.render(scene, { idempotencyKey: `${run.id}/${n}` });
-      const evaluation = evaluate(scene, image, brand);
-      const meta = { width: image.width, height: image.height, evaluation } as unknown as JsonObject;
+      const image = await this.provider.render(scene, brand, { idempotencyKey: `${run.id}/${n}` });
+      const meta = { width: image.width, height: image.height, evaluation: image.evaluation } as unknown as JsonObject;
       const asset = { bytes: image.png, mime: 'image/png', meta };
       const held = await this.ledger.attachAsset(run.id, owner, n, asset, renderProgress(n + 1, scenes.length));
       this.notify(run.id);
