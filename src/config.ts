@@ -20,6 +20,19 @@ export interface Config {
   phaseDelayMs: number;
   leaseMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  http: HttpConfig | null;
+}
+
+export interface HttpConfig {
+  host: string;
+  port: number;
+  stateless: boolean;
+  tokensFile: string | undefined;
+  maxBodyBytes: number;
+  /** Extra Host header values to accept, beyond this server's own loopback names. */
+  allowedHosts: string[];
+  /** Extra Origin values to accept, beyond http://localhost|127.0.0.1|[::1]:PORT. */
+  allowedOrigins: string[];
 }
 
 export const USAGE = `runledger — an MCP server that makes generative tool calls safe to retry
@@ -39,6 +52,17 @@ Options:
   --phase-delay-ms MS     slow every phase by MS, 0–600000, to watch the phase stream (default: 0)
   --lease-ms MS           worker lease; a dead worker's run is resumed after it, 1000–3600000 (default: 30000)
   --log-level LEVEL       debug, info, warn or error; logs go to stderr (default: info)
+
+Streamable HTTP (instead of stdio):
+  --http                  serve MCP over Streamable HTTP at /mcp, and GET /healthz
+  --host HOST             address to bind (default: 127.0.0.1); another than loopback needs tokens
+  --port PORT             port, 0 picks a free one (default: 8787)
+  --stateless             no sessions: every request stands alone (for load-balanced replicas)
+  --tokens FILE           bearer tokens, one "TENANT TOKEN" pair per line, # comments
+                          (env RUNLEDGER_TOKENS: TENANT:TOKEN,TENANT:TOKEN)
+  --max-body-bytes N      largest request body, 1024–67108864 (default: 1048576)
+  --allowed-hosts LIST    more Host header values to accept, comma-separated (e.g. mcp.example.com)
+  --allowed-origins LIST  more Origin values to accept, comma-separated
   -h, --help              this help
   -v, --version           the version
 `;
@@ -77,6 +101,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'phase-delay-ms': { type: 'string' },
         'lease-ms': { type: 'string' },
         'log-level': { type: 'string' },
+        http: { type: 'boolean' },
+        host: { type: 'string' },
+        port: { type: 'string' },
+        stateless: { type: 'boolean' },
+        tokens: { type: 'string' },
+        'max-body-bytes': { type: 'string' },
+        'allowed-hosts': { type: 'string' },
+        'allowed-origins': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -115,9 +147,26 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
   }
+  const httpOnly = ['host', 'port', 'stateless', 'tokens', 'max-body-bytes', 'allowed-hosts', 'allowed-origins'] as const;
+  const stray = httpOnly.find((flag) => values[flag] !== undefined);
+  if (!values.http && stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
+  if (values.http && command !== 'serve') throw new UsageError('--http serves MCP; it does not go with a command');
+  const list = (text: string | undefined) => (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+  const http: HttpConfig | null = values.http
+    ? {
+        host: values.host ?? '127.0.0.1',
+        port: integer('--port', values.port, 8787, 0, 65535),
+        stateless: values.stateless ?? false,
+        tokensFile: values.tokens,
+        maxBodyBytes: integer('--max-body-bytes', values['max-body-bytes'], 1024 * 1024, 1024, 64 * 1024 * 1024),
+        allowedHosts: list(values['allowed-hosts']),
+        allowedOrigins: list(values['allowed-origins']),
+      }
+    : null;
   return {
     command,
     rest: extra,
+    http,
     db,
     tenant,
     concurrency: integer('--concurrency', values.concurrency, 2, 0, 32),

@@ -103,8 +103,8 @@ export class Engine {
   }
 
   /**
-   * Follow a run until it ends, `seconds` pass or `signal` aborts; `onChange` sees every new phase or
-   * progress. Polls the ledger too, because another process may be the one running it.
+   * Follow a run until it ends, `seconds` pass or `signal` aborts; `onChange` sees the run as found,
+   * then every new phase or progress. Polls the ledger too, because another process may be the one running it.
    */
   async waitFor(
     tenant: string,
@@ -114,6 +114,7 @@ export class Engine {
   ): Promise<Run> {
     const deadline = Date.now() + seconds * 1000;
     let run = await this.ledger.getRun(tenant, runId);
+    await opts.onChange?.(run); // it may have moved on since the caller last looked
     while (!isTerminal(run.phase) && !opts.signal?.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) break;

@@ -1,6 +1,6 @@
 // SQLite failures as typed errors that name the path and the cause.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { InternalError, RunledgerError, StorageUnavailableError } from '../errors.js';
 
 function sqliteCode(err: unknown): string | null {
@@ -8,15 +8,20 @@ function sqliteCode(err: unknown): string | null {
   return typeof code === 'string' && code.startsWith('SQLITE_') ? code : null;
 }
 
-/** Why a path cannot be opened for writing, found by asking the filesystem. */
+/**
+ * Why a path cannot be opened for writing, found by trying: access() answers for the mode bits,
+ * which root ignores, not for what the filesystem will actually allow.
+ */
 function openProblem(path: string): string {
   const dir = dirname(path);
   if (!existsSync(dir)) return `its directory ${dir} does not exist`;
   if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
+  const probe = existsSync(path) ? path : join(dir, `.runledger-probe-${process.pid}`);
   try {
-    accessSync(existsSync(path) ? path : dir, constants.W_OK);
-  } catch {
-    return `${existsSync(path) ? path : dir} is read-only`;
+    closeSync(openSync(probe, probe === path ? 'r+' : 'wx'));
+    if (probe !== path) unlinkSync(probe);
+  } catch (err) {
+    return `${probe === path ? path : dir} is read-only (${(err as { code?: string }).code ?? 'not writable'})`;
   }
   return 'the file cannot be opened';
 }

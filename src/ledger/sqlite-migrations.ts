@@ -68,4 +68,19 @@ export const sqliteMigrations: readonly Migration[] = [
       CREATE INDEX run_assets_by_sha ON run_assets (sha256);
     `,
   },
+  {
+    version: 2,
+    name: 'stream events for resumable HTTP',
+    sql: `
+      CREATE TABLE events (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        stream_id  TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX events_by_stream ON events (stream_id, id);
+      CREATE INDEX events_by_age ON events (created_at);
+    `,
+  },
 ];

@@ -27,12 +27,15 @@ import type {
   RunLedger,
   RunPage,
   StoredAsset,
+  StoredEvent,
   SweepReport,
   Usage,
 } from './types.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
+/** Stream events only serve reconnects, so they are kept a day. */
+export const EVENT_RETENTION_MS = 24 * 3600 * 1000;
 
 export interface SqliteLedgerOptions {
   /** File path, or ':memory:'. */
@@ -162,6 +165,12 @@ function decodeCursor(cursor: string): [number, string] {
 export class SqliteLedger implements RunLedger {
   readonly path: string;
   private readonly db: Database.Database;
+  /**
+   * Stream events are written on their own connection with synchronous=NORMAL: they must survive a
+   * process restart (WAL gives that) but not power loss, and an fsync per SSE message would halve
+   * HTTP throughput. Runs, keys and charges stay on the FULL connection.
+   */
+  private readonly eventsDb: Database.Database;
   private readonly now: () => number;
   private readonly leaseMs: number;
   private readonly retentionMs: number;
@@ -176,7 +185,9 @@ export class SqliteLedger implements RunLedger {
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.db = openDatabase(opts);
+    this.eventsDb = opts.path === ':memory:' ? this.db : openDatabase({ ...opts, synchronous: 'NORMAL' });
     const db = this.db;
+    const events = this.eventsDb;
     this.stmt = this.guard(() => ({
       byKey: db.prepare<[string, string, string], RunRow>(
         `SELECT ${RUN_COLUMNS} FROM runs WHERE tenant = ? AND tool = ? AND idem_key = ?`,
@@ -250,6 +261,17 @@ export class SqliteLedger implements RunLedger {
       chargesByTool: db.prepare<[string], { tool: string; charges: number; credits: number }>(
         `SELECT tool, COUNT(*) AS charges, COALESCE(SUM(credits), 0) AS credits FROM charges WHERE tenant = ? GROUP BY tool`,
       ),
+      insertEvent: events.prepare<[string, string, string, number]>(
+        `INSERT INTO events (session_id, stream_id, message, created_at) VALUES (?, ?, ?, ?)`,
+      ),
+      eventStream: events.prepare<[number, string], { stream_id: string }>(
+        `SELECT stream_id FROM events WHERE id = ? AND session_id = ?`,
+      ),
+      eventsAfter: events.prepare<[string, number], { id: number; stream_id: string; message: string }>(
+        `SELECT id, stream_id, message FROM events WHERE stream_id = ? AND id > ? ORDER BY id`,
+      ),
+      dropOldEvents: db.prepare<[number]>(`DELETE FROM events WHERE created_at <= ?`),
+      ping: db.prepare(`SELECT 1`).pluck(),
       expired: db.prepare<[number], { id: string }>(
         `SELECT id FROM runs WHERE created_at <= ? AND (phase IN ('done', 'failed', 'canceled') OR deleted_at IS NOT NULL)`,
       ),
@@ -588,6 +610,7 @@ export class SqliteLedger implements RunLedger {
       this.db
         .transaction(() => {
           const ids = this.stmt.expired.all(this.now() - this.retentionMs).map((r) => r.id);
+          this.stmt.dropOldEvents.run(this.now() - EVENT_RETENTION_MS);
           return { runsForgotten: ids.length, assetsRemoved: this.forget(ids) };
         })
         .immediate(),
@@ -602,6 +625,35 @@ export class SqliteLedger implements RunLedger {
       this.pendingReplays.delete(id);
     }
     return runIds.length === 0 ? 0 : this.stmt.dropOrphanAssets.run().changes;
+  }
+
+  // ---- stream events ---------------------------------------------------------------------
+
+  async appendEvent(sessionId: string, streamId: string, message: string): Promise<string> {
+    return this.guard(() => String(this.stmt.insertEvent.run(sessionId, streamId, message, this.now()).lastInsertRowid));
+  }
+
+  async eventStreamOf(sessionId: string, eventId: string): Promise<string | null> {
+    return this.guard(() => {
+      const id = Number(eventId);
+      if (!Number.isSafeInteger(id)) return null;
+      return this.stmt.eventStream.get(id, sessionId)?.stream_id ?? null;
+    });
+  }
+
+  async eventsAfter(sessionId: string, eventId: string): Promise<StoredEvent[]> {
+    return this.guard(() => {
+      const id = Number(eventId);
+      const stream = Number.isSafeInteger(id) ? this.stmt.eventStream.get(id, sessionId) : undefined;
+      if (stream === undefined) return [];
+      return this.stmt.eventsAfter
+        .all(stream.stream_id, id)
+        .map((e) => ({ id: String(e.id), streamId: e.stream_id, message: e.message }));
+    });
+  }
+
+  async ping(): Promise<void> {
+    this.guard(() => this.stmt.ping.get());
   }
 
   /** Write batched replay counts. Losing a few on a crash costs a statistic, never a key. */
@@ -623,6 +675,7 @@ export class SqliteLedger implements RunLedger {
     clearInterval(this.flushTimer);
     if (!this.db.open) return;
     this.flushReplays();
+    if (this.eventsDb !== this.db) this.eventsDb.close();
     this.db.close();
   }
 

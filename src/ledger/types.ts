@@ -113,6 +113,13 @@ export interface StoredAsset {
   bytes: Buffer;
 }
 
+export interface StoredEvent {
+  id: string;
+  streamId: string;
+  /** The JSON-RPC message as JSON text. */
+  message: string;
+}
+
 export interface RunLedger {
   /** The fence: one insert under the (tenant, tool, key) unique constraint decides create or replay. */
   createOrReplay(req: CreateRequest): Promise<CreateOutcome>;
@@ -142,7 +149,17 @@ export interface RunLedger {
   listAssets(tenant: string, runId: string): Promise<AssetRef[]>;
   readAsset(tenant: string, runId: string, n: number): Promise<StoredAsset>;
   usage(tenant: string): Promise<Usage>;
-  /** Forget terminal runs, tombstones and keys older than the retention window. */
+  /** Forget terminal runs, tombstones and keys older than the retention window, and old stream events. */
   sweep(): Promise<SweepReport>;
+
+  // Resumable HTTP streams: the transport's event store lives in the ledger, so a client can resume
+  // with Last-Event-ID after the server restarts. Events are scoped to the session that wrote them.
+  appendEvent(sessionId: string, streamId: string, message: string): Promise<string>;
+  /** The stream an event belongs to, or null when the event is unknown or another session's. */
+  eventStreamOf(sessionId: string, eventId: string): Promise<string | null>;
+  /** The events after `eventId` on its stream, oldest first. */
+  eventsAfter(sessionId: string, eventId: string): Promise<StoredEvent[]>;
+  /** A trivial read, for health checks. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }

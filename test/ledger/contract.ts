@@ -391,6 +391,34 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       });
     });
 
+    describe('stream events', () => {
+      it('replays the events after a given one, on its stream only, for its session only', async () => {
+        const first = await ledger.appendEvent('s1', 'stream-a', '{"n":1}');
+        await ledger.appendEvent('s1', 'stream-b', '{"other":true}');
+        await ledger.appendEvent('s1', 'stream-a', '{"n":2}');
+        await ledger.appendEvent('s1', 'stream-a', '{"n":3}');
+        expect(await ledger.eventStreamOf('s1', first)).toBe('stream-a');
+        expect(await ledger.eventStreamOf('s2', first)).toBeNull();
+        expect(await ledger.eventStreamOf('s1', 'not-an-id')).toBeNull();
+        const after = await ledger.eventsAfter('s1', first);
+        expect(after.map((e) => e.message)).toEqual(['{"n":2}', '{"n":3}']);
+        expect(after.every((e) => e.streamId === 'stream-a')).toBe(true);
+        expect(await ledger.eventsAfter('s2', first)).toEqual([]);
+      });
+
+      it('sweeps events after a day', async () => {
+        const id = await ledger.appendEvent('s1', 'stream-a', '{}');
+        await ledger.appendEvent('s1', 'stream-a', '{"later":true}');
+        tick(24 * 3600 * 1000 + 1);
+        await ledger.sweep();
+        expect(await ledger.eventStreamOf('s1', id)).toBeNull();
+      });
+
+      it('answers a ping', async () => {
+        await expect(ledger.ping()).resolves.toBeUndefined();
+      });
+    });
+
     describe('listing', () => {
       it('lists newest first with cursor pagination and filters', async () => {
         const ids: string[] = [];
