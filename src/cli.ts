@@ -46,6 +46,17 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`runledger ${VERSION}\n`);
       return 0;
     case 'serve': {
+      if (config.http !== null) {
+        const { serveHttp } = await import('./transports/http.js');
+        const handle = await serveHttp(config, config.http, log);
+        const stop = (signal: string) => {
+          log.info(`shutting down (${signal}): finishing in-flight requests`);
+          void handle.close().finally(() => process.exit(0));
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+        return -1;
+      }
       const { serveStdio } = await import('./transports/stdio.js');
       await serveStdio(config, log);
       return -1; // keeps running until stdin closes or a signal arrives
@@ -70,6 +81,11 @@ main(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code;
   },
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`runledger: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
     const e = asRunledgerError(err);
     process.stderr.write(`runledger: ${e.code}: ${e.message}\n${e.fix}\n`);
     process.exitCode = 1;

@@ -74,8 +74,8 @@ export async function benchStdio(): Promise<Comparison[]> {
     const rawInsert = raw.prepare('INSERT INTO t (k, fingerprint, args) VALUES (?, ?, ?)');
     const argsText = JSON.stringify(REQUEST);
     const fp = 'f'.repeat(64);
-    let rawKeys = 0;
-    const commit = () => rawInsert.run(`bench-key-${String(rawKeys++).padStart(8, '0')}`, fp, argsText);
+    // Random keys, as a fresh create inserts (agents send UUIDs), so both write into random index pages.
+    const commit = () => rawInsert.run(randomUUID(), fp, argsText);
 
     // Baseline A: a bare SDK server with one no-op tool. Then runledger itself, on a fresh ledger file.
     const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url))]);
