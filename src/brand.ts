@@ -74,8 +74,19 @@ export const brandKitSchema = z
 
 export type BrandKit = z.output<typeof brandKitSchema>;
 
-/** Used when the caller gives no brand kit; every built-in tool passes its own rubric with it. */
-export const DEFAULT_BRAND_KIT: BrandKit = {
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Used when the caller gives no brand kit; every built-in tool passes its own rubric with it. Frozen,
+ * so every call can share it (no copy per request) and no run can change it for another.
+ */
+export const DEFAULT_BRAND_KIT: BrandKit = deepFreeze({
   name: 'Lumen Goods',
   palette: [
     { hex: '#1F3A5F', role: 'primary' },
@@ -87,7 +98,7 @@ export const DEFAULT_BRAND_KIT: BrandKit = {
   logo_text: 'LUMEN',
   tone_words: ['clear', 'warm', 'confident'],
   banned_phrases: ['best in the world', 'guaranteed results', 'risk-free', 'cheapest'],
-};
+});
 
 /** The weight of one check: 1 unless the kit says otherwise. */
 export function checkWeight(brand: BrandKit, id: CheckId): number {

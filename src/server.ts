@@ -111,9 +111,31 @@ function errorResult(err: RunledgerError): CallToolResult {
   };
 }
 
+/**
+ * Tool definitions (their JSON Schemas take milliseconds to build) per catalogue: HTTP makes a server
+ * per session, or per request when stateless, and all of them list the same tools.
+ */
+const definitionsByCatalogue = new WeakMap<readonly GenerationTool[], Map<string, Tool>>();
+
+/**
+ * Create arguments recently validated, by tool and exact text. A retry re-sends the very same
+ * arguments, so a replay skips the schema walk; parsing is a pure function of that text, so a hit
+ * is always right.
+ */
+const validatedCreates = new Map<string, Record<string, unknown>>();
+const VALIDATED_MAX = 2048;
+
 export function createServer(deps: ServerDeps): { server: Server; close(): Promise<void> } {
   const { ledger, engine } = deps;
   const log = deps.log ?? silentLogger;
+  let definitions = definitionsByCatalogue.get(deps.tools);
+  if (definitions === undefined) definitionsByCatalogue.set(deps.tools, (definitions = new Map()));
+  const knownDefinitions = definitions;
+  const define = (name: string, build: () => Omit<Tool, 'name'>): Tool => {
+    let definition = knownDefinitions.get(name);
+    if (definition === undefined) knownDefinitions.set(name, (definition = { name, ...build() }));
+    return definition;
+  };
   const byName = new Map(deps.tools.map((t) => [t.name, t]));
   const toolNames = [...byName.keys()];
 
@@ -171,14 +193,15 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
     return { content, structuredContent: view as unknown as Record<string, unknown>, ...(run.phase === 'failed' ? { isError: true } : {}) };
   }
 
-  const runOutput = outputSchemaOf(runViewSchema, {
-    dry_run: z.object({
-      outcome: z.enum(['create', 'replay', 'conflict']),
-      run_id: z.string().nullable(),
-      differing_fields: z.array(z.string()),
-      message: z.string(),
-    }),
-  });
+  const runOutput = () =>
+    outputSchemaOf(runViewSchema, {
+      dry_run: z.object({
+        outcome: z.enum(['create', 'replay', 'conflict']),
+        run_id: z.string().nullable(),
+        differing_fields: z.array(z.string()),
+        message: z.string(),
+      }),
+    });
 
   function createTool(tool: GenerationTool): ToolEntry {
     const schema = tool.input
@@ -191,21 +214,27 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
           .describe('Check the arguments and the key without creating anything: answers create, replay or conflict.'),
       })
       .strict();
+    type CreateArgs = Record<string, unknown> & { idempotency_key: string; wait_seconds: number; dry_run: boolean };
+    const validate = (raw: unknown): CreateArgs => {
+      const text = `${tool.name}\u0000${JSON.stringify(raw ?? {})}`;
+      let parsed = validatedCreates.get(text);
+      if (parsed === undefined) {
+        parsed = parse(schema, raw) as Record<string, unknown>;
+        if (validatedCreates.size >= VALIDATED_MAX) validatedCreates.delete(validatedCreates.keys().next().value as string);
+        validatedCreates.set(text, parsed);
+      }
+      return parsed as CreateArgs;
+    };
     return {
-      definition: {
-        name: `create_${tool.name}`,
+      definition: define(`create_${tool.name}`, () => ({
         title: tool.title,
         description: tool.description,
         inputSchema: inputSchemaOf(schema),
-        outputSchema: runOutput,
+        outputSchema: runOutput(),
         annotations: { title: tool.title, readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-      },
+      })),
       async handle(raw, ctx) {
-        const { idempotency_key, wait_seconds, dry_run, ...args } = parse(schema, raw) as Record<string, unknown> & {
-          idempotency_key: string;
-          wait_seconds: number;
-          dry_run: boolean;
-        };
+        const { idempotency_key, wait_seconds, dry_run, ...args } = validate(raw);
         const request = { tenant: ctx.tenant, tool: tool.name, idempotencyKey: idempotency_key, args, cost: tool.cost(args) };
         if (dry_run) {
           const preview = await ledger.preview(request);
@@ -262,8 +291,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
   const entries: ToolEntry[] = [
     ...deps.tools.map(createTool),
     {
-      definition: {
-        name: 'poll_run',
+      definition: define('poll_run', () => ({
         title: 'Poll a run',
         description:
           'Follow a run to its result: by run_id, or by idempotency_key + tool when the create answer was lost. ' +
@@ -271,9 +299,9 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
           'brand evaluation and the charge. wait_seconds (0–50) blocks until the run finishes, sending progress ' +
           'notifications. Polling never creates or bills anything.',
         inputSchema: inputSchemaOf(pollSchema),
-        outputSchema: runOutput,
+        outputSchema: runOutput(),
         annotations: { title: 'Poll a run', ...readOnly },
-      },
+      })),
       async handle(raw, ctx) {
         const args = parse(pollSchema, raw);
         const run =
@@ -284,8 +312,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
       },
     },
     {
-      definition: {
-        name: 'cancel_run',
+      definition: define('cancel_run', () => ({
         title: 'Cancel a run',
         description:
           'Stop a queued or running run; it is not billed. Canceling a canceled run is a no-op, and canceling a ' +
@@ -295,7 +322,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
           z.object({ run_id: z.string(), phase: z.enum(PHASES as [Phase, ...Phase[]]), outcome: z.enum(['canceled', 'already_canceled', 'already_finished']), message: z.string() }),
         ),
         annotations: { title: 'Cancel a run', readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-      },
+      })),
       async handle(raw, ctx) {
         const { run_id } = parse(runIdOnly, raw);
         const { run, outcome } = await ledger.cancel(ctx.tenant, run_id);
@@ -309,8 +336,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
       },
     },
     {
-      definition: {
-        name: 'list_runs',
+      definition: define('list_runs', () => ({
         title: 'List runs',
         description: 'Runs newest first, optionally of one tool or in one phase; pass next_cursor back for the next page.',
         inputSchema: inputSchemaOf(listSchema),
@@ -323,7 +349,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
           }),
         ),
         annotations: { title: 'List runs', ...readOnly },
-      },
+      })),
       async handle(raw, ctx) {
         const args = parse(listSchema, raw);
         const page = await ledger.listRuns(ctx.tenant, args);
@@ -344,8 +370,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
       },
     },
     {
-      definition: {
-        name: 'delete_run',
+      definition: define('delete_run', () => ({
         title: 'Delete a run',
         description:
           'Delete a run and its images (a live run is canceled first). Its key stays reserved: a late retry with the ' +
@@ -353,7 +378,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
         inputSchema: inputSchemaOf(runIdOnly),
         outputSchema: outputSchemaOf(z.object({ run_id: z.string(), deleted: z.literal(true), message: z.string() })),
         annotations: { title: 'Delete a run', readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
-      },
+      })),
       async handle(raw, ctx) {
         const { run_id } = parse(runIdOnly, raw);
         await ledger.deleteRun(ctx.tenant, run_id);
@@ -363,8 +388,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
       },
     },
     {
-      definition: {
-        name: 'get_usage',
+      definition: define('get_usage', () => ({
         title: 'Usage and charges',
         description: 'Runs, charges and credits for this tenant, and the replays absorbed: retries answered without a new billable run.',
         inputSchema: inputSchemaOf(z.object({}).strict()),
@@ -379,7 +403,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
           }),
         ),
         annotations: { title: 'Usage and charges', ...readOnly },
-      },
+      })),
       async handle(raw, ctx) {
         parse(z.object({}).strict(), raw);
         const usage = usageView(await ledger.usage(ctx.tenant));

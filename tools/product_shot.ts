@@ -36,7 +36,7 @@ const input = z.object({
         'product type (bottle, can, jar, box, phone, mug) picks that silhouette.',
     ),
   product_name: z.string().trim().min(1).max(80).describe('The product name, set as the headline.'),
-  brand_kit: brandKitSchema.default(() => structuredClone(DEFAULT_BRAND_KIT)),
+  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
   seed: z
     .number()
     .int()

@@ -24,7 +24,7 @@ const input = z.object({
     .enum(['square', 'landscape', 'story'])
     .default('square')
     .describe('Where the card is posted: square 1080×1080 (feeds), landscape 1200×628 (link cards), story 1080×1920.'),
-  brand_kit: brandKitSchema.default(() => structuredClone(DEFAULT_BRAND_KIT)),
+  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
   seed: z
     .number()
     .int()

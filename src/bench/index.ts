@@ -1,5 +1,6 @@
 // `runledger bench`: every benchmark, each against a baseline measured in the same run.
 import { benchLedger } from './ledger-bench.js';
+import { benchHttp } from './http-bench.js';
 import { formatTable } from './measure.js';
 import { benchStdio } from './stdio-bench.js';
 
@@ -8,5 +9,7 @@ export async function runBench(): Promise<number> {
   process.stdout.write(formatTable('## Ledger operations per second', await benchLedger()) + '\n\n');
   process.stdout.write('Measuring MCP over stdio (child processes, the SDK client) ...\n');
   process.stdout.write(formatTable('## Create latency over stdio', await benchStdio()) + '\n\n');
+  process.stdout.write('Measuring MCP over Streamable HTTP (child processes, concurrent SDK client sessions) ...\n');
+  process.stdout.write(formatTable('## Create throughput over Streamable HTTP', await benchHttp()) + '\n\n');
   return 0;
 }

@@ -128,9 +128,11 @@ describe('social_card input', () => {
     });
   });
 
-  it('gives each call its own copy of the default brand kit, so one run cannot change another\'s', () => {
+  it('shares a frozen default brand kit, so one run cannot change another\'s', () => {
     const a = socialCard.input.parse({ headline: 'A' });
-    a.brand_kit.palette[0]!.hex = '#000000';
+    expect(() => {
+      a.brand_kit.palette[0]!.hex = '#000000';
+    }).toThrow(TypeError);
     expect(socialCard.input.parse({ headline: 'B' }).brand_kit.palette[0]!.hex).toBe('#1F3A5F');
     expect(DEFAULT_BRAND_KIT.palette[0]!.hex).toBe('#1F3A5F');
   });
