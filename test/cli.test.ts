@@ -19,6 +19,9 @@ describe('runledger CLI', () => {
     [['--log-level', 'loud'], /--log-level must be/],
     [['frobnicate'], /unknown command "frobnicate"/],
     [['runs', 'show'], /runs show takes exactly one run id/],
+    [['--port', '8080'], /--port goes with --http/],
+    [['--http', '--port', '70000'], /--port must be from 0 to 65535/],
+    [['--http', 'demo'], /--http serves MCP/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -27,10 +30,16 @@ describe('runledger CLI', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('refuses to serve HTTP beyond loopback without tokens', () => {
+    const result = cli(['--http', '--host', '0.0.0.0', '--db', tempDb()], { RUNLEDGER_TOKENS: '' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/refusing to serve on 0\.0\.0\.0 without tokens/);
+  });
+
   it('prints help naming every flag', () => {
     const result = cli(['--help']);
     expect(result.status).toBe(0);
-    for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', 'demo', 'runs list']) {
+    for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', '--http', '--tokens', '--stateless', 'demo', 'runs list']) {
       expect(result.stdout).toContain(flag);
     }
   });

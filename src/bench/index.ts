@@ -1,6 +1,6 @@
 // `runledger bench`: every benchmark, each against a baseline measured in the same run.
-import { benchLedger } from './ledger-bench.js';
 import { benchHttp } from './http-bench.js';
+import { benchLedger } from './ledger-bench.js';
 import { formatTable } from './measure.js';
 import { benchStdio } from './stdio-bench.js';
 
