@@ -1,8 +1,24 @@
 // What a generation tool in tools/ is. Adding a tool is adding one file that exports one of these;
 // the server adds `idempotency_key`, `wait_seconds` and `dry_run` to its input schema.
-import type { z } from 'zod';
+import { z } from 'zod';
+import { brandKitSchema, DEFAULT_BRAND_KIT, type BrandKit } from './brand.js';
+import { MAX_SEED } from './providers/prng.js';
 import type { Scene } from './providers/scene.js';
-import type { BrandKit } from './brand.js';
+
+/** Fields every generation tool shares, described once. */
+export const commonFields = {
+  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
+  seed: z
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_SEED)
+    .optional()
+    .describe(
+      `Integer 0..${MAX_SEED} that picks layout and decoration. Omit it and one is derived from the ` +
+        'arguments; the result always echoes the seed used. Same arguments + seed = the same images.',
+    ),
+};
 
 export interface GenerationTool<Input extends z.ZodObject = z.ZodObject> {
   /** Snake-case name; the MCP tool is `create_<name>`. */

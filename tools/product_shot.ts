@@ -1,8 +1,7 @@
 // create_product_shot: a branded product image with the product name, a tagline and the logo.
 import { z } from 'zod';
-import { brandKitSchema, DEFAULT_BRAND_KIT } from '../src/brand.js';
 import { brandRoles, readableOn, standsOut, textStack, type Roles } from '../src/providers/layout.js';
-import { createPrng, MAX_SEED, variantSeed, type Prng } from '../src/providers/prng.js';
+import { createPrng, variantSeed, type Prng } from '../src/providers/prng.js';
 import { contrastRatio, parseHex } from '../src/color.js';
 import {
   drawProduct,
@@ -12,7 +11,7 @@ import {
   type ProductColors,
 } from '../src/providers/products.js';
 import type { Box, Hex, Scene, Shape } from '../src/providers/scene.js';
-import type { GenerationTool } from '../src/tool.js';
+import { commonFields, type GenerationTool } from '../src/tool.js';
 
 export const ASPECT_SIZES = {
   '1:1': { width: 1080, height: 1080 },
@@ -36,17 +35,7 @@ const input = z.object({
         'product type (bottle, can, jar, box, phone, mug) picks that silhouette.',
     ),
   product_name: z.string().trim().min(1).max(80).describe('The product name, set as the headline.'),
-  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_SEED)
-    .optional()
-    .describe(
-      'Integer 0..4294967295 that picks layout and decoration. Omit it and one is derived from the ' +
-        'arguments; the result always echoes the seed used. Same arguments + seed = the same images.',
-    ),
+  ...commonFields,
   size: z
     .union([
       z.enum(Object.keys(ASPECT_SIZES) as [Aspect, ...Aspect[]]),

@@ -1,10 +1,9 @@
 // create_social_card: a branded text card sized for a social channel.
 import { z } from 'zod';
-import { brandKitSchema, DEFAULT_BRAND_KIT } from '../src/brand.js';
 import { brandRoles, readableOn, textStack, type Roles } from '../src/providers/layout.js';
-import { createPrng, MAX_SEED, type Prng } from '../src/providers/prng.js';
+import { createPrng, type Prng } from '../src/providers/prng.js';
 import type { Box, Hex, Scene, Shape } from '../src/providers/scene.js';
-import type { GenerationTool } from '../src/tool.js';
+import { commonFields, type GenerationTool } from '../src/tool.js';
 
 export const CHANNELS = {
   square: { width: 1080, height: 1080 },
@@ -24,17 +23,7 @@ const input = z.object({
     .enum(['square', 'landscape', 'story'])
     .default('square')
     .describe('Where the card is posted: square 1080×1080 (feeds), landscape 1200×628 (link cards), story 1080×1920.'),
-  brand_kit: brandKitSchema.default(DEFAULT_BRAND_KIT),
-  seed: z
-    .number()
-    .int()
-    .min(0)
-    .max(MAX_SEED)
-    .optional()
-    .describe(
-      'Integer 0..4294967295 that picks the layout and decoration. Omit it and one is derived from the ' +
-        'arguments; the result always echoes the seed used. Same arguments + seed = the same image.',
-    ),
+  ...commonFields,
 });
 type Args = z.output<typeof input>;
 

@@ -15,9 +15,9 @@ import { median, type Comparison } from './measure.js';
 
 /** Concurrent sessions per server; each loops sequential calls. */
 const CLIENTS = 64;
-const ROUNDS = 3;
-const ROUND_MS = 3000;
-const WARMUP_MS = 1500;
+const ROUNDS = 5;
+const ROUND_MS = 2500;
+const WARMUP_MS = 2000;
 const START_TIMEOUT_MS = 20_000;
 /** Required throughput against the bare server's no-op calls. */
 const REPLAY_TARGET = 0.8;
