@@ -100,7 +100,7 @@ fi
 echo "conformance: server at $url (pid $server_pid)" >&2
 
 # Seed one finished run so resources-list checks a real runs://… resource, not an empty list.
-"$node22" - "$url" <<'EOF' >&2
+"$node22" --input-type=module - "$url" <<'EOF' >&2
 const url = process.argv[2];
 const base = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 async function rpc(body, headers = {}) {
@@ -136,8 +136,7 @@ for scenario in "${scenarios[@]}"; do
   echo $? >"$work/results/$scenario/exit-code"
   set -e
   # The suite's own report, without the long scenario description it repeats after a failure.
-  sed -n '/^Test Results:/,/^=== Failed Checks ===/p;/^Checks:/,/^Test Results:/p' "$work/results/$scenario/output.txt" \
-    | awk '!seen[$0]++' | grep -v '^=== Failed Checks ===$' || true
+  awk '/^=== Failed Checks ===/ { failed = 1 } !failed || /^  - |^    Error:/' "$work/results/$scenario/output.txt"
 done
 
 # --- summary ----------------------------------------------------------------------------------------

@@ -142,7 +142,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
   const server = new Server(
     { name: 'runledger', title: 'runledger — retry-safe generation', version: deps.version },
     {
-      capabilities: { tools: {}, resources: {} },
+      capabilities: { tools: {}, resources: {}, logging: {} },
       instructions:
         'Generation tools (create_*) answer at once with a run_id and render in the background. Give every ' +
         'logical request its own idempotency_key (a UUID) and send the SAME key when retrying: a retry returns ' +

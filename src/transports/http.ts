@@ -167,6 +167,8 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => sessionId,
       eventStore: ledgerEventStore(runtime.ledger, eventScope(tenant, sessionId)),
+      // Tells a disconnected client (protocol ≥ 2025-11-25) how soon to come back with Last-Event-ID.
+      retryInterval: 1000,
       onsessioninitialized: (id) => {
         sessions.set(id, { transport, close: () => mcp.close(), tenant, lastSeen: Date.now() });
       },
