@@ -94,13 +94,15 @@ function cpuSeconds(pid: number | undefined): number | undefined {
   }
 }
 
-async function connect(url: string, n: number): Promise<Client[]> {
+/** Opens `n` sessions on `url`; each client joins `into` as soon as it is connected, so cleanup finds it. */
+async function connect(url: string, n: number, into: Client[]): Promise<Client[]> {
   return Promise.all(
     Array.from({ length: n }, async () => {
       const client = new Client({ name: 'runledger-bench', version: VERSION });
       // No tools/list: the client then skips validating structuredContent against the output schema, so
       // both sides measure the wire and the server, not the client's schema checks.
       await client.connect(new StreamableHTTPClientTransport(new URL(url)));
+      into.push(client);
       return client;
     }),
   );
@@ -117,7 +119,7 @@ interface Side {
   clientCpu: number;
 }
 
-/** Every client loops sequential calls until `ms` have passed; returns calls per second over the whole span. */
+/** Every client loops sequential calls until `ms` have passed; when recording, adds the side's calls/s over the whole span and CPU. */
 async function drive(side: Side, ms: number, record: boolean): Promise<void> {
   const serverCpu0 = cpuSeconds(side.pid);
   const clientCpu0 = process.cpuUsage();
@@ -156,10 +158,8 @@ export async function benchHttp(): Promise<Comparison[]> {
     );
     children.push(ledgerServer.child);
 
-    const bare = await connect(`http://127.0.0.1:${bareServer.match[1]}/mcp`, CLIENTS);
-    clients.push(...bare);
-    const ledger = await connect(ledgerServer.match[1]!, CLIENTS);
-    clients.push(...ledger);
+    const bare = await connect(`http://127.0.0.1:${bareServer.match[1]}/mcp`, CLIENTS, clients);
+    const ledger = await connect(ledgerServer.match[1]!, CLIENTS, clients);
 
     const noop = async (client: Client) => {
       const result = (await client.callTool({ name: 'noop', arguments: {} })) as CallToolResult;

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { nanoid } from 'nanoid';
-import { InternalError, NotFoundError, StorageUnavailableError, ValidationFailedError } from '../errors.js';
+import { InternalError, NotFoundError, RunledgerError, StorageUnavailableError, ValidationFailedError } from '../errors.js';
 import { assertValidKey, differingFields, fingerprint, fingerprintedArgs } from './fingerprint.js';
 import { canAdvance, isTerminal, Phase, PHASES, phaseProgress } from './phases.js';
 import { storageError } from './sqlite-errors.js';
@@ -86,6 +86,37 @@ interface Identity {
 
 interface ClaimedRow extends RunRow {
   recovery: string;
+}
+
+interface PendingCreate {
+  req: CreateRequest;
+  fp: string;
+  args: JsonObject;
+  resolve(outcome: CreateOutcome): void;
+  reject(err: unknown): void;
+}
+
+interface PendingEvent {
+  scope: string;
+  streamId: string;
+  message: string;
+  resolve(id: string): void;
+  reject(err: unknown): void;
+}
+
+/** Collects items until the current tick ends, then hands them over together. */
+class TickBatch<T> {
+  private items: T[] = [];
+  constructor(private readonly flush: (items: T[]) => void) {}
+  add(item: T): void {
+    if (this.items.push(item) === 1) {
+      setImmediate(() => {
+        const items = this.items;
+        this.items = [];
+        this.flush(items);
+      });
+    }
+  }
 }
 
 interface AssetRow {
@@ -177,6 +208,8 @@ export class SqliteLedger implements RunLedger {
   /** Replays answered but not yet counted in the file, per run id. */
   private readonly pendingReplays = new Map<string, number>();
   private readonly flushTimer: NodeJS.Timeout;
+  private readonly creates = new TickBatch<PendingCreate>((batch) => this.commitCreates(batch));
+  private readonly events = new TickBatch<PendingEvent>((batch) => this.commitEvents(batch));
   private readonly stmt;
 
   constructor(opts: SqliteLedgerOptions) {
@@ -267,8 +300,8 @@ export class SqliteLedger implements RunLedger {
       eventStream: events.prepare<[number, string], { stream_id: string }>(
         `SELECT stream_id FROM events WHERE id = ? AND session_id = ?`,
       ),
-      eventsAfter: events.prepare<[string, number], { id: number; stream_id: string; message: string }>(
-        `SELECT id, stream_id, message FROM events WHERE stream_id = ? AND id > ? ORDER BY id`,
+      eventsAfter: events.prepare<[string, string, number], { id: number; stream_id: string; message: string }>(
+        `SELECT id, stream_id, message FROM events WHERE session_id = ? AND stream_id = ? AND id > ? ORDER BY id`,
       ),
       dropOldEvents: db.prepare<[number]>(`DELETE FROM events WHERE created_at <= ?`),
       ping: db.prepare(`SELECT 1`).pluck(),
@@ -283,14 +316,53 @@ export class SqliteLedger implements RunLedger {
   // ---- the fence -------------------------------------------------------------------------
 
   async createOrReplay(req: CreateRequest): Promise<CreateOutcome> {
-    return this.guard(() => {
-      const { fp, args } = this.checkRequest(req);
-      // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still
-      // goes through the fenced insert below, which is what makes one run per key.
-      const seen = keyedRow(this.stmt.replayByKey.get(req.tenant, req.tool, req.idempotencyKey));
-      if (seen !== undefined && !this.isExpired(seen)) return this.replayOrConflict(seen, req, fp, args);
-      return this.db.transaction(() => this.insertOrReplay(req, fp, args)).immediate();
-    });
+    const { fp, args } = this.guard(() => this.checkRequest(req));
+    // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still
+    // goes through the fenced insert, which is what makes one run per key.
+    const seen = this.guard(() => keyedRow(this.stmt.replayByKey.get(req.tenant, req.tool, req.idempotencyKey)));
+    if (seen !== undefined && !this.isExpired(seen)) return this.guard(() => this.replayOrConflict(seen, req, fp, args));
+    return new Promise((resolve, reject) => this.creates.add({ req, fp, args, resolve, reject }));
+  }
+
+  /**
+   * Group commit: the creates that arrive in one tick are fenced in one transaction, so concurrent
+   * callers share one fsync instead of queueing for one each. Every caller still hears back only
+   * after the commit that holds its row; a lone caller waits one tick more than it would alone.
+   */
+  private commitCreates(batch: PendingCreate[]): void {
+    const run = (items: PendingCreate[]) =>
+      this.db
+        .transaction(() =>
+          items.map((item) => {
+            try {
+              return this.insertOrReplay(item.req, item.fp, item.args);
+            } catch (err) {
+              // A typed refusal (a deleted key) is this caller's answer, not the batch's failure.
+              if (err instanceof RunledgerError) return err;
+              throw err;
+            }
+          }),
+        )
+        .immediate();
+    const settle = (item: PendingCreate, outcome: CreateOutcome | RunledgerError) =>
+      outcome instanceof RunledgerError ? item.reject(outcome) : item.resolve(outcome);
+    try {
+      run(batch).forEach((outcome, i) => settle(batch[i]!, outcome));
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(storageError(err, this.path));
+        return;
+      }
+      // One request's failure (its row did not fit, say) must not fail its neighbours: alone, each
+      // either commits or gets its own typed error. Nothing of the failed batch was written.
+      for (const item of batch) {
+        try {
+          settle(item, run([item])[0]!);
+        } catch (e) {
+          item.reject(storageError(e, this.path));
+        }
+      }
+    }
   }
 
   async preview(req: CreateRequest): Promise<CreatePreview> {
@@ -629,25 +701,38 @@ export class SqliteLedger implements RunLedger {
 
   // ---- stream events ---------------------------------------------------------------------
 
-  async appendEvent(sessionId: string, streamId: string, message: string): Promise<string> {
-    return this.guard(() => String(this.stmt.insertEvent.run(sessionId, streamId, message, this.now()).lastInsertRowid));
+  async appendEvent(scope: string, streamId: string, message: string): Promise<string> {
+    return new Promise((resolve, reject) => this.events.add({ scope, streamId, message, resolve, reject }));
   }
 
-  async eventStreamOf(sessionId: string, eventId: string): Promise<string | null> {
+  /** Events of one tick go in one transaction (on the events connection; see eventsDb). */
+  private commitEvents(batch: PendingEvent[]): void {
+    try {
+      const now = this.now();
+      const ids = this.eventsDb
+        .transaction(() => batch.map((e) => String(this.stmt.insertEvent.run(e.scope, e.streamId, e.message, now).lastInsertRowid)))
+        .immediate();
+      batch.forEach((e, i) => e.resolve(ids[i]!));
+    } catch (err) {
+      const typed = storageError(err, this.path);
+      for (const e of batch) e.reject(typed);
+    }
+  }
+
+  async eventStreamOf(scope: string, eventId: string): Promise<string | null> {
     return this.guard(() => {
       const id = Number(eventId);
       if (!Number.isSafeInteger(id)) return null;
-      return this.stmt.eventStream.get(id, sessionId)?.stream_id ?? null;
+      return this.stmt.eventStream.get(id, scope)?.stream_id ?? null;
     });
   }
 
-  async eventsAfter(sessionId: string, eventId: string): Promise<StoredEvent[]> {
+  async eventsAfter(scope: string, streamId: string, afterEventId: string | null): Promise<StoredEvent[]> {
     return this.guard(() => {
-      const id = Number(eventId);
-      const stream = Number.isSafeInteger(id) ? this.stmt.eventStream.get(id, sessionId) : undefined;
-      if (stream === undefined) return [];
+      const after = afterEventId === null ? 0 : Number(afterEventId);
+      if (!Number.isSafeInteger(after)) return [];
       return this.stmt.eventsAfter
-        .all(stream.stream_id, id)
+        .all(scope, streamId, after)
         .map((e) => ({ id: String(e.id), streamId: e.stream_id, message: e.message }));
     });
   }
@@ -673,6 +758,8 @@ export class SqliteLedger implements RunLedger {
 
   async close(): Promise<void> {
     clearInterval(this.flushTimer);
+    // Batches already queued for this tick commit first (setImmediate callbacks run in order).
+    await new Promise((resolve) => setImmediate(resolve));
     if (!this.db.open) return;
     this.flushReplays();
     if (this.eventsDb !== this.db) this.eventsDb.close();

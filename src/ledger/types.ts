@@ -153,12 +153,13 @@ export interface RunLedger {
   sweep(): Promise<SweepReport>;
 
   // Resumable HTTP streams: the transport's event store lives in the ledger, so a client can resume
-  // with Last-Event-ID after the server restarts. Events are scoped to the session that wrote them.
-  appendEvent(sessionId: string, streamId: string, message: string): Promise<string>;
-  /** The stream an event belongs to, or null when the event is unknown or another session's. */
-  eventStreamOf(sessionId: string, eventId: string): Promise<string | null>;
-  /** The events after `eventId` on its stream, oldest first. */
-  eventsAfter(sessionId: string, eventId: string): Promise<StoredEvent[]>;
+  // with Last-Event-ID after the server restarts. Events are scoped (to a tenant's session, say):
+  // nothing is ever found through another scope.
+  appendEvent(scope: string, streamId: string, message: string): Promise<string>;
+  /** The stream an event belongs to, or null when the event is unknown or another scope's. */
+  eventStreamOf(scope: string, eventId: string): Promise<string | null>;
+  /** The scope's events on `streamId` after `afterEventId` (null: from the start), oldest first. */
+  eventsAfter(scope: string, streamId: string, afterEventId: string | null): Promise<StoredEvent[]>;
   /** A trivial read, for health checks. */
   ping(): Promise<void>;
   close(): Promise<void>;

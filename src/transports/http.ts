@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { StreamableHTTPServerTransport, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { StreamableHTTPServerTransport, type EventId, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { UsageError, type Config, type HttpConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
@@ -38,19 +38,28 @@ function isLoopback(host: string): boolean {
 /** Events are stored under tenant and session together, so no tenant can resume another's stream. */
 const eventScope = (tenant: string, sessionId: string) => `${tenant}/${sessionId}`;
 
-/** The transport's event store, kept in the ledger and scoped to one session. */
-export function ledgerEventStore(ledger: RunLedger, sessionId: string): EventStore {
+/**
+ * A priming event (sent first on every SSE stream, with no message) only hands the client an id to
+ * resume from, so it is not stored: its id names the stream instead. That halves the event writes.
+ */
+const PRIMING = 'p:';
+
+/** The transport's event store, kept in the ledger under one scope (a tenant's session). */
+export function ledgerEventStore(ledger: RunLedger, scope: string): Required<EventStore> {
+  const getStreamIdForEventId = async (eventId: EventId) =>
+    eventId.startsWith(PRIMING) ? eventId.slice(PRIMING.length) : ((await ledger.eventStreamOf(scope, eventId)) ?? undefined);
   return {
-    storeEvent: (streamId, message) => ledger.appendEvent(sessionId, streamId, JSON.stringify(message)),
-    getStreamIdForEventId: async (eventId) => (await ledger.eventStreamOf(sessionId, eventId)) ?? undefined,
+    storeEvent: async (streamId, message) =>
+      Object.keys(message).length === 0 ? `${PRIMING}${streamId}` : ledger.appendEvent(scope, streamId, JSON.stringify(message)),
+    getStreamIdForEventId,
     async replayEventsAfter(lastEventId, { send }) {
-      const streamId = await ledger.eventStreamOf(sessionId, lastEventId);
-      for (const event of await ledger.eventsAfter(sessionId, lastEventId)) {
-        // Priming events carry no message; they only hand the client an id to resume from.
-        if (event.message === '{}') continue;
+      const streamId = await getStreamIdForEventId(lastEventId);
+      if (streamId === undefined) return '';
+      const after = lastEventId.startsWith(PRIMING) ? null : lastEventId;
+      for (const event of await ledger.eventsAfter(scope, streamId, after)) {
         await send(event.id, JSON.parse(event.message) as JSONRPCMessage);
       }
-      return streamId ?? '';
+      return streamId;
     },
   };
 }
@@ -253,15 +262,18 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
    * is gone, so the client's next request gets 404 and it starts a new one, as the spec prescribes.
    */
   async function replayAfterRestart(res: ServerResponse, tenant: string, sessionId: string, lastEventId: string): Promise<void> {
-    const scope = eventScope(tenant, sessionId);
-    if ((await runtime.ledger.eventStreamOf(scope, lastEventId)) === null) {
+    const store = ledgerEventStore(runtime.ledger, eventScope(tenant, sessionId));
+    const missed: string[] = [];
+    const streamId = await store.replayEventsAfter(lastEventId, {
+      send: async (id, message) => void missed.push(`event: message\nid: ${id}\ndata: ${JSON.stringify(message)}\n\n`),
+    });
+    // An id this scope never stored (another tenant's, or made up) finds no stream: as unknown a session.
+    if (streamId === '' || (missed.length === 0 && lastEventId.startsWith(PRIMING))) {
       rpcError(res, 404, -32001, 'Session not found: start a new session with initialize');
       return;
     }
-    const events = await runtime.ledger.eventsAfter(scope, lastEventId);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId });
-    for (const event of events) if (event.message !== '{}') res.write(`event: message\nid: ${event.id}\ndata: ${event.message}\n\n`);
-    res.end();
+    res.end(missed.join(''));
   }
 
   async function health(res: ServerResponse): Promise<void> {

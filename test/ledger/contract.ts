@@ -153,6 +153,24 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect((await ledger.usage('acme')).runs).toBe(1);
       });
 
+      it('answers each of many creates in one moment on its own: created, replayed or not_found', async () => {
+        const deleted = await ledger.createOrReplay(request({ idempotencyKey: 'key-deleted-000000001' }));
+        if (deleted.kind !== 'created') throw new Error(deleted.kind);
+        await ledger.deleteRun('acme', deleted.run.id);
+        const settled = await Promise.allSettled([
+          ledger.createOrReplay(request({ idempotencyKey: 'key-fresh-0000000001' })),
+          ledger.createOrReplay(request({ idempotencyKey: 'key-deleted-000000001' })),
+          ledger.createOrReplay(request({ idempotencyKey: 'key-fresh-0000000002' })),
+          ledger.createOrReplay(request({ idempotencyKey: 'key-fresh-0000000001' })),
+        ]);
+        expect(settled.map((s) => (s.status === 'fulfilled' ? s.value.kind : (s.reason as RunledgerError).code))).toEqual([
+          'created',
+          'not_found',
+          'created',
+          'replayed',
+        ]);
+      });
+
       it('never collides the same key across tenants or tools', async () => {
         const a = await ledger.createOrReplay(request());
         const b = await ledger.createOrReplay(request({ tenant: 'globex' }));
@@ -400,10 +418,20 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(await ledger.eventStreamOf('s1', first)).toBe('stream-a');
         expect(await ledger.eventStreamOf('s2', first)).toBeNull();
         expect(await ledger.eventStreamOf('s1', 'not-an-id')).toBeNull();
-        const after = await ledger.eventsAfter('s1', first);
+        const after = await ledger.eventsAfter('s1', 'stream-a', first);
         expect(after.map((e) => e.message)).toEqual(['{"n":2}', '{"n":3}']);
         expect(after.every((e) => e.streamId === 'stream-a')).toBe(true);
-        expect(await ledger.eventsAfter('s2', first)).toEqual([]);
+        expect((await ledger.eventsAfter('s1', 'stream-a', null)).map((e) => e.message)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
+        expect(await ledger.eventsAfter('s2', 'stream-a', null)).toEqual([]);
+        expect(await ledger.eventsAfter('s1', 'stream-a', 'garbage')).toEqual([]);
+      });
+
+      it('gives every event of one tick its own id, in order', async () => {
+        const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => ledger.appendEvent('s1', 'burst', `{"i":${i}}`)));
+        expect(new Set(ids).size).toBe(20);
+        const stored = await ledger.eventsAfter('s1', 'burst', null);
+        expect(stored.map((e) => e.id)).toEqual(ids);
+        expect(stored.map((e) => JSON.parse(e.message).i)).toEqual(Array.from({ length: 20 }, (_, i) => i));
       });
 
       it('sweeps events after a day', async () => {

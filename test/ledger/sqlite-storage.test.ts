@@ -148,4 +148,22 @@ describe('bad storage input', () => {
     const retried = await ledger.createOrReplay({ ...huge, args: { brief: 'shorter now' } });
     expect(retried.kind).toBe('created');
   });
+
+  it('fails only the create that does not fit, when others arrive in the same moment', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    ledgerAt(path).close();
+    const db = new Database(path);
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.close();
+    const ledger = ledgerAt(path, { maxPageCount: pages + 3 });
+    const huge = request({ idempotencyKey: 'key-huge-0000000002', args: { brief: 'x'.repeat(200_000) } });
+    const settled = await Promise.allSettled([
+      ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000002' })),
+      ledger.createOrReplay(huge),
+      ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000003' })),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((settled[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'storage_unavailable' });
+    expect((await ledger.usage('acme')).runs).toBe(2);
+  });
 });
