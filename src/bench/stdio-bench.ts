@@ -2,7 +2,7 @@
 // a bare SDK server's no-op round trip (what any MCP call costs) and one raw durable SQLite commit on
 // the same disk (what a fresh create must add). Each side is a child process driven by the SDK's client.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,17 +77,26 @@ export async function benchStdio(): Promise<Comparison[]> {
     // Random keys, as a fresh create inserts (agents send UUIDs), so both write into random index pages.
     const commit = () => rawInsert.run(randomUUID(), fp, argsText);
 
-    // Baseline A: a bare SDK server with one no-op tool. Then runledger itself, on a fresh ledger file.
-    const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url))]);
-    clients.push(bare);
+    // runledger itself, on a fresh ledger file; its replay answer is kept for the context baseline.
     const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
     const ledger = await connect([cli, '--db', join(dir, 'ledger.db'), ...serveOnlyFlags(), '--log-level', 'warn']);
     clients.push(ledger);
+    const replayKey = `bench-replay-${randomUUID()}`;
+    await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: replayKey } });
+    const replayAnswer = await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: replayKey } });
+    const answerFile = join(dir, 'answer.json');
+    writeFileSync(answerFile, JSON.stringify({ content: replayAnswer.content, structuredContent: replayAnswer.structuredContent }));
 
-    const noop = async () => {
-      const result = (await bare.callTool({ name: 'noop', arguments: {} })) as CallToolResult;
-      if (result.isError) throw new Error('bench: the bare server answered noop with an error');
+    // Baseline A: a bare SDK server (no-op tool; and, for context, one durable insert and an answer of
+    // runledger's size).
+    const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url)), join(dir, 'bare.db'), answerFile]);
+    clients.push(bare);
+
+    const bareCall = (name: string) => async () => {
+      const result = (await bare.callTool({ name, arguments: {} })) as CallToolResult;
+      if (result.isError) throw new Error(`bench: the bare server answered ${name} with an error`);
     };
+    const noop = bareCall('noop');
     const create = async (key: string) => {
       const result = (await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: key } })) as CallToolResult;
       const data = (result.structuredContent ?? {}) as { run_id?: string; replayed?: boolean };
@@ -97,7 +106,6 @@ export async function benchStdio(): Promise<Comparison[]> {
       return { runId: data.run_id, replayed: data.replayed };
     };
 
-    const replayKey = `bench-replay-${randomUUID()}`;
     const original = await create(replayKey);
     const replay = async () => {
       const answer = await create(replayKey);
@@ -115,8 +123,17 @@ export async function benchStdio(): Promise<Comparison[]> {
       { op: replay, samples: [] as number[] },
       { op: fresh, samples: [] as number[] },
       { op: commit, samples: [] as number[] },
+      { op: bareCall('durable_insert'), samples: [] as number[] },
+      { op: bareCall('same_answer'), samples: [] as number[] },
     ];
-    const [bareRt, replayRt, freshRt, commitT] = sides as [(typeof sides)[0], (typeof sides)[0], (typeof sides)[0], (typeof sides)[0]];
+    const [bareRt, replayRt, freshRt, commitT, bareDurable, bareSameAnswer] = sides as [
+      (typeof sides)[0],
+      (typeof sides)[0],
+      (typeof sides)[0],
+      (typeof sides)[0],
+      (typeof sides)[0],
+      (typeof sides)[0],
+    ];
 
     // Warm-up: the JIT, the page cache and both children's first calls, none of it recorded.
     for (const side of sides) await timeEach(WARMUP_CALLS, side.op);
@@ -147,7 +164,10 @@ export async function benchStdio(): Promise<Comparison[]> {
         lowerIsBetter: true,
         note:
           `p90: replayed create ${us(p90(replayRt))}, bare round trip ${us(p90(bareRt))} ` +
-          `(${times(p90(replayRt), p90(bareRt))}); ${n} calls each, in ${ROUNDS} interleaved rounds.`,
+          `(${times(p90(replayRt), p90(bareRt))}); ${n} calls each, in ${ROUNDS} interleaved rounds.\n` +
+          `Context: a bare server answering the same ${JSON.stringify(replayAnswer).length}-byte result takes ` +
+          `${us(p50(bareSameAnswer))} p50 (${times(p50(bareSameAnswer), p50(bareRt))} the no-op); the replay is ` +
+          `${times(p50(replayRt), p50(bareSameAnswer))} that.`,
       },
       {
         operation: 'fresh create over stdio (new key, durable), p50',
@@ -160,7 +180,9 @@ export async function benchStdio(): Promise<Comparison[]> {
         lowerIsBetter: true,
         note:
           `p90: fresh create ${us(p90(freshRt))}, bare round trip + durable commit ${us(freshBase90)} ` +
-          `(${us(p90(bareRt))} + ${us(p90(commitT))}; ${times(p90(freshRt), freshBase90)}).`,
+          `(${us(p90(bareRt))} + ${us(p90(commitT))}; ${times(p90(freshRt), freshBase90)}).\n` +
+          `Context: a bare server whose tool makes one durable insert takes ${us(p50(bareDurable))} p50 ` +
+          `(${times(p50(bareDurable), freshBase)} the sum above); the fresh create is ${times(p50(freshRt), p50(bareDurable))} that.`,
       },
     ];
   } finally {
