@@ -99,8 +99,8 @@ function inputSchemaOf(schema: z.ZodType): Tool['inputSchema'] {
   return json;
 }
 
-function structured(value: object, text: string, isError = false): CallToolResult {
-  return { content: [{ type: 'text', text }], structuredContent: value as Record<string, unknown>, ...(isError ? { isError } : {}) };
+function structured(value: object, text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], structuredContent: value as Record<string, unknown> };
 }
 
 function errorResult(err: RunledgerError): CallToolResult {

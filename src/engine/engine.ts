@@ -42,6 +42,11 @@ function renderProgress(done: number, total: number): number {
 }
 
 const SWEEP_EVERY_MS = 3600_000;
+/**
+ * A run whose worker died this many times is failed rather than handed on again: something in it
+ * (a scene the renderer chokes on, say) would otherwise take down every worker that touches it.
+ */
+export const MAX_ATTEMPTS = 5;
 
 export class Engine {
   readonly owner = `${hostname()}:${process.pid}:${nanoid(6)}`;
@@ -162,8 +167,8 @@ export class Engine {
       } catch (err) {
         this.log.warn('could not claim a run', { error: asRunledgerError(err).message });
       }
-      if (run === null) await this.idle();
-      else await this.process(run, owner);
+      // After nothing to do, or a storage failure, wait before trying again rather than spin.
+      if (run === null || !(await this.process(run, owner))) await this.idle();
     }
   }
 
@@ -176,7 +181,8 @@ export class Engine {
     }
   }
 
-  private async process(run: ClaimedRun, owner: string): Promise<void> {
+  /** Works on one claimed run; false when storage failed and the worker should back off. */
+  private async process(run: ClaimedRun, owner: string): Promise<boolean> {
     const controller = new AbortController();
     this.active.set(run.id, controller);
     const heartbeat = setInterval(() => {
@@ -197,6 +203,7 @@ export class Engine {
       } else if (err instanceof StorageUnavailableError) {
         this.log.warn('storage unavailable mid-run; leaving it for a retry', { run_id: run.id, error: err.message });
         await this.ledger.release(run.id, owner).catch(() => undefined);
+        return false;
       } else {
         const failure = err instanceof GenerationFailedError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
         this.log.warn('run failed', { run_id: run.id, error: failure.message });
@@ -209,10 +216,16 @@ export class Engine {
       this.active.delete(run.id);
       this.notify(run.id);
     }
+    return true;
   }
 
   /** Runs the remaining phases of `run`, resuming after the last stored recovery point. */
   private async execute(run: ClaimedRun, owner: string, signal: AbortSignal): Promise<void> {
+    if (run.attempts > MAX_ATTEMPTS) {
+      throw new GenerationFailedError(`Gave up after ${MAX_ATTEMPTS} attempts: every worker that took this run died.`, {
+        attempts: run.attempts - 1,
+      });
+    }
     const tool = this.tools.get(run.tool);
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
     const args = tool.input.parse(run.args);

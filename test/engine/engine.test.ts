@@ -1,0 +1,73 @@
+// The engine in process: phases, recovery points and the give-up rule, on a :memory: ledger.
+import { afterEach, describe, expect, it } from 'vitest';
+import { catalogue } from '../../tools/index.js';
+import { Engine, MAX_ATTEMPTS } from '../../src/engine/engine.js';
+import { Phase, SqliteLedger } from '../../src/ledger/index.js';
+
+const ledgers: SqliteLedger[] = [];
+const engines: Engine[] = [];
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.stop()));
+  await Promise.all(ledgers.splice(0).map((l) => l.close()));
+});
+
+function setup(clock?: () => number) {
+  const ledger = new SqliteLedger({ path: ':memory:', leaseMs: 1000, ...(clock ? { clock } : {}) });
+  const engine = new Engine({ ledger, tools: catalogue, leaseMs: 1000, concurrency: 1, idlePollMs: 20 });
+  ledgers.push(ledger);
+  engines.push(engine);
+  return { ledger, engine };
+}
+
+const CARD = { tenant: 'local', tool: 'social_card', idempotencyKey: 'engine-test-key-0001', args: { headline: 'Engine' }, cost: 2 };
+
+describe('engine', () => {
+  it('takes a run through every phase, scores it and bills it once', async () => {
+    const { ledger, engine } = setup();
+    const created = await ledger.createOrReplay(CARD);
+    if (created.kind !== 'created') throw new Error(created.kind);
+    engine.start();
+    const run = await engine.waitFor('local', created.run.id, 30);
+    expect(run.phase).toBe(Phase.done);
+    expect(run.result).toMatchObject({ evaluation: { score: 1 }, assets: [{ n: 0, mime: 'image/png' }] });
+    expect(await ledger.usage('local')).toMatchObject({ charges: 1, credits: 2 });
+  });
+
+  it('resumes a run taken over in rendering without composing again or re-rendering stored images', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    const { ledger, engine } = setup(() => now);
+    await ledger.createOrReplay({ ...CARD, tool: 'product_shot', args: { brief: 'A jar', product_name: 'Jar', variants: 2 }, cost: 8 });
+    // A first worker composed, rendered image 0 with bytes of its own, then died.
+    const first = (await ledger.claim('dead-worker'))!;
+    await ledger.advance(first.id, 'dead-worker', Phase.composing);
+    const scenes = catalogue[0]!.compose(catalogue[0]!.input.parse(first.args), 7);
+    await ledger.advance(first.id, 'dead-worker', Phase.rendering, { scenes: scenes as never });
+    const marker = { bytes: Buffer.from('rendered-before-the-crash'), mime: 'image/png', meta: { width: 1, height: 1, evaluation: { score: 1, passed: 6, tested: 6, checks: [], skipped: [] } } };
+    await ledger.attachAsset(first.id, 'dead-worker', 0, marker, 0.7);
+    now += 1001;
+    engine.start();
+    const run = await engine.waitFor('local', first.id, 30);
+    expect(run.phase).toBe(Phase.done);
+    expect(run.attempts).toBe(2);
+    expect(run.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering', 'done']);
+    expect((await ledger.readAsset('local', first.id, 0)).bytes.toString()).toBe('rendered-before-the-crash');
+    expect((await ledger.readAsset('local', first.id, 1)).bytes.subarray(1, 4).toString()).toBe('PNG');
+    expect(await ledger.usage('local')).toMatchObject({ charges: 1, credits: 8 });
+  });
+
+  it(`fails a run, unbilled, once ${MAX_ATTEMPTS} workers have died on it`, async () => {
+    let now = Date.UTC(2026, 0, 1);
+    const { ledger, engine } = setup(() => now);
+    const created = await ledger.createOrReplay(CARD);
+    if (created.kind !== 'created') throw new Error(created.kind);
+    for (let i = 0; i < MAX_ATTEMPTS; i++) {
+      expect((await ledger.claim(`doomed-${i}`))?.id).toBe(created.run.id);
+      now += 1001;
+    }
+    engine.start();
+    const run = await engine.waitFor('local', created.run.id, 30);
+    expect(run.phase).toBe(Phase.failed);
+    expect(run.error).toMatchObject({ code: 'generation_failed', message: expect.stringMatching(/Gave up after 5 attempts/) });
+    expect(await ledger.usage('local')).toMatchObject({ charges: 0 });
+  });
+});
