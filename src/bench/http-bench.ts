@@ -11,7 +11,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { VERSION } from '../version.js';
-import { median, type Comparison } from './measure.js';
+import { BENCH_REQUEST, median, type Comparison } from './measure.js';
 
 /** Concurrent sessions per server; each loops sequential calls. */
 const CLIENTS = 64;
@@ -22,13 +22,6 @@ const START_TIMEOUT_MS = 20_000;
 /** Required throughput against the bare server's no-op calls. */
 const REPLAY_TARGET = 0.8;
 const FRESH_TARGET = 0.5;
-
-const REQUEST = {
-  brief: 'A matte ceramic mug on a pale oak table, morning light, soft shadow, room for a headline',
-  product_name: 'Morning Mug',
-  variants: 2,
-  style: 'studio',
-};
 
 interface Child {
   process: ChildProcess;
@@ -166,7 +159,7 @@ export async function benchHttp(): Promise<Comparison[]> {
       if (result.isError) throw new Error('bench: the bare server answered noop with an error');
     };
     const create = async (client: Client, key: string) => {
-      const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: key } })) as CallToolResult;
+      const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key } })) as CallToolResult;
       const data = (result.structuredContent ?? {}) as { run_id?: string; replayed?: boolean };
       if (result.isError || typeof data.run_id !== 'string') {
         throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);

@@ -5,17 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteLedger } from '../ledger/index.js';
-import { median, opsPerSecond, type Comparison } from './measure.js';
+import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
 const ROUNDS = 5;
 const WRITES_PER_ROUND = 400;
 const READS_PER_ROUND = 40_000;
 /** Arguments the size of a real product_shot request. */
 const ARGS = {
-  brief: 'A matte ceramic mug on a pale oak table, morning light, soft shadow, room for a headline',
-  product_name: 'Morning Mug',
-  variants: 2,
-  style: 'studio',
+  ...BENCH_REQUEST,
   size: '4:3',
   brand_kit: {
     name: 'Acme',

@@ -1,6 +1,14 @@
 // Small measuring helpers shared by the benchmarks. Numbers are only ever compared with a baseline
 // measured in the same run, never with a fixed time.
 
+/** The product_shot arguments every benchmark sends: a realistic brief, not a toy. */
+export const BENCH_REQUEST = {
+  brief: 'A matte ceramic mug on a pale oak table, morning light, soft shadow, room for a headline',
+  product_name: 'Morning Mug',
+  variants: 2,
+  style: 'studio',
+};
+
 export interface Rate {
   label: string;
   opsPerSec: number;

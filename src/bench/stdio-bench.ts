@@ -12,7 +12,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
 import { parseConfig } from '../config.js';
 import { VERSION } from '../version.js';
-import { median, type Comparison } from './measure.js';
+import { BENCH_REQUEST, median, type Comparison } from './measure.js';
 
 const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
@@ -20,13 +20,6 @@ const WARMUP_CALLS = 300;
 /** Allowed slowdowns against the baselines. */
 const REPLAY_LIMIT = 1.15;
 const FRESH_LIMIT = 1.2;
-
-const REQUEST = {
-  brief: 'A matte ceramic mug on a pale oak table, morning light, soft shadow, room for a headline',
-  product_name: 'Morning Mug',
-  variants: 2,
-  style: 'studio',
-};
 
 /** The q-quantile (0–1) of `values`, nearest rank. */
 function quantile(values: number[], q: number): number {
@@ -72,7 +65,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     raw.pragma('synchronous = FULL');
     raw.exec('CREATE TABLE t (k TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, args TEXT NOT NULL)');
     const rawInsert = raw.prepare('INSERT INTO t (k, fingerprint, args) VALUES (?, ?, ?)');
-    const argsText = JSON.stringify(REQUEST);
+    const argsText = JSON.stringify(BENCH_REQUEST);
     const fp = 'f'.repeat(64);
     // Random keys, as a fresh create inserts (agents send UUIDs), so both write into random index pages.
     const commit = () => rawInsert.run(randomUUID(), fp, argsText);
@@ -82,8 +75,8 @@ export async function benchStdio(): Promise<Comparison[]> {
     const ledger = await connect([cli, '--db', join(dir, 'ledger.db'), ...serveOnlyFlags(), '--log-level', 'warn']);
     clients.push(ledger);
     const replayKey = `bench-replay-${randomUUID()}`;
-    await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: replayKey } });
-    const replayAnswer = await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: replayKey } });
+    await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: replayKey } });
+    const replayAnswer = await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: replayKey } });
     const answerFile = join(dir, 'answer.json');
     writeFileSync(answerFile, JSON.stringify({ content: replayAnswer.content, structuredContent: replayAnswer.structuredContent }));
 
@@ -98,7 +91,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     };
     const noop = bareCall('noop');
     const create = async (key: string) => {
-      const result = (await ledger.callTool({ name: 'create_product_shot', arguments: { ...REQUEST, idempotency_key: key } })) as CallToolResult;
+      const result = (await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key } })) as CallToolResult;
       const data = (result.structuredContent ?? {}) as { run_id?: string; replayed?: boolean };
       if (result.isError || typeof data.run_id !== 'string') {
         throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
