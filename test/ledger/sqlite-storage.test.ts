@@ -149,6 +149,20 @@ describe('bad storage input', () => {
     expect(retried.kind).toBe('created');
   });
 
+  it('reports a ledger locked too long by another process as busy; the same key then succeeds', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const ledger = ledgerAt(path, { busyTimeoutMs: 50 });
+    const holder = new Database(path);
+    holder.exec('BEGIN IMMEDIATE');
+    const err = await typedError(ledger.createOrReplay(request()));
+    expect(err.code).toBe('storage_unavailable');
+    expect(err.message).toMatch(/busy/);
+    expect(err.details).toMatchObject({ path, cause: 'SQLITE_BUSY' });
+    holder.exec('ROLLBACK');
+    holder.close();
+    expect((await ledger.createOrReplay(request())).kind).toBe('created');
+  });
+
   it('fails only the create that does not fit, when others arrive in the same moment', async () => {
     const path = join(tempDir(), 'ledger.db');
     ledgerAt(path).close();
