@@ -200,3 +200,36 @@ describe('resources', () => {
     await expect(client.readResource({ uri: 'https://example.invalid/x' })).rejects.toThrow(/runs:\/\/\{run_id\}/);
   });
 });
+
+describe('storage failures at the MCP boundary', () => {
+  it('answers a busy ledger with a storage_unavailable result that says the same key is safe to retry', async () => {
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const Database = (await import('better-sqlite3')).default;
+    const path = join(mkdtempSync(join(tmpdir(), 'runledger-busy-')), 'ledger.db');
+    const busyLedger = new SqliteLedger({ path, busyTimeoutMs: 50 });
+    const { server } = createServer({ ledger: busyLedger, engine, tools: catalogue, tenantOf: () => 'local', version: 'test' });
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    await server.connect(serverSide);
+    const busyClient = new Client({ name: 'test', version: '0' });
+    await busyClient.connect(clientSide);
+    const holder = new Database(path);
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      const key = randomUUID();
+      const answer = await callTool(busyClient, 'create_social_card', { headline: 'Busy', idempotency_key: key });
+      expect(answer.result.isError).toBe(true);
+      expect(answer.error).toMatchObject({ code: 'storage_unavailable', details: { cause: 'SQLITE_BUSY' } });
+      const text = answer.result.content[0]?.type === 'text' ? answer.result.content[0].text : '';
+      expect(text).toMatch(/retry the same call with the same idempotency_key/);
+      holder.exec('ROLLBACK');
+      const retried = await callTool(busyClient, 'create_social_card', { headline: 'Busy', idempotency_key: key });
+      expect(retried.run).toMatchObject({ replayed: false, phase: 'queued' });
+    } finally {
+      holder.close();
+      await busyClient.close();
+      await busyLedger.close();
+    }
+  });
+});
