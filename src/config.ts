@@ -42,7 +42,7 @@ Usage:
   runledger demo [options]           run the server as a child and show create, replay, refusal and billing
   runledger runs list [options]      list runs in the ledger, newest first
   runledger runs show <run_id>       show one run as JSON
-  runledger bench                    measure the ledger and the stdio server against baselines
+  runledger bench                    measure the ledger, stdio and HTTP against same-run baselines
 
 Options:
   --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
