@@ -85,7 +85,9 @@ function integer(flag: string, text: string | undefined, fallback: number, min: 
   return n;
 }
 
-const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** What a tenant name may be, wherever one comes from (flag, environment or tokens file). */
+export const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+export const TENANT_RULE = '1–64 letters, digits, ".", "_" or "-"';
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
   let parsed;
@@ -140,7 +142,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   }
 
   const tenant = values.tenant ?? env.RUNLEDGER_TENANT ?? 'local';
-  if (!TENANT.test(tenant)) throw new UsageError(`--tenant must be 1–64 letters, digits, ".", "_" or "-", got "${tenant}"`);
+  if (!TENANT.test(tenant)) throw new UsageError(`--tenant must be ${TENANT_RULE}, got "${tenant}"`);
   const db = values.db ?? env.RUNLEDGER_DB ?? defaultDbPath(env);
   if (db.trim() === '') throw new UsageError('--db must name a file (or :memory:)');
   const logLevel = values['log-level'] ?? 'info';

@@ -31,7 +31,7 @@ import {
 import { isTerminal, keyProblem, PHASES, type Phase, type Run, type RunLedger } from './ledger/index.js';
 import { silentLogger, type Logger } from './log.js';
 import type { GenerationTool } from './tool.js';
-import { errorContent, outputSchemaOf, runText, runView, runViewSchema, usageView } from './views.js';
+import { jsonSchemaOf, outputSchemaOf, runText, runView, runViewSchema, usageView } from './views.js';
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -94,9 +94,7 @@ function parse<S extends z.ZodType>(schema: S, args: unknown): z.output<S> {
 }
 
 function inputSchemaOf(schema: z.ZodType): Tool['inputSchema'] {
-  const json = z.toJSONSchema(schema, { io: 'input', target: 'draft-7' }) as Tool['inputSchema'] & { $schema?: string };
-  delete json.$schema;
-  return json;
+  return jsonSchemaOf(schema, 'input') as Tool['inputSchema'];
 }
 
 function structured(value: object, text: string): CallToolResult {
@@ -106,7 +104,7 @@ function structured(value: object, text: string): CallToolResult {
 function errorResult(err: RunledgerError): CallToolResult {
   return {
     content: [{ type: 'text', text: `${err.code}: ${err.message} ${err.fix}` }],
-    structuredContent: { error: errorContent(err) },
+    structuredContent: { error: err.toJSON() },
     isError: true,
   };
 }

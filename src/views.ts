@@ -1,7 +1,6 @@
 // What an agent sees of a run: structured content for programs, and text that says what to do next.
 import { z } from 'zod';
 import { seedOf } from './engine/engine.js';
-import type { RunledgerError } from './errors.js';
 import { isTerminal, Phase, PHASES, type Run, type Usage } from './ledger/index.js';
 
 export interface RunView {
@@ -89,10 +88,6 @@ export function usageView(usage: Usage) {
   };
 }
 
-export function errorContent(err: RunledgerError): { code: string; message: string; details: Record<string, unknown> } {
-  return { code: err.code, message: err.message, details: err.details };
-}
-
 // ---- output schemas (JSON Schema for tools/list; every tool may also answer with an error) ----------
 
 const errorSchema = z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) });
@@ -127,6 +122,13 @@ export const runViewSchema = z.object({
   next: z.string(),
 });
 
+/** A zod schema as the JSON Schema (draft 7) that tools/list carries, without its $schema line. */
+export function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output' = 'output'): { [k: string]: unknown } {
+  const json = z.toJSONSchema(schema, { io, target: 'draft-7' }) as { [k: string]: unknown };
+  delete json.$schema;
+  return json;
+}
+
 /**
  * A tool's output schema as JSON Schema, loosened so that the same tool may instead answer with one
  * of `alternatives` or with `{error: {code, message, details}}`: clients validate errors too.
@@ -135,16 +137,11 @@ export function outputSchemaOf(
   schema: z.ZodObject,
   alternatives: Record<string, z.ZodType> = {},
 ): { type: 'object'; [k: string]: unknown } {
-  const json = z.toJSONSchema(schema, { target: 'draft-7' }) as { required?: string[]; properties?: object; $schema?: string };
-  delete json.$schema;
+  const json = jsonSchemaOf(schema) as { required?: string[]; properties?: object };
   const { required = [], ...rest } = json;
   const branches = { ...alternatives, error: errorSchema.nullable() };
   const extra = Object.fromEntries(
-    Object.entries(branches).map(([name, alt]) => {
-      const altJson = z.toJSONSchema(alt, { target: 'draft-7' }) as { $schema?: string };
-      delete altJson.$schema;
-      return [name, altJson];
-    }),
+    Object.entries(branches).map(([name, alt]) => [name, jsonSchemaOf(alt)]),
   );
   return {
     ...rest,

@@ -214,29 +214,25 @@ export async function benchHttp(): Promise<Comparison[]> {
     const shared =
       `${CLIENTS} SDK client sessions per server on loopback, ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per side; ` +
       `the clients (this process) and both servers share the machine's cores, so these are whole-system rates.`;
+    const row = (operation: string, side: Side, target: number, note: string): Comparison => ({
+      operation: `${operation}, ${CLIENTS} sessions`,
+      measured: rate(side),
+      baselineLabel: `bare SDK HTTP server, no-op tool, ${CLIENTS} sessions`,
+      baseline: rate(bareSide),
+      ratio: rate(side) / rate(bareSide),
+      target,
+      unit: 'calls/s',
+      note,
+    });
     return [
-      {
-        operation: `replayed create over HTTP (same key, same arguments), ${CLIENTS} sessions`,
-        measured: rate(replaySide),
-        baselineLabel: `bare SDK HTTP server, no-op tool, ${CLIENTS} sessions`,
-        baseline: rate(bareSide),
-        ratio: rate(replaySide) / rate(bareSide),
-        target: REPLAY_TARGET,
-        unit: 'calls/s',
-        note:
-          `Rounds: replayed ${rounds(replaySide)}; fresh ${rounds(freshSide)}; bare ${rounds(bareSide)}. ` +
+      row(
+        'replayed create over HTTP (same key, same arguments)',
+        replaySide,
+        REPLAY_TARGET,
+        `Rounds: replayed ${rounds(replaySide)}; fresh ${rounds(freshSide)}; bare ${rounds(bareSide)}. ` +
           `CPU per call: replayed ${cpu(replaySide)}; fresh ${cpu(freshSide)}; bare ${cpu(bareSide)}.`,
-      },
-      {
-        operation: `fresh create over HTTP (new key, durable), ${CLIENTS} sessions`,
-        measured: rate(freshSide),
-        baselineLabel: `bare SDK HTTP server, no-op tool, ${CLIENTS} sessions`,
-        baseline: rate(bareSide),
-        ratio: rate(freshSide) / rate(bareSide),
-        target: FRESH_TARGET,
-        unit: 'calls/s',
-        note: shared,
-      },
+      ),
+      row('fresh create over HTTP (new key, durable)', freshSide, FRESH_TARGET, shared),
     ];
   } finally {
     await Promise.allSettled(clients.map((c) => c.close()));

@@ -2,9 +2,8 @@
 // RUNLEDGER_TOKENS (`TENANT:TOKEN,TENANT:TOKEN`), and are compared in constant time.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { UsageError } from '../config.js';
+import { TENANT, TENANT_RULE, UsageError } from '../config.js';
 
-const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const MIN_TOKEN = 16;
 
 export interface TokenTable {
@@ -30,7 +29,7 @@ export function tokenTable(pairs: [tenant: string, token: string][]): TokenTable
 }
 
 function checkPair(tenant: string, token: string, where: string): [string, string] {
-  if (!TENANT.test(tenant)) throw new UsageError(`${where}: tenant "${tenant}" must be 1–64 letters, digits, ".", "_" or "-"`);
+  if (!TENANT.test(tenant)) throw new UsageError(`${where}: tenant "${tenant}" must be ${TENANT_RULE}`);
   if (token.length < MIN_TOKEN || /\s/.test(token)) {
     throw new UsageError(`${where}: the token for tenant ${tenant} must be at least ${MIN_TOKEN} characters, without spaces`);
   }
