@@ -4,7 +4,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../../src/ledger/index.js';
 import { connectHttp, killAll, readSse, startHttp, type SseEvent } from '../helpers/http.js';
-import { callTool, PRODUCT_SHOT, tempDb, until } from '../helpers/mcp.js';
+import { callTool, PRODUCT_SHOT, readLedger, tempDb, until } from '../helpers/mcp.js';
 
 const TOKENS = 'acme:acme-token-0123456789abcdef,globex:globex-token-0123456789abcdef';
 const ACME = 'acme-token-0123456789abcdef';
@@ -21,23 +21,8 @@ afterEach(async () => {
   await killAll();
 });
 
-async function listRuns(db: string) {
-  const ledger = new SqliteLedger({ path: db });
-  try {
-    return (await ledger.listRuns('local')).runs;
-  } finally {
-    await ledger.close();
-  }
-}
-
-async function usageOf(db: string, tenant: string) {
-  const ledger = new SqliteLedger({ path: db });
-  try {
-    return await ledger.usage(tenant);
-  } finally {
-    await ledger.close();
-  }
-}
+const listRuns = (db: string) => readLedger(db, async (ledger) => (await ledger.listRuns('local')).runs);
+const usageOf = (db: string, tenant: string) => readLedger(db, (ledger) => ledger.usage(tenant));
 
 const INIT = {
   jsonrpc: '2.0',
@@ -216,9 +201,9 @@ describe('Streamable HTTP', () => {
     const runId = /"message":"[a-z]+ \((run_[^)]+)\)"/.exec(seen.at(-1)!.data)![1]!;
 
     // Wait, outside the stream, for the run to finish: everything after lastId was missed.
-    const ledger = new SqliteLedger({ path: db });
-    await until(async () => ((await ledger.getRun('local', runId)).phase === 'done' ? true : undefined), 'the run to finish');
-    await ledger.close();
+    await readLedger(db, (ledger) =>
+      until(async () => ((await ledger.getRun('local', runId)).phase === 'done' ? true : undefined), 'the run to finish'),
+    );
 
     const resume = async (origin: string) => {
       const replayed: SseEvent[] = [];
@@ -269,12 +254,7 @@ describe('Streamable HTTP', () => {
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     // The lease had ten minutes left; released, the run is claimable now.
-    const ledger = new SqliteLedger({ path: db });
-    try {
-      const claimed = await ledger.claim('next-worker');
-      expect(claimed).toMatchObject({ id: created.run.run_id, phase: 'composing' });
-    } finally {
-      await ledger.close();
-    }
+    const claimed = await readLedger(db, (ledger) => ledger.claim('next-worker'));
+    expect(claimed).toMatchObject({ id: created.run.run_id, phase: 'composing' });
   });
 });

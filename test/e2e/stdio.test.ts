@@ -3,8 +3,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteLedger } from '../../src/ledger/index.js';
-import { callTool, CLI, PRODUCT_SHOT, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import { callTool, CLI, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 async function start(db: string, flags: string[] = []): Promise<StdioServer> {
@@ -16,14 +15,7 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close().catch(() => undefined)));
 });
 
-async function usageOf(db: string, tenant = 'local') {
-  const ledger = new SqliteLedger({ path: db });
-  try {
-    return await ledger.usage(tenant);
-  } finally {
-    await ledger.close();
-  }
-}
+const usageOf = (db: string) => readLedger(db, (ledger) => ledger.usage('local'));
 
 describe('MCP over stdio', () => {
   it('answers an abandoned create on retry with the same run, replayed, and charges once', async () => {

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { SqliteLedger } from '../../src/ledger/index.js';
 import type { RunView } from '../../src/views.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -57,6 +58,16 @@ export async function until<T>(check: () => Promise<T | undefined>, what: string
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Opens the ledger file a server uses, reads it, and closes it again. */
+export async function readLedger<T>(db: string, read: (ledger: SqliteLedger) => Promise<T>): Promise<T> {
+  const ledger = new SqliteLedger({ path: db });
+  try {
+    return await read(ledger);
+  } finally {
+    await ledger.close();
   }
 }
 
