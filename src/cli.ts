@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default), demo, runs list/show, bench.
+// One entry: serve over stdio (default), demo, runs list/show.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';
@@ -8,22 +8,25 @@ import { createLogger } from './log.js';
 import { VERSION } from './version.js';
 
 async function runsCommand(config: Config): Promise<void> {
-  const { SqliteLedger } = await import('./ledger/index.js');
-  const { runView } = await import('./views.js');
-  const ledger = new SqliteLedger({ path: config.db });
+  const { openLedger, isBilled } = await import('./ledger/index.js');
+  const { RunService } = await import('./runs.js');
+  const { runView } = await import('./mcp/views.js');
+  const ledger = await openLedger({ url: config.db });
+  const runs = new RunService(ledger);
   try {
     if (config.command === 'runs-show') {
-      const run = await ledger.getRun(config.tenant, config.rest[0]!);
+      const run = await runs.get(config.tenant, config.rest[0]!);
       process.stdout.write(JSON.stringify(runView(run, false), null, 2) + '\n');
       return;
     }
-    const page = await ledger.listRuns(config.tenant, { limit: 50 });
-    if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${config.db}\n`);
+    const page = await runs.list(config.tenant, { limit: 50 });
+    if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${ledger.describe()}\n`);
     for (const run of page.runs) {
-      const billed = run.phase === 'done' ? `billed ${run.cost}` : 'not billed';
+      const billed = isBilled(run.phase) ? `billed ${run.cost}` : 'not billed';
       process.stdout.write(`${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed}\n`);
     }
   } finally {
+    runs.close();
     await ledger.close();
   }
 }
@@ -68,10 +71,6 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       return runDemo(config);
-    }
-    case 'bench': {
-      const { runBench } = await import('./bench/index.js');
-      return runBench();
     }
   }
 }

@@ -11,7 +11,7 @@ export class UsageError extends Error {
 }
 
 export interface Config {
-  command: 'serve' | 'demo' | 'runs-list' | 'runs-show' | 'bench' | 'help' | 'version';
+  command: 'serve' | 'demo' | 'runs-list' | 'runs-show' | 'help' | 'version';
   /** Positional arguments after the command (e.g. the run id of `runs show`). */
   rest: string[];
   db: string;
@@ -42,7 +42,6 @@ Usage:
   runledger demo [options]           run the server as a child and show create, replay, refusal and billing
   runledger runs list [options]      list runs in the ledger, newest first
   runledger runs show <run_id>       show one run as JSON
-  runledger bench                    measure the ledger, stdio and HTTP against same-run baselines
 
 Options:
   --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
@@ -125,7 +124,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (values.help) command = 'help';
   else if (values.version) command = 'version';
   else if (first === undefined) command = 'serve';
-  else if (first === 'demo' || first === 'bench') {
+  else if (first === 'demo') {
     command = first;
     if (second !== undefined) throw new UsageError(`unexpected argument "${second}" after ${first}`);
   } else if (first === 'runs' && second === 'list') {

@@ -9,7 +9,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
 import { VERSION } from './version.js';
-import type { RunView } from './views.js';
+import type { RunView } from './mcp/views.js';
 
 const OUT_DIR = 'runledger-out';
 const out = (line = '') => process.stdout.write(line + '\n');

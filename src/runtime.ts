@@ -1,38 +1,44 @@
-// One place that wires a ledger, an engine and the MCP server from a Config, for every transport.
+// One place that wires a ledger, an engine, the run service and the MCP tools from a Config, for every
+// transport. The tool entries are built once here; each session's server only binds a tenant.
 import { catalogue } from '../tools/index.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
-import { SqliteLedger } from './ledger/index.js';
+import { openLedger, type RunLedger } from './ledger/index.js';
 import type { Logger } from './log.js';
-import { createServer, type Extra } from './server.js';
+import { createServer, mcpTools, type Extra } from './mcp/server.js';
+import { RunService } from './runs.js';
 import { VERSION } from './version.js';
 
 export interface Runtime {
-  ledger: SqliteLedger;
+  ledger: RunLedger;
+  runs: RunService;
   engine: Engine;
   createMcpServer(tenantOf: (extra: Extra) => string): ReturnType<typeof createServer>;
   /** Stop the workers (their leases are released for another process to resume) and close the ledger. */
   shutdown(): Promise<void>;
 }
 
-export function createRuntime(config: Config, log: Logger): Runtime {
-  const ledger = new SqliteLedger({ path: config.db, leaseMs: config.leaseMs });
+export async function createRuntime(config: Config, log: Logger): Promise<Runtime> {
+  const ledger = await openLedger({ url: config.db, leaseMs: config.leaseMs });
+  const runs = new RunService(ledger, log);
   const engine = new Engine({
     ledger,
     tools: catalogue,
-    leaseMs: config.leaseMs,
     concurrency: config.concurrency,
     phaseDelayMs: config.phaseDelayMs,
     log,
   });
+  const tools = mcpTools(runs, catalogue);
   let stopping: Promise<void> | undefined;
   return {
     ledger,
+    runs,
     engine,
-    createMcpServer: (tenantOf) => createServer({ ledger, engine, tools: catalogue, tenantOf, version: VERSION, log }),
+    createMcpServer: (tenantOf) => createServer({ runs, tools, tenantOf, version: VERSION, log }),
     shutdown: () =>
       (stopping ??= (async () => {
         await engine.stop();
+        runs.close();
         await ledger.close();
       })()),
   };

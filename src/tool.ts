@@ -24,7 +24,7 @@ export interface GenerationTool<Input extends z.ZodObject = z.ZodObject> {
   /** Snake-case name; the MCP tool is `create_<name>`. */
   name: string;
   title: string;
-  /** Agent-facing description; says to reuse the same key on retry. */
+  /** Agent-facing description of what the tool makes and its cost; the server adds the retry wording. */
   description: string;
   /** Zod object of the tool's own fields, each with a `.describe()` an agent reads. */
   input: Input;

@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, defaultDbPath } from '../src/config.js';
-import { SqliteLedger } from '../src/ledger/index.js';
+import { SqliteLedger } from '../src/ledger/sqlite/index.js';
 import { CLI, tempDb } from './helpers/mcp.js';
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}) {

@@ -5,16 +5,19 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../tools/index.js';
 import { Engine } from '../src/engine/engine.js';
-import { SqliteLedger } from '../src/ledger/index.js';
-import { createServer } from '../src/server.js';
+import type { RunLedger } from '../src/ledger/index.js';
+import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import { createServer, mcpTools } from '../src/mcp/server.js';
+import { RunService } from '../src/runs.js';
 import { callTool, PRODUCT_SHOT } from './helpers/mcp.js';
 
 let ledger: SqliteLedger;
 let engine: Engine;
 let client: Client;
 
-async function connect(tenant = 'local'): Promise<Client> {
-  const { server } = createServer({ ledger, engine, tools: catalogue, tenantOf: () => tenant, version: 'test' });
+async function connect(tenant = 'local', over: RunLedger = ledger): Promise<Client> {
+  const runs = new RunService(over);
+  const { server } = createServer({ runs, tools: mcpTools(runs, catalogue), tenantOf: () => tenant, version: 'test' });
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   const c = new Client({ name: 'test', version: '0' });
@@ -24,7 +27,7 @@ async function connect(tenant = 'local'): Promise<Client> {
 
 beforeEach(async () => {
   ledger = new SqliteLedger({ path: ':memory:' });
-  engine = new Engine({ ledger, tools: catalogue, leaseMs: 30_000, concurrency: 1 });
+  engine = new Engine({ ledger, tools: catalogue, concurrency: 1 });
   engine.start();
   client = await connect();
 });
@@ -209,11 +212,7 @@ describe('storage failures at the MCP boundary', () => {
     const Database = (await import('better-sqlite3')).default;
     const path = join(mkdtempSync(join(tmpdir(), 'runledger-busy-')), 'ledger.db');
     const busyLedger = new SqliteLedger({ path, busyTimeoutMs: 50 });
-    const { server } = createServer({ ledger: busyLedger, engine, tools: catalogue, tenantOf: () => 'local', version: 'test' });
-    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
-    await server.connect(serverSide);
-    const busyClient = new Client({ name: 'test', version: '0' });
-    await busyClient.connect(clientSide);
+    const busyClient = await connect('local', busyLedger);
     const holder = new Database(path);
     try {
       holder.exec('BEGIN IMMEDIATE');

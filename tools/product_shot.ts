@@ -68,12 +68,7 @@ const description =
   'in, offline and deterministic: the same arguments and seed give byte-identical images. Each image is ' +
   'scored against the brand kit rubric (palette, text contrast, logo, banned phrases, size, safe margins) ' +
   'and the result lists each check with its evidence and a fix. ' +
-  `Cost: ${CREDITS_PER_VARIANT} credits per variant, charged once when the run reaches done; replays, ` +
-  'failures and cancellations are free. ' +
-  'The call answers at once with a run_id; while the run is still going, poll with poll_run and that ' +
-  'run_id — do not create again. ' +
-  'Make one new key (a UUID) per logical request; when retrying after a timeout or an error, send the SAME ' +
-  'key — a new key starts a new, billed run.';
+  `Cost: ${CREDITS_PER_VARIANT} credits per variant.`;
 
 /** The brief's first sentence, which is what a tagline is. */
 export function tagline(brief: string): string {

@@ -35,11 +35,7 @@ const description =
   'the same arguments and seed give byte-identical images. The card is scored against the brand kit rubric ' +
   '(palette, text contrast, logo, banned phrases, size, safe margins) and the result lists each check with ' +
   'its evidence and a fix. ' +
-  'Cost: 2 credits per card, charged once when the run reaches done; replays, failures and cancellations are free. ' +
-  'The call answers at once with a run_id; while the run is still going, poll with poll_run and that ' +
-  'run_id — do not create again. ' +
-  'Make one new key (a UUID) per logical request; when retrying after a timeout or an error, send the SAME ' +
-  'key — a new key starts a new, billed run.';
+  'Cost: 2 credits per card.';
 
 type Side = 'top' | 'bottom' | 'left' | 'right';
 

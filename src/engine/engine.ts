@@ -1,22 +1,20 @@
 // In-process workers: claim runs with leases, move them through their phases, store a recovery point
 // after each, and bill on done. A run whose worker died is resumed by any engine sharing the ledger.
-import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nanoid } from 'nanoid';
 import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
-import { isTerminal, Phase, type ClaimedRun, type JsonObject, type Run, type RunLedger } from '../ledger/index.js';
+import { Phase, type ClaimedRun, type JsonObject, type RunLedger } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider, type Provider } from '../providers/index.js';
 import type { Scene } from '../providers/scene.js';
 import type { Evaluation } from '../rubric/index.js';
+import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
 
 export interface EngineOptions {
   ledger: RunLedger;
   tools: readonly GenerationTool[];
-  /** Lease length the ledger grants; the engine renews at a third of it. */
-  leaseMs: number;
   /** Default: the built-in renderer, on one worker thread per concurrent run. */
   provider?: Provider;
   concurrency?: number;
@@ -27,19 +25,13 @@ export interface EngineOptions {
   log?: Logger;
 }
 
-/** The seed used when the caller gives none: taken from the fingerprint, so a replay gets the same one. */
-export function derivedSeed(fingerprint: string): number {
-  return Number.parseInt(fingerprint.slice(0, 8), 16);
-}
-
-export function seedOf(run: Pick<Run, 'args' | 'fingerprint'>): number {
-  return typeof run.args.seed === 'number' ? run.args.seed : derivedSeed(run.fingerprint);
-}
-
 /** Progress after `done` of `total` variants are rendered: rendering spans 0.5 → 0.95. */
 function renderProgress(done: number, total: number): number {
   return 0.5 + (0.45 * done) / Math.max(total, 1);
 }
+
+/** The recovery point holding variant n's evaluation, written before its image is attached. */
+const evaluationPoint = (n: number) => `evaluation/${n}`;
 
 const SWEEP_EVERY_MS = 3600_000;
 /**
@@ -56,14 +48,13 @@ export class Engine {
   private readonly concurrency: number;
   private readonly phaseDelayMs: number;
   private readonly idlePollMs: number;
-  private readonly renewEveryMs: number;
   private readonly log: Logger;
-  private readonly changes = new EventEmitter();
   private readonly active = new Map<string, AbortController>();
   private waiters: (() => void)[] = [];
   private loops: Promise<void>[] = [];
   private running = false;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(opts: EngineOptions) {
     this.ledger = opts.ledger;
@@ -72,14 +63,16 @@ export class Engine {
     this.provider = opts.provider ?? createBuiltinProvider(this.concurrency);
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
-    this.renewEveryMs = Math.max(50, Math.floor(opts.leaseMs / 3));
     this.log = opts.log ?? silentLogger;
-    this.changes.setMaxListeners(0);
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
+    // A run queued here (or, on a shared server database, anywhere) wakes an idle worker at once.
+    this.unsubscribe = this.ledger.subscribe((change) => {
+      if (change.phase === Phase.queued) this.wake();
+    });
     this.loops = Array.from({ length: this.concurrency }, (_, i) => this.work(`${this.owner}/${i}`));
     void this.sweep();
     this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_EVERY_MS);
@@ -90,6 +83,7 @@ export class Engine {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.unsubscribe?.();
     clearInterval(this.sweepTimer);
     for (const controller of this.active.values()) controller.abort();
     this.wake();
@@ -97,52 +91,8 @@ export class Engine {
     await this.provider.close();
   }
 
-  /** A run was queued here: an idle worker can take it now rather than at its next poll. */
-  wake(): void {
+  private wake(): void {
     for (const resolve of this.waiters.splice(0)) resolve();
-  }
-
-  /** Something about a run changed (here, or by a caller such as cancel): wake whoever waits on it. */
-  notify(runId: string): void {
-    this.changes.emit(runId);
-  }
-
-  /**
-   * Follow a run until it ends, `seconds` pass or `signal` aborts; `onChange` sees the run as found,
-   * then every new phase or progress. Polls the ledger too, because another process may be the one running it.
-   */
-  async waitFor(
-    tenant: string,
-    runId: string,
-    seconds: number,
-    opts: { signal?: AbortSignal; onChange?: (run: Run) => void | Promise<void> } = {},
-  ): Promise<Run> {
-    const deadline = Date.now() + seconds * 1000;
-    let run = await this.ledger.getRun(tenant, runId);
-    await opts.onChange?.(run); // it may have moved on since the caller last looked
-    while (!isTerminal(run.phase) && !opts.signal?.aborted) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      await this.changed(runId, Math.min(left, 250), opts.signal);
-      const next = await this.ledger.getRun(tenant, runId);
-      if (next.phases.length !== run.phases.length || next.progress !== run.progress) await opts.onChange?.(next);
-      run = next;
-    }
-    return run;
-  }
-
-  private changed(runId: string, ms: number, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.changes.off(runId, done);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.changes.once(runId, done);
-      signal?.addEventListener('abort', done, { once: true });
-    });
   }
 
   private idle(): Promise<void> {
@@ -185,12 +135,15 @@ export class Engine {
   private async process(run: ClaimedRun, owner: string): Promise<boolean> {
     const controller = new AbortController();
     this.active.set(run.id, controller);
-    const heartbeat = setInterval(() => {
-      this.ledger.renew(run.id, owner).then(
-        (held) => held || controller.abort(),
-        () => undefined, // a busy store: the next beat tries again before the lease runs out
-      );
-    }, this.renewEveryMs);
+    const heartbeat = setInterval(
+      () => {
+        this.ledger.renew(run.id, owner).then(
+          (held) => held || controller.abort(),
+          () => undefined, // a busy store: the next beat tries again before the lease runs out
+        );
+      },
+      Math.max(50, Math.floor(this.ledger.leaseMs / 3)),
+    );
     if (run.attempts > 1) this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts });
     try {
       await this.execute(run, owner, controller.signal);
@@ -214,7 +167,6 @@ export class Engine {
     } finally {
       clearInterval(heartbeat);
       this.active.delete(run.id);
-      this.notify(run.id);
     }
     return true;
   }
@@ -230,57 +182,54 @@ export class Engine {
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
     const args = tool.input.parse(run.args);
     const seed = seedOf(run);
-    // Null from the ledger means the run is no longer ours (canceled, deleted or taken over): stop quietly.
-    const advance = async (to: Phase, output?: JsonObject) => {
-      const moved = await this.ledger.advance(run.id, owner, to, output);
-      this.notify(run.id);
-      if (moved === null) throw new LeaseLost();
+    // False or null from the ledger means the run is no longer ours (canceled, deleted or taken over): stop quietly.
+    const held = (ok: unknown) => {
+      if (ok === null || ok === false) throw new LeaseLost();
     };
 
-    if (run.phase === Phase.queued) await advance(Phase.composing);
+    if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
     let scenes = (run.recovery[Phase.composing]?.scenes as Scene[] | undefined) ?? null;
     if (scenes === null || run.phase === Phase.queued || run.phase === Phase.composing) {
       await this.delay(signal);
       scenes = tool.compose(args, seed);
-      await advance(Phase.rendering, { scenes: scenes as unknown as JsonObject[] } as JsonObject);
+      held(await this.ledger.advance(run.id, owner, Phase.rendering, { scenes: scenes as unknown as JsonObject[] }));
     }
 
-    const rendered = new Set(run.assets.map((a) => a.n));
+    const evaluations = new Map<number, Evaluation>();
+    for (const asset of run.assets) {
+      const stored = run.recovery[evaluationPoint(asset.n)] as unknown as Evaluation | undefined;
+      if (stored !== undefined) evaluations.set(asset.n, stored);
+    }
     const brand = tool.brandKit(args);
     for (const [n, scene] of scenes.entries()) {
-      if (rendered.has(n)) continue;
+      if (evaluations.has(n)) continue;
       await this.delay(signal);
       const image = await this.provider.render(scene, brand, { idempotencyKey: `${run.id}/${n}` });
-      const meta = { width: image.width, height: image.height, evaluation: image.evaluation } as unknown as JsonObject;
-      const asset = { bytes: image.png, mime: 'image/png', meta };
-      const held = await this.ledger.attachAsset(run.id, owner, n, asset, renderProgress(n + 1, scenes.length));
-      this.notify(run.id);
-      if (!held) throw new LeaseLost();
+      // The evaluation is stored before the image: an attached image always has its evaluation.
+      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), image.evaluation as unknown as JsonObject));
+      const asset = { bytes: image.png, mime: 'image/png', meta: { width: image.width, height: image.height } };
+      held(await this.ledger.attachAsset(run.id, owner, n, asset, renderProgress(n + 1, scenes.length)));
+      evaluations.set(n, image.evaluation);
     }
 
     const assets = await this.ledger.listAssets(run.tenant, run.id);
-    const evaluations = assets.map((a) => ({ n: a.n, ...(a.meta.evaluation as unknown as Evaluation) }));
-    const passed = evaluations.reduce((sum, e) => sum + e.passed, 0);
-    const tested = evaluations.reduce((sum, e) => sum + e.tested, 0);
-    // Each variant's score honours the brand kit's weights; the run's is their mean.
-    const score = evaluations.reduce((sum, e) => sum + e.score, 0) / Math.max(evaluations.length, 1);
-    const result = {
+    const variants = assets.map((a) => ({ n: a.n, ...evaluations.get(a.n)! }));
+    const result: RunResult = {
       seed,
       generator: { provider: this.provider.id, version: this.provider.version },
       assets: assets.map((a) => ({
         n: a.n,
-        uri: `runs://${run.id}/assets/${a.n}`,
+        sha256: a.sha256,
         mime: a.mime,
         size: a.size,
-        sha256: a.sha256,
-        width: a.meta.width,
-        height: a.meta.height,
+        width: a.meta.width as number,
+        height: a.meta.height as number,
       })),
       evaluation: {
-        score,
-        passed,
-        tested,
-        variants: evaluations,
+        score: variants.reduce((sum, e) => sum + e.score, 0) / Math.max(variants.length, 1),
+        passed: variants.reduce((sum, e) => sum + e.passed, 0),
+        tested: variants.reduce((sum, e) => sum + e.tested, 0),
+        variants,
       },
     };
     const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject);

@@ -60,23 +60,9 @@ const sha256Hex: (text: string) => string =
     ? (text) => crypto.hash('sha256', text, 'hex')
     : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
-/**
- * Recently seen argument texts (plain JSON.stringify, in the caller's key order) and their
- * fingerprints. A retry usually re-sends the very same arguments, so a replay skips the
- * canonical walk and the hash; the mapping is a pure function, so a hit is always right.
- */
-const recent = new Map<string, string>();
-const RECENT_MAX = 4096;
-
 /** SHA-256 (hex) of the canonical JSON of the arguments, leaving out the per-call fields. */
 export function fingerprint(args: JsonObject): string {
-  const text = JSON.stringify(args);
-  const known = recent.get(text);
-  if (known !== undefined) return known;
-  const fp = sha256Hex(canonicalJson(fingerprintedArgs(args)));
-  if (recent.size >= RECENT_MAX) recent.delete(recent.keys().next().value as string);
-  recent.set(text, fp);
-  return fp;
+  return sha256Hex(canonicalJson(fingerprintedArgs(args)));
 }
 
 /** The top-level fields whose values differ between two argument sets, sorted. */

@@ -45,7 +45,7 @@ export interface Run {
 
 /** A run handed to a worker: the run plus what earlier phases stored, to resume from. */
 export interface ClaimedRun extends Run {
-  /** Output of each finished phase, keyed by that phase's name. */
+  /** Output of each finished phase, keyed by that phase's name, and any named checkpoints. */
   recovery: Record<string, JsonObject>;
   /** Assets already attached (a run taken over mid-render keeps them). */
   assets: AssetRef[];
@@ -57,6 +57,8 @@ export interface CreateRequest {
   idempotencyKey: string;
   /** Tool arguments after schema defaults; `idempotency_key`, `wait_seconds`, `dry_run` are ignored. */
   args: JsonObject;
+  /** `fingerprint(args)`, when the caller has it already (a retry's is cached); computed when absent. */
+  fingerprint?: string;
   cost: number;
 }
 
@@ -120,7 +122,23 @@ export interface StoredEvent {
   message: string;
 }
 
+/** A run changed: created (queued), moved to a phase, made progress, or was deleted. */
+export interface RunChange {
+  runId: string;
+  phase: Phase;
+}
+
 export interface RunLedger {
+  /** How long a claim holds a run; workers renew at a fraction of it. Configured once, here. */
+  readonly leaseMs: number;
+  /** Where the ledger lives, safe to print: a path, or a database URL without its password. */
+  describe(): string;
+  /**
+   * Calls `listener` after every committed change to a run that this ledger learns of: its own
+   * writes, and (for a shared server database) other processes' too. Returns the unsubscribe.
+   */
+  subscribe(listener: (change: RunChange) => void): () => void;
+
   /** The fence: one insert under the (tenant, tool, key) unique constraint decides create or replay. */
   createOrReplay(req: CreateRequest): Promise<CreateOutcome>;
   /** Dry run of createOrReplay: validation and the fence only, nothing written. */
@@ -137,6 +155,11 @@ export interface RunLedger {
   release(runId: string, owner: string): Promise<void>;
   /** Move forward to `to`, storing `output` as the recovery point of the phase being left. Null: lease lost. */
   advance(runId: string, owner: string, to: Phase, output?: JsonObject): Promise<Run | null>;
+  /**
+   * Store a recovery point named `name` (an upstream call requested, say) without changing phase,
+   * so a worker that takes the run over knows what happened. False: lease lost.
+   */
+  checkpoint(runId: string, owner: string, name: string, value: JsonObject): Promise<boolean>;
   /** Store an asset content-addressed and attach it to the run as asset `n`. False: lease lost. */
   attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean>;
   /** Mark done with its result and write the run's one charge, in one transaction. */

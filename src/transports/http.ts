@@ -107,7 +107,7 @@ export async function serveHttp(config: Config, http: HttpConfig, log: Logger): 
         'Give --tokens FILE or RUNLEDGER_TOKENS, or bind to 127.0.0.1.',
     );
   }
-  const runtime = createRuntime(config, log);
+  const runtime = await createRuntime(config, log);
   const server = createHttpServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new UsageError(`cannot listen on ${http.host}:${http.port}: ${err.message}`)));

@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import { createRuntime } from '../runtime.js';
 
 export async function serveStdio(config: Config, log: Logger): Promise<void> {
-  const runtime = createRuntime(config, log);
+  const runtime = await createRuntime(config, log);
   const { server } = runtime.createMcpServer(() => config.tenant);
   const transport = new StdioServerTransport();
   let exiting = false;

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteLedger } from '../../src/ledger/index.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 import { connectHttp, killAll, readSse, startHttp, type SseEvent } from '../helpers/http.js';
 import { callTool, PRODUCT_SHOT, readLedger, tempDb, until } from '../helpers/mcp.js';
 

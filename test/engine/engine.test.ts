@@ -2,7 +2,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
 import { Engine, MAX_ATTEMPTS } from '../../src/engine/engine.js';
-import { Phase, SqliteLedger } from '../../src/ledger/index.js';
+import { Phase, type Run } from '../../src/ledger/index.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { RunService } from '../../src/runs.js';
 
 const ledgers: SqliteLedger[] = [];
 const engines: Engine[] = [];
@@ -13,10 +15,20 @@ afterEach(async () => {
 
 function setup(clock?: () => number) {
   const ledger = new SqliteLedger({ path: ':memory:', leaseMs: 1000, ...(clock ? { clock } : {}) });
-  const engine = new Engine({ ledger, tools: catalogue, leaseMs: 1000, concurrency: 1, idlePollMs: 20 });
+  const engine = new Engine({ ledger, tools: catalogue, concurrency: 1, idlePollMs: 20 });
   ledgers.push(ledger);
   engines.push(engine);
   return { ledger, engine };
+}
+
+/** The run once it has ended (or after 30 s). */
+async function ended(ledger: SqliteLedger, runId: string): Promise<Run> {
+  const runs = new RunService(ledger);
+  try {
+    return (await runs.follow('local', await ledger.getRun('local', runId), { waitSeconds: 30 })).run;
+  } finally {
+    runs.close();
+  }
 }
 
 const CARD = { tenant: 'local', tool: 'social_card', idempotencyKey: 'engine-test-key-0001', args: { headline: 'Engine' }, cost: 2 };
@@ -27,7 +39,7 @@ describe('engine', () => {
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
     engine.start();
-    const run = await engine.waitFor('local', created.run.id, 30);
+    const run = await ended(ledger, created.run.id);
     expect(run.phase).toBe(Phase.done);
     expect(run.result).toMatchObject({ evaluation: { score: 1 }, assets: [{ n: 0, mime: 'image/png' }] });
     expect(await ledger.usage('local')).toMatchObject({ charges: 1, credits: 2 });
@@ -42,11 +54,12 @@ describe('engine', () => {
     await ledger.advance(first.id, 'dead-worker', Phase.composing);
     const scenes = catalogue[0]!.compose(catalogue[0]!.input.parse(first.args), 7);
     await ledger.advance(first.id, 'dead-worker', Phase.rendering, { scenes: scenes as never });
-    const marker = { bytes: Buffer.from('rendered-before-the-crash'), mime: 'image/png', meta: { width: 1, height: 1, evaluation: { score: 1, passed: 6, tested: 6, checks: [], skipped: [] } } };
+    await ledger.checkpoint(first.id, 'dead-worker', 'evaluation/0', { score: 1, passed: 6, tested: 6, checks: [], skipped: [] });
+    const marker = { bytes: Buffer.from('rendered-before-the-crash'), mime: 'image/png', meta: { width: 1, height: 1 } };
     await ledger.attachAsset(first.id, 'dead-worker', 0, marker, 0.7);
     now += 1001;
     engine.start();
-    const run = await engine.waitFor('local', first.id, 30);
+    const run = await ended(ledger, first.id);
     expect(run.phase).toBe(Phase.done);
     expect(run.attempts).toBe(2);
     expect(run.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering', 'done']);
@@ -65,7 +78,7 @@ describe('engine', () => {
       now += 1001;
     }
     engine.start();
-    const run = await engine.waitFor('local', created.run.id, 30);
+    const run = await ended(ledger, created.run.id);
     expect(run.phase).toBe(Phase.failed);
     expect(run.error).toMatchObject({ code: 'generation_failed', message: expect.stringMatching(/Gave up after 5 attempts/) });
     expect(await ledger.usage('local')).toMatchObject({ charges: 0 });

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { SqliteLedger } from '../../src/ledger/index.js';
-import type { RunView } from '../../src/views.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import type { RunView } from '../../src/mcp/views.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
-import { SqliteLedger } from '../../src/ledger/index.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 
 const CLIENT = new URL('../fixtures/race-client.mjs', import.meta.url).pathname;
 const PROCESSES = 8;

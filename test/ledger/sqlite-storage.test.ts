@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunledgerError, StorageUnavailableError } from '../../src/errors.js';
-import { SqliteLedger } from '../../src/ledger/index.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { sqliteMigrations } from '../../src/ledger/sqlite/migrations.js';
 import { request, typedError } from './contract.js';
 
 const dirs: string[] = [];
@@ -44,10 +45,7 @@ describe('SQLite ledger file', () => {
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       const migrations = db.prepare('SELECT version, name FROM schema_migrations').all();
-      expect(migrations).toEqual([
-        { version: 1, name: expect.any(String) },
-        { version: 2, name: expect.any(String) },
-      ]);
+      expect(migrations).toEqual(sqliteMigrations.map((m) => ({ version: m.version, name: m.name })));
     } finally {
       db.close();
     }
@@ -65,6 +63,50 @@ describe('SQLite ledger file', () => {
     const again = await second.createOrReplay(request());
     expect(again.kind).toBe('replayed');
     if (created.kind === 'created' && again.kind === 'replayed') expect(again.run.id).toBe(created.run.id);
+  });
+
+  it('migrates a schema 2 file: runs keep their phases, arguments, results, recovery points and keys', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    for (const m of sqliteMigrations.filter((m) => m.version <= 2)) {
+      old.exec(m.sql);
+      old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+    }
+    const t0 = Date.UTC(2026, 10, 1, 12);
+    const at = (ms: number) => new Date(t0 + ms).toISOString();
+    const insert = old.prepare(
+      `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, args, cost, phase, phases, progress, recovery, result, created_at, updated_at)
+       VALUES (?, 'acme', 'product_shot', ?, ?, ?, 4, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const args = request().args;
+    const fp = (await import('../../src/ledger/index.js')).fingerprint(args);
+    insert.run('run_done', 'key-done-0000000001', fp, JSON.stringify(args), 'done',
+      JSON.stringify([{ phase: 'queued', at: at(0) }, { phase: 'composing', at: at(5) }, { phase: 'rendering', at: at(7) }, { phase: 'done', at: at(9) }]),
+      1, '{"composing":{"scenes":[1]}}', '{"score":1}', t0, t0 + 9);
+    insert.run('run_live', 'key-live-0000000001', fp, JSON.stringify(args), 'rendering',
+      JSON.stringify([{ phase: 'queued', at: at(1) }, { phase: 'composing', at: at(2) }, { phase: 'rendering', at: at(3) }]),
+      0.5, '{"composing":{"scenes":[2]}}', null, t0 + 1, t0 + 3);
+    old.prepare(`INSERT INTO assets VALUES ('abc', 'image/png', 3, x'010203', ?)`).run(t0);
+    old.prepare(`INSERT INTO run_assets VALUES ('run_done', 0, 'abc', '{}')`).run();
+    old.close();
+
+    const ledger = ledgerAt(path, { clock: () => t0 + 60_000 });
+    const done = await ledger.getRun('acme', 'run_done');
+    expect(done.phases).toEqual([
+      { phase: 'queued', at: at(0) },
+      { phase: 'composing', at: at(5) },
+      { phase: 'rendering', at: at(7) },
+      { phase: 'done', at: at(9) },
+    ]);
+    expect(done).toMatchObject({ phase: 'done', args, result: { score: 1 }, progress: 1 });
+    expect((await ledger.readAsset('acme', 'run_done', 0)).bytes).toEqual(Buffer.from([1, 2, 3]));
+    const replay = await ledger.createOrReplay(request({ idempotencyKey: 'key-done-0000000001' }));
+    expect(replay).toMatchObject({ kind: 'replayed', run: { id: 'run_done', result: { score: 1 } } });
+    const resumed = await ledger.claim('w1');
+    expect(resumed).toMatchObject({ id: 'run_live', phase: 'rendering', recovery: { composing: { scenes: [2] } } });
+    expect(resumed?.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering']);
   });
 
   it('shares one file between two open ledgers: the fence holds across connections', async () => {

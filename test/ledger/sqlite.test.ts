@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteLedger } from '../../src/ledger/index.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 import { ledgerContract } from './contract.js';
 
 ledgerContract('SQLite :memory:', async (opts) => new SqliteLedger({ path: ':memory:', ...opts }));

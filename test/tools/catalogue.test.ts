@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DEFAULT_BRAND_KIT, type BrandKit } from '../../src/brand.js';
+import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { mcpTools } from '../../src/mcp/server.js';
 import { renderScene } from '../../src/providers/builtin.js';
 import { evaluate } from '../../src/rubric/index.js';
+import { RunService } from '../../src/runs.js';
 import { catalogue } from '../../tools/index.js';
 import productShot from '../../tools/product_shot.js';
 import socialCard from '../../tools/social_card.js';
@@ -24,12 +27,18 @@ describe('catalogue', () => {
     for (const tool of catalogue) expect(tool.name).toMatch(/^[a-z][a-z0-9_]*$/);
   });
 
-  it('tells the agent the key rule, the cost and to poll rather than create again', () => {
+  it('tells the agent the key rule, the cost and to poll rather than create again', async () => {
+    // What an agent reads is the listed description: the tool's own words plus what the machinery adds.
+    const ledger = new SqliteLedger({ path: ':memory:' });
+    const listed = mcpTools(new RunService(ledger), catalogue).map((entry) => entry.definition);
     for (const tool of catalogue) {
-      expect(tool.description).toContain(KEY_RULE);
-      expect(tool.description).toMatch(/Cost: \d+ credits/);
-      expect(tool.description).toContain('poll_run');
+      const description = listed.find((d) => d.name === `create_${tool.name}`)!.description;
+      expect(description).toContain(KEY_RULE);
+      expect(description).toMatch(/Cost: \d+ credits/);
+      expect(description).toContain('poll_run');
+      expect(tool.description).not.toContain(KEY_RULE);
     }
+    await ledger.close();
   });
 
   it('leaves idempotency_key, wait_seconds and dry_run to the server and offers an optional seed', () => {

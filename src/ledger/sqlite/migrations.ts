@@ -1,5 +1,14 @@
 // Numbered migrations for the SQLite ledger. Each runs once, in its own transaction, and is
 // recorded in schema_migrations; never edit one that has shipped, add the next number.
+import { LIVE_PHASES, sqlPhaseList, TERMINAL_PHASES } from '../phases.js';
+
+const LIVE = sqlPhaseList(LIVE_PHASES);
+const TERMINAL = sqlPhaseList(TERMINAL_PHASES);
+
+/** Milliseconds since the epoch of the `phase` entry in a v2 `phases` JSON list, or NULL. */
+const phaseTime = (phases: string) =>
+  `(SELECT CAST(round(unixepoch(e.value ->> 'at', 'subsec') * 1000) AS INTEGER) FROM json_each(${phases}) e
+     WHERE e.value ->> 'phase' IN`;
 
 export interface Migration {
   version: number;
@@ -81,6 +90,60 @@ export const sqliteMigrations: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX events_by_stream ON events (stream_id, id);
       CREATE INDEX events_by_age ON events (created_at);
+    `,
+  },
+  {
+    version: 3,
+    name: 'small hot run rows: arguments, recovery points and results apart; phase times as columns',
+    // The key lookup of every replay reads the hot row; with the arguments, the recovery points and the
+    // result inline a run took ~8 KB, so a large ledger spread its keys over many more pages.
+    sql: `
+      CREATE TABLE runs_v3 (
+        id               TEXT PRIMARY KEY,
+        tenant           TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        idem_key         TEXT NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        cost             INTEGER NOT NULL,
+        phase            TEXT NOT NULL,
+        progress         REAL NOT NULL DEFAULT 0,
+        composing_at     INTEGER,
+        rendering_at     INTEGER,
+        ended_at         INTEGER,
+        error            TEXT,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        replay_count     INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        deleted_at       INTEGER,
+        -- The fence: one run per (tenant, tool, key), decided by this constraint alone.
+        UNIQUE (tenant, tool, idem_key)
+      ) STRICT;
+
+      CREATE TABLE run_data (
+        run_id   TEXT PRIMARY KEY REFERENCES runs_v3 (id) ON DELETE CASCADE,
+        args     TEXT NOT NULL,
+        -- Recovery points serve a run that may be resumed; NULL once it is terminal.
+        recovery TEXT,
+        result   TEXT
+      ) STRICT;
+
+      INSERT INTO runs_v3
+        SELECT id, tenant, tool, idem_key, fingerprint, cost, phase, progress,
+          ${phaseTime('phases')} ('composing')),
+          ${phaseTime('phases')} ('rendering')),
+          ${phaseTime('phases')} (${TERMINAL})),
+          error, lease_owner, lease_expires_at, attempts, replay_count, created_at, updated_at, deleted_at
+        FROM runs;
+      INSERT INTO run_data
+        SELECT id, args, CASE WHEN phase IN (${TERMINAL}) THEN NULL ELSE recovery END, result FROM runs;
+
+      DROP TABLE runs;
+      ALTER TABLE runs_v3 RENAME TO runs;
+      CREATE INDEX runs_live ON runs (created_at, id) WHERE phase IN (${LIVE});
+      CREATE INDEX runs_by_tenant ON runs (tenant, created_at DESC, id DESC);
     `,
   },
 ];

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SqliteLedger } from '../ledger/index.js';
+import { SqliteLedger } from '../src/ledger/sqlite/index.js';
 import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
 const ROUNDS = 5;

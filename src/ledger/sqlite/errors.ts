@@ -1,7 +1,7 @@
 // SQLite failures as typed errors that name the path and the cause.
 import { closeSync, existsSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InternalError, RunledgerError, StorageUnavailableError } from '../errors.js';
+import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
 
 function sqliteCode(err: unknown): string | null {
   const code = (err as { code?: unknown } | null)?.code;

@@ -10,8 +10,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
-import { parseConfig } from '../config.js';
-import { VERSION } from '../version.js';
+import { parseConfig } from '../src/config.js';
+import { VERSION } from '../src/version.js';
 import { BENCH_REQUEST, median, type Comparison } from './measure.js';
 
 const ROUNDS = 5;
@@ -71,7 +71,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     const commit = () => rawInsert.run(randomUUID(), fp, argsText);
 
     // runledger itself, on a fresh ledger file; its replay answer is kept for the context baseline.
-    const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+    const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
     const ledger = await connect([cli, '--db', join(dir, 'ledger.db'), ...serveOnlyFlags(), '--log-level', 'warn']);
     clients.push(ledger);
     const replayKey = `bench-replay-${randomUUID()}`;

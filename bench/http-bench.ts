@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../src/version.js';
 import { BENCH_REQUEST, median, type Comparison } from './measure.js';
 
 /** Concurrent sessions per server; each loops sequential calls. */
@@ -144,7 +144,7 @@ export async function benchHttp(): Promise<Comparison[]> {
   try {
     const bareServer = await start([fileURLToPath(new URL('./bare-http-server.js', import.meta.url))], /\{"port":(\d+)\}/);
     children.push(bareServer.child);
-    const cli = fileURLToPath(new URL('../cli.js', import.meta.url));
+    const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
     const ledgerServer = await start(
       [cli, '--http', '--port', '0', '--db', join(dir, 'ledger.db'), '--concurrency', '0', '--log-level', 'info'],
       /serving MCP over Streamable HTTP \{"url":"(http:\/\/127\.0\.0\.1:\d+\/mcp)"/,

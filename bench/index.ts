@@ -1,10 +1,11 @@
-// `runledger bench`: every benchmark, each against a baseline measured in the same run.
+// `npm run bench`: every benchmark, each against a baseline measured in the same run. Not shipped:
+// the package's files are dist/src and dist/tools only.
 import { benchHttp } from './http-bench.js';
 import { benchLedger } from './ledger-bench.js';
 import { formatTable } from './measure.js';
 import { benchStdio } from './stdio-bench.js';
 
-export async function runBench(): Promise<number> {
+async function runBench(): Promise<number> {
   process.stdout.write('Measuring the ledger (SQLite, WAL, synchronous=FULL) ...\n');
   process.stdout.write(formatTable('## Ledger operations per second', await benchLedger()) + '\n\n');
   process.stdout.write('Measuring MCP over stdio (child processes, the SDK client) ...\n');
@@ -13,3 +14,11 @@ export async function runBench(): Promise<number> {
   process.stdout.write(formatTable('## Create throughput over Streamable HTTP', await benchHttp()) + '\n\n');
   return 0;
 }
+
+runBench().then(
+  (code) => (process.exitCode = code),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

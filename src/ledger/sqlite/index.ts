@@ -1,0 +1,783 @@
+// The embedded ledger: one SQLite file (WAL, synchronous=FULL) that several processes may share.
+// It only does I/O: every decision is a function of ../rules.ts. better-sqlite3 is synchronous; each
+// verb runs to completion inside one transaction, and the async interface only wraps it so every
+// backend looks the same to callers.
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { BoundedMap } from '../../bounded-map.js';
+import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
+import { ChangeFeed } from '../change-feed.js';
+import { assertValidKey, fingerprintedArgs } from '../fingerprint.js';
+import { isTerminal, LIVE_PHASES, Phase, sqlPhaseList, TERMINAL_PHASES } from '../phases.js';
+import { ReplayCounter } from '../replay-counter.js';
+import {
+  cancelDecision,
+  checkCreate,
+  checkListQuery,
+  conflictOf,
+  DEFAULT_LEASE_MS,
+  DEFAULT_RETENTION_MS,
+  assetNotFound,
+  deletedRunError,
+  EVENT_RETENTION_MS,
+  holdsLease,
+  isExpired,
+  judgeExisting,
+  keyNotFound,
+  newRunRow,
+  nextRunState,
+  pageOf,
+  toClaimedRun,
+  toRun,
+  visibleRow,
+  type KeyedRow,
+  type RunRow,
+} from '../rules.js';
+import type {
+  AssetRef,
+  CancelOutcome,
+  ClaimedRun,
+  Conflict,
+  CreateOutcome,
+  CreatePreview,
+  CreateRequest,
+  JsonObject,
+  ListQuery,
+  NewAsset,
+  Run,
+  RunChange,
+  RunError,
+  RunLedger,
+  RunPage,
+  StoredAsset,
+  StoredEvent,
+  SweepReport,
+  Usage,
+} from '../types.js';
+import { storageError } from './errors.js';
+import { sqliteMigrations } from './migrations.js';
+
+export interface SqliteLedgerOptions {
+  /** File path, or ':memory:'. */
+  path: string;
+  /** Milliseconds since the epoch; tests pass a fake clock. */
+  clock?: () => number;
+  leaseMs?: number;
+  retentionMs?: number;
+  busyTimeoutMs?: number;
+  /** FULL (default) makes an acknowledged key survive power loss. */
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Caps the file size in pages: how tests simulate a full disk. */
+  maxPageCount?: number;
+  /** How often replay counts are written back (they are batched off the replay path). */
+  replayFlushMs?: number;
+}
+
+type Replayed = Extract<CreateOutcome, { kind: 'replayed' }>;
+
+interface PendingCreate {
+  req: CreateRequest;
+  fp: string;
+  resolve(outcome: CreateOutcome): void;
+  reject(err: unknown): void;
+}
+
+interface PendingEvent {
+  scope: string;
+  streamId: string;
+  message: string;
+  resolve(id: string): void;
+  reject(err: unknown): void;
+}
+
+/** Collects items until the current tick ends, then hands them over together. */
+class TickBatch<T> {
+  private items: T[] = [];
+  constructor(private readonly flush: (items: T[]) => void) {}
+  add(item: T): void {
+    if (this.items.push(item) === 1) {
+      setImmediate(() => {
+        const items = this.items;
+        this.items = [];
+        this.flush(items);
+      });
+    }
+  }
+}
+
+interface AssetRow {
+  n: number;
+  sha256: string;
+  mime: string;
+  size: number;
+  meta: string;
+}
+
+const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
+const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
+const RUN_COLUMNS = `id, tenant, tool, idem_key, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at,
+  error, attempts, replay_count, lease_owner, lease_expires_at, created_at, updated_at, deleted_at`;
+/** What the fence reads, in this order (see keyedRow). */
+const KEYED_COLUMNS = `id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts,
+  replay_count, created_at, updated_at, deleted_at`;
+/** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
+const SWEEP_SLICE = 500;
+
+/** Raw rows (arrays) are much faster to build than named ones, and this read is on every replay. */
+function keyedRow(values: unknown[] | undefined): KeyedRow | undefined {
+  if (values === undefined) return undefined;
+  const [id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, replay_count, created_at, updated_at, deleted_at] =
+    values as [string, string, number, Phase, number, number | null, number | null, number | null, string | null, number, number, number, number, number | null];
+  return { id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, replay_count, created_at, updated_at, deleted_at };
+}
+
+function toAssetRef(row: AssetRow): AssetRef {
+  return { n: row.n, sha256: row.sha256, mime: row.mime, size: row.size, meta: JSON.parse(row.meta) as JsonObject };
+}
+
+const parseJson = <T = JsonObject>(text: string | null | undefined): T | null => (text == null ? null : (JSON.parse(text) as T));
+
+export class SqliteLedger implements RunLedger {
+  readonly path: string;
+  readonly leaseMs: number;
+  private readonly db: Database.Database;
+  /**
+   * Stream events are written on their own connection with synchronous=NORMAL: they must survive a
+   * process restart (WAL gives that) but not power loss, and an fsync per SSE message would halve
+   * HTTP throughput. Runs, keys and charges stay on the FULL connection.
+   */
+  private readonly eventsDb: Database.Database;
+  private readonly now: () => number;
+  private readonly retentionMs: number;
+  private readonly replays: ReplayCounter;
+  private readonly changes = new ChangeFeed();
+  /** A terminal run's result never changes, so a replay of a finished run need not read and parse it again. */
+  private readonly finishedResults = new BoundedMap<string, JsonObject | null>(4096);
+  private readonly creates = new TickBatch<PendingCreate>((batch) => this.commitCreates(batch));
+  private readonly events = new TickBatch<PendingEvent>((batch) => this.commitEvents(batch));
+  private readonly stmt;
+  /** The fenced creates of one tick, in one write transaction; built once. */
+  private readonly fenceBatch: Database.Transaction<(items: PendingCreate[]) => (CreateOutcome | RunledgerError)[]>;
+
+  constructor(opts: SqliteLedgerOptions) {
+    this.path = opts.path;
+    this.now = opts.clock ?? Date.now;
+    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
+    this.db = openDatabase(opts);
+    this.eventsDb = opts.path === ':memory:' ? this.db : openDatabase({ ...opts, synchronous: 'NORMAL' });
+    const db = this.db;
+    const events = this.eventsDb;
+    this.stmt = this.guard(() => ({
+      keyed: db
+        .prepare<[string, string, string], unknown[]>(
+          `SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = ? AND tool = ? AND idem_key = ?`,
+        )
+        .raw(true),
+      byKey: db.prepare<[string, string, string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE tenant = ? AND tool = ? AND idem_key = ?`),
+      byId: db.prepare<[string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
+      data: db.prepare<[string], { args: string; recovery: string | null; result: string | null }>(
+        `SELECT args, recovery, result FROM run_data WHERE run_id = ?`,
+      ),
+      args: db.prepare<[string], string>(`SELECT args FROM run_data WHERE run_id = ?`).pluck(),
+      result: db.prepare<[string], string | null>(`SELECT result FROM run_data WHERE run_id = ?`).pluck(),
+      recovery: db.prepare<[string], string | null>(`SELECT recovery FROM run_data WHERE run_id = ?`).pluck(),
+      insert: db.prepare<unknown[]>(
+        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, phase, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (tenant, tool, idem_key) DO NOTHING`,
+      ),
+      insertData: db.prepare<[string, string]>(`INSERT INTO run_data (run_id, args, recovery) VALUES (?, ?, '{}')`),
+      deleteRun: db.prepare<[string]>(`DELETE FROM runs WHERE id = ?`),
+      nextClaimable: db.prepare<[number], string>(
+        `SELECT id FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR lease_expires_at <= ?)
+         ORDER BY created_at, id LIMIT 1`,
+      ).pluck(),
+      lease: db.prepare<[string, number, number, string]>(
+        `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`,
+      ),
+      renew: db.prepare<[number, string, string]>(`UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND ${LIVE}`),
+      release: db.prepare<[string, string]>(`UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?`),
+      transition: db.prepare<[Phase, number, number | null, number | null, number | null, string | null, number | null, number, number, string]>(
+        `UPDATE runs SET phase = ?, progress = ?, composing_at = ?, rendering_at = ?, ended_at = ?, error = ?,
+           lease_expires_at = ?, lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, updated_at = ?
+         WHERE id = ?`,
+      ),
+      setRecovery: db.prepare<[string | null, string]>(`UPDATE run_data SET recovery = ? WHERE run_id = ?`),
+      setResult: db.prepare<[string, string]>(`UPDATE run_data SET result = ?, recovery = NULL WHERE run_id = ?`),
+      touch: db.prepare<[number, number, number, string]>(
+        `UPDATE runs SET progress = max(progress, ?), lease_expires_at = ?, updated_at = ? WHERE id = ?`,
+      ),
+      putAsset: db.prepare<[string, string, number, Uint8Array, number]>(
+        `INSERT INTO assets (sha256, mime, size, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      attach: db.prepare<[string, number, string, string]>(
+        `INSERT INTO run_assets (run_id, n, sha256, meta) VALUES (?, ?, ?, ?)
+         ON CONFLICT (run_id, n) DO UPDATE SET sha256 = excluded.sha256, meta = excluded.meta`,
+      ),
+      runAssets: db.prepare<[string], AssetRow>(
+        `SELECT ra.n, ra.sha256, a.mime, a.size, ra.meta FROM run_assets ra JOIN assets a USING (sha256)
+         WHERE ra.run_id = ? ORDER BY ra.n`,
+      ),
+      assetBytes: db.prepare<[string, number], { sha256: string; mime: string; bytes: Buffer }>(
+        `SELECT a.sha256, a.mime, a.bytes FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = ? AND ra.n = ?`,
+      ),
+      detachAll: db.prepare<[string]>(`DELETE FROM run_assets WHERE run_id = ?`),
+      dropOrphanAssets: db.prepare(
+        `DELETE FROM assets WHERE NOT EXISTS (SELECT 1 FROM run_assets ra WHERE ra.sha256 = assets.sha256)`,
+      ),
+      charge: db.prepare<[string, string, string, number, number]>(
+        `INSERT INTO charges (run_id, tenant, tool, credits, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      ),
+      tombstone: db.prepare<[number, number, string]>(
+        `UPDATE runs SET deleted_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?`,
+      ),
+      clearData: db.prepare<[string]>(`UPDATE run_data SET args = '{}', recovery = NULL, result = NULL WHERE run_id = ?`),
+      addReplays: db.prepare<[number, string]>(`UPDATE runs SET replay_count = replay_count + ? WHERE id = ?`),
+      runsByTool: db.prepare<[string], { tool: string; runs: number; replays: number }>(
+        `SELECT tool, COUNT(*) AS runs, COALESCE(SUM(replay_count), 0) AS replays FROM runs WHERE tenant = ? GROUP BY tool`,
+      ),
+      chargesByTool: db.prepare<[string], { tool: string; charges: number; credits: number }>(
+        `SELECT tool, COUNT(*) AS charges, COALESCE(SUM(credits), 0) AS credits FROM charges WHERE tenant = ? GROUP BY tool`,
+      ),
+      insertEvent: events.prepare<[string, string, string, number]>(
+        `INSERT INTO events (session_id, stream_id, message, created_at) VALUES (?, ?, ?, ?)`,
+      ),
+      eventStream: events.prepare<[number, string], { stream_id: string }>(`SELECT stream_id FROM events WHERE id = ? AND session_id = ?`),
+      eventsAfter: events.prepare<[string, string, number], { id: number; stream_id: string; message: string }>(
+        `SELECT id, stream_id, message FROM events WHERE session_id = ? AND stream_id = ? AND id > ? ORDER BY id`,
+      ),
+      dropOldEvents: db.prepare<[number]>(`DELETE FROM events WHERE created_at <= ?`),
+      ping: db.prepare(`SELECT 1`).pluck(),
+      expired: db.prepare<[number, number], string>(
+        `SELECT id FROM runs WHERE created_at <= ? AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ?`,
+      ).pluck(),
+    }));
+    this.fenceBatch = db.transaction((items: PendingCreate[]) =>
+      items.map((item) => {
+        try {
+          return this.insertOrReplay(item.req, item.fp);
+        } catch (err) {
+          // A typed refusal (a deleted key) is this caller's answer, not the batch's failure.
+          if (err instanceof RunledgerError) return err;
+          throw err;
+        }
+      }),
+    );
+    this.replays = new ReplayCounter((counts) => {
+      if (!this.db.open) return;
+      this.db.transaction(() => {
+        for (const [id, count] of counts) this.stmt.addReplays.run(count, id);
+      })();
+    }, opts.replayFlushMs ?? 1000);
+  }
+
+  describe(): string {
+    return this.path;
+  }
+
+  subscribe(listener: (change: RunChange) => void): () => void {
+    return this.changes.subscribe(listener);
+  }
+
+  // ---- the fence -------------------------------------------------------------------------
+
+  async createOrReplay(req: CreateRequest): Promise<CreateOutcome> {
+    const fp = this.guard(() => checkCreate(req));
+    // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still
+    // goes through the fenced insert, which is what makes one run per key.
+    const seen = this.guard(() => keyedRow(this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey)));
+    if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) return this.guard(() => this.answerExisting(seen, req, fp));
+    return new Promise((resolve, reject) => this.creates.add({ req, fp, resolve, reject }));
+  }
+
+  /**
+   * Group commit: the creates that arrive in one tick are fenced in one transaction, so concurrent
+   * callers share one fsync instead of queueing for one each. Every caller still hears back only
+   * after the commit that holds its row.
+   */
+  private commitCreates(batch: PendingCreate[]): void {
+    const settle = (item: PendingCreate, outcome: CreateOutcome | RunledgerError) => {
+      if (outcome instanceof RunledgerError) {
+        item.reject(outcome);
+        return;
+      }
+      if (outcome.kind === 'created') this.changes.emit({ runId: outcome.run.id, phase: Phase.queued });
+      item.resolve(outcome);
+    };
+    try {
+      this.fenceBatch.immediate(batch).forEach((outcome, i) => settle(batch[i]!, outcome));
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0]!.reject(storageError(err, this.path));
+        return;
+      }
+      // One request's failure (its row did not fit, say) must not fail its neighbours: alone, each
+      // either commits or gets its own typed error. Nothing of the failed batch was written.
+      for (const item of batch) {
+        try {
+          settle(item, this.fenceBatch.immediate([item])[0]!);
+        } catch (e) {
+          item.reject(storageError(e, this.path));
+        }
+      }
+    }
+  }
+
+  async preview(req: CreateRequest): Promise<CreatePreview> {
+    return this.guard(() => {
+      const fp = checkCreate(req);
+      const seen = keyedRow(this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey));
+      if (seen === undefined || isExpired(seen, this.now(), this.retentionMs)) return { kind: 'create', fingerprint: fp };
+      const outcome = this.answerExisting(seen, req, fp, false);
+      return outcome.kind === 'replayed' ? { kind: 'replay', run: outcome.run } : outcome;
+    });
+  }
+
+  /** Inside the write transaction: the fenced insert, or the answer the key's holder gives. */
+  private insertOrReplay(req: CreateRequest, fp: string): CreateOutcome {
+    const created = this.insertRun(req, fp);
+    if (created !== null) return created;
+    const winner = keyedRow(this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey));
+    if (winner === undefined) throw new InternalError('fenced insert conflicted but no run holds the key');
+    if (!isExpired(winner, this.now(), this.retentionMs)) return this.answerExisting(winner, req, fp);
+    // The key outlived its retention window before a sweep ran: forget it now, as a sweep would.
+    this.forget([winner.id]);
+    const fresh = this.insertRun(req, fp);
+    if (fresh === null) throw new InternalError('insert after forgetting an expired key conflicted');
+    return fresh;
+  }
+
+  private insertRun(req: CreateRequest, fp: string): CreateOutcome | null {
+    const row = newRunRow(req, fp, this.now());
+    const { changes } = this.stmt.insert.run(row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, row.phase, row.created_at, row.updated_at);
+    if (changes === 0) return null;
+    const args = fingerprintedArgs(req.args);
+    this.stmt.insertData.run(row.id, JSON.stringify(args));
+    return { kind: 'created', run: toRun(row, row, { args, result: null }) };
+  }
+
+  private answerExisting(row: KeyedRow, req: CreateRequest, fp: string, countReplay = true): Conflict | Replayed {
+    switch (judgeExisting(row, fp, this.now(), this.retentionMs)) {
+      case 'deleted':
+        throw deletedRunError(row.id);
+      case 'conflict':
+        return conflictOf(row, parseJson(this.stmt.args.get(row.id)) ?? {}, req.args);
+      case 'expired':
+        throw new InternalError(`run ${row.id} expired while it was being answered`);
+      case 'replay':
+        if (countReplay) this.replays.count(row.id);
+        // Same fingerprint, so the stored arguments equal these: no need to read and parse them.
+        return {
+          kind: 'replayed',
+          run: toRun(row, { tenant: req.tenant, tool: req.tool, idem_key: req.idempotencyKey }, { args: fingerprintedArgs(req.args), result: this.resultOf(row) }),
+        };
+    }
+  }
+
+  /** The result of a run; a terminal one's is read once and then remembered. */
+  private resultOf(row: Pick<KeyedRow, 'id' | 'phase'>): JsonObject | null {
+    const terminal = isTerminal(row.phase);
+    if (terminal && this.finishedResults.has(row.id)) return this.finishedResults.get(row.id)!;
+    const result = parseJson(this.stmt.result.get(row.id));
+    if (terminal) this.finishedResults.set(row.id, result);
+    return result;
+  }
+
+  // ---- reading ---------------------------------------------------------------------------
+
+  /** The full run, its arguments and result read from the cold row. */
+  private fullRun(row: RunRow): Run {
+    return toRun(row, row, { args: parseJson(this.stmt.args.get(row.id)) ?? {}, result: this.resultOf(row) });
+  }
+
+  async getRun(tenant: string, runId: string): Promise<Run> {
+    return this.guard(() => this.fullRun(this.visible(tenant, runId)));
+  }
+
+  async findRun(tenant: string, tool: string, idempotencyKey: string): Promise<Run> {
+    return this.guard(() => {
+      assertValidKey(idempotencyKey);
+      const row = this.stmt.byKey.get(tenant, tool, idempotencyKey);
+      if (row === undefined || isExpired(row, this.now(), this.retentionMs)) throw keyNotFound(tool);
+      if (row.deleted_at !== null) throw deletedRunError(row.id);
+      return this.fullRun(row);
+    });
+  }
+
+  async listRuns(tenant: string, query: ListQuery = {}): Promise<RunPage> {
+    return this.guard(() => {
+      const q = checkListQuery(query);
+      const where = ['tenant = ?', 'deleted_at IS NULL'];
+      const params: unknown[] = [tenant];
+      if (q.tool !== undefined) {
+        where.push('tool = ?');
+        params.push(q.tool);
+      }
+      if (q.phase !== undefined) {
+        where.push('phase = ?');
+        params.push(q.phase);
+      }
+      if (q.before !== undefined) {
+        where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+        params.push(q.before.createdAt, q.before.createdAt, q.before.id);
+      }
+      const rows = this.db
+        .prepare<unknown[], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`)
+        .all(...params, q.limit + 1);
+      const page = pageOf(rows, q.limit);
+      return { runs: page.rows.map((row) => this.fullRun(row)), nextCursor: page.nextCursor };
+    });
+  }
+
+  async listAssets(tenant: string, runId: string): Promise<AssetRef[]> {
+    return this.guard(() => {
+      this.visible(tenant, runId);
+      return this.stmt.runAssets.all(runId).map(toAssetRef);
+    });
+  }
+
+  async readAsset(tenant: string, runId: string, n: number): Promise<StoredAsset> {
+    return this.guard(() => {
+      this.visible(tenant, runId);
+      const asset = this.stmt.assetBytes.get(runId, n);
+      if (asset === undefined) throw assetNotFound(runId, n);
+      return asset;
+    });
+  }
+
+  /** The live (not deleted) run of this tenant; another tenant's run is reported as not found. */
+  private visible(tenant: string, runId: string): RunRow {
+    return visibleRow(this.stmt.byId.get(runId), tenant, runId);
+  }
+
+  // ---- workers ---------------------------------------------------------------------------
+
+  async claim(owner: string): Promise<ClaimedRun | null> {
+    return this.guard(() =>
+      this.db
+        .transaction((): ClaimedRun | null => {
+          const now = this.now();
+          const id = this.stmt.nextClaimable.get(now);
+          if (id === undefined) return null;
+          this.stmt.lease.run(owner, now + this.leaseMs, now, id);
+          const row = this.stmt.byId.get(id)!;
+          const data = this.stmt.data.get(id)!;
+          const run = toRun(row, row, { args: parseJson(data.args) ?? {}, result: parseJson(data.result) });
+          return toClaimedRun(run, parseJson(data.recovery) ?? {}, this.stmt.runAssets.all(id).map(toAssetRef));
+        })
+        .immediate(),
+    );
+  }
+
+  async renew(runId: string, owner: string): Promise<boolean> {
+    return this.guard(() => this.stmt.renew.run(this.now() + this.leaseMs, runId, owner).changes === 1);
+  }
+
+  async release(runId: string, owner: string): Promise<void> {
+    this.guard(() => this.stmt.release.run(runId, owner));
+  }
+
+  async advance(runId: string, owner: string, to: Phase, output?: JsonObject): Promise<Run | null> {
+    if (isTerminal(to)) throw new InternalError(`advance cannot end a run (${to}); use finish, fail or cancel`);
+    return this.heldTransition(runId, owner, to, { output });
+  }
+
+  async checkpoint(runId: string, owner: string, name: string, value: JsonObject): Promise<boolean> {
+    return this.guard(() =>
+      this.db
+        .transaction(() => {
+          const row = this.stmt.byId.get(runId);
+          if (!holdsLease(row, owner)) return false;
+          const recovery = parseJson(this.stmt.recovery.get(runId)) ?? {};
+          recovery[name] = value;
+          this.stmt.setRecovery.run(JSON.stringify(recovery), runId);
+          return true;
+        })
+        .immediate(),
+    );
+  }
+
+  async attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean> {
+    const sha256 = createHash('sha256').update(asset.bytes).digest('hex');
+    const held = this.guard(() =>
+      this.db
+        .transaction(() => {
+          if (!holdsLease(this.stmt.byId.get(runId), owner)) return false;
+          const now = this.now();
+          this.stmt.putAsset.run(sha256, asset.mime, asset.bytes.byteLength, asset.bytes, now);
+          this.stmt.attach.run(runId, n, sha256, JSON.stringify(asset.meta));
+          this.stmt.touch.run(progress, now + this.leaseMs, now, runId);
+          return true;
+        })
+        .immediate(),
+    );
+    if (held) this.changes.emit({ runId, phase: Phase.rendering });
+    return held;
+  }
+
+  async finish(runId: string, owner: string, result: JsonObject): Promise<Run | null> {
+    return this.heldTransition(runId, owner, Phase.done, { result });
+  }
+
+  async fail(runId: string, owner: string, error: RunError): Promise<Run | null> {
+    return this.heldTransition(runId, owner, Phase.failed, { error });
+  }
+
+  private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData): Promise<Run | null> {
+    const run = this.guard(() =>
+      this.db
+        .transaction(() => {
+          const row = this.stmt.byId.get(runId);
+          return holdsLease(row, owner) ? this.transition(row!, to, data) : null;
+        })
+        .immediate(),
+    );
+    if (run !== null) this.changes.emit({ runId, phase: run.phase });
+    return run;
+  }
+
+  /** One forward move, its timestamp, its recovery point and (on done) the charge. Call inside a transaction. */
+  private transition(row: RunRow, to: Phase, data: TransitionData): Run {
+    const now = this.now();
+    const next = nextRunState(row, to, now, this.leaseMs, data.error);
+    this.stmt.transition.run(
+      next.phase,
+      next.progress,
+      next.composing_at,
+      next.rendering_at,
+      next.ended_at,
+      next.error,
+      next.lease_expires_at,
+      next.keepLease ? 1 : 0,
+      next.updated_at,
+      row.id,
+    );
+    if (data.result !== undefined) {
+      this.stmt.setResult.run(JSON.stringify(data.result), row.id);
+    } else if (next.dropRecovery) {
+      this.stmt.setRecovery.run(null, row.id);
+    } else if (data.output !== undefined) {
+      const recovery = parseJson(this.stmt.recovery.get(row.id)) ?? {};
+      recovery[row.phase] = data.output;
+      this.stmt.setRecovery.run(JSON.stringify(recovery), row.id);
+    }
+    if (next.charge) this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, now);
+    return this.fullRun(this.stmt.byId.get(row.id)!);
+  }
+
+  // ---- the caller's verbs ----------------------------------------------------------------
+
+  async cancel(tenant: string, runId: string): Promise<{ run: Run; outcome: CancelOutcome }> {
+    const answer = this.guard(() =>
+      this.db
+        .transaction(() => {
+          const row = this.visible(tenant, runId);
+          const decision = cancelDecision(row.phase);
+          if (decision !== 'cancel') return { run: this.fullRun(row), outcome: decision };
+          return { run: this.transition(row, Phase.canceled, {}), outcome: 'canceled' as const };
+        })
+        .immediate(),
+    );
+    if (answer.outcome === 'canceled') this.changes.emit({ runId, phase: Phase.canceled });
+    return answer;
+  }
+
+  async deleteRun(tenant: string, runId: string): Promise<void> {
+    const phase = this.guard(() =>
+      this.db
+        .transaction(() => {
+          const row = this.visible(tenant, runId);
+          const phase = isTerminal(row.phase) ? row.phase : this.transition(row, Phase.canceled, {}).phase;
+          const now = this.now();
+          this.stmt.tombstone.run(now, now, runId);
+          this.stmt.clearData.run(runId);
+          this.stmt.detachAll.run(runId);
+          this.stmt.dropOrphanAssets.run();
+          return phase;
+        })
+        .immediate(),
+    );
+    this.finishedResults.delete(runId);
+    this.changes.emit({ runId, phase });
+  }
+
+  async usage(tenant: string): Promise<Usage> {
+    await this.replays.flush();
+    return this.guard(() => {
+      const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {} };
+      const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
+      for (const r of this.stmt.runsByTool.all(tenant)) {
+        Object.assign(forTool(r.tool), { runs: r.runs, replaysAbsorbed: r.replays });
+        usage.runs += r.runs;
+        usage.replaysAbsorbed += r.replays;
+      }
+      for (const c of this.stmt.chargesByTool.all(tenant)) {
+        Object.assign(forTool(c.tool), { charges: c.charges, credits: c.credits });
+        usage.charges += c.charges;
+        usage.credits += c.credits;
+      }
+      return usage;
+    });
+  }
+
+  // ---- housekeeping ----------------------------------------------------------------------
+
+  async sweep(): Promise<SweepReport> {
+    const report: SweepReport = { runsForgotten: 0, assetsRemoved: 0 };
+    const cutoff = this.now() - this.retentionMs;
+    for (;;) {
+      // One slice per transaction, and a turn of the event loop between: creates keep flowing.
+      const slice = this.guard(() =>
+        this.db
+          .transaction(() => {
+            const ids = this.stmt.expired.all(cutoff, SWEEP_SLICE);
+            return { forgotten: ids.length, removed: this.forget(ids) };
+          })
+          .immediate(),
+      );
+      report.runsForgotten += slice.forgotten;
+      report.assetsRemoved += slice.removed;
+      if (slice.forgotten < SWEEP_SLICE) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    this.guard(() => {
+      this.stmt.dropOldEvents.run(this.now() - EVENT_RETENTION_MS);
+      // Hand the freed pages back to the filesystem, so the file tracks what is kept, not its peak.
+      this.db.pragma('incremental_vacuum');
+    });
+    return report;
+  }
+
+  /** Delete runs with their data and asset links, then every asset no run links to. Call inside a transaction. */
+  private forget(runIds: string[]): number {
+    for (const id of runIds) {
+      this.stmt.detachAll.run(id);
+      this.stmt.deleteRun.run(id);
+      this.replays.forget(id);
+      this.finishedResults.delete(id);
+    }
+    return runIds.length === 0 ? 0 : this.stmt.dropOrphanAssets.run().changes;
+  }
+
+  // ---- stream events ---------------------------------------------------------------------
+
+  async appendEvent(scope: string, streamId: string, message: string): Promise<string> {
+    return new Promise((resolve, reject) => this.events.add({ scope, streamId, message, resolve, reject }));
+  }
+
+  /** Events of one tick go in one transaction (on the events connection; see eventsDb). */
+  private commitEvents(batch: PendingEvent[]): void {
+    try {
+      const now = this.now();
+      const ids = this.eventsDb
+        .transaction(() => batch.map((e) => String(this.stmt.insertEvent.run(e.scope, e.streamId, e.message, now).lastInsertRowid)))
+        .immediate();
+      batch.forEach((e, i) => e.resolve(ids[i]!));
+    } catch (err) {
+      const typed = storageError(err, this.path);
+      for (const e of batch) e.reject(typed);
+    }
+  }
+
+  async eventStreamOf(scope: string, eventId: string): Promise<string | null> {
+    return this.guard(() => {
+      const id = Number(eventId);
+      if (!Number.isSafeInteger(id)) return null;
+      return this.stmt.eventStream.get(id, scope)?.stream_id ?? null;
+    });
+  }
+
+  async eventsAfter(scope: string, streamId: string, afterEventId: string | null): Promise<StoredEvent[]> {
+    return this.guard(() => {
+      const after = afterEventId === null ? 0 : Number(afterEventId);
+      if (!Number.isSafeInteger(after)) return [];
+      return this.stmt.eventsAfter.all(scope, streamId, after).map((e) => ({ id: String(e.id), streamId: e.stream_id, message: e.message }));
+    });
+  }
+
+  async ping(): Promise<void> {
+    this.guard(() => this.stmt.ping.get());
+  }
+
+  async close(): Promise<void> {
+    // Batches already queued for this tick commit first (setImmediate callbacks run in order).
+    await new Promise((resolve) => setImmediate(resolve));
+    if (!this.db.open) return;
+    await this.replays.close();
+    if (this.eventsDb !== this.db) this.eventsDb.close();
+    this.db.close();
+  }
+
+  /** Runs a synchronous body and turns any SQLite or filesystem failure into a typed error. */
+  private guard<T>(body: () => T): T {
+    try {
+      return body();
+    } catch (err) {
+      throw storageError(err, this.path);
+    }
+  }
+}
+
+interface TransitionData {
+  output?: JsonObject | undefined;
+  result?: JsonObject;
+  error?: RunError;
+}
+
+function openDatabase(opts: SqliteLedgerOptions): Database.Database {
+  const { path } = opts;
+  let db: Database.Database | undefined;
+  try {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+    // Truncate the WAL after a checkpoint, so a burst of writes does not leave a large file behind.
+    db.pragma('journal_size_limit = 67108864');
+    // better-sqlite3 turns foreign keys on by default: off while tables are rebuilt (a dropped table
+    // would cascade its deletes), then on for good.
+    db.pragma('foreign_keys = OFF');
+    migrate(db);
+    db.pragma('foreign_keys = ON');
+    if (opts.maxPageCount !== undefined) db.pragma(`max_page_count = ${Math.floor(opts.maxPageCount)}`);
+    return db;
+  } catch (err) {
+    db?.close();
+    throw storageError(err, path);
+  }
+}
+
+/**
+ * Runs the migrations this file lacks. Foreign keys stay off meanwhile (as SQLite's documented way
+ * to rebuild a table asks), and are checked once before they are turned on.
+ */
+function migrate(db: Database.Database): void {
+  // auto_vacuum can only be chosen before the first table exists: new files get the mode that
+  // lets a sweep return freed pages.
+  const empty = db.prepare<[], number>(`SELECT count(*) FROM sqlite_schema`).pluck().get() === 0;
+  if (empty) db.pragma('auto_vacuum = INCREMENTAL');
+  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+  const applied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?');
+  const newest = db.prepare<[], { v: number | null }>('SELECT max(version) AS v FROM schema_migrations').get()?.v ?? 0;
+  const known = sqliteMigrations[sqliteMigrations.length - 1]?.version ?? 0;
+  if (newest > known) {
+    throw new StorageUnavailableError(
+      `The ledger ${db.name} was written by a newer runledger (schema ${newest}, this one knows ${known}).`,
+      { path: db.name, schema: newest, supported: known },
+    );
+  }
+  for (const m of sqliteMigrations) {
+    // Checked again inside the write lock: several processes may open a new file at once.
+    db.transaction(() => {
+      if (applied.get(m.version) !== undefined) return;
+      db.exec(m.sql);
+      const broken = db.pragma('foreign_key_check') as unknown[];
+      if (broken.length > 0) throw new InternalError(`migration ${m.version} left ${broken.length} dangling references`);
+      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, Date.now());
+    }).immediate();
+  }
+}

@@ -1,0 +1,51 @@
+// Argument fields that several MCP tools share, described once, and the parse that turns a zod
+// failure into a typed validation_failed naming each field and rule.
+import { z } from 'zod';
+import { ValidationFailedError } from '../errors.js';
+import { keyProblem, PHASES } from '../ledger/index.js';
+
+export const MAX_WAIT_SECONDS = 50;
+
+export const keySchema = z
+  .string()
+  .superRefine((key, ctx) => {
+    const rule = keyProblem(key);
+    if (rule !== null) ctx.addIssue({ code: 'custom', message: rule });
+  })
+  .describe(
+    'Idempotency key: 16–128 printable ASCII characters. Make one new key (a UUID) per logical request; ' +
+      'when retrying after a timeout or an error, send the SAME key — a new key starts a new, billed run.',
+  );
+
+export const waitSchema = z
+  .number()
+  .min(0)
+  .max(MAX_WAIT_SECONDS)
+  .default(0)
+  .describe(
+    `Seconds (0–${MAX_WAIT_SECONDS}) to wait for the run to finish before answering, with progress notifications. ` +
+      'Running out of wait is not an error: the answer says the run is still going.',
+  );
+
+export const runIdSchema = z.string().min(1).max(100).describe('The run_id a create_* tool answered with.');
+
+export const phaseSchema = z.enum(PHASES);
+
+/** A generation tool's name, with or without its `create_` prefix, as one of `names`. */
+export function toolNameSchema(names: readonly string[]) {
+  return z
+    .string()
+    .transform((name) => name.replace(/^create_/, ''))
+    .refine((name) => names.includes(name), { message: `must be one of ${names.join(', ')}` });
+}
+
+export function parse<S extends z.ZodType>(schema: S, args: unknown): z.output<S> {
+  const parsed = schema.safeParse(args ?? {});
+  if (parsed.success) return parsed.data;
+  throw new ValidationFailedError(
+    parsed.error.issues.map((issue) => ({
+      field: issue.path.length > 0 ? issue.path.join('.') : issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '(arguments)',
+      rule: issue.message,
+    })),
+  );
+}

@@ -1,0 +1,152 @@
+// What an agent sees of a run: structured content for programs, and text that says what to do next.
+// URIs are added here; the ledger stores none.
+import type { CallToolResult, ContentBlock } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { isBilled, isTerminal, Phase, type Run, type Usage } from '../ledger/index.js';
+import { resultOf, seedOf } from '../run-result.js';
+import { phaseSchema } from './fields.js';
+import { assetUri } from './uris.js';
+import { outputSchemaOf } from './tool.js';
+
+/** Inline a finished image in a tool result only when it is this small; links always come. */
+export const INLINE_IMAGE_MAX_BYTES = 96 * 1024;
+
+const errorSchema = z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) });
+
+export const runViewSchema = z.object({
+  run_id: z.string(),
+  tool: z.string(),
+  phase: phaseSchema,
+  replayed: z.boolean().describe('true when this answer replays an earlier request with the same key'),
+  created_at: z.string(),
+  progress: z.number().min(0).max(1),
+  phases: z.array(z.object({ phase: phaseSchema, at: z.string() })).describe('Every phase with its timestamp'),
+  seed: z.number().int(),
+  cost_credits: z.number().int(),
+  billed: z.boolean(),
+  attempts: z.number().int(),
+  assets: z.array(
+    z.object({
+      n: z.number().int(),
+      uri: z.string(),
+      mime: z.string(),
+      size: z.number().int(),
+      sha256: z.string(),
+      width: z.number().int(),
+      height: z.number().int(),
+    }),
+  ),
+  evaluation: z.record(z.string(), z.unknown()).nullable(),
+  error: errorSchema.nullable(),
+  next: z.string(),
+});
+export type RunView = z.output<typeof runViewSchema>;
+
+export const dryRunSchema = z.object({
+  outcome: z.enum(['create', 'replay', 'conflict']),
+  run_id: z.string().nullable(),
+  differing_fields: z.array(z.string()),
+  message: z.string(),
+});
+
+/** The output schema of every tool that answers with a run (the create tools, poll_run). */
+export const runOutputSchema = outputSchemaOf(runViewSchema, { dry_run: dryRunSchema });
+
+export function runView(run: Run, replayed: boolean): RunView {
+  const result = resultOf(run);
+  return {
+    run_id: run.id,
+    tool: run.tool,
+    phase: run.phase,
+    replayed,
+    created_at: run.createdAt,
+    progress: run.progress,
+    phases: run.phases,
+    seed: result?.seed ?? seedOf(run),
+    cost_credits: run.cost,
+    billed: isBilled(run.phase),
+    attempts: run.attempts,
+    assets: (result?.assets ?? []).map((a) => ({ ...a, uri: assetUri(run.id, a.n) })),
+    evaluation: (result?.evaluation as unknown as Record<string, unknown> | undefined) ?? null,
+    error: run.error,
+    next: nextStep(run),
+  };
+}
+
+function nextStep(run: Run): string {
+  switch (run.phase) {
+    case Phase.done:
+      return 'Done and billed once. Read the images through their asset URIs (resources/read); calling create again with this key returns this same result for free.';
+    case Phase.failed:
+      return 'This run failed and was not billed. Sending the same key again returns this same failure; a new idempotency_key starts a new run.';
+    case Phase.canceled:
+      return 'This run was canceled and was not billed. A new idempotency_key starts a new run.';
+    default:
+      return `Still running (${run.phase}). Poll with poll_run and run_id ${run.id} (wait_seconds up to 50 blocks until it finishes); do not create again.`;
+  }
+}
+
+export function runText(view: RunView): string {
+  const head = `Run ${view.run_id} (${view.tool}) is ${view.phase}${view.replayed ? ' — a replay of the original request, not a new run' : ''}.`;
+  const lines = [head];
+  if (view.phase === Phase.done) {
+    const score = view.evaluation?.score;
+    lines.push(
+      `${view.assets.length} image(s), ${view.cost_credits} credits billed once. Brand score ${typeof score === 'number' ? score.toFixed(2) : 'n/a'}.`,
+    );
+  } else if (!isTerminal(view.phase)) {
+    lines.push(`Progress ${Math.round(view.progress * 100)}%.`);
+  }
+  if (view.error !== null) lines.push(`Error ${view.error.code}: ${view.error.message}`);
+  lines.push(view.next);
+  return lines.join(' ');
+}
+
+/**
+ * A run as a tool result: the view, a resource link per image (with its hash), and the first image
+ * inline when `inlineImage` is given (the client asked, or this answer is the first to see it done)
+ * and it is small. A replay of a finished run stays small: its links say where the bytes are.
+ */
+export async function runResult(
+  run: Run,
+  replayed: boolean,
+  inlineImage?: () => Promise<{ bytes: Buffer; mime: string }>,
+): Promise<CallToolResult> {
+  const view = runView(run, replayed);
+  const content: ContentBlock[] = [{ type: 'text', text: runText(view) }];
+  for (const asset of view.assets) {
+    content.push({
+      type: 'resource_link',
+      uri: asset.uri,
+      name: `${run.tool}-${run.id}-${asset.n}.png`,
+      mimeType: asset.mime,
+      description: `Image ${asset.n + 1} of ${view.assets.length}, ${asset.width}×${asset.height}, sha256 ${asset.sha256}; read it with resources/read`,
+    });
+  }
+  const first = view.assets[0];
+  if (inlineImage !== undefined && first !== undefined && first.size <= INLINE_IMAGE_MAX_BYTES) {
+    const image = await inlineImage();
+    content.push({ type: 'image', data: image.bytes.toString('base64'), mimeType: image.mime });
+  }
+  return {
+    content,
+    structuredContent: view as unknown as Record<string, unknown>,
+    ...(run.phase === Phase.failed ? { isError: true } : {}),
+  };
+}
+
+export function usageView(usage: Usage) {
+  return {
+    tenant: usage.tenant,
+    runs: usage.runs,
+    charges: usage.charges,
+    credits: usage.credits,
+    replays_absorbed: usage.replaysAbsorbed,
+    by_tool: Object.fromEntries(
+      Object.entries(usage.byTool).map(([tool, t]) => [
+        tool,
+        { runs: t.runs, charges: t.charges, credits: t.credits, replays_absorbed: t.replaysAbsorbed },
+      ]),
+    ),
+  };
+}

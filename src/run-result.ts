@@ -1,0 +1,42 @@
+// What a finished run holds: written by the engine, read by every surface. It stores no URIs: those
+// belong to the MCP surface, which adds them when it shows a run.
+import type { Run } from './ledger/index.js';
+import type { Evaluation } from './rubric/index.js';
+
+export interface AssetSummary {
+  n: number;
+  sha256: string;
+  mime: string;
+  size: number;
+  width: number;
+  height: number;
+}
+
+export interface RunEvaluation {
+  /** Mean of the variants' scores; each honours the brand kit's weights. */
+  score: number;
+  passed: number;
+  tested: number;
+  variants: (Evaluation & { n: number })[];
+}
+
+export interface RunResult {
+  seed: number;
+  generator: { provider: string; version: string };
+  assets: AssetSummary[];
+  evaluation: RunEvaluation;
+}
+
+/** The result of a done run, typed; null before then. The ledger stores it as opaque JSON. */
+export function resultOf(run: Pick<Run, 'result'>): RunResult | null {
+  return run.result as unknown as RunResult | null;
+}
+
+/** The seed used when the caller gives none: taken from the fingerprint, so a replay gets the same one. */
+export function derivedSeed(fingerprint: string): number {
+  return Number.parseInt(fingerprint.slice(0, 8), 16);
+}
+
+export function seedOf(run: Pick<Run, 'args' | 'fingerprint'>): number {
+  return typeof run.args.seed === 'number' ? run.args.seed : derivedSeed(run.fingerprint);
+}
