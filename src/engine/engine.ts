@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nanoid } from 'nanoid';
 import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
-import { Phase, type ClaimedRun, type JsonObject, type RunLedger } from '../ledger/index.js';
+import { MAX_STALLS, Phase, type ClaimedRun, type JsonObject, type RunLedger } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider, type Provider } from '../providers/index.js';
 import type { Scene } from '../providers/scene.js';
@@ -34,11 +34,12 @@ function renderProgress(done: number, total: number): number {
 const evaluationPoint = (n: number) => `evaluation/${n}`;
 
 const SWEEP_EVERY_MS = 3600_000;
-/**
- * A run whose worker died this many times is failed rather than handed on again: something in it
- * (a scene the renderer chokes on, say) would otherwise take down every worker that touches it.
- */
-export const MAX_ATTEMPTS = 5;
+
+/** Where a run stood when its workers kept stopping: what an operator reads in its error. */
+function stalledStep(run: ClaimedRun): string {
+  if (run.phase === Phase.rendering) return `rendering image ${run.assets.length + 1} (phase rendering, ${run.assets.length} image(s) stored)`;
+  return run.phase === Phase.queued ? 'starting it (phase queued)' : 'composing its scenes (phase composing)';
+}
 
 export class Engine {
   readonly owner = `${hostname()}:${process.pid}:${nanoid(6)}`;
@@ -173,10 +174,13 @@ export class Engine {
 
   /** Runs the remaining phases of `run`, resuming after the last stored recovery point. */
   private async execute(run: ClaimedRun, owner: string, signal: AbortSignal): Promise<void> {
-    if (run.attempts > MAX_ATTEMPTS) {
-      throw new GenerationFailedError(`Gave up after ${MAX_ATTEMPTS} attempts: every worker that took this run died.`, {
-        attempts: run.attempts - 1,
-      });
+    // Workers die for reasons of their own (deploys, OOM kills, a closed laptop); a run is failed only
+    // when attempt after attempt stopped without getting any further: then the run is the cause.
+    if (run.stalls >= MAX_STALLS) {
+      throw new GenerationFailedError(
+        `Gave up after ${MAX_STALLS} attempts that made no progress: each worker stopped while ${stalledStep(run)}.`,
+        { attempts: run.attempts - 1, stalls: run.stalls, phase: run.phase },
+      );
     }
     const tool = this.tools.get(run.tool);
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
@@ -232,7 +236,8 @@ export class Engine {
         variants,
       },
     };
-    const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject);
+    const charge = { provider: this.provider.id, model: null };
+    const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject, charge);
     if (finished !== null) this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
   }
 

@@ -35,16 +35,22 @@ export interface RunRow {
   ended_at: number | null;
   error: string | null;
   attempts: number;
+  stalls: number;
   replay_count: number;
   lease_owner: string | null;
   lease_expires_at: number | null;
+  /** When the lease was last taken, and when its holder last made progress. */
+  claimed_at: number | null;
+  progressed_at: number | null;
+  /** How long after this lease expires another worker must wait, if this attempt stalls. */
+  stall_backoff_ms: number;
   created_at: number;
   updated_at: number;
   deleted_at: number | null;
 }
 
 /** What the fence reads for a key: the caller already knows tenant, tool and key. */
-export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner' | 'lease_expires_at'>;
+export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner' | 'lease_expires_at' | 'claimed_at' | 'progressed_at' | 'stall_backoff_ms'>;
 
 /** The cold columns of a run. */
 export interface RunData {
@@ -108,9 +114,13 @@ export function newRunRow(req: CreateRequest, fp: string, now: number): RunRow {
     ended_at: null,
     error: null,
     attempts: 0,
+    stalls: 0,
     replay_count: 0,
     lease_owner: null,
     lease_expires_at: null,
+    claimed_at: null,
+    progressed_at: null,
+    stall_backoff_ms: 0,
     created_at: now,
     updated_at: now,
     deleted_at: null,
@@ -142,6 +152,7 @@ export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_k
     result: data.result,
     error: row.error === null ? null : (JSON.parse(row.error) as RunError),
     attempts: row.attempts,
+    stalls: row.stalls,
     replayCount: row.replay_count,
     createdAt: iso(row.created_at),
   };
@@ -187,6 +198,57 @@ export function holdsLease(row: Pick<RunRow, 'lease_owner' | 'phase' | 'deleted_
   return row !== undefined && row.lease_owner === owner && !isTerminal(row.phase) && row.deleted_at === null;
 }
 
+// ---- claims --------------------------------------------------------------------------------------
+
+/** After this many stalled attempts in a row the run is the cause, not its workers: it is failed. */
+export const MAX_STALLS = 5;
+const BACKOFF_BASE_MS = 1000;
+const BACKOFF_CAP_MS = 60_000;
+
+/** How long a run waits, after its k-th stalled attempt in a row, before another worker takes it. */
+export function takeoverBackoffMs(stalls: number): number {
+  return Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, stalls - 1));
+}
+
+/**
+ * When a held lease may be taken over, as SQL over the row: at its expiry if its attempt made
+ * progress, after the back-off otherwise. A released lease (owner NULL) is claimable at once.
+ */
+export const TAKEOVER_AT_SQL = `lease_expires_at + CASE WHEN progressed_at >= claimed_at THEN 0 ELSE stall_backoff_ms END`;
+
+/** The columns a claim writes. */
+export interface ClaimUpdate {
+  lease_owner: string;
+  lease_expires_at: number;
+  claimed_at: number;
+  attempts: number;
+  stalls: number;
+  stall_backoff_ms: number;
+}
+
+/**
+ * Claiming `row` for `owner`. The attempt before this one counts as a stall only if its worker
+ * stopped holding the lease (it died, or abandoned the run) with no progress since it claimed;
+ * progress resets the count, and a released lease leaves it as it was.
+ */
+export function claimUpdate(
+  row: Pick<RunRow, 'lease_owner' | 'claimed_at' | 'progressed_at' | 'attempts' | 'stalls'>,
+  owner: string,
+  now: number,
+  leaseMs: number,
+): ClaimUpdate {
+  const progressed = row.claimed_at !== null && row.progressed_at !== null && row.progressed_at >= row.claimed_at;
+  const stalls = progressed ? 0 : row.lease_owner !== null ? row.stalls + 1 : row.stalls;
+  return {
+    lease_owner: owner,
+    lease_expires_at: now + leaseMs,
+    claimed_at: now,
+    attempts: row.attempts + 1,
+    stalls,
+    stall_backoff_ms: takeoverBackoffMs(stalls + 1),
+  };
+}
+
 // ---- phase moves ---------------------------------------------------------------------------------
 
 /** The columns one phase move writes, and whether it bills the run. */
@@ -204,6 +266,8 @@ export interface RunUpdate {
   dropRecovery: boolean;
   /** Write the run's one charge, in the same transaction. */
   charge: boolean;
+  /** A phase move is progress: it resets the run's stall count at the next claim. */
+  progressed_at: number;
   updated_at: number;
 }
 
@@ -224,6 +288,7 @@ export function nextRunState(row: RunRow, to: Phase, now: number, leaseMs: numbe
     keepLease: !terminal,
     dropRecovery: terminal,
     charge: to === Phase.done,
+    progressed_at: now,
     updated_at: at,
   };
 }

@@ -38,9 +38,21 @@ export interface Run {
   progress: number;
   result: JsonObject | null;
   error: RunError | null;
+  /** Claims by a worker, this one included. */
   attempts: number;
+  /**
+   * Consecutive attempts whose worker stopped (died, or gave the run up) without making progress:
+   * a phase, an image or a checkpoint. Progress resets it; a graceful release never adds to it.
+   */
+  stalls: number;
   replayCount: number;
   createdAt: string;
+}
+
+/** What a charge was spent on, so usage can say credits per provider. */
+export interface ChargeSource {
+  provider: string;
+  model: string | null;
 }
 
 /** A run handed to a worker: the run plus what earlier phases stored, to resume from. */
@@ -96,6 +108,7 @@ export interface Usage {
   /** Replayed creates answered without new work: billable runs saved. */
   replaysAbsorbed: number;
   byTool: Record<string, { runs: number; charges: number; credits: number; replaysAbsorbed: number }>;
+  byProvider: Record<string, { charges: number; credits: number }>;
 }
 
 export interface SweepReport {
@@ -147,7 +160,10 @@ export interface RunLedger {
   findRun(tenant: string, tool: string, idempotencyKey: string): Promise<Run>;
   listRuns(tenant: string, query?: ListQuery): Promise<RunPage>;
 
-  /** Lease the oldest queued run, or a live run whose lease expired; null when there is none. */
+  /**
+   * Lease the oldest queued run, or a live run whose lease expired; null when there is none. A run
+   * whose last attempt stalled is taken over only after a back-off that grows with its stalls.
+   */
   claim(owner: string): Promise<ClaimedRun | null>;
   /** Extend the lease; false when the owner no longer holds the run (canceled, taken over). */
   renew(runId: string, owner: string): Promise<boolean>;
@@ -162,9 +178,14 @@ export interface RunLedger {
   checkpoint(runId: string, owner: string, name: string, value: JsonObject): Promise<boolean>;
   /** Store an asset content-addressed and attach it to the run as asset `n`. False: lease lost. */
   attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean>;
-  /** Mark done with its result and write the run's one charge, in one transaction. */
-  finish(runId: string, owner: string, result: JsonObject): Promise<Run | null>;
+  /** Mark done with its result and write the run's one charge (with what it was spent on), in one transaction. */
+  finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource): Promise<Run | null>;
   fail(runId: string, owner: string, error: RunError): Promise<Run | null>;
+  /**
+   * Give the run up after a failure that may not be its own (the renderer's thread died, say): the
+   * lease ends now, and the attempt counts as a stall unless it made progress.
+   */
+  abandon(runId: string, owner: string): Promise<void>;
 
   cancel(tenant: string, runId: string): Promise<{ run: Run; outcome: CancelOutcome }>;
   /** Remove the run's assets, keep a tombstone so a late retry gets not_found. */

@@ -1,8 +1,8 @@
 // The engine in process: phases, recovery points and the give-up rule, on a :memory: ledger.
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
-import { Engine, MAX_ATTEMPTS } from '../../src/engine/engine.js';
-import { Phase, type Run } from '../../src/ledger/index.js';
+import { Engine } from '../../src/engine/engine.js';
+import { MAX_STALLS, Phase, takeoverBackoffMs, type Run } from '../../src/ledger/index.js';
 import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 import { RunService } from '../../src/runs.js';
 
@@ -68,14 +68,15 @@ describe('engine', () => {
     expect(await ledger.usage('local')).toMatchObject({ charges: 1, credits: 8 });
   });
 
-  it(`fails a run, unbilled, once ${MAX_ATTEMPTS} workers have died on it`, async () => {
+  it(`fails a run, unbilled, once ${MAX_STALLS} workers have died on it without progress`, async () => {
     let now = Date.UTC(2026, 0, 1);
     const { ledger, engine } = setup(() => now);
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
-    for (let i = 0; i < MAX_ATTEMPTS; i++) {
-      expect((await ledger.claim(`doomed-${i}`))?.id).toBe(created.run.id);
-      now += 1001;
+    for (let i = 0; i < MAX_STALLS; i++) {
+      const doomed = await ledger.claim(`doomed-${i}`);
+      expect(doomed?.id).toBe(created.run.id);
+      now += 1001 + takeoverBackoffMs(doomed!.stalls + 1);
     }
     engine.start();
     const run = await ended(ledger, created.run.id);

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RunledgerError } from '../../src/errors.js';
-import { Phase, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
+import { Phase, takeoverBackoffMs, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
 
 export interface LedgerFactoryOptions {
   clock: () => number;
@@ -347,7 +347,77 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       });
     });
 
+    describe('checkpoints and stalls', () => {
+      it('keeps a named checkpoint for the next worker, only from the lease holder', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        expect(await ledger.checkpoint(run.id, 'w1', 'upstream/0', { requested: true })).toBe(true);
+        expect(await ledger.checkpoint(run.id, 'w2', 'upstream/0', { requested: false })).toBe(false);
+        tick(LEASE_MS + 1);
+        const taken = (await ledger.claim('w2'))!;
+        expect(taken.recovery).toEqual({ 'upstream/0': { requested: true } });
+      });
+
+      it('counts an attempt that died without progress as a stall, and progress resets the count', async () => {
+        await ledger.createOrReplay(request());
+        const first = (await ledger.claim('w1'))!;
+        expect(first.stalls).toBe(0);
+        tick(LEASE_MS + takeoverBackoffMs(1));
+        const second = (await ledger.claim('w2'))!;
+        expect(second).toMatchObject({ attempts: 2, stalls: 1 });
+        await ledger.advance(second.id, 'w2', Phase.composing);
+        tick(LEASE_MS);
+        const third = (await ledger.claim('w3'))!;
+        expect(third).toMatchObject({ attempts: 3, stalls: 0 });
+        expect((await ledger.getRun('acme', third.id)).stalls).toBe(0);
+      });
+
+      it('never counts a released lease as a stall', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.release(run.id, 'w1');
+        expect(await ledger.claim('w2')).toMatchObject({ id: run.id, attempts: 2, stalls: 0 });
+      });
+
+      it('hands a stalled run on only after a back-off that grows with its stalls', async () => {
+        await ledger.createOrReplay(request());
+        await ledger.claim('w0');
+        for (let i = 1; i <= 3; i++) {
+          tick(LEASE_MS + takeoverBackoffMs(i) - 1);
+          expect(await ledger.claim(`early-${i}`)).toBeNull();
+          tick(1);
+          expect(await ledger.claim(`w${i}`)).toMatchObject({ stalls: i });
+        }
+        expect(takeoverBackoffMs(3)).toBeGreaterThan(takeoverBackoffMs(1));
+      });
+
+      it('ends the lease at once when a worker abandons the run, counting a stall only without progress', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.abandon(run.id, 'w1');
+        expect(await ledger.claim('w2')).toBeNull();
+        tick(takeoverBackoffMs(1));
+        const second = (await ledger.claim('w2'))!;
+        expect(second.stalls).toBe(1);
+        await ledger.checkpoint(run.id, 'w2', 'step', { ok: true });
+        await ledger.abandon(run.id, 'w2');
+        expect(await ledger.claim('w3')).toMatchObject({ id: run.id, stalls: 0 });
+      });
+    });
+
     describe('billing, assets and retention', () => {
+      it('records what each charge was spent on, so usage says credits per provider', async () => {
+        await ledger.createOrReplay(request());
+        tick(1); // claimed oldest first
+        await ledger.createOrReplay(request({ idempotencyKey: 'key-0002-aaaa-bbbb-cccc', cost: 6 }));
+        for (const [owner, provider] of [['w1', 'builtin'], ['w2', 'openai']] as const) {
+          const run = (await ledger.claim(owner))!;
+          await ledger.finish(run.id, owner, { ok: true }, { provider, model: provider === 'openai' ? 'gpt-image-1' : null });
+        }
+        expect((await ledger.usage('acme')).byProvider).toEqual({ builtin: { charges: 1, credits: 4 }, openai: { charges: 1, credits: 6 } });
+      });
+
+
       it('writes one charge however often finish is called', async () => {
         await ledger.createOrReplay(request());
         const id = await runToDone();

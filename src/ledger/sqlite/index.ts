@@ -16,6 +16,7 @@ import {
   cancelDecision,
   checkCreate,
   checkListQuery,
+  claimUpdate,
   conflictOf,
   DEFAULT_LEASE_MS,
   DEFAULT_RETENTION_MS,
@@ -29,6 +30,7 @@ import {
   newRunRow,
   nextRunState,
   pageOf,
+  TAKEOVER_AT_SQL,
   toClaimedRun,
   toRun,
   visibleRow,
@@ -38,6 +40,7 @@ import {
 import type {
   AssetRef,
   CancelOutcome,
+  ChargeSource,
   ClaimedRun,
   Conflict,
   CreateOutcome,
@@ -118,19 +121,20 @@ interface AssetRow {
 const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
 const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
 const RUN_COLUMNS = `id, tenant, tool, idem_key, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at,
-  error, attempts, replay_count, lease_owner, lease_expires_at, created_at, updated_at, deleted_at`;
+  error, attempts, stalls, replay_count, lease_owner, lease_expires_at, claimed_at, progressed_at, stall_backoff_ms,
+  created_at, updated_at, deleted_at`;
 /** What the fence reads, in this order (see keyedRow). */
 const KEYED_COLUMNS = `id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts,
-  replay_count, created_at, updated_at, deleted_at`;
+  stalls, replay_count, created_at, updated_at, deleted_at`;
 /** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
 const SWEEP_SLICE = 500;
 
 /** Raw rows (arrays) are much faster to build than named ones, and this read is on every replay. */
 function keyedRow(values: unknown[] | undefined): KeyedRow | undefined {
   if (values === undefined) return undefined;
-  const [id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, replay_count, created_at, updated_at, deleted_at] =
-    values as [string, string, number, Phase, number, number | null, number | null, number | null, string | null, number, number, number, number, number | null];
-  return { id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, replay_count, created_at, updated_at, deleted_at };
+  const [id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, replay_count, created_at, updated_at, deleted_at] =
+    values as [string, string, number, Phase, number, number | null, number | null, number | null, string | null, number, number, number, number, number, number | null];
+  return { id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, replay_count, created_at, updated_at, deleted_at };
 }
 
 function toAssetRef(row: AssetRow): AssetRef {
@@ -191,25 +195,28 @@ export class SqliteLedger implements RunLedger {
       ),
       insertData: db.prepare<[string, string]>(`INSERT INTO run_data (run_id, args, recovery) VALUES (?, ?, '{}')`),
       deleteRun: db.prepare<[string]>(`DELETE FROM runs WHERE id = ?`),
-      nextClaimable: db.prepare<[number], string>(
-        `SELECT id FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR lease_expires_at <= ?)
+      nextClaimable: db.prepare<[number], RunRow>(
+        `SELECT ${RUN_COLUMNS} FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR ${TAKEOVER_AT_SQL} <= ?)
          ORDER BY created_at, id LIMIT 1`,
-      ).pluck(),
-      lease: db.prepare<[string, number, number, string]>(
-        `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?`,
       ),
+      lease: db.prepare<[string, number, number, number, number, number, string]>(
+        `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, claimed_at = ?, attempts = ?, stalls = ?, stall_backoff_ms = ?
+         WHERE id = ?`,
+      ),
+      abandon: db.prepare<[number, string, string]>(`UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND ${LIVE}`),
       renew: db.prepare<[number, string, string]>(`UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? AND ${LIVE}`),
       release: db.prepare<[string, string]>(`UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_owner = ?`),
-      transition: db.prepare<[Phase, number, number | null, number | null, number | null, string | null, number | null, number, number, string]>(
+      transition: db.prepare<[Phase, number, number | null, number | null, number | null, string | null, number | null, number, number, number, string]>(
         `UPDATE runs SET phase = ?, progress = ?, composing_at = ?, rendering_at = ?, ended_at = ?, error = ?,
-           lease_expires_at = ?, lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, updated_at = ?
+           lease_expires_at = ?, lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, progressed_at = ?, updated_at = ?
          WHERE id = ?`,
       ),
       setRecovery: db.prepare<[string | null, string]>(`UPDATE run_data SET recovery = ? WHERE run_id = ?`),
       setResult: db.prepare<[string, string]>(`UPDATE run_data SET result = ?, recovery = NULL WHERE run_id = ?`),
-      touch: db.prepare<[number, number, number, string]>(
-        `UPDATE runs SET progress = max(progress, ?), lease_expires_at = ?, updated_at = ? WHERE id = ?`,
+      touch: db.prepare<[number, number, number, number, string]>(
+        `UPDATE runs SET progress = max(progress, ?), lease_expires_at = ?, progressed_at = ?, updated_at = ? WHERE id = ?`,
       ),
+      progressed: db.prepare<[number, number, string]>(`UPDATE runs SET lease_expires_at = ?, progressed_at = ? WHERE id = ?`),
       putAsset: db.prepare<[string, string, number, Uint8Array, number]>(
         `INSERT INTO assets (sha256, mime, size, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
       ),
@@ -228,8 +235,9 @@ export class SqliteLedger implements RunLedger {
       dropOrphanAssets: db.prepare(
         `DELETE FROM assets WHERE NOT EXISTS (SELECT 1 FROM run_assets ra WHERE ra.sha256 = assets.sha256)`,
       ),
-      charge: db.prepare<[string, string, string, number, number]>(
-        `INSERT INTO charges (run_id, tenant, tool, credits, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      charge: db.prepare<[string, string, string, number, string | null, string | null, number]>(
+        `INSERT INTO charges (run_id, tenant, tool, credits, provider, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT DO NOTHING`,
       ),
       tombstone: db.prepare<[number, number, string]>(
         `UPDATE runs SET deleted_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?`,
@@ -241,6 +249,10 @@ export class SqliteLedger implements RunLedger {
       ),
       chargesByTool: db.prepare<[string], { tool: string; charges: number; credits: number }>(
         `SELECT tool, COUNT(*) AS charges, COALESCE(SUM(credits), 0) AS credits FROM charges WHERE tenant = ? GROUP BY tool`,
+      ),
+      chargesByProvider: db.prepare<[string], { provider: string; charges: number; credits: number }>(
+        `SELECT COALESCE(provider, 'unknown') AS provider, COUNT(*) AS charges, COALESCE(SUM(credits), 0) AS credits
+         FROM charges WHERE tenant = ? GROUP BY 1`,
       ),
       insertEvent: events.prepare<[string, string, string, number]>(
         `INSERT INTO events (session_id, stream_id, message, created_at) VALUES (?, ?, ?, ?)`,
@@ -460,10 +472,12 @@ export class SqliteLedger implements RunLedger {
       this.db
         .transaction((): ClaimedRun | null => {
           const now = this.now();
-          const id = this.stmt.nextClaimable.get(now);
-          if (id === undefined) return null;
-          this.stmt.lease.run(owner, now + this.leaseMs, now, id);
-          const row = this.stmt.byId.get(id)!;
+          const next = this.stmt.nextClaimable.get(now);
+          if (next === undefined) return null;
+          const id = next.id;
+          const claim = claimUpdate(next, owner, now, this.leaseMs);
+          this.stmt.lease.run(claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, id);
+          const row = { ...next, ...claim };
           const data = this.stmt.data.get(id)!;
           const run = toRun(row, row, { args: parseJson(data.args) ?? {}, result: parseJson(data.result) });
           return toClaimedRun(run, parseJson(data.recovery) ?? {}, this.stmt.runAssets.all(id).map(toAssetRef));
@@ -494,6 +508,8 @@ export class SqliteLedger implements RunLedger {
           const recovery = parseJson(this.stmt.recovery.get(runId)) ?? {};
           recovery[name] = value;
           this.stmt.setRecovery.run(JSON.stringify(recovery), runId);
+          const now = this.now();
+          this.stmt.progressed.run(now + this.leaseMs, now, runId);
           return true;
         })
         .immediate(),
@@ -509,7 +525,7 @@ export class SqliteLedger implements RunLedger {
           const now = this.now();
           this.stmt.putAsset.run(sha256, asset.mime, asset.bytes.byteLength, asset.bytes, now);
           this.stmt.attach.run(runId, n, sha256, JSON.stringify(asset.meta));
-          this.stmt.touch.run(progress, now + this.leaseMs, now, runId);
+          this.stmt.touch.run(progress, now + this.leaseMs, now, now, runId);
           return true;
         })
         .immediate(),
@@ -518,12 +534,16 @@ export class SqliteLedger implements RunLedger {
     return held;
   }
 
-  async finish(runId: string, owner: string, result: JsonObject): Promise<Run | null> {
-    return this.heldTransition(runId, owner, Phase.done, { result });
+  async finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource): Promise<Run | null> {
+    return this.heldTransition(runId, owner, Phase.done, { result, charge });
   }
 
   async fail(runId: string, owner: string, error: RunError): Promise<Run | null> {
     return this.heldTransition(runId, owner, Phase.failed, { error });
+  }
+
+  async abandon(runId: string, owner: string): Promise<void> {
+    this.guard(() => this.stmt.abandon.run(this.now(), runId, owner));
   }
 
   private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData): Promise<Run | null> {
@@ -552,6 +572,7 @@ export class SqliteLedger implements RunLedger {
       next.error,
       next.lease_expires_at,
       next.keepLease ? 1 : 0,
+      next.progressed_at,
       next.updated_at,
       row.id,
     );
@@ -564,7 +585,7 @@ export class SqliteLedger implements RunLedger {
       recovery[row.phase] = data.output;
       this.stmt.setRecovery.run(JSON.stringify(recovery), row.id);
     }
-    if (next.charge) this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, now);
+    if (next.charge) this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, data.charge?.provider ?? null, data.charge?.model ?? null, now);
     return this.fullRun(this.stmt.byId.get(row.id)!);
   }
 
@@ -607,7 +628,7 @@ export class SqliteLedger implements RunLedger {
   async usage(tenant: string): Promise<Usage> {
     await this.replays.flush();
     return this.guard(() => {
-      const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {} };
+      const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {}, byProvider: {} };
       const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
       for (const r of this.stmt.runsByTool.all(tenant)) {
         Object.assign(forTool(r.tool), { runs: r.runs, replaysAbsorbed: r.replays });
@@ -619,6 +640,7 @@ export class SqliteLedger implements RunLedger {
         usage.charges += c.charges;
         usage.credits += c.credits;
       }
+      for (const p of this.stmt.chargesByProvider.all(tenant)) usage.byProvider[p.provider] = { charges: p.charges, credits: p.credits };
       return usage;
     });
   }
@@ -724,6 +746,7 @@ export class SqliteLedger implements RunLedger {
 interface TransitionData {
   output?: JsonObject | undefined;
   result?: JsonObject;
+  charge?: ChargeSource | undefined;
   error?: RunError;
 }
 

@@ -94,7 +94,7 @@ export const sqliteMigrations: readonly Migration[] = [
   },
   {
     version: 3,
-    name: 'small hot run rows: arguments, recovery points and results apart; phase times as columns',
+    name: 'small hot run rows (arguments, recovery points and results apart; phase times as columns), stall counts, charge sources',
     // The key lookup of every replay reads the hot row; with the arguments, the recovery points and the
     // result inline a run took ~8 KB, so a large ledger spread its keys over many more pages.
     sql: `
@@ -114,7 +114,11 @@ export const sqliteMigrations: readonly Migration[] = [
         lease_owner      TEXT,
         lease_expires_at INTEGER,
         attempts         INTEGER NOT NULL DEFAULT 0,
+        stalls           INTEGER NOT NULL DEFAULT 0,
         replay_count     INTEGER NOT NULL DEFAULT 0,
+        claimed_at       INTEGER,
+        progressed_at    INTEGER,
+        stall_backoff_ms INTEGER NOT NULL DEFAULT 0,
         created_at       INTEGER NOT NULL,
         updated_at       INTEGER NOT NULL,
         deleted_at       INTEGER,
@@ -130,12 +134,15 @@ export const sqliteMigrations: readonly Migration[] = [
         result   TEXT
       ) STRICT;
 
-      INSERT INTO runs_v3
+      INSERT INTO runs_v3 (id, tenant, tool, idem_key, fingerprint, cost, phase, progress, composing_at, rendering_at,
+          ended_at, error, lease_owner, lease_expires_at, attempts, replay_count, claimed_at, progressed_at, created_at,
+          updated_at, deleted_at)
         SELECT id, tenant, tool, idem_key, fingerprint, cost, phase, progress,
           ${phaseTime('phases')} ('composing')),
           ${phaseTime('phases')} ('rendering')),
           ${phaseTime('phases')} (${TERMINAL})),
-          error, lease_owner, lease_expires_at, attempts, replay_count, created_at, updated_at, deleted_at
+          -- A run held before the upgrade counts its last claim as made, with progress, at its last write.
+          error, lease_owner, lease_expires_at, attempts, replay_count, updated_at, updated_at, created_at, updated_at, deleted_at
         FROM runs;
       INSERT INTO run_data
         SELECT id, args, CASE WHEN phase IN (${TERMINAL}) THEN NULL ELSE recovery END, result FROM runs;
@@ -144,6 +151,10 @@ export const sqliteMigrations: readonly Migration[] = [
       ALTER TABLE runs_v3 RENAME TO runs;
       CREATE INDEX runs_live ON runs (created_at, id) WHERE phase IN (${LIVE});
       CREATE INDEX runs_by_tenant ON runs (tenant, created_at DESC, id DESC);
+
+      -- What a charge was spent on, so usage can say credits per provider.
+      ALTER TABLE charges ADD COLUMN provider TEXT;
+      ALTER TABLE charges ADD COLUMN model TEXT;
     `,
   },
 ];
