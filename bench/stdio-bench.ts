@@ -1,6 +1,9 @@
-// runledger's create answer over real stdio beside its baselines, all measured in the same run:
-// a bare SDK server's no-op round trip (what any MCP call costs) and one raw durable SQLite commit on
-// the same disk (what a fresh create must add). Each side is a child process driven by the SDK's client.
+// runledger's create answers over real stdio beside bare SDK servers, all measured in the same run:
+// - a replay (of a queued run, and of a finished one) beside a bare server that makes one indexed
+//   SQLite point read and returns an answer of the same bytes: the realistic floor for any
+//   ledger-backed replay (and, for context, beside a bare no-op);
+// - a fresh create beside a bare server whose tool makes one durable SQLite insert.
+// Every server is a child process driven by the SDK's client.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,8 +12,6 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import Database from 'better-sqlite3';
-import { parseConfig } from '../src/config.js';
 import { VERSION } from '../src/version.js';
 import { BENCH_REQUEST, median, type Comparison } from './measure.js';
 
@@ -18,8 +19,9 @@ const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
 const WARMUP_CALLS = 300;
 /** Allowed slowdowns against the baselines. */
-const REPLAY_LIMIT = 1.15;
-const FRESH_LIMIT = 1.2;
+const REPLAY_LIMIT = 1.05;
+const FRESH_LIMIT = 1.15;
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 
 /** The q-quantile (0–1) of `values`, nearest rank. */
 function quantile(values: number[], q: number): number {
@@ -28,10 +30,10 @@ function quantile(values: number[], q: number): number {
 }
 
 /** Runs `op` `count` times in sequence, pushing each one's duration in microseconds onto `into`. */
-async function timeEach(count: number, op: (i: number) => unknown, into?: number[]): Promise<void> {
+async function timeEach(count: number, op: () => unknown, into?: number[]): Promise<void> {
   for (let i = 0; i < count; i++) {
     const start = process.hrtime.bigint();
-    await op(i);
+    await op();
     into?.push(Number(process.hrtime.bigint() - start) / 1000);
   }
 }
@@ -39,149 +41,132 @@ async function timeEach(count: number, op: (i: number) => unknown, into?: number
 async function connect(args: string[]): Promise<Client> {
   const client = new Client({ name: 'runledger-bench', version: VERSION });
   // No tools/list: the client then skips validating structuredContent against the output schema, so
-  // both sides measure the wire and the server, not the client's schema checks.
+  // every side measures the wire and the server, not the client's schema checks.
   await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: 'inherit' }));
   return client;
 }
 
-/** Flags that keep the server from rendering while it is measured: serve only, or else make every phase wait. */
-function serveOnlyFlags(): string[] {
-  try {
-    parseConfig(['--concurrency', '0']);
-    return ['--concurrency', '0'];
-  } catch {
-    return ['--phase-delay-ms', '600000'];
+interface Answer {
+  result: CallToolResult;
+  runId: string;
+  phase: string;
+  replayed: boolean;
+}
+
+async function create(client: Client, key: string, extra: Record<string, unknown> = {}): Promise<Answer> {
+  const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key, ...extra } })) as CallToolResult;
+  const data = (result.structuredContent ?? {}) as { run_id?: string; phase?: string; replayed?: boolean };
+  if (result.isError || typeof data.run_id !== 'string') {
+    throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
   }
+  return { result, runId: data.run_id, phase: data.phase ?? '', replayed: data.replayed === true };
 }
 
 export async function benchStdio(): Promise<Comparison[]> {
   const dir = mkdtempSync(join(tmpdir(), 'runledger-bench-stdio-'));
+  const ledgerPath = join(dir, 'ledger.db');
   const clients: Client[] = [];
-  let raw: Database.Database | undefined;
   try {
-    // Baseline B: one durable single-row commit, each INSERT its own transaction.
-    raw = new Database(join(dir, 'raw.db'));
-    raw.pragma('journal_mode = WAL');
-    raw.pragma('synchronous = FULL');
-    raw.exec('CREATE TABLE t (k TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, args TEXT NOT NULL)');
-    const rawInsert = raw.prepare('INSERT INTO t (k, fingerprint, args) VALUES (?, ?, ?)');
-    const argsText = JSON.stringify(BENCH_REQUEST);
-    const fp = 'f'.repeat(64);
-    // Random keys, as a fresh create inserts (agents send UUIDs), so both write into random index pages.
-    const commit = () => rawInsert.run(randomUUID(), fp, argsText);
+    // A finished run to replay: rendered by a server that renders, which then exits.
+    const doneKey = randomUUID();
+    const renderer = await connect([CLI, '--db', ledgerPath, '--concurrency', '1', '--log-level', 'warn']);
+    const rendered = await create(renderer, doneKey, { wait_seconds: 50 });
+    await renderer.close();
+    if (rendered.phase !== 'done') throw new Error(`bench: the run to replay ended ${rendered.phase}`);
 
-    // runledger itself, on a fresh ledger file; its replay answer is kept for the context baseline.
-    const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-    const ledger = await connect([cli, '--db', join(dir, 'ledger.db'), ...serveOnlyFlags(), '--log-level', 'warn']);
+    // The measured server serves only, so the queued runs stay queued and nothing renders meanwhile.
+    const ledger = await connect([CLI, '--db', ledgerPath, '--concurrency', '0', '--log-level', 'warn']);
     clients.push(ledger);
-    const replayKey = `bench-replay-${randomUUID()}`;
-    await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: replayKey } });
-    const replayAnswer = await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: replayKey } });
-    const answerFile = join(dir, 'answer.json');
-    writeFileSync(answerFile, JSON.stringify({ content: replayAnswer.content, structuredContent: replayAnswer.structuredContent }));
+    const queuedKey = randomUUID();
+    const queued = await create(ledger, queuedKey);
+    const replayAnswer = async (key: string, runId: string) => {
+      const answer = await create(ledger, key);
+      if (!answer.replayed || answer.runId !== runId) throw new Error(`bench: a retry of ${runId} was not a replay: ${JSON.stringify(answer)}`);
+      return answer;
+    };
+    const answers = { queued: (await replayAnswer(queuedKey, queued.runId)).result, done: (await replayAnswer(doneKey, rendered.runId)).result };
+    const answersFile = join(dir, 'answers.json');
+    writeFileSync(answersFile, JSON.stringify(answers));
 
-    // Baseline A: a bare SDK server (no-op tool; and, for context, one durable insert and an answer of
-    // runledger's size).
-    const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url)), join(dir, 'bare.db'), answerFile]);
+    const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url)), join(dir, 'bare.db'), answersFile]);
     clients.push(bare);
-
-    const bareCall = (name: string) => async () => {
-      const result = (await bare.callTool({ name, arguments: {} })) as CallToolResult;
+    // The floors receive the very arguments a replay sends, so both sides parse and validate the same request.
+    const bareCall = (name: string, args: Record<string, unknown> = {}) => async () => {
+      const result = (await bare.callTool({ name, arguments: args })) as CallToolResult;
       if (result.isError) throw new Error(`bench: the bare server answered ${name} with an error`);
     };
-    const noop = bareCall('noop');
-    const create = async (key: string) => {
-      const result = (await ledger.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key } })) as CallToolResult;
-      const data = (result.structuredContent ?? {}) as { run_id?: string; replayed?: boolean };
-      if (result.isError || typeof data.run_id !== 'string') {
-        throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
-      }
-      return { runId: data.run_id, replayed: data.replayed };
-    };
-
-    const original = await create(replayKey);
-    const replay = async () => {
-      const answer = await create(replayKey);
-      if (answer.replayed !== true || answer.runId !== original.runId) {
-        throw new Error(`bench: a retry with the same key was not a replay of ${original.runId}: ${JSON.stringify(answer)}`);
-      }
-    };
     const fresh = async () => {
-      const answer = await create(randomUUID());
-      if (answer.replayed !== false) throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
+      const answer = await create(ledger, randomUUID());
+      if (answer.replayed) throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
     };
 
-    const sides = [
-      { op: noop, samples: [] as number[] },
-      { op: replay, samples: [] as number[] },
-      { op: fresh, samples: [] as number[] },
-      { op: commit, samples: [] as number[] },
-      { op: bareCall('durable_insert'), samples: [] as number[] },
-      { op: bareCall('same_answer'), samples: [] as number[] },
-    ];
-    const [bareRt, replayRt, freshRt, commitT, bareDurable, bareSameAnswer] = sides as [
-      (typeof sides)[0],
-      (typeof sides)[0],
-      (typeof sides)[0],
-      (typeof sides)[0],
-      (typeof sides)[0],
-      (typeof sides)[0],
-    ];
-
-    // Warm-up: the JIT, the page cache and both children's first calls, none of it recorded.
-    for (const side of sides) await timeEach(WARMUP_CALLS, side.op);
+    const side = (op: () => Promise<unknown>) => ({ op, samples: [] as number[] });
+    const sides = {
+      noop: side(bareCall('noop')),
+      floorQueued: side(bareCall('floor_queued', { ...BENCH_REQUEST, idempotency_key: queuedKey })),
+      floorDone: side(bareCall('floor_done', { ...BENCH_REQUEST, idempotency_key: doneKey })),
+      replayQueued: side(() => replayAnswer(queuedKey, queued.runId)),
+      replayDone: side(() => replayAnswer(doneKey, rendered.runId)),
+      fresh: side(fresh),
+      durableInsert: side(bareCall('durable_insert', { ...BENCH_REQUEST, idempotency_key: randomUUID() })),
+    };
+    const all = Object.values(sides);
+    // Warm-up: the JIT, the page cache and the children's first calls, none of it recorded.
+    for (const s of all) await timeEach(WARMUP_CALLS, s.op);
     for (let round = 0; round < ROUNDS; round++) {
       // Interleaved rounds, each starting with a different side, so drift in the machine's load falls on all alike.
-      for (let s = 0; s < sides.length; s++) {
-        const side = sides[(round + s) % sides.length]!;
-        await timeEach(CALLS_PER_ROUND, side.op, side.samples);
+      for (let i = 0; i < all.length; i++) {
+        const s = all[(round + i) % all.length]!;
+        await timeEach(CALLS_PER_ROUND, s.op, s.samples);
       }
     }
 
-    const p50 = (side: { samples: number[] }) => median(side.samples);
-    const p90 = (side: { samples: number[] }) => quantile(side.samples, 0.9);
+    const p50 = (s: { samples: number[] }) => median(s.samples);
+    const p90 = (s: { samples: number[] }) => quantile(s.samples, 0.9);
     const us = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
     const times = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
-    const freshBase = p50(bareRt) + p50(commitT);
-    const freshBase90 = p90(bareRt) + p90(commitT);
+    const bytes = (r: CallToolResult) => JSON.stringify(r).length.toLocaleString('en-US');
     const n = ROUNDS * CALLS_PER_ROUND;
+    const latency = (operation: string, measured: typeof sides.noop, baselineLabel: string, baseline: typeof sides.noop, limit: number, note: string): Comparison => ({
+      operation,
+      measured: p50(measured),
+      baselineLabel,
+      baseline: p50(baseline),
+      ratio: p50(baseline) / p50(measured),
+      target: 1 / limit,
+      unit: 'µs',
+      lowerIsBetter: true,
+      note: `${operation}: p90 ${us(p90(measured))} against ${us(p90(baseline))} (${times(p90(measured), p90(baseline))}). ${note}`,
+    });
     return [
-      {
-        operation: 'replayed create over stdio (same key, same arguments), p50',
-        measured: p50(replayRt),
-        baselineLabel: 'bare SDK server, no-op tool round trip p50',
-        baseline: p50(bareRt),
-        ratio: p50(bareRt) / p50(replayRt),
-        target: 1 / REPLAY_LIMIT,
-        unit: 'µs',
-        lowerIsBetter: true,
-        note:
-          `p90: replayed create ${us(p90(replayRt))}, bare round trip ${us(p90(bareRt))} ` +
-          `(${times(p90(replayRt), p90(bareRt))}); ${n} calls each, in ${ROUNDS} interleaved rounds.\n` +
-          `Context: a bare server answering the same ${JSON.stringify(replayAnswer).length}-byte result takes ` +
-          `${us(p50(bareSameAnswer))} p50 (${times(p50(bareSameAnswer), p50(bareRt))} the no-op); the replay is ` +
-          `${times(p50(replayRt), p50(bareSameAnswer))} that.`,
-      },
-      {
-        operation: 'fresh create over stdio (new key, durable), p50',
-        measured: p50(freshRt),
-        baselineLabel: `bare round trip + raw durable commit p50 (${us(p50(bareRt))} + ${us(p50(commitT))})`,
-        baseline: freshBase,
-        ratio: freshBase / p50(freshRt),
-        target: 1 / FRESH_LIMIT,
-        unit: 'µs',
-        lowerIsBetter: true,
-        note:
-          `p90: fresh create ${us(p90(freshRt))}, bare round trip + durable commit ${us(freshBase90)} ` +
-          `(${us(p90(bareRt))} + ${us(p90(commitT))}; ${times(p90(freshRt), freshBase90)}).\n` +
-          `Context: a bare server whose tool makes one durable insert takes ${us(p50(bareDurable))} p50 ` +
-          `(${times(p50(bareDurable), freshBase)} the sum above); the fresh create is ${times(p50(freshRt), p50(bareDurable))} that.`,
-      },
+      latency(
+        'replay of a queued run, p50',
+        sides.replayQueued,
+        `bare server, point read + the same ${bytes(answers.queued)}-byte answer, p50`,
+        sides.floorQueued,
+        REPLAY_LIMIT,
+        `A bare no-op takes ${us(p50(sides.noop))} p50; the replay is ${times(p50(sides.replayQueued), p50(sides.noop))} that.`,
+      ),
+      latency(
+        'replay of a finished run, p50',
+        sides.replayDone,
+        `bare server, point read + the same ${bytes(answers.done)}-byte answer, p50`,
+        sides.floorDone,
+        REPLAY_LIMIT,
+        `The answer carries links with hashes, not the image; the replay is ${times(p50(sides.replayDone), p50(sides.noop))} a bare no-op.`,
+      ),
+      latency(
+        'fresh create (new key, durable), p50',
+        sides.fresh,
+        'bare server, one durable insert, p50',
+        sides.durableInsert,
+        FRESH_LIMIT,
+        `${n} calls a side, in ${ROUNDS} interleaved rounds.`,
+      ),
     ];
   } finally {
     // Closing a client ends its child (stdin closes; the server shuts down and releases the ledger file).
     await Promise.allSettled(clients.map((c) => c.close()));
-    raw?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -66,7 +66,10 @@ export class RunService {
     });
     if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
     if (outcome.kind === 'created') this.log.info('run created', { run_id: outcome.run.id, tool: call.tool.name, tenant });
-    return { ...(await this.follow(tenant, outcome.run, follow)), replayed: outcome.kind === 'replayed' };
+    const replayed = outcome.kind === 'replayed';
+    if (follow.waitSeconds <= 0 || isTerminal(outcome.run.phase)) return { run: outcome.run, reachedDone: false, replayed };
+    const followed = await this.follow(tenant, outcome.run, follow);
+    return { run: followed.run, reachedDone: followed.reachedDone, replayed };
   }
 
   /** What a create would do — create, replay or conflict — without writing anything. */

@@ -1,5 +1,5 @@
 // The MCP surface in process, through the SDK's linked in-memory transports.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -115,9 +115,41 @@ describe('create tools', () => {
       expect(created.run.next).toMatch(/poll_run/);
       expect(created.run.next).toMatch(/do not create again/);
     }
-    const done = await callTool(client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
+    const done = await callTool(client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50, inline_image: true });
     expect(done.run).toMatchObject({ phase: 'done', billed: true, progress: 1 });
     expect(done.result.content.some((c) => c.type === 'image')).toBe(done.run.assets[0]!.size <= 96 * 1024);
+  });
+});
+
+describe('finished runs', () => {
+  it('inlines the image in the answer that first sees the run done, not in later replays, which link to it', async () => {
+    const key = randomUUID();
+    const first = await callTool(client, 'create_social_card', { headline: 'Keep it light', idempotency_key: key, wait_seconds: 50 });
+    expect(first.run.phase).toBe('done');
+    expect(first.result.content.some((c) => c.type === 'image')).toBe(true);
+    const replay = await callTool(client, 'create_social_card', { headline: 'Keep it light', idempotency_key: key });
+    expect(replay.run).toMatchObject({ run_id: first.run.run_id, replayed: true, phase: 'done' });
+    expect(replay.result.content.some((c) => c.type === 'image')).toBe(false);
+    const links = replay.result.content.filter((c) => c.type === 'resource_link');
+    expect(links).toHaveLength(1);
+    const asset = replay.run.assets[0]!;
+    expect(links[0]).toMatchObject({ uri: asset.uri, description: expect.stringContaining(asset.sha256) });
+    expect(links[0]).toMatchObject({ description: expect.stringMatching(/resources\/read/) });
+    expect(JSON.stringify(replay.result).length).toBeLessThan(JSON.stringify(first.result).length / 4);
+    const read = await client.readResource({ uri: asset.uri });
+    const bytes = Buffer.from((read.contents[0] as { blob: string }).blob, 'base64');
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(asset.sha256);
+  });
+
+  it('inlines the image of a finished run when poll_run asks for it, and not otherwise', async () => {
+    const created = await callTool(client, 'create_social_card', { headline: 'Ask for it', idempotency_key: randomUUID(), wait_seconds: 50 });
+    const plain = await callTool(client, 'poll_run', { run_id: created.run.run_id });
+    const asked = await callTool(client, 'poll_run', { run_id: created.run.run_id, inline_image: true });
+    expect(plain.result.content.some((c) => c.type === 'image')).toBe(false);
+    const image = asked.result.content.find((c) => c.type === 'image');
+    expect(image).toMatchObject({ mimeType: 'image/png' });
+    const bytes = Buffer.from((image as { data: string }).data, 'base64');
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(asked.run.assets[0]!.sha256);
   });
 });
 

@@ -138,6 +138,7 @@ export function phaseHistory(row: Pick<KeyedRow, 'phase' | 'created_at' | 'compo
 }
 
 export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_key: string }, data: RunData): Run {
+  const phases = phaseHistory(row);
   return {
     id: row.id,
     tenant: who.tenant,
@@ -147,14 +148,15 @@ export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_k
     args: data.args,
     cost: row.cost,
     phase: row.phase,
-    phases: phaseHistory(row),
+    phases,
     progress: row.progress,
     result: data.result,
     error: row.error === null ? null : (JSON.parse(row.error) as RunError),
     attempts: row.attempts,
     stalls: row.stalls,
     replayCount: row.replay_count,
-    createdAt: iso(row.created_at),
+    // The queued entry is stamped with created_at: one date format fewer.
+    createdAt: phases[0]!.at,
   };
 }
 

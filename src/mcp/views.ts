@@ -112,6 +112,17 @@ export async function runResult(
   replayed: boolean,
   inlineImage?: () => Promise<{ bytes: Buffer; mime: string }>,
 ): Promise<CallToolResult> {
+  if (inlineImage !== undefined) return withInlineImage(linkedResult(run, replayed), inlineImage);
+  if (!replayed) return linkedResult(run, false);
+  // The ledger hands out the same Run object while a replayed run is unchanged: its answer is built once.
+  let answer = replayAnswers.get(run);
+  if (answer === undefined) replayAnswers.set(run, (answer = linkedResult(run, true)));
+  return answer;
+}
+
+const replayAnswers = new WeakMap<Run, CallToolResult>();
+
+function linkedResult(run: Run, replayed: boolean): CallToolResult {
   const view = runView(run, replayed);
   const content: ContentBlock[] = [{ type: 'text', text: runText(view) }];
   for (const asset of view.assets) {
@@ -123,16 +134,18 @@ export async function runResult(
       description: `Image ${asset.n + 1} of ${view.assets.length}, ${asset.width}×${asset.height}, sha256 ${asset.sha256}; read it with resources/read`,
     });
   }
-  const first = view.assets[0];
-  if (inlineImage !== undefined && first !== undefined && first.size <= INLINE_IMAGE_MAX_BYTES) {
-    const image = await inlineImage();
-    content.push({ type: 'image', data: image.bytes.toString('base64'), mimeType: image.mime });
-  }
   return {
     content,
     structuredContent: view as unknown as Record<string, unknown>,
     ...(run.phase === Phase.failed ? { isError: true } : {}),
   };
+}
+
+async function withInlineImage(result: CallToolResult, image: () => Promise<{ bytes: Buffer; mime: string }>): Promise<CallToolResult> {
+  const first = (result.structuredContent as RunView).assets[0];
+  if (first === undefined || first.size > INLINE_IMAGE_MAX_BYTES) return result;
+  const { bytes, mime } = await image();
+  return { ...result, content: [...result.content, { type: 'image', data: bytes.toString('base64'), mimeType: mime }] };
 }
 
 export function usageView(usage: Usage) {

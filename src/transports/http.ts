@@ -76,25 +76,25 @@ function rpcError(res: ServerResponse, status: number, code: number, message: st
 
 class BodyTooLarge extends Error {}
 
+/**
+ * A body past the limit is refused with 413 once the client has sent it all (read and dropped, up to
+ * this bound): answering a client that is still uploading, and closing, resets the connection before
+ * the client reads the status.
+ */
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new BodyTooLarge());
-      return;
-    }
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooLarge = Number(req.headers['content-length']) > limit;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
-        reject(new BodyTooLarge());
-        req.pause();
-        return;
-      }
-      chunks.push(chunk);
+      tooLarge ||= size > limit;
+      if (!tooLarge) chunks.push(chunk);
+      else if (size > DRAIN_MAX_BYTES) reject(new BodyTooLarge());
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => (tooLarge ? reject(new BodyTooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
     req.on('error', reject);
   });
 }

@@ -128,6 +128,17 @@ describe('Streamable HTTP', () => {
     expect(await health.json()).toEqual({ status: 'ok', ledger: 'reachable' });
   });
 
+  it('answers a 12 MiB body with 413, twenty times in a row, each time before the client gives up', async () => {
+    const server = await startHttp(tempDb());
+    const body = JSON.stringify({ ...INIT, params: { ...INIT.params, pad: 'x'.repeat(12 * 1024 * 1024) } });
+    for (let i = 0; i < 20; i++) {
+      const answer = await fetch(server.url, { method: 'POST', headers: MCP_HEADERS, body });
+      expect(answer.status).toBe(413);
+      expect(await answer.json()).toMatchObject({ error: { message: expect.stringMatching(/too large/) } });
+    }
+    expect((await fetch(`${server.origin}/healthz`)).status).toBe(200);
+  });
+
   it('answers 400 without a session id, 404 for an unknown one, and ends a session on DELETE', async () => {
     const server = await startHttp(tempDb());
     const list = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' });

@@ -109,6 +109,34 @@ describe('SQLite ledger file', () => {
     expect(resumed?.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering']);
   });
 
+  it('gives the pages of swept runs back to the file system, so the file tracks what it keeps', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    let now = Date.UTC(2026, 0, 1);
+    const ledger = ledgerAt(path, { clock: () => now, leaseMs: 1000 });
+    const fileBytes = () => {
+      const db = new Database(path);
+      try {
+        db.pragma('wal_checkpoint(TRUNCATE)');
+        return (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
+      } finally {
+        db.close();
+      }
+    };
+    const empty = fileBytes();
+    for (let i = 0; i < 200; i++) {
+      await ledger.createOrReplay(request({ idempotencyKey: `key-bounded-${String(i).padStart(6, '0')}` }));
+      const run = (await ledger.claim('w'))!;
+      const image = { bytes: Buffer.alloc(20_000, i), mime: 'image/png', meta: {} };
+      await ledger.attachAsset(run.id, 'w', 0, image, 0.9);
+      await ledger.finish(run.id, 'w', { evaluation: 'x'.repeat(2000) });
+    }
+    const full = fileBytes();
+    expect(full).toBeGreaterThan(empty + 200 * 20_000);
+    now += 8 * 24 * 3600 * 1000;
+    expect(await ledger.sweep()).toEqual({ runsForgotten: 200, assetsRemoved: 200 });
+    expect(fileBytes()).toBeLessThan(empty + (full - empty) / 10);
+  });
+
   it('shares one file between two open ledgers: the fence holds across connections', async () => {
     const path = join(tempDir(), 'ledger.db');
     const a = ledgerAt(path);

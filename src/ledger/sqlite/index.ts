@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { deflateSync, inflateSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { BoundedMap } from '../../bounded-map.js';
 import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
@@ -95,18 +96,26 @@ interface PendingEvent {
   reject(err: unknown): void;
 }
 
-/** Collects items until the current tick ends, then hands them over together. */
+/**
+ * Group commit without making anyone wait for it: the first item of a tick is handed over at once,
+ * alone; items that arrive while the rest of that tick runs are collected and handed over together
+ * when it ends. A lone caller is never delayed; a burst shares one transaction (one fsync).
+ */
 class TickBatch<T> {
-  private items: T[] = [];
+  private items: T[] | null = null;
   constructor(private readonly flush: (items: T[]) => void) {}
   add(item: T): void {
-    if (this.items.push(item) === 1) {
-      setImmediate(() => {
-        const items = this.items;
-        this.items = [];
-        this.flush(items);
-      });
+    if (this.items !== null) {
+      this.items.push(item);
+      return;
     }
+    this.items = [];
+    setImmediate(() => {
+      const items = this.items!;
+      this.items = null;
+      if (items.length > 0) this.flush(items);
+    });
+    this.flush([item]);
   }
 }
 
@@ -143,6 +152,21 @@ function toAssetRef(row: AssetRow): AssetRef {
 
 const parseJson = <T = JsonObject>(text: string | null | undefined): T | null => (text == null ? null : (JSON.parse(text) as T));
 
+/** A finished run's evaluation is most of its bytes and compresses about 3×: results are stored deflated. */
+const packResult = (result: JsonObject): Buffer => deflateSync(JSON.stringify(result));
+
+/** A stored result: zlib data starts with 0x78, plain JSON text (written by schema 2) with "{". */
+function unpackResult(blob: Buffer | null | undefined): JsonObject | null {
+  if (blob == null) return null;
+  return JSON.parse((blob[0] === 0x78 ? inflateSync(blob) : blob).toString('utf8')) as JsonObject;
+}
+
+/** Whether two raw rows (arrays) hold the same values: a run unchanged since it was last built. */
+function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class SqliteLedger implements RunLedger {
   readonly path: string;
   readonly leaseMs: number;
@@ -157,8 +181,13 @@ export class SqliteLedger implements RunLedger {
   private readonly retentionMs: number;
   private readonly replays: ReplayCounter;
   private readonly changes = new ChangeFeed();
-  /** A terminal run's result never changes, so a replay of a finished run need not read and parse it again. */
-  private readonly finishedResults = new BoundedMap<string, JsonObject | null>(4096);
+  /** A done run's result never changes, so a replay of a finished run need not read and inflate it again. */
+  private readonly finishedResults = new BoundedMap<string, JsonObject>(4096);
+  /**
+   * The run each replayed key was last answered with, beside the raw row it was built from: while the
+   * row reads back the same, a replay reuses the same Run object (and the views cache by it).
+   */
+  private readonly replayedRuns = new BoundedMap<string, { raw: unknown[]; run: Run }>(4096);
   private readonly creates = new TickBatch<PendingCreate>((batch) => this.commitCreates(batch));
   private readonly events = new TickBatch<PendingEvent>((batch) => this.commitEvents(batch));
   private readonly stmt;
@@ -182,18 +211,14 @@ export class SqliteLedger implements RunLedger {
         .raw(true),
       byKey: db.prepare<[string, string, string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE tenant = ? AND tool = ? AND idem_key = ?`),
       byId: db.prepare<[string], RunRow>(`SELECT ${RUN_COLUMNS} FROM runs WHERE id = ?`),
-      data: db.prepare<[string], { args: string; recovery: string | null; result: string | null }>(
-        `SELECT args, recovery, result FROM run_data WHERE run_id = ?`,
-      ),
-      args: db.prepare<[string], string>(`SELECT args FROM run_data WHERE run_id = ?`).pluck(),
-      result: db.prepare<[string], string | null>(`SELECT result FROM run_data WHERE run_id = ?`).pluck(),
+      args: db.prepare<[string], string>(`SELECT args FROM runs WHERE id = ?`).pluck(),
+      result: db.prepare<[string], Buffer | null>(`SELECT result FROM run_data WHERE run_id = ?`).pluck(),
       recovery: db.prepare<[string], string | null>(`SELECT recovery FROM run_data WHERE run_id = ?`).pluck(),
       insert: db.prepare<unknown[]>(
-        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, phase, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (tenant, tool, idem_key) DO NOTHING`,
       ),
-      insertData: db.prepare<[string, string]>(`INSERT INTO run_data (run_id, args, recovery) VALUES (?, ?, '{}')`),
       deleteRun: db.prepare<[string]>(`DELETE FROM runs WHERE id = ?`),
       nextClaimable: db.prepare<[number], RunRow>(
         `SELECT ${RUN_COLUMNS} FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR ${TAKEOVER_AT_SQL} <= ?)
@@ -211,8 +236,14 @@ export class SqliteLedger implements RunLedger {
            lease_expires_at = ?, lease_owner = CASE WHEN ? THEN lease_owner ELSE NULL END, progressed_at = ?, updated_at = ?
          WHERE id = ?`,
       ),
-      setRecovery: db.prepare<[string | null, string]>(`UPDATE run_data SET recovery = ? WHERE run_id = ?`),
-      setResult: db.prepare<[string, string]>(`UPDATE run_data SET result = ?, recovery = NULL WHERE run_id = ?`),
+      setRecovery: db.prepare<[string, string | null]>(
+        `INSERT INTO run_data (run_id, recovery) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET recovery = excluded.recovery`,
+      ),
+      setResult: db.prepare<[string, Buffer]>(
+        `INSERT INTO run_data (run_id, result) VALUES (?, ?)
+         ON CONFLICT (run_id) DO UPDATE SET result = excluded.result, recovery = NULL`,
+      ),
+      dropRecovery: db.prepare<[string]>(`UPDATE run_data SET recovery = NULL WHERE run_id = ?`),
       touch: db.prepare<[number, number, number, number, string]>(
         `UPDATE runs SET progress = max(progress, ?), lease_expires_at = ?, progressed_at = ?, updated_at = ? WHERE id = ?`,
       ),
@@ -242,7 +273,8 @@ export class SqliteLedger implements RunLedger {
       tombstone: db.prepare<[number, number, string]>(
         `UPDATE runs SET deleted_at = ?, updated_at = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?`,
       ),
-      clearData: db.prepare<[string]>(`UPDATE run_data SET args = '{}', recovery = NULL, result = NULL WHERE run_id = ?`),
+      clearData: db.prepare<[string]>(`DELETE FROM run_data WHERE run_id = ?`),
+      clearArgs: db.prepare<[string]>(`UPDATE runs SET args = '{}' WHERE id = ?`),
       addReplays: db.prepare<[number, string]>(`UPDATE runs SET replay_count = replay_count + ? WHERE id = ?`),
       runsByTool: db.prepare<[string], { tool: string; runs: number; replays: number }>(
         `SELECT tool, COUNT(*) AS runs, COALESCE(SUM(replay_count), 0) AS replays FROM runs WHERE tenant = ? GROUP BY tool`,
@@ -300,8 +332,18 @@ export class SqliteLedger implements RunLedger {
     const fp = this.guard(() => checkCreate(req));
     // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still
     // goes through the fenced insert, which is what makes one run per key.
-    const seen = this.guard(() => keyedRow(this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey)));
-    if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) return this.guard(() => this.answerExisting(seen, req, fp));
+    const raw = this.guard(() => this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey));
+    const seen = keyedRow(raw);
+    if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) {
+      const known = this.replayedRuns.get(seen.id);
+      if (known !== undefined && seen.fingerprint === fp && sameValues(known.raw, raw!)) {
+        this.replays.count(seen.id);
+        return { kind: 'replayed', run: known.run };
+      }
+      const outcome = this.guard(() => this.answerExisting(seen, req, fp));
+      if (outcome.kind === 'replayed') this.replayedRuns.set(seen.id, { raw: raw!, run: outcome.run });
+      return outcome;
+    }
     return new Promise((resolve, reject) => this.creates.add({ req, fp, resolve, reject }));
   }
 
@@ -364,10 +406,9 @@ export class SqliteLedger implements RunLedger {
 
   private insertRun(req: CreateRequest, fp: string): CreateOutcome | null {
     const row = newRunRow(req, fp, this.now());
-    const { changes } = this.stmt.insert.run(row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, row.phase, row.created_at, row.updated_at);
-    if (changes === 0) return null;
     const args = fingerprintedArgs(req.args);
-    this.stmt.insertData.run(row.id, JSON.stringify(args));
+    const { changes } = this.stmt.insert.run(row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at);
+    if (changes === 0) return null;
     return { kind: 'created', run: toRun(row, row, { args, result: null }) };
   }
 
@@ -389,12 +430,11 @@ export class SqliteLedger implements RunLedger {
     }
   }
 
-  /** The result of a run; a terminal one's is read once and then remembered. */
+  /** The result of a run: only a done run has one, and it never changes, so it is read once and remembered. */
   private resultOf(row: Pick<KeyedRow, 'id' | 'phase'>): JsonObject | null {
-    const terminal = isTerminal(row.phase);
-    if (terminal && this.finishedResults.has(row.id)) return this.finishedResults.get(row.id)!;
-    const result = parseJson(this.stmt.result.get(row.id));
-    if (terminal) this.finishedResults.set(row.id, result);
+    if (row.phase !== Phase.done) return null;
+    let result = this.finishedResults.get(row.id);
+    if (result === undefined) this.finishedResults.set(row.id, (result = unpackResult(this.stmt.result.get(row.id)) ?? {}));
     return result;
   }
 
@@ -477,10 +517,8 @@ export class SqliteLedger implements RunLedger {
           const id = next.id;
           const claim = claimUpdate(next, owner, now, this.leaseMs);
           this.stmt.lease.run(claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, id);
-          const row = { ...next, ...claim };
-          const data = this.stmt.data.get(id)!;
-          const run = toRun(row, row, { args: parseJson(data.args) ?? {}, result: parseJson(data.result) });
-          return toClaimedRun(run, parseJson(data.recovery) ?? {}, this.stmt.runAssets.all(id).map(toAssetRef));
+          const run = this.fullRun({ ...next, ...claim });
+          return toClaimedRun(run, parseJson(this.stmt.recovery.get(id)) ?? {}, this.stmt.runAssets.all(id).map(toAssetRef));
         })
         .immediate(),
     );
@@ -507,7 +545,7 @@ export class SqliteLedger implements RunLedger {
           if (!holdsLease(row, owner)) return false;
           const recovery = parseJson(this.stmt.recovery.get(runId)) ?? {};
           recovery[name] = value;
-          this.stmt.setRecovery.run(JSON.stringify(recovery), runId);
+          this.stmt.setRecovery.run(runId, JSON.stringify(recovery));
           const now = this.now();
           this.stmt.progressed.run(now + this.leaseMs, now, runId);
           return true;
@@ -577,13 +615,13 @@ export class SqliteLedger implements RunLedger {
       row.id,
     );
     if (data.result !== undefined) {
-      this.stmt.setResult.run(JSON.stringify(data.result), row.id);
+      this.stmt.setResult.run(row.id, packResult(data.result));
     } else if (next.dropRecovery) {
-      this.stmt.setRecovery.run(null, row.id);
+      this.stmt.dropRecovery.run(row.id);
     } else if (data.output !== undefined) {
       const recovery = parseJson(this.stmt.recovery.get(row.id)) ?? {};
       recovery[row.phase] = data.output;
-      this.stmt.setRecovery.run(JSON.stringify(recovery), row.id);
+      this.stmt.setRecovery.run(row.id, JSON.stringify(recovery));
     }
     if (next.charge) this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, data.charge?.provider ?? null, data.charge?.model ?? null, now);
     return this.fullRun(this.stmt.byId.get(row.id)!);
@@ -614,6 +652,7 @@ export class SqliteLedger implements RunLedger {
           const phase = isTerminal(row.phase) ? row.phase : this.transition(row, Phase.canceled, {}).phase;
           const now = this.now();
           this.stmt.tombstone.run(now, now, runId);
+          this.stmt.clearArgs.run(runId);
           this.stmt.clearData.run(runId);
           this.stmt.detachAll.run(runId);
           this.stmt.dropOrphanAssets.run();
@@ -680,6 +719,7 @@ export class SqliteLedger implements RunLedger {
       this.stmt.deleteRun.run(id);
       this.replays.forget(id);
       this.finishedResults.delete(id);
+      this.replayedRuns.delete(id);
     }
     return runIds.length === 0 ? 0 : this.stmt.dropOrphanAssets.run().changes;
   }
@@ -756,6 +796,9 @@ function openDatabase(opts: SqliteLedgerOptions): Database.Database {
   try {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    // auto_vacuum can only be chosen while the file is empty, before WAL mode writes its first page:
+    // new files get the mode that lets a sweep give freed pages back (no-op on an existing file).
+    db.pragma('auto_vacuum = INCREMENTAL');
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     // Truncate the WAL after a checkpoint, so a burst of writes does not leave a large file behind.
@@ -778,10 +821,6 @@ function openDatabase(opts: SqliteLedgerOptions): Database.Database {
  * to rebuild a table asks), and are checked once before they are turned on.
  */
 function migrate(db: Database.Database): void {
-  // auto_vacuum can only be chosen before the first table exists: new files get the mode that
-  // lets a sweep return freed pages.
-  const empty = db.prepare<[], number>(`SELECT count(*) FROM sqlite_schema`).pluck().get() === 0;
-  if (empty) db.pragma('auto_vacuum = INCREMENTAL');
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
   const applied = db.prepare<[number], { version: number }>('SELECT version FROM schema_migrations WHERE version = ?');
