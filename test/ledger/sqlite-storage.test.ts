@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RunledgerError, StorageUnavailableError } from '../../src/errors.js';
 import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 import { sqliteMigrations } from '../../src/ledger/sqlite/migrations.js';
+import { Phase } from '../../src/ledger/index.js';
 import { request, typedError } from './contract.js';
 
 const dirs: string[] = [];
@@ -143,6 +144,26 @@ describe('SQLite ledger file', () => {
     const b = ledgerAt(path);
     const outs = await Promise.all([a.createOrReplay(request()), b.createOrReplay(request())]);
     expect(outs.map((o) => o.kind).sort()).toEqual(['created', 'replayed']);
+  });
+
+  it('answers a replay with what is in the file now, after this or another process changed the run', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const a = ledgerAt(path);
+    const b = ledgerAt(path);
+    const created = await a.createOrReplay(request());
+    if (created.kind !== 'created') throw new Error(created.kind);
+    const replayPhase = async () => {
+      const out = await a.createOrReplay(request());
+      return out.kind === 'replayed' ? out.run.phase : out.kind;
+    };
+    expect([await replayPhase(), await replayPhase()]).toEqual(['queued', 'queued']);
+    const claimed = (await a.claim('w1'))!;
+    await a.advance(claimed.id, 'w1', Phase.composing);
+    expect(await replayPhase()).toBe('composing');
+    await b.cancel('acme', created.run.id);
+    expect(await replayPhase()).toBe('canceled');
+    await b.deleteRun('acme', created.run.id);
+    expect((await typedError(a.createOrReplay(request()))).code).toBe('not_found');
   });
 
   it('refuses a ledger written by a newer runledger', () => {

@@ -5,7 +5,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { deflateSync, inflateSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { BoundedMap } from '../../bounded-map.js';
 import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
@@ -61,6 +60,7 @@ import type {
   Usage,
 } from '../types.js';
 import { storageError } from './errors.js';
+import { packResult, unpackResult } from './result-codec.js';
 import { sqliteMigrations } from './migrations.js';
 
 export interface SqliteLedgerOptions {
@@ -80,6 +80,14 @@ export interface SqliteLedgerOptions {
 }
 
 type Replayed = Extract<CreateOutcome, { kind: 'replayed' }>;
+
+interface KnownReplay {
+  dataVersion: number;
+  ownChanges: number;
+  raw: unknown[];
+  row: KeyedRow;
+  run: Run;
+}
 
 interface PendingCreate {
   req: CreateRequest;
@@ -152,15 +160,6 @@ function toAssetRef(row: AssetRow): AssetRef {
 
 const parseJson = <T = JsonObject>(text: string | null | undefined): T | null => (text == null ? null : (JSON.parse(text) as T));
 
-/** A finished run's evaluation is most of its bytes and compresses about 3×: results are stored deflated. */
-const packResult = (result: JsonObject): Buffer => deflateSync(JSON.stringify(result));
-
-/** A stored result: zlib data starts with 0x78, plain JSON text (written by schema 2) with "{". */
-function unpackResult(blob: Buffer | null | undefined): JsonObject | null {
-  if (blob == null) return null;
-  return JSON.parse((blob[0] === 0x78 ? inflateSync(blob) : blob).toString('utf8')) as JsonObject;
-}
-
 /** Whether two raw rows (arrays) hold the same values: a run unchanged since it was last built. */
 function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -184,10 +183,12 @@ export class SqliteLedger implements RunLedger {
   /** A done run's result never changes, so a replay of a finished run need not read and inflate it again. */
   private readonly finishedResults = new BoundedMap<string, JsonObject>(4096);
   /**
-   * The run each replayed key was last answered with, beside the raw row it was built from: while the
-   * row reads back the same, a replay reuses the same Run object (and the views cache by it).
+   * The run each replayed key was last answered with, beside the raw row it was built from and the
+   * database version it was read at. While no connection has committed anything since, a replay
+   * need not read at all (PRAGMA data_version sees other connections' commits, total_changes() this
+   * one's); while the row reads back the same, it reuses the same Run (and the views cache by it).
    */
-  private readonly replayedRuns = new BoundedMap<string, { raw: unknown[]; run: Run }>(4096);
+  private readonly replayed = new BoundedMap<string, KnownReplay>(4096);
   private readonly creates = new TickBatch<PendingCreate>((batch) => this.commitCreates(batch));
   private readonly events = new TickBatch<PendingEvent>((batch) => this.commitEvents(batch));
   private readonly stmt;
@@ -295,6 +296,7 @@ export class SqliteLedger implements RunLedger {
       ),
       dropOldEvents: db.prepare<[number]>(`DELETE FROM events WHERE created_at <= ?`),
       ping: db.prepare(`SELECT 1`).pluck(),
+      version: db.prepare<[], [number, number]>(`SELECT data_version, total_changes() FROM pragma_data_version`).raw(true),
       expired: db.prepare<[number, number], string>(
         `SELECT id FROM runs WHERE created_at <= ? AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ?`,
       ).pluck(),
@@ -330,21 +332,33 @@ export class SqliteLedger implements RunLedger {
 
   async createOrReplay(req: CreateRequest): Promise<CreateOutcome> {
     const fp = this.guard(() => checkCreate(req));
-    // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still
-    // goes through the fenced insert, which is what makes one run per key.
+    // Fast path: a repeat needs no write lock. It decides nothing on its own: a miss still goes
+    // through the fenced insert, which is what makes one run per key.
+    const fenceKey = `${req.tenant}\u0000${req.tool}\u0000${req.idempotencyKey}`;
+    const known = this.replayed.get(fenceKey);
+    // Read before the row, so that a change committed after it shows as a new version next time.
+    const [dataVersion, ownChanges] = this.guard(() => this.stmt.version.get()!);
+    if (known !== undefined && known.dataVersion === dataVersion && known.ownChanges === ownChanges) {
+      // Nothing was committed since the row was read, by this connection or any other: it is as read.
+      if (known.run.fingerprint === fp && !isExpired(known.row, this.now(), this.retentionMs)) return this.replayOf(known.run);
+    }
     const raw = this.guard(() => this.stmt.keyed.get(req.tenant, req.tool, req.idempotencyKey));
     const seen = keyedRow(raw);
-    if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) {
-      const known = this.replayedRuns.get(seen.id);
-      if (known !== undefined && seen.fingerprint === fp && sameValues(known.raw, raw!)) {
-        this.replays.count(seen.id);
-        return { kind: 'replayed', run: known.run };
-      }
-      const outcome = this.guard(() => this.answerExisting(seen, req, fp));
-      if (outcome.kind === 'replayed') this.replayedRuns.set(seen.id, { raw: raw!, run: outcome.run });
-      return outcome;
+    if (seen === undefined || isExpired(seen, this.now(), this.retentionMs)) {
+      return new Promise((resolve, reject) => this.creates.add({ req, fp, resolve, reject }));
     }
-    return new Promise((resolve, reject) => this.creates.add({ req, fp, resolve, reject }));
+    if (known !== undefined && known.run.fingerprint === fp && sameValues(known.raw, raw!)) {
+      this.replayed.set(fenceKey, { ...known, dataVersion, ownChanges });
+      return this.replayOf(known.run);
+    }
+    const outcome = this.guard(() => this.answerExisting(seen, req, fp));
+    if (outcome.kind === 'replayed') this.replayed.set(fenceKey, { dataVersion, ownChanges, raw: raw!, row: seen, run: outcome.run });
+    return outcome;
+  }
+
+  private replayOf(run: Run): Replayed {
+    this.replays.count(run.id);
+    return { kind: 'replayed', run };
   }
 
   /**
@@ -719,7 +733,6 @@ export class SqliteLedger implements RunLedger {
       this.stmt.deleteRun.run(id);
       this.replays.forget(id);
       this.finishedResults.delete(id);
-      this.replayedRuns.delete(id);
     }
     return runIds.length === 0 ? 0 : this.stmt.dropOrphanAssets.run().changes;
   }
@@ -803,6 +816,9 @@ function openDatabase(opts: SqliteLedgerOptions): Database.Database {
     db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     // Truncate the WAL after a checkpoint, so a burst of writes does not leave a large file behind.
     db.pragma('journal_size_limit = 67108864');
+    // Up to 32 MiB of pages (taken only as they are read): the key lookups of a large ledger's working
+    // set then stay in memory instead of going back to the file system each time.
+    db.pragma('cache_size = -32768');
     // better-sqlite3 turns foreign keys on by default: off while tables are rebuilt (a dropped table
     // would cascade its deletes), then on for good.
     db.pragma('foreign_keys = OFF');

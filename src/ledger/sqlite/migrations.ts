@@ -128,14 +128,15 @@ export const sqliteMigrations: readonly Migration[] = [
         UNIQUE (tenant, tool, idem_key)
       ) STRICT;
 
-      -- Written once a run has something to keep: a recovery point, then its result.
+      -- Written once a run has something to keep: a recovery point, then its result. Tables keyed by
+      -- a run id are WITHOUT ROWID: the key is the table, not a second index beside it.
       CREATE TABLE run_data (
         run_id   TEXT PRIMARY KEY REFERENCES runs_v3 (id) ON DELETE CASCADE,
         -- Recovery points serve a run that may be resumed; NULL once it is terminal.
         recovery TEXT,
         -- The result's JSON, zlib-deflated (or plain JSON text, from schema 2).
         result   BLOB
-      ) STRICT;
+      ) STRICT, WITHOUT ROWID;
 
       INSERT INTO runs_v3 (id, tenant, tool, idem_key, fingerprint, cost, args, phase, progress, composing_at, rendering_at,
           ended_at, error, lease_owner, lease_expires_at, attempts, replay_count, claimed_at, progressed_at, created_at,
@@ -156,9 +157,32 @@ export const sqliteMigrations: readonly Migration[] = [
       CREATE INDEX runs_live ON runs (created_at, id) WHERE phase IN (${LIVE});
       CREATE INDEX runs_by_tenant ON runs (tenant, created_at DESC, id DESC);
 
-      -- What a charge was spent on, so usage can say credits per provider.
-      ALTER TABLE charges ADD COLUMN provider TEXT;
-      ALTER TABLE charges ADD COLUMN model TEXT;
+      CREATE TABLE run_assets_v3 (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        n      INTEGER NOT NULL,
+        sha256 TEXT NOT NULL REFERENCES assets (sha256),
+        meta   TEXT NOT NULL,
+        PRIMARY KEY (run_id, n)
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO run_assets_v3 SELECT run_id, n, sha256, meta FROM run_assets;
+      DROP TABLE run_assets;
+      ALTER TABLE run_assets_v3 RENAME TO run_assets;
+      CREATE INDEX run_assets_by_sha ON run_assets (sha256);
+
+      -- Charges also say what they were spent on, so usage can give credits per provider.
+      CREATE TABLE charges_v3 (
+        run_id     TEXT PRIMARY KEY,
+        tenant     TEXT NOT NULL,
+        tool       TEXT NOT NULL,
+        credits    INTEGER NOT NULL,
+        provider   TEXT,
+        model      TEXT,
+        created_at INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO charges_v3 (run_id, tenant, tool, credits, created_at) SELECT run_id, tenant, tool, credits, created_at FROM charges;
+      DROP TABLE charges;
+      ALTER TABLE charges_v3 RENAME TO charges;
+      CREATE INDEX charges_by_tenant ON charges (tenant);
     `,
   },
 ];
