@@ -53,7 +53,9 @@ export function formatTable(title: string, rows: Comparison[]): string {
     '| operation | measured | baseline (same run) | ratio | target | |',
     '|---|---:|---|---:|---:|---|',
     ...rows.map((r) => {
-      const shown = r.lowerIsBetter ? `${(1 / r.ratio).toFixed(2)}× | ≤ ${(1 / r.target).toFixed(2)}×` : `${r.ratio.toFixed(2)}× | ≥ ${r.target}×`;
+      const shown = r.lowerIsBetter
+        ? `${(1 / r.ratio).toFixed(2)}× | ≤ ${(1 / r.target).toFixed(2)}×`
+        : `${r.ratio.toFixed(2)}× | ≥ ${Number(r.target.toFixed(2))}×`;
       return (
         `| ${r.operation} | ${fmt(r.measured)} ${r.unit} | ${r.baselineLabel}: ${fmt(r.baseline)} ${r.unit} | ` +
         `${shown} | ${r.ratio >= r.target ? 'met' : 'MISSED'} |`

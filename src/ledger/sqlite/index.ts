@@ -336,9 +336,10 @@ export class SqliteLedger implements RunLedger {
     // through the fenced insert, which is what makes one run per key.
     const fenceKey = `${req.tenant}\u0000${req.tool}\u0000${req.idempotencyKey}`;
     const known = this.replayed.get(fenceKey);
-    // Read before the row, so that a change committed after it shows as a new version next time.
-    const [dataVersion, ownChanges] = this.guard(() => this.stmt.version.get()!);
-    if (known !== undefined && known.dataVersion === dataVersion && known.ownChanges === ownChanges) {
+    // Only a key replayed before is worth the version read, taken before the row's so that a change
+    // committed in between shows as a newer version next time. A fresh create never pays it.
+    const version = known === undefined ? null : this.guard(() => this.stmt.version.get()!);
+    if (known !== undefined && version !== null && known.dataVersion === version[0] && known.ownChanges === version[1]) {
       // Nothing was committed since the row was read, by this connection or any other: it is as read.
       if (known.run.fingerprint === fp && !isExpired(known.row, this.now(), this.retentionMs)) return this.replayOf(known.run);
     }
@@ -347,6 +348,8 @@ export class SqliteLedger implements RunLedger {
     if (seen === undefined || isExpired(seen, this.now(), this.retentionMs)) {
       return new Promise((resolve, reject) => this.creates.add({ req, fp, resolve, reject }));
     }
+    // A first sighting has no version taken before its read: it is remembered, but read again next time.
+    const [dataVersion, ownChanges] = version ?? [-1, -1];
     if (known !== undefined && known.run.fingerprint === fp && sameValues(known.raw, raw!)) {
       this.replayed.set(fenceKey, { ...known, dataVersion, ownChanges });
       return this.replayOf(known.run);
