@@ -1,0 +1,87 @@
+// `npm run chaos`: many seeded chaos trials (see trial.ts), a table of what happened, and a non-zero
+// exit naming every broken invariant. A failing trial is re-run exactly with --seed and --trials 1.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { passed, runTrial, type TrialReport } from './trial.js';
+
+const USAGE = `npm run chaos -- [--trials N] [--seed S] [--chaos-ms MS]
+  --trials N     trials to run (default 200)
+  --seed S       seed of the first trial; trial i uses S + i (default: from the clock, printed)
+  --chaos-ms MS  how long each trial kills servers (default 2500)
+`;
+
+function positive(name: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, got "${text}"`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let options;
+  try {
+    const { values } = parseArgs({ args: argv, options: { trials: { type: 'string' }, seed: { type: 'string' }, 'chaos-ms': { type: 'string' }, help: { type: 'boolean' } } });
+    if (values.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    options = {
+      trials: positive('trials', values.trials, 200),
+      seed: positive('seed', values.seed, Date.now() % 1_000_000),
+      chaosMs: positive('chaos-ms', values['chaos-ms'], 2500),
+    };
+  } catch (err) {
+    process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+  process.stdout.write(`chaos: ${options.trials} trials from seed ${options.seed}\n`);
+  const reports: TrialReport[] = [];
+  for (let i = 0; i < options.trials; i++) {
+    const dir = mkdtempSync(join(tmpdir(), 'runledger-chaos-'));
+    try {
+      const report = await runTrial({ seed: options.seed + i, db: join(dir, 'ledger.db'), cli, chaosMs: options.chaosMs, finishMs: 120_000 });
+      reports.push(report);
+      process.stderr.write(`  trial ${i + 1}/${options.trials} seed ${report.seed}: ${passed(report) ? 'ok' : 'BROKEN'} (${report.kills} kills, ${report.runs} runs)\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  process.stdout.write(summary(reports));
+  return reports.every(passed) ? 0 : 1;
+}
+
+export function summary(reports: TrialReport[]): string {
+  const sum = (f: (r: TrialReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+  const rows: [string, string | number][] = [
+    ['trials', reports.length],
+    ['servers per trial', `${Math.min(...reports.map((r) => r.servers))}–${Math.max(...reports.map((r) => r.servers))}`],
+    ['SIGKILLs', sum((r) => r.kills)],
+    ['creates sent', sum((r) => r.creates)],
+    ['creates acknowledged', sum((r) => r.acknowledged)],
+    ['runs in the ledgers', sum((r) => r.runs)],
+    ['runs done', sum((r) => r.done)],
+    ['runs failed', sum((r) => r.failed)],
+    ['acknowledged runs lost', sum((r) => r.lost.length)],
+    ['acknowledged runs not done', sum((r) => r.unfinished.length)],
+    ['keys with more than one run', sum((r) => r.duplicates.length)],
+    ['charge errors (≠ 1 per done run, or any on another)', sum((r) => r.chargeErrors.length)],
+    ['most attempts on one run', Math.max(0, ...reports.map((r) => r.maxAttempts))],
+  ];
+  const lines = ['', '| | |', '|---|---:|', ...rows.map(([k, v]) => `| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |`), ''];
+  for (const r of reports.filter((x) => !passed(x))) {
+    lines.push(`BROKEN trial seed ${r.seed} (re-run: npm run chaos -- --trials 1 --seed ${r.seed}):`);
+    for (const [what, list] of [['lost', r.lost], ['not done', r.unfinished], ['duplicate runs', r.duplicates], ['charges', r.chargeErrors]] as const) {
+      if (list.length > 0) lines.push(`  ${what}: ${list.join('; ')}`);
+    }
+    if (r.failed > 0) lines.push(`  ${r.failed} run(s) failed`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then((code) => (process.exitCode = code));
+}
