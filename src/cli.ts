@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default), demo, runs list/show, bench.
+// One entry: serve over stdio (default), demo, runs list/show, bench, record and replay.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';
@@ -28,14 +28,47 @@ async function runsCommand(config: Config): Promise<void> {
   }
 }
 
+function usageFailure(err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
+  return 2;
+}
+
+/** record and replay take their own flags; everything after record's "--" belongs to the server. */
+async function harnessCommand(command: 'record' | 'replay', args: string[]): Promise<number> {
+  const ownArgs = command === 'record' && args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  if (ownArgs.includes('--help') || ownArgs.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const { parseRecordArgs, parseReplayArgs } = await import('./harness/options.js');
+  if (command === 'record') {
+    let options;
+    try {
+      options = parseRecordArgs(args);
+    } catch (err) {
+      return usageFailure(err);
+    }
+    const { runRecord } = await import('./harness/record.js');
+    return runRecord(options, createLogger('warn'));
+  }
+  let options;
+  try {
+    options = parseReplayArgs(args);
+  } catch (err) {
+    return usageFailure(err);
+  }
+  const { runReplay } = await import('./harness/replay.js');
+  return runReplay(options);
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'record' || argv[0] === 'replay') return harnessCommand(argv[0], argv.slice(1));
   let config: Config;
   try {
     config = parseConfig(argv);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
-    return 2;
+    return usageFailure(err);
   }
   const log = createLogger(config.logLevel);
   switch (config.command) {

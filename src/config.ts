@@ -43,6 +43,9 @@ Usage:
   runledger runs list [options]      list runs in the ledger, newest first
   runledger runs show <run_id>       show one run as JSON
   runledger bench                    measure the ledger, stdio and HTTP against same-run baselines
+  runledger record --out FILE [--redact REGEX]... -- <server command...>
+                                     proxy an MCP client to a stdio server, writing each tools/call to a transcript
+  runledger replay FILE [options]    replay a transcript with faults and check the idempotency invariants
 
 Options:
   --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
@@ -63,6 +66,24 @@ Streamable HTTP (instead of stdio):
   --max-body-bytes N      largest request body, 1024–67108864 (default: 1048576)
   --allowed-hosts LIST    more Host header values to accept, comma-separated (e.g. mcp.example.com)
   --allowed-origins LIST  more Origin values to accept, comma-separated
+
+Record (stdout stays the protocol channel; messages go to stderr):
+  --out FILE              the transcript to write, one JSON object a line
+  --redact REGEX          also redact what this matches (repeatable); bearer tokens and the values of
+                          environment variables named like secrets (TOKEN, SECRET, KEY, ...) always are
+
+Replay (progress on stderr, the verdict table on stdout; exit 0 held, 1 broken, 2 bad input, 3 could not run):
+  --server "COMMAND"      launch this stdio server (default: the command the transcript was recorded from)
+  --url URL               replay against a Streamable HTTP server instead (no SIGKILL faults)
+  --token TOKEN           bearer token for --url (env RUNLEDGER_TOKEN)
+  --faults LIST           all, or some of: duplicate, burst, timeout, lost-answer, changed-args,
+                          kill-between, kill-mid-run (default: all that apply)
+  --seed N                0–4294967295; the same seed sends the same calls with the same faults (default: random)
+  --phase-delay-ms MS     how long the server's phases last, to land kill-mid-run inside one
+                          (default: the --phase-delay-ms of the --server command, else 0)
+  --settle-ms MS          how long every run may take to end after the faults (default: 120000)
+  --burst N               concurrent copies of a call in a burst, 2–64 (default: 8)
+  --report FILE           write the whole report, every call included, as JSON
   -h, --help              this help
   -v, --version           the version
 `;
@@ -77,7 +98,7 @@ export function defaultDbPath(env: NodeJS.ProcessEnv = process.env, platform = p
   return join(base, 'runledger', 'ledger.db');
 }
 
-function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
+export function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
   const n = Number(text);
@@ -135,6 +156,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     command = 'runs-show';
     if (rest.length !== 1) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
     extra = rest;
+  } else if (first === 'record' || first === 'replay') {
+    throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
   } else if (first === 'runs') {
     throw new UsageError('runs takes a subcommand: runledger runs list | runledger runs show <run_id>');
   } else {
