@@ -54,7 +54,8 @@ export async function runReplay(options: ReplayOptions): Promise<number> {
     return await replay(target, transcript, { options, spec, seed, phaseDelayMs });
   } catch (err) {
     if (!(err instanceof ReplayAborted)) throw err;
-    process.stderr.write(`\nrunledger replay: could not complete: ${err.message}\n`);
+    // On a terminal the progress bar holds the line: end it first.
+    process.stderr.write(`${process.stderr.isTTY === true ? '\n' : ''}runledger replay: could not complete: ${err.message}\n`);
     return 3;
   } finally {
     await target?.close().catch(() => undefined);
