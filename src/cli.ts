@@ -42,24 +42,18 @@ async function harnessCommand(command: 'record' | 'replay', args: string[]): Pro
     return 0;
   }
   const { parseRecordArgs, parseReplayArgs } = await import('./harness/options.js');
-  if (command === 'record') {
-    let options;
-    try {
-      options = parseRecordArgs(args);
-    } catch (err) {
-      return usageFailure(err);
-    }
-    const { runRecord } = await import('./harness/record.js');
-    return runRecord(options, createLogger('warn'));
-  }
-  let options;
   try {
-    options = parseReplayArgs(args);
+    if (command === 'record') {
+      const options = parseRecordArgs(args);
+      const { runRecord } = await import('./harness/record.js');
+      return await runRecord(options, createLogger('warn'));
+    }
+    const options = parseReplayArgs(args);
+    const { runReplay } = await import('./harness/replay.js');
+    return await runReplay(options);
   } catch (err) {
     return usageFailure(err);
   }
-  const { runReplay } = await import('./harness/replay.js');
-  return runReplay(options);
 }
 
 async function main(argv: string[]): Promise<number> {

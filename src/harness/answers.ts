@@ -35,6 +35,11 @@ export const isKeyName = (name: string) => KEY_NAMES.has(normalName(name));
  */
 export const STEERING_FIELDS = new Set(['wait_seconds', 'dry_run']);
 
+/** The same request, asking to be answered without waiting for its run to finish. */
+export function answerAtOnce(args: JsonObject): JsonObject {
+  return typeof args.wait_seconds === 'number' && args.wait_seconds > 0 ? { ...args, wait_seconds: 0 } : args;
+}
+
 export function toolInfo(tool: Tool): ToolInfo {
   const properties = (isObject(tool.inputSchema.properties) ? tool.inputSchema.properties : {}) as Record<string, JsonSchema>;
   const readOnly = tool.annotations?.readOnlyHint === true;

@@ -1,6 +1,6 @@
 // Runs one case of the plan: a recorded call, sent under its fault.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isTerminalPhase, readAnswer } from './answers.js';
+import { answerAtOnce, isTerminalPhase, readAnswer } from './answers.js';
 import { freshKey, keyFieldOf, type Case } from './plan.js';
 import type { Exchange, Role, SendOptions, Session } from './session.js';
 import type { JsonObject } from './transcript.js';
@@ -84,7 +84,7 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
     }
     case 'kill-mid-run': {
       // A call that waits for its run would answer only once the run is over: ask for an answer at once.
-      const first = await send('first', typeof args.wait_seconds === 'number' ? { ...args, wait_seconds: 0 } : args);
+      const first = await send('first', answerAtOnce(args));
       notes.push(await aimMidRun(first, c, ctx));
       await restart(first);
       await send('retry');

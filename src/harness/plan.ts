@@ -55,12 +55,15 @@ export function keyFieldOf(info: ToolInfo | undefined, args: JsonObject): string
   return field !== null && typeof args[field] === 'string' ? field : null;
 }
 
+/** The server refused the call when it was recorded (a JSON-RPC error, or an error naming no run). */
+export function wasRefused(call: RecordedCall): boolean {
+  return call.outcome === 'error' || (call.result !== undefined && readAnswer(call.result).refused);
+}
+
 export function classify(call: RecordedCall, info: ToolInfo | undefined): Subject {
   const plain = (because: string): Subject => ({ call, info, kind: 'plain', plainBecause: because });
   if (info === undefined) return plain('the server does not offer this tool');
-  if (call.outcome === 'error' || (call.result !== undefined && readAnswer(call.result).refused)) {
-    return plain('it was refused when recorded');
-  }
+  if (wasRefused(call)) return plain('it was refused when recorded');
   if (call.arguments.dry_run === true) return plain('a dry run creates nothing');
   if (info.readOnlyHint === true) return plain('the tool is read-only');
   if (keyFieldOf(info, call.arguments) !== null) return { call, info, kind: 'keyed', plainBecause: undefined };

@@ -3,14 +3,16 @@
 // to stderr and the verdict to stdout; exit 0 when nothing broke, 1 when an invariant broke, 2 for
 // bad input, 3 when the replay could not run (the server would not start, or died on its own).
 import { randomInt } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { UsageError } from '../config.js';
 import { MAX_SEED } from '../providers/prng.js';
-import { isTerminalPhase, toolInfo, type ToolInfo } from './answers.js';
+import { answerAtOnce, isTerminalPhase, toolInfo, type ToolInfo } from './answers.js';
 import { runCase, type CaseContext, type CaseResult } from './faults.js';
 import { checkInvariants, runsOf } from './invariants.js';
 import { flagValue, type ReplayOptions, type ReplayTarget } from './options.js';
-import { classify, freshKey, keyFieldOf, makePlan } from './plan.js';
+import { classify, freshKey, keyFieldOf, makePlan, wasRefused } from './plan.js';
 import { buildReport, createProgress, formatReport, writeReport } from './report.js';
 import { Session, type Exchange, type Surface } from './session.js';
 import { connectTarget, ReplayAborted, type Target } from './target.js';
@@ -44,6 +46,14 @@ function rerunCommand(options: ReplayOptions, target: ReplayTarget, seed: number
 
 export async function runReplay(options: ReplayOptions): Promise<number> {
   const transcript = readTranscript(options.transcript);
+  if (options.report !== undefined) {
+    // Found out now rather than after a replay that may take minutes.
+    try {
+      accessSync(dirname(resolve(options.report)), constants.W_OK);
+    } catch {
+      throw new UsageError(`--report: cannot write ${options.report}: its directory is missing or read-only`);
+    }
+  }
   const spec = resolveTarget(options, transcript);
   const seed = options.seed ?? randomInt(0, MAX_SEED);
   const serverPhaseDelay = spec.kind === 'launch' ? Number(flagValue(spec.command, '--phase-delay-ms')) : NaN;
@@ -103,7 +113,7 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
   const substitutions = new Map<string, string>();
   for (const subject of subjects) {
     const keyField = keyFieldOf(subject.info, subject.call.arguments);
-    if (keyField === null || subject.plainBecause === 'it was refused when recorded') continue;
+    if (keyField === null || wasRefused(subject.call)) continue;
     const key = subject.call.arguments[keyField] as string;
     substitutions.set(key, freshKey(seed, key));
   }
@@ -133,11 +143,12 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
   if (target.failure !== undefined) throw new ReplayAborted(target.failure);
   progress.done();
 
+  const serverInfo = target.client.getServerVersion();
   const invariants = checkInvariants({ exchanges: session.exchanges, surface, usageBefore, usageAfter, settled, resources, deleted, settleMs: options.settleMs });
   const report = buildReport({
     transcript: transcript.file,
     target: target.label,
-    server: target.client.getServerVersion() ?? transcript.server,
+    server: serverInfo === undefined ? transcript.server : { name: serverInfo.name, version: serverInfo.version },
     seed,
     rerun: rerunCommand(options, spec, seed),
     durationMs: performance.now() - started,
@@ -195,6 +206,6 @@ async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo
   for (const [, first] of session.firstRequests()) {
     // Deleting again proves nothing about the deleted run, and may be refused by design.
     if (tools.get(first.tool)?.destructiveHint === true) continue;
-    await session.send(`late.${++n}`, first.line, null, first.tool, first.args, 'late');
+    await session.send(`late.${++n}`, first.line, null, first.tool, answerAtOnce(first.args), 'late');
   }
 }

@@ -144,6 +144,7 @@ describe('replay refuses bad input', () => {
     [['--seed', 'abc'], /--seed must be a whole number/],
     [['--token', 't'], /--token goes with --url/],
     [['--url', 'ftp://x'], /--url must be http or https/],
+    [['--report', '/nonexistent-dir/r.json', '--server', 'x'], /--report: cannot write \/nonexistent-dir\/r\.json/],
   ])('exits 2 naming the flag for %j', async (args, message) => {
     const run = await replay(WIDGETS, args);
     expect(run.code).toBe(2);
