@@ -40,9 +40,14 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
   const keyField = keyFieldOf(c.subject.info, call.arguments);
   if (c.extra && keyField !== null) args[keyField] = freshKey(ctx.seed, call.arguments[keyField] as string, c.n);
 
-  let sent = 0;
-  const send = (role: Role, request: JsonObject = args, options?: SendOptions) =>
-    session.send(`${c.n}.${++sent}`, call.line, c.fault, call.tool, request, role, options);
+  let count = 0;
+  const sent: Exchange[] = [];
+  const send = async (role: Role, request: JsonObject = args, options?: SendOptions) => {
+    // Numbered as sent, not as answered: a burst's copies are all in flight at once.
+    const exchange = await session.send({ id: `${c.n}.${++count}`, line: call.line, fault: c.fault, tool: call.tool, args: request, role }, options);
+    sent.push(exchange);
+    return exchange;
+  };
   const restart = async (first: Exchange) => {
     await session.target.restart();
     if (first.answer?.runId !== undefined) notes.push(`server SIGKILLed and restarted after run ${first.answer.runId} was acknowledged`);
@@ -94,7 +99,7 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
 
   // Later recorded calls name the recorded run id (poll_run, cancel_run): give them this replay's.
   const recordedRunId = call.result === undefined ? undefined : readAnswer(call.result).runId;
-  const replayedRunId = session.exchanges.find((e) => e.id.startsWith(`${c.n}.`) && e.answer?.runId !== undefined)?.answer?.runId;
+  const replayedRunId = sent.find((e) => e.answer?.runId !== undefined)?.answer?.runId;
   if (!c.extra && recordedRunId !== undefined && replayedRunId !== undefined && !ctx.substitutions.has(recordedRunId)) {
     ctx.substitutions.set(recordedRunId, replayedRunId);
   }
@@ -110,7 +115,8 @@ async function aimMidRun(first: Exchange, c: Case, ctx: CaseContext): Promise<st
   const offsetMs = Math.round(c.killAtPhase * ctx.phaseDelayMs);
   if (runId === undefined || ctx.session.surface.poll === undefined) {
     await sleep(offsetMs);
-    return `SIGKILL ${offsetMs} ms after the answer (the server offers no poll_run to watch the run's phase)`;
+    const why = runId === undefined ? 'the answer named no run' : "the server offers no poll_run to watch the run's phase";
+    return `SIGKILL ${offsetMs} ms after the answer (${why})`;
   }
   if (isTerminalPhase(first.answer?.phase)) return `run ${runId} had already ended (${first.answer?.phase}) when answered; SIGKILL after it`;
   const started = await ctx.session.untilStarted(runId, first.answer?.phase, Date.now() + ctx.settleMs);

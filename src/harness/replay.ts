@@ -5,6 +5,7 @@
 import { randomInt } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { UsageError } from '../config.js';
 import { MAX_SEED } from '../providers/prng.js';
@@ -14,7 +15,7 @@ import { checkInvariants, runsOf } from './invariants.js';
 import { flagValue, type ReplayOptions, type ReplayTarget } from './options.js';
 import { classify, freshKey, keyFieldOf, makePlan, wasRefused } from './plan.js';
 import { buildReport, createProgress, formatReport, writeReport } from './report.js';
-import { Session, type Exchange, type Surface } from './session.js';
+import { Session, type Exchange, type RunResource, type Surface } from './session.js';
 import { connectTarget, ReplayAborted, type Target } from './target.js';
 import { readTranscript, REDACTED, type Transcript } from './transcript.js';
 
@@ -134,7 +135,7 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
   progress.step('retrying every key once more');
   await lateRetries(session, tools);
   progress.step('checking the invariants');
-  const resources = new Map();
+  const resources = new Map<string, RunResource>();
   for (const runId of runsOf({ exchanges: session.exchanges, deleted })) {
     const resource = await session.runResource(runId);
     if (resource !== undefined) resources.set(runId, resource);
@@ -190,10 +191,10 @@ async function settle(session: Session, runIds: string[], settleMs: number): Pro
       for (;;) {
         const waitSeconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor((deadline - Date.now()) / 1000)));
         const args = 'wait_seconds' in poll.properties ? { run_id: runId, wait_seconds: waitSeconds } : { run_id: runId };
-        const last = await session.send(`settle.${++n}`, null, null, poll.name, args, 'poll');
+        const last = await session.send({ id: `settle.${++n}`, line: null, fault: null, tool: poll.name, args, role: 'poll' });
         settled.set(runId, last);
         if (last.answer === undefined || last.answer.refused || isTerminalPhase(last.answer.phase) || Date.now() >= deadline) return;
-        if (!('wait_seconds' in poll.properties)) await new Promise((resolve) => setTimeout(resolve, 100));
+        if (!('wait_seconds' in poll.properties)) await sleep(100);
       }
     }),
   );
@@ -206,6 +207,6 @@ async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo
   for (const [, first] of session.firstRequests()) {
     // Deleting again proves nothing about the deleted run, and may be refused by design.
     if (tools.get(first.tool)?.destructiveHint === true) continue;
-    await session.send(`late.${++n}`, first.line, null, first.tool, answerAtOnce(first.args), 'late');
+    await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
   }
 }

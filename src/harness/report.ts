@@ -155,7 +155,9 @@ function describeCalls(report: Report, ids: string[]): string {
     const prefix = id.split('.')[0]!;
     byCase.set(prefix, [...(byCase.get(prefix) ?? []), id]);
   }
-  const parts = [...byCase].map(([prefix, list]) => {
+  // Cases in order, then the harness's own settle polls and late retries.
+  const order = (prefix: string) => (/^\d+$/.test(prefix) ? Number(prefix) : Number.MAX_SAFE_INTEGER);
+  const parts = [...byCase].sort(([a], [b]) => order(a) - order(b)).map(([prefix, list]) => {
     const c = report.cases.find((x) => String(x.n) === prefix);
     const shown = list.length > CALLS_SHOWN ? [...list.slice(0, CALLS_SHOWN), `+${list.length - CALLS_SHOWN} more`] : list;
     const what = c === undefined ? prefix : `case ${c.n}, ${c.fault ?? 'replayed'} ${c.tool} (line ${c.line})`;

@@ -1,6 +1,7 @@
 // One replay's conversation with the server: every tools/call the harness sends is kept as an
 // exchange (what was asked, under which fault, what came back), which is what the invariants judge.
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { canonicalJson } from '../ledger/fingerprint.js';
 import { readAnswer, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo } from './answers.js';
@@ -63,7 +64,6 @@ export interface RunResource {
 }
 
 const CALL_TIMEOUT_MS = 120_000;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isInteger(value);
 
@@ -74,6 +74,9 @@ export interface FirstRequest {
   args: JsonObject;
   line: number | null;
 }
+
+/** What to send, and what it stands for in the replay. */
+export type OutgoingCall = Pick<Exchange, 'id' | 'line' | 'fault' | 'tool' | 'role'> & { args: JsonObject };
 
 export interface SendOptions {
   /** Abort the request this long after sending it (a client-side timeout). */
@@ -107,7 +110,8 @@ export class Session {
     return { group: info.idempotentHint === true ? `${tool} ${request}` : undefined, key: undefined, request };
   }
 
-  async send(id: string, line: number | null, fault: FaultKind | null, tool: string, args: JsonObject, role: Role, options: SendOptions = {}): Promise<Exchange> {
+  async send(call: OutgoingCall, options: SendOptions = {}): Promise<Exchange> {
+    const { id, line, fault, tool, args, role } = call;
     const { group, key, request } = this.groupOf(tool, args);
     const boundTo = group === undefined ? undefined : this.bound.get(group);
     const conflict = boundTo !== undefined && boundTo.request !== request;
