@@ -200,16 +200,16 @@ function terminalWithinBound({ surface, settled, exchanges, settleMs }: Evidence
   const violations: Violation[] = [];
   let checked = 0;
   for (const [runId, poll] of settled) {
-    // A run poll_run cannot find is a lost run, judged above, not a slow one.
-    if (poll.answer?.refused === true) continue;
+    // A run poll_run cannot find is a lost run, judged above, not a slow one; a poll that got no
+    // answer at all says nothing about the run.
+    if (poll.answer === undefined || poll.answer.refused) continue;
     checked++;
-    if (!isTerminalPhase(poll.answer?.phase)) {
+    if (!isTerminalPhase(poll.answer.phase)) {
       const calls = exchanges.filter((e) => e.answer?.runId === runId).map((e) => e.id);
-      const where = poll.answer === undefined ? `unanswered (${poll.status})` : `still ${poll.answer.phase ?? 'without a phase'}`;
-      violations.push({ message: `run ${runId} is ${where} ${settleMs / 1000} s after the last fault`, calls });
+      violations.push({ message: `run ${runId} is still ${poll.answer.phase ?? 'without a phase'} ${settleMs / 1000} s after the last fault`, calls });
     }
   }
-  return result(id, checked, 'run', violations, 'no run was created');
+  return result(id, checked, 'run', violations, settled.size === 0 ? 'no run was created' : 'poll_run answered for no run');
 }
 
 function conflicts({ exchanges }: Evidence): InvariantResult[] {

@@ -13,6 +13,8 @@ export const REPORT_VERSION = 1;
 export interface ToolVerdict {
   tool: string;
   key_field: string | null;
+  /** The answer field read as the run id (run_id, job_id, ...), or null when answers had none. */
+  run_id_field: string | null;
   idempotent_hint: boolean | null;
   faults: FaultKind[];
   /** Whether retries of this tool held every invariant they were checked against. */
@@ -92,6 +94,7 @@ export function buildReport(input: ReportInput): Report {
     return {
       tool,
       key_field: info?.keyField ?? null,
+      run_id_field: input.exchanges.find((e) => e.tool === tool && e.answer?.idField !== undefined)?.answer?.idField ?? null,
       idempotent_hint: info?.idempotentHint ?? null,
       faults,
       verdict: faults.length === 0 ? 'not tested' : broken.length > 0 ? 'not idempotent' : 'idempotent',
@@ -189,14 +192,21 @@ export function formatReport(report: Report): string {
   }
   out.push(table(invariantRows), '');
 
-  const toolRows = [['tool', 'key field', 'idempotentHint', 'faults', 'retries']];
+  const toolRows = [['tool', 'key field', 'run id field', 'idempotentHint', 'faults', 'retries']];
   for (const t of report.tools) {
     const hint = t.idempotent_hint === true ? 'claimed' : t.idempotent_hint === false ? 'false' : '—';
     const verdict =
       t.verdict === 'not idempotent' ? `NOT idempotent (${t.broken.join(', ')})` : t.verdict === 'not tested' ? `not tested: ${t.not_tested_because}` : t.verdict;
-    toolRows.push([t.tool, t.key_field ?? '—', hint, String(t.faults.length), verdict]);
+    toolRows.push([t.tool, t.key_field ?? '—', t.run_id_field ?? '—', hint, String(t.faults.length), verdict]);
   }
   out.push(table(toolRows));
+
+  // Calls that got no answer at all are no evidence either way; say so rather than pass over them.
+  const unanswered = report.calls.filter((c) => c.status === 'failed');
+  if (unanswered.length > 0) {
+    out.push('', `${plural(unanswered.length, 'call')} got no answer: ${describeCalls(report, unanswered.map((c) => c.id))}`);
+    out.push(`  first failure: ${unanswered[0]!.note ?? 'unknown'}`);
+  }
 
   const broken = report.invariants.filter((i) => i.status === 'broken');
   if (broken.length > 0) {

@@ -114,6 +114,7 @@ describe('replay against a server that is not runledger', () => {
     expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no get_usage/) });
     expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no poll_run/) });
     expect(report.calls.find((c) => c.run_id !== null)?.run_id).toMatch(/^w_/);
+    expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ run_id_field: 'widget_id', verdict: 'idempotent' });
     expect(report.tools.find((t) => t.tool === 'poll_run')?.not_tested_because).toBe('the server does not offer this tool');
     expect(run.stdout).toMatch(/– {2}one-charge-per-run .*not checked: the server offers no get_usage tool/);
   });
@@ -149,6 +150,14 @@ describe('replay refuses bad input', () => {
     const run = await replay(WIDGETS, args);
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
+  });
+
+  it('exits 3, not with a verdict, when the server dies on its own during the replay', async () => {
+    const run = await replay(WIDGETS, ['--server', quote(toyServer(['--crash-at', '2'])), '--faults', 'duplicate', '--seed', '5']);
+    expect(run.code).toBe(3);
+    expect(run.stderr).toMatch(/could not complete: the server exited on its own\n\(during case 1, transcript line \d+\)/);
+    expect(run.stdout).toBe('');
+    expect(run.report).toBeUndefined();
   });
 
   it('exits 3 with the server’s last words when the server will not start', async () => {
