@@ -180,7 +180,8 @@ function noAcknowledgedRunLost(evidence: Evidence): InvariantResult {
   }
   for (const [runId, ack] of acknowledged) {
     const poll = settled.get(runId);
-    const late = exchanges.find((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
+    // Only a key leads back to its run: a tool without one may rightly answer a new id on each call.
+    const late = ack.key === undefined ? undefined : exchanges.find((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
     if (poll === undefined && late === undefined) continue;
     checked++;
     if (poll?.answer?.refused === true) {

@@ -102,20 +102,27 @@ describe('replay catches a broken server', () => {
 });
 
 describe('replay against a server that is not runledger', () => {
-  it('checks the run ids it can see, and says which invariants it could not check and why', async () => {
-    const run = await replay(WIDGETS, ['--server', quote(toyServer(['--bare'])), '--seed', '4']);
-    expect(run.code).toBe(0);
+  it('checks the ids it can see, tells which idempotentHint claims hold, and says what it could not check and why', async () => {
+    const transcript = join(tempDir(), 'bare.jsonl');
+    await recordSession(transcript, toyServer(['--bare']), async (client) => {
+      const key = randomUUID();
+      await client.callTool({ name: 'create_widget', arguments: { idempotency_key: key, label: 'Blue' } });
+      await client.callTool({ name: 'create_widget', arguments: { idempotency_key: key, label: 'Blue' } });
+      await client.callTool({ name: 'add_note', arguments: { text: 'hello' } });
+    });
+    const run = await replay(transcript, ['--server', quote(toyServer(['--bare'])), '--seed', '4']);
+    expect(run.code).toBe(1);
     const report = run.report!;
     expect(report.server).toEqual({ name: 'toy-widgets', version: '1.0.0' });
     expect(report.surface).toEqual({ poll_run: false, get_usage: false, run_resources: false });
-    expect(statusOf(report, 'one-run-per-key')).toBe('held');
-    expect(statusOf(report, 'same-answer')).toBe('held');
-    expect(statusOf(report, 'conflict-refused')).toBe('held');
+    // A widget has a key and keeps its id on retry; a note claims idempotentHint, yet each retry adds one.
+    expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ key_field: 'idempotency_key', run_id_field: 'widget_id', verdict: 'idempotent' });
+    expect(report.tools.find((t) => t.tool === 'add_note')).toMatchObject({ key_field: null, run_id_field: 'note_id', idempotent_hint: true, verdict: 'not idempotent' });
+    expect(run.stdout).toMatch(/add_note .*claimed .*NOT idempotent \(one-run-per-key, same-answer/);
+    const broken = report.invariants.flatMap((i) => i.violations.flatMap((v) => v.calls)).map((id) => report.calls.find((c) => c.id === id)!.tool);
+    expect(new Set(broken)).toEqual(new Set(['add_note']));
     expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no get_usage/) });
     expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no poll_run/) });
-    expect(report.calls.find((c) => c.run_id !== null)?.run_id).toMatch(/^w_/);
-    expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ run_id_field: 'widget_id', verdict: 'idempotent' });
-    expect(report.tools.find((t) => t.tool === 'poll_run')?.not_tested_because).toBe('the server does not offer this tool');
     expect(run.stdout).toMatch(/– {2}one-charge-per-run .*not checked: the server offers no get_usage tool/);
   });
 
