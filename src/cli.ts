@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default), demo, runs list/show, bench, record and replay.
+// One entry: serve over stdio (default), demo, runs list/show, bench.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';

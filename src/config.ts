@@ -40,12 +40,12 @@ export const USAGE = `runledger — an MCP server that makes generative tool cal
 Usage:
   runledger [options]                serve MCP over stdio (what Claude Desktop, Cursor and VS Code launch)
   runledger demo [options]           run the server as a child and show create, replay, refusal and billing
-  runledger runs list [options]      list runs in the ledger, newest first
-  runledger runs show <run_id>       show one run as JSON
-  runledger bench                    measure the ledger, stdio and HTTP against same-run baselines
   runledger record --out FILE [--redact REGEX]... -- <server command...>
                                      proxy an MCP client to a stdio server, writing each tools/call to a transcript
   runledger replay FILE [options]    replay a transcript with faults and check the idempotency invariants
+  runledger runs list [options]      list runs in the ledger, newest first
+  runledger runs show <run_id>       show one run as JSON
+  runledger bench                    measure the ledger, stdio and HTTP against same-run baselines
 
 Options:
   --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
