@@ -2,7 +2,7 @@
 // what it says, not by runledger's own types.
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { canonicalJson } from '../ledger/fingerprint.js';
-import type { JsonObject } from './transcript.js';
+import { isObject, type JsonObject } from './transcript.js';
 
 export interface ToolInfo {
   name: string;
@@ -21,8 +21,6 @@ export interface JsonSchema {
   maximum?: number;
   maxLength?: number;
 }
-
-const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Argument names that mean "idempotency key", compared without case, "_" or "-". */
 const KEY_NAMES = new Set(['idempotencykey', 'idempotencytoken', 'clienttoken', 'dedupkey', 'dedupekey', 'deduplicationkey', 'deduplicationid']);

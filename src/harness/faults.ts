@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { answerAtOnce, isTerminalPhase, readAnswer } from './answers.js';
 import { freshKey, keyFieldOf, type Case } from './plan.js';
 import type { Exchange, Role, SendOptions, Session } from './session.js';
-import type { JsonObject } from './transcript.js';
+import { mapStrings, type JsonObject } from './transcript.js';
 
 export interface CaseContext {
   session: Session;
@@ -23,20 +23,11 @@ export interface CaseResult {
   notes: string[];
 }
 
-function substitute(value: unknown, substitutions: ReadonlyMap<string, string>): unknown {
-  if (typeof value === 'string') return substitutions.get(value) ?? value;
-  if (Array.isArray(value)) return value.map((item) => substitute(item, substitutions));
-  if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, substitutions)]));
-  }
-  return value;
-}
-
 export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
   const { session } = ctx;
   const { call } = c.subject;
   const notes: string[] = [];
-  const args = substitute(call.arguments, ctx.substitutions) as JsonObject;
+  const args = mapStrings(call.arguments, (text) => ctx.substitutions.get(text) ?? text) as JsonObject;
   const keyField = keyFieldOf(c.subject.info, call.arguments);
   if (c.extra && keyField !== null) args[keyField] = freshKey(ctx.seed, call.arguments[keyField] as string, c.n);
 

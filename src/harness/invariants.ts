@@ -93,7 +93,10 @@ function oneRunPerKey({ exchanges, usageBefore, usageAfter }: Evidence): Invaria
     }
   }
   if (usageBefore !== undefined && usageAfter !== undefined && usageAfter.runs - usageBefore.runs > keys) {
-    violations.push({ message: `get_usage counts ${usageAfter.runs - usageBefore.runs} new runs for ${plural(keys, 'key')}`, calls: [] });
+    // The extra runs were named by no answer: the requests that never got one are where to look.
+    const unanswered = exchanges.filter((e) => e.group !== undefined && e.status !== 'answered').map((e) => e.id);
+    const hint = unanswered.length === 0 ? '' : `; ${plural(unanswered.length, 'request')} got no answer`;
+    violations.push({ message: `get_usage counts ${usageAfter.runs - usageBefore.runs} new runs for ${plural(keys, 'key')}${hint}`, calls: unanswered });
   }
   return result('one-run-per-key', keys, 'key', violations, 'no answer to a tool with an idempotency key (or idempotentHint) named a run');
 }
@@ -155,6 +158,7 @@ function oneChargePerRun(evidence: Evidence): InvariantResult {
   const unseen = Math.max(0, usageAfter.runs - usageBefore.runs - runs.length);
   if (charges > billed.length + unseen) {
     // Name the tool whose charges outrun its runs, and its calls that were replays of an answered key.
+    // runledger counts by catalogue name (product_shot) what its create_product_shot tool made.
     const tools = Object.keys(usageAfter.byTool).filter((tool) => {
       const added = usageAfter.byTool[tool]!.charges - (usageBefore.byTool[tool]?.charges ?? 0);
       const ownRuns = billed.filter((runId) => exchanges.some((e) => e.answer?.runId === runId && (e.tool === tool || e.tool === `create_${tool}`)));

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { startStdioProxy, type Direction } from '../proxy/stdio-proxy.js';
 import { VERSION } from '../version.js';
 import type { RecordOptions } from './options.js';
-import { createRedactor, redactCommand, TRANSCRIPT_VERSION, type CallLine, type JsonObject, type TranscriptLine } from './transcript.js';
+import { createRedactor, isObject, redactCommand, TRANSCRIPT_VERSION, type CallLine, type JsonObject, type TranscriptLine } from './transcript.js';
 
 interface PendingCall {
   seq: number;
@@ -19,8 +19,6 @@ interface PendingCall {
 }
 
 type RpcMessage = { id?: unknown; method?: unknown; params?: unknown; result?: unknown; error?: unknown };
-
-const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** JSON-RPC ids are strings or numbers, and 1 is not "1": the type is part of the key. */
 const idKey = (id: unknown) => `${typeof id}:${String(id)}`;

@@ -8,7 +8,7 @@ import { readAnswer, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo
 import type { FaultKind } from './options.js';
 import { keyFieldOf } from './plan.js';
 import type { Target } from './target.js';
-import type { JsonObject } from './transcript.js';
+import { isObject, type JsonObject } from './transcript.js';
 
 /**
  * first: the first request of a case; copy: a duplicate or a burst member; retry: sent after the
@@ -64,7 +64,6 @@ export interface RunResource {
 }
 
 const CALL_TIMEOUT_MS = 120_000;
-const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isInteger(value);
 
 export interface FirstRequest {

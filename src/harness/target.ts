@@ -103,7 +103,11 @@ async function launch(command: string[]): Promise<Target> {
     async restart() {
       expectingExit = true;
       const pid = transport.pid;
-      if (pid !== null) process.kill(pid, 'SIGKILL');
+      try {
+        if (pid !== null) process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone on its own: `failure` says so, and the replay stops after this case.
+      }
       await exited;
       expectingExit = false;
       await start();

@@ -61,7 +61,7 @@ export interface Transcript {
 }
 
 const OUTCOMES: readonly CallOutcome[] = ['answered', 'error', 'cancelled', 'unanswered'];
-const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
+export const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Reads and checks a transcript; any problem is a UsageError naming the file and line. */
 export function readTranscript(file: string): Transcript {
@@ -123,6 +123,14 @@ function checkLine(value: unknown, where: string): TranscriptLine {
   return value as unknown as TranscriptLine;
 }
 
+/** A JSON value with every string in it, at any depth, passed through `map`; keys stay as they are. */
+export function mapStrings(value: unknown, map: (text: string) => string): unknown {
+  if (typeof value === 'string') return map(value);
+  if (Array.isArray(value)) return value.map((item) => mapStrings(item, map));
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, map)]));
+  return value;
+}
+
 /** Names whose values are secrets: environment variables, and command-line flags that take one. */
 const SECRET_NAME = /token|secret|passw(or)?d|api[-_]?key|access[-_]?key|private[-_]?key|credential|auth/i;
 const BEARER = /\bBearer\s+[A-Za-z0-9._~+/-]+=*/gi;
@@ -144,13 +152,7 @@ export function createRedactor(patterns: readonly RegExp[], env: NodeJS.ProcessE
     for (const pattern of patterns) out = out.replace(pattern, REDACTED);
     return out;
   };
-  const redact = (value: unknown): unknown => {
-    if (typeof value === 'string') return redactString(value);
-    if (Array.isArray(value)) return value.map(redact);
-    if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redact(v)]));
-    return value;
-  };
-  return redact;
+  return (value) => mapStrings(value, redactString);
 }
 
 /** A command line with the values of secret-looking flags (`--token X`, `--api-key=X`) redacted. */
