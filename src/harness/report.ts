@@ -36,7 +36,7 @@ export interface Report {
   surface: { poll_run: boolean; get_usage: boolean; run_resources: boolean };
   invariants: InvariantResult[];
   tools: ToolVerdict[];
-  cases: { n: number; line: number; tool: string; fault: FaultKind | null; extra: boolean; notes: string[] }[];
+  cases: { n: number; line: number; tool: string; fault: FaultKind | null; extra: boolean; why_no_fault: string | null; notes: string[] }[];
   calls: {
     id: string;
     line: number | null;
@@ -115,7 +115,15 @@ export function buildReport(input: ReportInput): Report {
     surface: { poll_run: input.surface.poll !== undefined, get_usage: input.surface.usage !== undefined, run_resources: input.surface.runResources },
     invariants: input.invariants,
     tools,
-    cases: input.results.map(({ case: c, notes }) => ({ n: c.n, line: c.subject.call.line, tool: c.subject.call.tool, fault: c.fault, extra: c.extra, notes })),
+    cases: input.results.map(({ case: c, notes }) => ({
+      n: c.n,
+      line: c.subject.call.line,
+      tool: c.subject.call.tool,
+      fault: c.fault,
+      extra: c.extra,
+      why_no_fault: c.fault === null ? (c.subject.plainBecause ?? 'every fault asked for went to other calls') : null,
+      notes,
+    })),
     calls: input.exchanges.map((e) => ({
       id: e.id,
       line: e.line,

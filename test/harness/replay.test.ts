@@ -50,6 +50,12 @@ describe('replay against runledger', () => {
     const killed = report.calls.filter((c) => c.fault === 'kill-between' || c.fault === 'kill-mid-run');
     expect(killed.filter((c) => c.role === 'retry').every((c) => c.replayed === true)).toBe(true);
     expect(run.stdout).toMatch(/✓ {2}one-charge-per-run/);
+    // Calls sent as recorded say why: the refused change of arguments, the poll, the bill.
+    expect(report.cases.filter((c) => c.fault === null).map((c) => [c.tool, c.why_no_fault])).toEqual([
+      ['create_product_shot', 'it was refused when recorded'],
+      ['poll_run', 'the tool is read-only'],
+      ['get_usage', 'the tool is read-only'],
+    ]);
   });
 
   it('replays the same session cleanly over Streamable HTTP, and says the SIGKILL faults need --server', async () => {
