@@ -66,6 +66,8 @@ Streamable HTTP (instead of stdio):
   --max-body-bytes N      largest request body, 1024–67108864 (default: 1048576)
   --allowed-hosts LIST    more Host header values to accept, comma-separated (e.g. mcp.example.com)
   --allowed-origins LIST  more Origin values to accept, comma-separated
+  -h, --help              this help
+  -v, --version           the version
 
 Record (stdout stays the protocol channel; messages go to stderr):
   --out FILE              the transcript to write, one JSON object a line
@@ -84,8 +86,6 @@ Replay (progress on stderr, the verdict table on stdout; exit 0 held, 1 broken, 
   --settle-ms MS          how long every run may take to end after the faults (default: 120000)
   --burst N               concurrent copies of a call in a burst, 2–64 (default: 8)
   --report FILE           write the whole report, every call included, as JSON
-  -h, --help              this help
-  -v, --version           the version
 `;
 
 /** Where the ledger lives unless told otherwise: the platform's per-user data directory. */

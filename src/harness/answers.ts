@@ -14,10 +14,9 @@ export interface ToolInfo {
   properties: Record<string, JsonSchema>;
 }
 
+/** The parts of an argument's JSON Schema that say which other value would still be valid. */
 export interface JsonSchema {
-  type?: string | string[];
   enum?: unknown[];
-  minimum?: number;
   maximum?: number;
   maxLength?: number;
 }

@@ -14,7 +14,7 @@ const CREATE: ToolInfo = {
   idempotentHint: true,
   readOnlyHint: false,
   destructiveHint: false,
-  properties: { idempotency_key: { type: 'string' }, size: { type: 'integer', maximum: 4 }, style: { enum: ['a', 'b'] }, title: { maxLength: 5 } },
+  properties: { idempotency_key: {}, size: { maximum: 4 }, style: { enum: ['a', 'b'] }, title: { maxLength: 5 } },
 };
 const TOUCH: ToolInfo = { ...CREATE, name: 'touch', keyField: null, properties: {} };
 const READ: ToolInfo = { ...CREATE, name: 'read', keyField: null, idempotentHint: undefined, readOnlyHint: true, properties: {} };
