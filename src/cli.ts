@@ -31,14 +31,41 @@ async function runsCommand(config: Config): Promise<void> {
   }
 }
 
+function usageFailure(err: unknown): number {
+  if (!(err instanceof UsageError)) throw err;
+  process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
+  return 2;
+}
+
+/** record and replay take their own flags; everything after record's "--" belongs to the server. */
+async function harnessCommand(command: 'record' | 'replay', args: string[]): Promise<number> {
+  const ownArgs = command === 'record' && args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
+  if (ownArgs.includes('--help') || ownArgs.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const { parseRecordArgs, parseReplayArgs } = await import('./harness/options.js');
+  try {
+    if (command === 'record') {
+      const options = parseRecordArgs(args);
+      const { runRecord } = await import('./harness/record.js');
+      return await runRecord(options, createLogger('warn'));
+    }
+    const options = parseReplayArgs(args);
+    const { runReplay } = await import('./harness/replay.js');
+    return await runReplay(options);
+  } catch (err) {
+    return usageFailure(err);
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'record' || argv[0] === 'replay') return harnessCommand(argv[0], argv.slice(1));
   let config: Config;
   try {
     config = parseConfig(argv);
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
-    return 2;
+    return usageFailure(err);
   }
   const log = createLogger(config.logLevel);
   switch (config.command) {

@@ -40,6 +40,9 @@ export const USAGE = `runledger — an MCP server that makes generative tool cal
 Usage:
   runledger [options]                serve MCP over stdio (what Claude Desktop, Cursor and VS Code launch)
   runledger demo [options]           run the server as a child and show create, replay, refusal and billing
+  runledger record --out FILE [--redact REGEX]... -- <server command...>
+                                     proxy an MCP client to a stdio server, writing each tools/call to a transcript
+  runledger replay FILE [options]    replay a transcript with faults and check the idempotency invariants
   runledger runs list [options]      list runs in the ledger, newest first
   runledger runs show <run_id>       show one run as JSON
 
@@ -64,6 +67,24 @@ Streamable HTTP (instead of stdio):
   --allowed-origins LIST  more Origin values to accept, comma-separated
   -h, --help              this help
   -v, --version           the version
+
+Record (stdout stays the protocol channel; messages go to stderr):
+  --out FILE              the transcript to write, one JSON object a line
+  --redact REGEX          also redact what this matches (repeatable); bearer tokens and the values of
+                          environment variables named like secrets (TOKEN, SECRET, KEY, ...) always are
+
+Replay (progress on stderr, the verdict table on stdout; exit 0 held, 1 broken, 2 bad input, 3 could not run):
+  --server "COMMAND"      launch this stdio server (default: the command the transcript was recorded from)
+  --url URL               replay against a Streamable HTTP server instead (no SIGKILL faults)
+  --token TOKEN           bearer token for --url (env RUNLEDGER_TOKEN)
+  --faults LIST           all, or some of: duplicate, burst, timeout, lost-answer, changed-args,
+                          kill-between, kill-mid-run (default: all that apply)
+  --seed N                0–4294967295; the same seed sends the same calls with the same faults (default: random)
+  --phase-delay-ms MS     how long the server's phases last, to land kill-mid-run inside one
+                          (default: the --phase-delay-ms of the --server command, else 0)
+  --settle-ms MS          how long every run may take to end after the faults (default: 120000)
+  --burst N               concurrent copies of a call in a burst, 2–64 (default: 8)
+  --report FILE           write the whole report, every call included, as JSON
 `;
 
 /** Where the ledger lives unless told otherwise: the platform's per-user data directory. */
@@ -76,7 +97,7 @@ export function defaultDbPath(env: NodeJS.ProcessEnv = process.env, platform = p
   return join(base, 'runledger', 'ledger.db');
 }
 
-function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
+export function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
   const n = Number(text);
@@ -134,6 +155,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     command = 'runs-show';
     if (rest.length !== 1) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
     extra = rest;
+  } else if (first === 'record' || first === 'replay') {
+    throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
   } else if (first === 'runs') {
     throw new UsageError('runs takes a subcommand: runledger runs list | runledger runs show <run_id>');
   } else {

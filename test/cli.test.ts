@@ -22,6 +22,7 @@ describe('runledger CLI', () => {
     [['--port', '8080'], /--port goes with --http/],
     [['--http', '--port', '70000'], /--port must be from 0 to 65535/],
     [['--http', 'demo'], /--http serves MCP/],
+    [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -42,6 +43,11 @@ describe('runledger CLI', () => {
     for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', '--http', '--tokens', '--stateless', 'demo', 'runs list']) {
       expect(result.stdout).toContain(flag);
     }
+    for (const flag of ['record --out FILE', '--redact', 'replay FILE', '--server', '--url', '--faults', '--seed', '--settle-ms', '--report']) {
+      expect(result.stdout).toContain(flag);
+    }
+    expect(cli(['replay', '--help']).stdout).toBe(result.stdout);
+    expect(cli(['record', '-h', '--', 'server', '--help']).stdout).toBe(result.stdout);
   });
 
   it('lists and shows runs from the ledger, and names a missing run', async () => {
