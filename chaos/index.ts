@@ -54,6 +54,12 @@ export async function main(argv: string[]): Promise<number> {
   return reports.every(passed) ? 0 : 1;
 }
 
+function refusals(reports: TrialReport[]): string {
+  const total = new Map<string, number>();
+  for (const r of reports) for (const [code, n] of Object.entries(r.refusals)) total.set(code, (total.get(code) ?? 0) + n);
+  return total.size === 0 ? 'none' : [...total].map(([code, n]) => `${n.toLocaleString('en-US')} ${code}`).join(', ');
+}
+
 export function summary(reports: TrialReport[]): string {
   const sum = (f: (r: TrialReport) => number) => reports.reduce((n, r) => n + f(r), 0);
   const rows: [string, string | number][] = [
@@ -62,6 +68,7 @@ export function summary(reports: TrialReport[]): string {
     ['SIGKILLs', sum((r) => r.kills)],
     ['creates sent', sum((r) => r.creates)],
     ['creates acknowledged', sum((r) => r.acknowledged)],
+    ['creates refused or cut off', refusals(reports)],
     ['runs in the ledgers', sum((r) => r.runs)],
     ['runs done', sum((r) => r.done)],
     ['runs failed', sum((r) => r.failed)],

@@ -28,6 +28,8 @@ export interface TrialReport {
   /** Create calls sent, and those answered with a run id (acknowledged). */
   creates: number;
   acknowledged: number;
+  /** Creates answered without a run id, by error code (a server dying mid-call: "connection lost"). */
+  refusals: Record<string, number>;
   runs: number;
   done: number;
   failed: number;
@@ -45,7 +47,7 @@ export interface TrialReport {
 /** The tools and arguments of the key pool: cheap to render, one with two images to resume between. */
 function keyPool(seed: number, size: number): { key: string; tool: string; args: Record<string, unknown> }[] {
   return Array.from({ length: size }, (_, i) => ({
-    key: `chaos-${seed.toString(16)}-key-${String(i).padStart(3, '0')}`,
+    key: `chaos-trial-${seed}-key-${String(i).padStart(3, '0')}`,
     tool: i % 2 === 0 ? 'create_social_card' : 'create_product_shot',
     args: i % 2 === 0 ? { headline: `Chaos card ${i}`, channel: 'landscape' } : { brief: `A jar, take ${i}`, product_name: `Jar ${i}`, variants: 2, size: { width: 512, height: 512 } },
   }));
@@ -84,7 +86,7 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   const serverCount = rng.int(2, 4);
   const serverFlags = () => ['--concurrency', '1', '--phase-delay-ms', String(rng.int(0, 120))];
   const report: TrialReport = {
-    seed: opts.seed, servers: serverCount, kills: 0, creates: 0, acknowledged: 0, runs: 0, done: 0, failed: 0,
+    seed: opts.seed, servers: serverCount, kills: 0, creates: 0, acknowledged: 0, refusals: {}, runs: 0, done: 0, failed: 0,
     unfinished: [], lost: [], duplicates: [], chargeErrors: [], maxAttempts: 0, ms: 0,
   };
   const answered = new Map<string, Set<string>>();
@@ -99,14 +101,17 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
     while (chaos) {
       const server = slots[slot]!;
       report.creates++;
-      const answer = await create(server, entry).catch((err: unknown) => ({ error: String(err) }));
+      const answer = await create(server, entry).catch(() => ({ error: 'connection lost' }));
       if ('runId' in answer) {
         report.acknowledged++;
         let ids = answered.get(entry.key);
         if (ids === undefined) answered.set(entry.key, (ids = new Set()));
         ids.add(answer.runId);
         entry = clientRng.pick(pool);
-      } else if (slots[slot] === server) {
+        continue;
+      }
+      report.refusals[answer.error] = (report.refusals[answer.error] ?? 0) + 1;
+      if (slots[slot] === server) {
         // A refusal that is not the server dying (busy storage, say): try again shortly.
         await sleep(20);
       }
