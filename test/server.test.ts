@@ -9,7 +9,7 @@ import type { RunLedger } from '../src/ledger/index.js';
 import { SqliteLedger } from '../src/ledger/sqlite/index.js';
 import { createServer, mcpTools } from '../src/mcp/server.js';
 import { RunService } from '../src/runs.js';
-import { callTool, PRODUCT_SHOT } from './helpers/mcp.js';
+import { callTool, PRODUCT_SHOT, until } from './helpers/mcp.js';
 
 let ledger: SqliteLedger;
 let engine: Engine;
@@ -178,6 +178,28 @@ describe('run tools', () => {
     const replay = await callTool(client, 'create_social_card', { headline: 'Stop', idempotency_key: key });
     expect(replay.run).toMatchObject({ phase: 'canceled', replayed: true, billed: false });
     expect(replay.run.next).toMatch(/new idempotency_key starts a new run/);
+  });
+
+  it('shows a run whose worker stopped as still live, with its attempts and why it waits', async () => {
+    await engine.stop(); // only the worker below takes the run
+    const shortLeases = new SqliteLedger({ path: ':memory:', leaseMs: 300 });
+    const short = await connect('local', shortLeases);
+    try {
+      const created = await callTool(short, 'create_social_card', { headline: 'Waiting', idempotency_key: randomUUID() });
+      expect(created.run).toMatchObject({ attempts: 0, stalls: 0, waiting: null });
+      await shortLeases.claim('a-worker-that-dies');
+      const polled = await until(async () => {
+        const answer = await callTool(short, 'poll_run', { run_id: created.run.run_id });
+        return answer.run.waiting === null ? undefined : answer;
+      }, 'the lease to run out');
+      expect(polled.run).toMatchObject({ phase: 'queued', attempts: 1, stalls: 0, billed: false });
+      expect(polled.run.waiting).toMatch(/last worker stopped before finishing \(attempt 1\)/);
+      const text = polled.result.content[0]?.type === 'text' ? polled.result.content[0].text : '';
+      expect(text).toContain(polled.run.waiting);
+    } finally {
+      await short.close();
+      await shortLeases.close();
+    }
   });
 
   it('says so when canceling a finished run', async () => {

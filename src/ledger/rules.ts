@@ -50,7 +50,7 @@ export interface RunRow {
 }
 
 /** What the fence reads for a key: the caller already knows tenant, tool and key. */
-export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner' | 'lease_expires_at' | 'claimed_at' | 'progressed_at' | 'stall_backoff_ms'>;
+export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner'>;
 
 /** The cold columns of a run. */
 export interface RunData {
@@ -154,6 +154,7 @@ export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_k
     error: row.error === null ? null : (JSON.parse(row.error) as RunError),
     attempts: row.attempts,
     stalls: row.stalls,
+    lease: row.lease_expires_at === null ? null : { expiresAt: iso(row.lease_expires_at), takeoverAt: iso(takeoverAt(row)) },
     replayCount: row.replay_count,
     // The queued entry is stamped with created_at: one date format fewer.
     createdAt: phases[0]!.at,
@@ -213,10 +214,16 @@ export function takeoverBackoffMs(stalls: number): number {
 }
 
 /**
- * When a held lease may be taken over, as SQL over the row: at its expiry if its attempt made
- * progress, after the back-off otherwise. A released lease (owner NULL) is claimable at once.
+ * When a held lease may be taken over: at its expiry if its attempt made progress, after the back-off
+ * otherwise. A released lease (owner NULL) is claimable at once. Written twice, as SQL for the claim
+ * query and as a function for what a run shows; keep the two together.
  */
 export const TAKEOVER_AT_SQL = `lease_expires_at + CASE WHEN progressed_at >= claimed_at THEN 0 ELSE stall_backoff_ms END`;
+
+export function takeoverAt(row: Pick<RunRow, 'lease_expires_at' | 'claimed_at' | 'progressed_at' | 'stall_backoff_ms'>): number {
+  const progressed = row.progressed_at !== null && row.claimed_at !== null && row.progressed_at >= row.claimed_at;
+  return (row.lease_expires_at ?? 0) + (progressed ? 0 : row.stall_backoff_ms);
+}
 
 /** The columns a claim writes. */
 export interface ClaimUpdate {

@@ -45,6 +45,12 @@ export interface Run {
    * a phase, an image or a checkpoint. Progress resets it; a graceful release never adds to it.
    */
   stalls: number;
+  /**
+   * A live run's lease: until when its worker holds it, and when another worker may take the run
+   * over should that one be gone (later when its attempt made no progress). Null when no worker
+   * holds the run (queued, released) or it has ended.
+   */
+  lease: { expiresAt: string; takeoverAt: string } | null;
   replayCount: number;
   createdAt: string;
 }

@@ -24,7 +24,9 @@ export const runViewSchema = z.object({
   seed: z.number().int(),
   cost_credits: z.number().int(),
   billed: z.boolean(),
-  attempts: z.number().int(),
+  attempts: z.number().int().describe('Workers that have taken the run, this one included'),
+  stalls: z.number().int().describe('Attempts in a row whose worker stopped without making progress'),
+  waiting: z.string().nullable().describe('Why a live run is waiting, when its last worker stopped without finishing'),
   assets: z.array(
     z.object({
       n: z.number().int(),
@@ -66,11 +68,21 @@ export function runView(run: Run, replayed: boolean): RunView {
     cost_credits: run.cost,
     billed: isBilled(run.phase),
     attempts: run.attempts,
+    stalls: run.stalls,
+    waiting: waitingReason(run, Date.now()),
     assets: (result?.assets ?? []).map((a) => ({ ...a, uri: assetUri(run.id, a.n) })),
     evaluation: (result?.evaluation as unknown as Record<string, unknown> | undefined) ?? null,
     error: run.error,
     next: nextStep(run),
   };
+}
+
+/** A live run whose worker is gone (its lease ran out) waits to be taken over; say so, and until when. */
+function waitingReason(run: Run, now: number): string | null {
+  if (run.lease === null || Date.parse(run.lease.expiresAt) > now) return null;
+  const inARow = run.stalls > 0 ? `, ${run.stalls} in a row without progress` : '';
+  const when = Date.parse(run.lease.takeoverAt) <= now ? 'as soon as a worker is free' : `at ${run.lease.takeoverAt}`;
+  return `Its last worker stopped before finishing (attempt ${run.attempts}${inARow}); another worker takes it over ${when}, resuming from its last recovery point.`;
 }
 
 function nextStep(run: Run): string {
@@ -96,6 +108,7 @@ export function runText(view: RunView): string {
     );
   } else if (!isTerminal(view.phase)) {
     lines.push(`Progress ${Math.round(view.progress * 100)}%.`);
+    if (view.waiting !== null) lines.push(view.waiting);
   }
   if (view.error !== null) lines.push(`Error ${view.error.code}: ${view.error.message}`);
   lines.push(view.next);
@@ -113,7 +126,8 @@ export async function runResult(
   inlineImage?: () => Promise<{ bytes: Buffer; mime: string }>,
 ): Promise<CallToolResult> {
   if (inlineImage !== undefined) return withInlineImage(linkedResult(run, replayed), inlineImage);
-  if (!replayed) return linkedResult(run, false);
+  // A held lease can run out with nothing written, which changes what the answer says: not cached.
+  if (!replayed || run.lease !== null) return linkedResult(run, replayed);
   // The ledger hands out the same Run object while a replayed run is unchanged: its answer is built once.
   let answer = replayAnswers.get(run);
   if (answer === undefined) replayAnswers.set(run, (answer = linkedResult(run, true)));

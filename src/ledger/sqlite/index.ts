@@ -140,18 +140,24 @@ const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
 const RUN_COLUMNS = `id, tenant, tool, idem_key, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at,
   error, attempts, stalls, replay_count, lease_owner, lease_expires_at, claimed_at, progressed_at, stall_backoff_ms,
   created_at, updated_at, deleted_at`;
-/** What the fence reads, in this order (see keyedRow). */
-const KEYED_COLUMNS = `id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts,
-  stalls, replay_count, created_at, updated_at, deleted_at`;
+/** What the fence reads: every column of KeyedRow, in this order. */
+const KEYED_NAMES = [
+  'id', 'fingerprint', 'cost', 'phase', 'progress', 'composing_at', 'rendering_at', 'ended_at', 'error', 'attempts', 'stalls',
+  'replay_count', 'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
+] as const satisfies readonly (keyof KeyedRow)[];
+const KEYED_COLUMNS = KEYED_NAMES.join(', ');
 /** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
 const SWEEP_SLICE = 500;
 
-/** Raw rows (arrays) are much faster to build than named ones, and this read is on every replay. */
+/**
+ * The fence's read as a row. It is fetched raw (an array), which better-sqlite3 builds much faster than
+ * a named row, and which the replay cache compares value by value.
+ */
 function keyedRow(values: unknown[] | undefined): KeyedRow | undefined {
   if (values === undefined) return undefined;
-  const [id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, replay_count, created_at, updated_at, deleted_at] =
-    values as [string, string, number, Phase, number, number | null, number | null, number | null, string | null, number, number, number, number, number, number | null];
-  return { id, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, replay_count, created_at, updated_at, deleted_at };
+  const row: Record<string, unknown> = {};
+  KEYED_NAMES.forEach((name, i) => (row[name] = values[i]));
+  return row as unknown as KeyedRow;
 }
 
 function toAssetRef(row: AssetRow): AssetRef {
