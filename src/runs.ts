@@ -3,7 +3,7 @@
 // ledger's change feed, so no caller has to remember to wake it.
 import { EventEmitter } from 'node:events';
 import { IdempotencyKeyReusedError } from './errors.js';
-import { isTerminal, Phase, type JsonObject, type ListQuery, type Run, type RunLedger, type RunPage, type StoredAsset, type Usage } from './ledger/index.js';
+import { isTerminal, Phase, type CreateRequest, type JsonObject, type ListQuery, type Run, type RunLedger, type RunPage, type StoredAsset, type Usage } from './ledger/index.js';
 import { silentLogger, type Logger } from './log.js';
 import type { GenerationTool } from './tool.js';
 
@@ -37,6 +37,11 @@ export type Preview =
   | { outcome: 'replay'; runId: string }
   | { outcome: 'conflict'; runId: string; differingFields: string[] };
 
+function createRequest(tenant: string, call: CreateCall): CreateRequest {
+  const { tool, idempotencyKey, args, fingerprint } = call;
+  return { tenant, tool: tool.name, idempotencyKey, args, fingerprint, cost: tool.cost(args) };
+}
+
 /**
  * How often a waiter re-reads a run it has heard nothing about: another process may be the one
  * running it, and a SQLite ledger only reports this process's own writes.
@@ -56,14 +61,7 @@ export class RunService {
   }
 
   async create(tenant: string, call: CreateCall, follow: FollowOptions): Promise<Created> {
-    const outcome = await this.ledger.createOrReplay({
-      tenant,
-      tool: call.tool.name,
-      idempotencyKey: call.idempotencyKey,
-      args: call.args,
-      ...(call.fingerprint === undefined ? {} : { fingerprint: call.fingerprint }),
-      cost: call.tool.cost(call.args),
-    });
+    const outcome = await this.ledger.createOrReplay(createRequest(tenant, call));
     if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
     if (outcome.kind === 'created') this.log.info('run created', { run_id: outcome.run.id, tool: call.tool.name, tenant });
     const replayed = outcome.kind === 'replayed';
@@ -74,16 +72,9 @@ export class RunService {
 
   /** What a create would do — create, replay or conflict — without writing anything. */
   async preview(tenant: string, call: CreateCall): Promise<Preview> {
-    const cost = call.tool.cost(call.args);
-    const preview = await this.ledger.preview({
-      tenant,
-      tool: call.tool.name,
-      idempotencyKey: call.idempotencyKey,
-      args: call.args,
-      ...(call.fingerprint === undefined ? {} : { fingerprint: call.fingerprint }),
-      cost,
-    });
-    if (preview.kind === 'create') return { outcome: 'create', cost };
+    const request = createRequest(tenant, call);
+    const preview = await this.ledger.preview(request);
+    if (preview.kind === 'create') return { outcome: 'create', cost: request.cost };
     if (preview.kind === 'replay') return { outcome: 'replay', runId: preview.run.id };
     return { outcome: 'conflict', runId: preview.runId, differingFields: preview.differingFields };
   }
