@@ -7,7 +7,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createPrng, type Prng } from '../src/providers/prng.js';
+import { createPrng, type Prng } from '../src/compose/prng.js';
 
 export interface TrialOptions {
   seed: number;

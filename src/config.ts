@@ -21,6 +21,25 @@ export interface Config {
   leaseMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   http: HttpConfig | null;
+  providers: ProvidersConfig;
+}
+
+export const PROVIDERS = ['builtin', 'openai'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+export interface ProvidersConfig {
+  /** The provider of every tool not named in `perTool`. */
+  default: ProviderName;
+  /** Tool name (without create_) → provider. */
+  perTool: Map<string, ProviderName>;
+  openai: {
+    url: string;
+    model: string;
+    /** The environment variable that holds the API key: the key itself never passes through flags. */
+    keyEnv: string;
+    timeoutMs: number;
+    sizes: { width: number; height: number }[] | 'any';
+  };
 }
 
 export interface HttpConfig {
@@ -54,6 +73,16 @@ Options:
   --phase-delay-ms MS     slow every phase by MS, 0–600000, to watch the phase stream (default: 0)
   --lease-ms MS           worker lease; a dead worker's run is resumed after it, 1000–3600000 (default: 30000)
   --log-level LEVEL       debug, info, warn or error; logs go to stderr (default: info)
+
+Image providers (the built-in renderer is the default; see README "Providers"):
+  --provider NAME         builtin or openai, for every tool (env RUNLEDGER_PROVIDER; default: builtin)
+  --provider-for TOOL=NAME  this tool's provider, overriding --provider (repeatable)
+  --provider-url URL      OpenAI-compatible API base (env RUNLEDGER_PROVIDER_URL; default: https://api.openai.com/v1)
+  --provider-model NAME   image model (env RUNLEDGER_PROVIDER_MODEL; default: gpt-image-1)
+  --provider-key-env VAR  environment variable holding the API key (default: OPENAI_API_KEY)
+  --provider-timeout-ms MS  cut-off for one provider call, 1000–600000 (default: 120000)
+  --provider-sizes LIST   sizes the model accepts, e.g. 1024x1024,1536x1024, or "any" to send the
+                          tool's exact size (default: 1024x1024,1536x1024,1024x1536)
 
 Streamable HTTP (instead of stdio):
   --http                  serve MCP over Streamable HTTP at /mcp, and GET /healthz
@@ -123,6 +152,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'phase-delay-ms': { type: 'string' },
         'lease-ms': { type: 'string' },
         'log-level': { type: 'string' },
+        provider: { type: 'string' },
+        'provider-for': { type: 'string', multiple: true },
+        'provider-url': { type: 'string' },
+        'provider-model': { type: 'string' },
+        'provider-key-env': { type: 'string' },
+        'provider-timeout-ms': { type: 'string' },
+        'provider-sizes': { type: 'string' },
         http: { type: 'boolean' },
         host: { type: 'string' },
         port: { type: 'string' },
@@ -191,11 +227,55 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     command,
     rest: extra,
     http,
+    providers: parseProviders(values, env),
     db,
     tenant,
     concurrency: integer('--concurrency', values.concurrency, 2, 0, 32),
     phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),
     leaseMs: integer('--lease-ms', values['lease-ms'], 30_000, 1000, 3_600_000),
     logLevel: logLevel as Config['logLevel'],
+  };
+}
+
+function providerName(flag: string, text: string): ProviderName {
+  if (!(PROVIDERS as readonly string[]).includes(text)) throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}, got "${text}"`);
+  return text as ProviderName;
+}
+
+function parseProviders(
+  values: { [flag in 'provider' | 'provider-url' | 'provider-model' | 'provider-key-env' | 'provider-timeout-ms' | 'provider-sizes']?: string } & {
+    'provider-for'?: string[];
+  },
+  env: NodeJS.ProcessEnv,
+): ProvidersConfig {
+  const perTool = new Map<string, ProviderName>();
+  for (const item of values['provider-for'] ?? []) {
+    const match = /^(?:create_)?([a-z][a-z0-9_]*)=(\S+)$/.exec(item.trim());
+    if (match === null) throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
+    perTool.set(match[1]!, providerName('--provider-for', match[2]!));
+  }
+  const url = values['provider-url'] ?? env.RUNLEDGER_PROVIDER_URL ?? 'https://api.openai.com/v1';
+  if (!/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--provider-url must be an http(s) URL, got "${url}"`);
+  const keyEnv = values['provider-key-env'] ?? 'OPENAI_API_KEY';
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv)) throw new UsageError(`--provider-key-env must name an environment variable, got "${keyEnv}"`);
+  const sizesText = values['provider-sizes'] ?? '1024x1024,1536x1024,1024x1536';
+  const sizes =
+    sizesText === 'any'
+      ? ('any' as const)
+      : sizesText.split(',').map((size) => {
+          const match = /^(\d{2,5})x(\d{2,5})$/.exec(size.trim());
+          if (match === null) throw new UsageError(`--provider-sizes takes WxH sizes separated by commas, or "any"; got "${size}"`);
+          return { width: Number(match[1]), height: Number(match[2]) };
+        });
+  return {
+    default: providerName('--provider', values.provider ?? env.RUNLEDGER_PROVIDER ?? 'builtin'),
+    perTool,
+    openai: {
+      url,
+      model: values['provider-model'] ?? env.RUNLEDGER_PROVIDER_MODEL ?? 'gpt-image-1',
+      keyEnv,
+      timeoutMs: integer('--provider-timeout-ms', values['provider-timeout-ms'], 120_000, 1000, 600_000),
+      sizes,
+    },
   };
 }

@@ -22,7 +22,8 @@ export interface RunEvaluation {
 
 export interface RunResult {
   seed: number;
-  generator: { provider: string; version: string };
+  /** What made the images: the provider, its version, and the model a remote provider used. */
+  generator: { provider: string; version: string; model: string | null };
   assets: AssetSummary[];
   evaluation: RunEvaluation;
 }

@@ -3,6 +3,8 @@
 import { catalogue } from '../tools/index.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
+import { createThreadPool } from './engine/threads.js';
+import { configureProviders } from './providers/configure.js';
 import { openLedger, type RunLedger } from './ledger/index.js';
 import type { Logger } from './log.js';
 import { createServer, mcpTools, type Extra } from './mcp/server.js';
@@ -19,11 +21,16 @@ export interface Runtime {
 }
 
 export async function createRuntime(config: Config, log: Logger): Promise<Runtime> {
+  const threads = createThreadPool(config.concurrency);
+  // Before the ledger opens: a missing key or an unknown tool stops start-up with nothing to undo.
+  const providers = configureProviders(config.providers, catalogue, (scene) => threads.run({ kind: 'render', scene }), log);
   const ledger = await openLedger({ url: config.db, leaseMs: config.leaseMs });
   const runs = new RunService(ledger, log);
   const engine = new Engine({
     ledger,
     tools: catalogue,
+    threads,
+    providers,
     concurrency: config.concurrency,
     phaseDelayMs: config.phaseDelayMs,
     log,
@@ -38,6 +45,8 @@ export async function createRuntime(config: Config, log: Logger): Promise<Runtim
     shutdown: () =>
       (stopping ??= (async () => {
         await engine.stop();
+        await providers.close();
+        await threads.close();
         runs.close();
         await ledger.close();
       })()),

@@ -2,8 +2,9 @@
 // the server adds `idempotency_key`, `wait_seconds` and `dry_run` to its input schema.
 import { z } from 'zod';
 import { brandKitSchema, DEFAULT_BRAND_KIT, type BrandKit } from './brand.js';
-import { MAX_SEED } from './providers/prng.js';
-import type { Scene } from './providers/scene.js';
+import type { PromptPlan } from './compose/prompt.js';
+import { MAX_SEED } from './compose/prng.js';
+import type { Scene } from './compose/scene.js';
 
 /** Fields every generation tool shares, described once. */
 export const commonFields = {
@@ -30,8 +31,10 @@ export interface GenerationTool<Input extends z.ZodObject = z.ZodObject> {
   input: Input;
   /** Credits charged once when a run of this tool reaches `done`. */
   cost(args: z.output<Input>): number;
-  /** Brief + brand + seed → one scene per variant. Pure and deterministic. */
+  /** For the built-in renderer: brief + brand + seed → one scene per variant. Pure and deterministic. */
   compose(args: z.output<Input>, seed: number): Scene[];
+  /** For a prompt-based provider: brief + brand → one prompt, its target size and how many images. */
+  prompt(args: z.output<Input>): PromptPlan;
   /** The brand kit the rubric scores the rendered scenes against. */
   brandKit(args: z.output<Input>): BrandKit;
 }

@@ -1,7 +1,7 @@
 // create_product_shot: a branded product image with the product name, a tagline and the logo.
 import { z } from 'zod';
-import { brandRoles, readableOn, standsOut, textStack, type Roles } from '../src/providers/layout.js';
-import { createPrng, variantSeed, type Prng } from '../src/providers/prng.js';
+import { brandRoles, readableOn, standsOut, textStack, type Roles } from '../src/compose/layout.js';
+import { createPrng, variantSeed, type Prng } from '../src/compose/prng.js';
 import { contrastRatio, parseHex } from '../src/color.js';
 import {
   drawProduct,
@@ -9,8 +9,9 @@ import {
   productKindFor,
   productSize,
   type ProductColors,
-} from '../src/providers/products.js';
-import type { Box, Hex, Scene, Shape } from '../src/providers/scene.js';
+} from '../src/compose/products.js';
+import type { Box, Hex, Scene, Shape } from '../src/compose/scene.js';
+import { describeBrand, type PromptPlan } from '../src/compose/prompt.js';
 import { commonFields, type GenerationTool } from '../src/tool.js';
 
 export const ASPECT_SIZES = {
@@ -250,6 +251,24 @@ function compose(args: Args, seed: number): Scene[] {
   return Array.from({ length: args.variants }, (_, i) => composeOne(args, variantSeed(seed, i)));
 }
 
+const STYLE_WORDS: Record<Args['style'], string> = {
+  studio: 'a studio product photograph on a light, seamless backdrop',
+  lifestyle: 'a lifestyle photograph: the product on a table beside a plant, soft daylight',
+  minimal: 'a minimal composition: the product small, lots of quiet space, centred text',
+  bold: "a bold graphic image: the product on a solid field of the brand's primary colour",
+};
+
+function prompt(args: Args): PromptPlan {
+  const { width, height } = typeof args.size === 'string' ? ASPECT_SIZES[args.size] : args.size;
+  return {
+    prompt:
+      `${STYLE_WORDS[args.style]} of ${args.product_name}. ${args.brief} ` +
+      `Set "${args.product_name}" as the headline and "${tagline(args.brief)}" as the tagline. ${describeBrand(args.brand_kit)}`,
+    target: { width, height, label: typeof args.size === 'string' ? `size "${args.size}"` : `size ${width}×${height}` },
+    count: args.variants,
+  };
+}
+
 const productShot: GenerationTool<typeof input> = {
   name,
   title: 'Product shot',
@@ -257,6 +276,7 @@ const productShot: GenerationTool<typeof input> = {
   input,
   cost: (args) => CREDITS_PER_VARIANT * args.variants,
   compose,
+  prompt,
   brandKit: (args) => args.brand_kit,
 };
 export default productShot;

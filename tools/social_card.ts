@@ -1,8 +1,9 @@
 // create_social_card: a branded text card sized for a social channel.
 import { z } from 'zod';
-import { brandRoles, readableOn, textStack, type Roles } from '../src/providers/layout.js';
-import { createPrng, type Prng } from '../src/providers/prng.js';
-import type { Box, Hex, Scene, Shape } from '../src/providers/scene.js';
+import { brandRoles, readableOn, textStack, type Roles } from '../src/compose/layout.js';
+import { createPrng, type Prng } from '../src/compose/prng.js';
+import type { Box, Hex, Scene, Shape } from '../src/compose/scene.js';
+import { describeBrand, type PromptPlan } from '../src/compose/prompt.js';
 import { commonFields, type GenerationTool } from '../src/tool.js';
 
 export const CHANNELS = {
@@ -162,6 +163,18 @@ function compose(args: Args, seed: number): Scene[] {
   ];
 }
 
+function prompt(args: Args): PromptPlan {
+  const { width, height } = CHANNELS[args.channel];
+  const body = args.body === '' ? '' : ` Under it, the body copy "${args.body}".`;
+  return {
+    prompt:
+      `A flat, branded social media card for the ${args.channel} channel: the headline "${args.headline}" set large and bold.` +
+      `${body} Simple geometric decoration away from the text. ${describeBrand(args.brand_kit)}`,
+    target: { width, height, label: `channel "${args.channel}"` },
+    count: 1,
+  };
+}
+
 const socialCard: GenerationTool<typeof input> = {
   name,
   title: 'Social card',
@@ -169,6 +182,7 @@ const socialCard: GenerationTool<typeof input> = {
   input,
   cost: () => 2,
   compose,
+  prompt,
   brandKit: (args) => args.brand_kit,
 };
 export default socialCard;

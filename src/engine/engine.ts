@@ -1,22 +1,35 @@
 // In-process workers: claim runs with leases, move them through their phases, store a recovery point
-// after each, and bill on done. A run whose worker died is resumed by any engine sharing the ledger.
+// after each step, and bill on done. A run whose worker died is resumed by any engine sharing the
+// ledger, from its last recovery point.
+//
+// One run, step by step, each step a recovery point:
+//   composing   the scenes (built-in renderer) or the prompt (prompt-based provider), stored on leaving
+//   rendering   per image n: "upstream/n" (a paid call is about to be made), the image attached,
+//               then "evaluation/n" (its score against the brand rubric)
+//   done        the result and the run's one charge, in one transaction
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nanoid } from 'nanoid';
+import type { PromptPlan } from '../compose/prompt.js';
+import type { Scene, SizeTarget } from '../compose/scene.js';
 import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
+import { failpoint } from '../failpoints.js';
 import { MAX_STALLS, Phase, type ClaimedRun, type JsonObject, type RunLedger } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
-import { createBuiltinProvider, type Provider } from '../providers/index.js';
-import type { Scene } from '../providers/scene.js';
+import { createBuiltinProvider } from '../providers/builtin.js';
+import { providerSet, type GeneratedImage, type ImageRequest, type Provider, type ProviderSet } from '../providers/index.js';
 import type { Evaluation } from '../rubric/index.js';
 import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
+import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
 
 export interface EngineOptions {
   ledger: RunLedger;
   tools: readonly GenerationTool[];
-  /** Default: the built-in renderer, on one worker thread per concurrent run. */
-  provider?: Provider;
+  /** Scores images (and renders the built-in ones) off the main thread. Default: a pool of its own. */
+  threads?: ThreadPool;
+  /** Default: the built-in renderer for every tool, on `threads`. */
+  providers?: ProviderSet;
   concurrency?: number;
   /** Slows every phase step, so the phase stream can be watched and crash tests can land inside one. */
   phaseDelayMs?: number;
@@ -25,12 +38,16 @@ export interface EngineOptions {
   log?: Logger;
 }
 
-/** Progress after `done` of `total` variants are rendered: rendering spans 0.5 → 0.95. */
+/** What the composing step stored: the scenes to render, or the prompt to send. */
+type Composed = { scenes: Scene[] } | { prompt: PromptPlan };
+
+/** Progress after `done` of `total` images are stored and scored: rendering spans 0.5 → 0.95. */
 function renderProgress(done: number, total: number): number {
   return 0.5 + (0.45 * done) / Math.max(total, 1);
 }
 
-/** The recovery point holding variant n's evaluation, written before its image is attached. */
+/** Recovery points of image n: its paid call was made (about to be), and its evaluation. */
+const upstreamPoint = (n: number) => `upstream/${n}`;
 const evaluationPoint = (n: number) => `evaluation/${n}`;
 
 const SWEEP_EVERY_MS = 3600_000;
@@ -38,14 +55,23 @@ const SWEEP_EVERY_MS = 3600_000;
 /** Where a run stood when its workers kept stopping: what an operator reads in its error. */
 function stalledStep(run: ClaimedRun): string {
   if (run.phase === Phase.rendering) return `rendering image ${run.assets.length + 1} (phase rendering, ${run.assets.length} image(s) stored)`;
-  return run.phase === Phase.queued ? 'starting it (phase queued)' : 'composing its scenes (phase composing)';
+  return run.phase === Phase.queued ? 'starting it (phase queued)' : 'composing it (phase composing)';
+}
+
+/** The run is no longer this worker's (canceled, deleted or taken over): nothing more may be written. */
+class LeaseLost extends Error {
+  constructor() {
+    super('this worker no longer holds the run');
+    this.name = 'LeaseLost';
+  }
 }
 
 export class Engine {
   readonly owner = `${hostname()}:${process.pid}:${nanoid(6)}`;
   private readonly ledger: RunLedger;
   private readonly tools: Map<string, GenerationTool>;
-  private readonly provider: Provider;
+  private readonly providers: ProviderSet;
+  private readonly threads: ThreadPool;
   private readonly concurrency: number;
   private readonly phaseDelayMs: number;
   private readonly idlePollMs: number;
@@ -56,12 +82,17 @@ export class Engine {
   private running = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** What this engine made itself (rather than was given), so closes when it stops. */
+  private readonly owned: { close(): Promise<void> }[] = [];
 
   constructor(opts: EngineOptions) {
     this.ledger = opts.ledger;
     this.tools = new Map(opts.tools.map((t) => [t.name, t]));
     this.concurrency = opts.concurrency ?? 2;
-    this.provider = opts.provider ?? createBuiltinProvider(this.concurrency);
+    const threads = opts.threads ?? createThreadPool(this.concurrency);
+    if (opts.threads === undefined) this.owned.push(threads);
+    this.threads = threads;
+    this.providers = opts.providers ?? providerSet(new Map([['builtin', createBuiltinProvider((scene) => threads.run({ kind: 'render', scene }))]]), 'builtin', new Map());
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.log = opts.log ?? silentLogger;
@@ -70,9 +101,11 @@ export class Engine {
   start(): void {
     if (this.running) return;
     this.running = true;
-    // A run queued here (or, on a shared server database, anywhere) wakes an idle worker at once.
     this.unsubscribe = this.ledger.subscribe((change) => {
+      // A run queued here (or, on a shared server database, anywhere) wakes an idle worker at once;
+      // a run canceled while its provider call is in flight has that call aborted now.
       if (change.phase === Phase.queued) this.wake();
+      if (change.phase === Phase.canceled) this.active.get(change.runId)?.abort();
     });
     this.loops = Array.from({ length: this.concurrency }, (_, i) => this.work(`${this.owner}/${i}`));
     void this.sweep();
@@ -82,14 +115,15 @@ export class Engine {
 
   /** Stop claiming, interrupt runs in progress and give their leases back so another worker resumes them. */
   async stop(): Promise<void> {
-    if (!this.running) return;
-    this.running = false;
-    this.unsubscribe?.();
-    clearInterval(this.sweepTimer);
-    for (const controller of this.active.values()) controller.abort();
-    this.wake();
-    await Promise.all(this.loops);
-    await this.provider.close();
+    if (this.running) {
+      this.running = false;
+      this.unsubscribe?.();
+      clearInterval(this.sweepTimer);
+      for (const controller of this.active.values()) controller.abort();
+      this.wake();
+      await Promise.all(this.loops);
+    }
+    await Promise.all(this.owned.splice(0).map((o) => o.close()));
   }
 
   private wake(): void {
@@ -145,19 +179,25 @@ export class Engine {
       },
       Math.max(50, Math.floor(this.ledger.leaseMs / 3)),
     );
-    if (run.attempts > 1) this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts });
+    if (run.attempts > 1) this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts, stalls: run.stalls });
     try {
       await this.execute(run, owner, controller.signal);
     } catch (err) {
       if (err instanceof LeaseLost) {
         this.log.debug('run left by this worker', { run_id: run.id });
       } else if (controller.signal.aborted) {
-        // Shut down or lost the lease: whoever holds the run now carries on from its recovery point.
+        // Shut down, canceled, or the lease was lost: whoever holds the run now carries on from its
+        // recovery point; a canceled run is over.
         if (!this.running) await this.ledger.release(run.id, owner).catch(() => undefined);
       } else if (err instanceof StorageUnavailableError) {
         this.log.warn('storage unavailable mid-run; leaving it for a retry', { run_id: run.id, error: err.message });
         await this.ledger.release(run.id, owner).catch(() => undefined);
         return false;
+      } else if (err instanceof ThreadDied) {
+        // Not the run's own verdict: a thread can die of things beside its scene. The attempt counts
+        // as a stall if it got nowhere, and a run whose renderer dies every time ends at the bound.
+        this.log.warn('render thread died; leaving the run to be taken over', { run_id: run.id, error: err.message });
+        await this.ledger.abandon(run.id, owner).catch(() => undefined);
       } else {
         const failure = err instanceof GenerationFailedError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
         this.log.warn('run failed', { run_id: run.id, error: failure.message });
@@ -172,7 +212,7 @@ export class Engine {
     return true;
   }
 
-  /** Runs the remaining phases of `run`, resuming after the last stored recovery point. */
+  /** Runs the remaining steps of `run`, resuming after the last stored recovery point. */
   private async execute(run: ClaimedRun, owner: string, signal: AbortSignal): Promise<void> {
     // Workers die for reasons of their own (deploys, OOM kills, a closed laptop); a run is failed only
     // when attempt after attempt stopped without getting any further: then the run is the cause.
@@ -184,51 +224,66 @@ export class Engine {
     }
     const tool = this.tools.get(run.tool);
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
+    const provider = this.providers.forTool(tool.name);
     const args = tool.input.parse(run.args);
-    const seed = seedOf(run);
-    // False or null from the ledger means the run is no longer ours (canceled, deleted or taken over): stop quietly.
+    // False or null from the ledger: the run is no longer ours. Stop quietly.
     const held = (ok: unknown) => {
       if (ok === null || ok === false) throw new LeaseLost();
+      failpoint('progress', run.tool);
     };
 
     if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
-    let scenes = (run.recovery[Phase.composing]?.scenes as Scene[] | undefined) ?? null;
-    if (scenes === null || run.phase === Phase.queued || run.phase === Phase.composing) {
+    let composed = (run.recovery[Phase.composing] as Composed | undefined) ?? null;
+    if (composed === null || run.phase === Phase.queued || run.phase === Phase.composing) {
+      failpoint('compose', run.tool);
       await this.delay(signal);
-      scenes = tool.compose(args, seed);
-      held(await this.ledger.advance(run.id, owner, Phase.rendering, { scenes: scenes as unknown as JsonObject[] }));
+      composed = provider.accepts === 'scene' ? { scenes: tool.compose(args, seedOf(run)) } : { prompt: tool.prompt(args) };
+      failpoint('composed', run.tool);
+      held(await this.ledger.advance(run.id, owner, Phase.rendering, composed as unknown as JsonObject));
     }
 
+    const images: { request: ImageRequest; target: SizeTarget; scene: Scene | null }[] =
+      'scenes' in composed
+        ? composed.scenes.map((scene) => ({ request: { kind: 'scene', scene }, target: scene.target, scene }))
+        : Array.from({ length: composed.prompt.count }, () => {
+            const { prompt, target } = composed.prompt;
+            return { request: { kind: 'prompt', prompt, width: target.width, height: target.height }, target, scene: null };
+          });
+    const attached = new Map(run.assets.map((a) => [a.n, a]));
     const evaluations = new Map<number, Evaluation>();
-    for (const asset of run.assets) {
-      const stored = run.recovery[evaluationPoint(asset.n)] as unknown as Evaluation | undefined;
-      if (stored !== undefined) evaluations.set(asset.n, stored);
-    }
-    const brand = tool.brandKit(args);
-    for (const [n, scene] of scenes.entries()) {
-      if (evaluations.has(n)) continue;
-      await this.delay(signal);
-      const image = await this.provider.render(scene, brand, { idempotencyKey: `${run.id}/${n}` });
-      // The evaluation is stored before the image: an attached image always has its evaluation.
-      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), image.evaluation as unknown as JsonObject));
-      const asset = { bytes: image.png, mime: 'image/png', meta: { width: image.width, height: image.height } };
-      held(await this.ledger.attachAsset(run.id, owner, n, asset, renderProgress(n + 1, scenes.length)));
-      evaluations.set(n, image.evaluation);
+    for (const [n, planned] of images.entries()) {
+      const stored = run.recovery[evaluationPoint(n)] as unknown as Evaluation | undefined;
+      if (stored !== undefined && attached.has(n)) {
+        evaluations.set(n, stored);
+        continue;
+      }
+      let generated: Pick<GeneratedImage, 'bytes' | 'mime' | 'pixels'>;
+      if (attached.has(n)) {
+        // Stored before a crash, not yet scored: score those bytes; never ask the provider again.
+        const asset = await this.ledger.readAsset(run.tenant, run.id, n);
+        generated = { bytes: asset.bytes, mime: asset.mime };
+      } else {
+        await this.delay(signal);
+        const image = await this.generate(run, owner, provider, n, planned.request, signal, held);
+        const meta = { width: image.width, height: image.height, ...(image.requestId === undefined ? {} : { request_id: image.requestId }) };
+        held(await this.ledger.attachAsset(run.id, owner, n, { bytes: image.bytes, mime: image.mime, meta }, renderProgress(n + 1, images.length)));
+        generated = image;
+      }
+      const evaluation = await this.threads.run({
+        kind: 'score',
+        input: { bytes: generated.bytes, mime: generated.mime, pixels: generated.pixels, brand: tool.brandKit(args), target: planned.target, scene: planned.scene },
+      });
+      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), evaluation as unknown as JsonObject));
+      evaluations.set(n, evaluation);
     }
 
+    failpoint('finish', run.tool);
     const assets = await this.ledger.listAssets(run.tenant, run.id);
     const variants = assets.map((a) => ({ n: a.n, ...evaluations.get(a.n)! }));
     const result: RunResult = {
-      seed,
-      generator: { provider: this.provider.id, version: this.provider.version },
-      assets: assets.map((a) => ({
-        n: a.n,
-        sha256: a.sha256,
-        mime: a.mime,
-        size: a.size,
-        width: a.meta.width as number,
-        height: a.meta.height as number,
-      })),
+      seed: seedOf(run),
+      generator: { provider: provider.id, version: provider.version, model: provider.model },
+      assets: assets.map((a) => ({ n: a.n, sha256: a.sha256, mime: a.mime, size: a.size, width: a.meta.width as number, height: a.meta.height as number })),
       evaluation: {
         score: variants.reduce((sum, e) => sum + e.score, 0) / Math.max(variants.length, 1),
         passed: variants.reduce((sum, e) => sum + e.passed, 0),
@@ -236,21 +291,39 @@ export class Engine {
         variants,
       },
     };
-    const charge = { provider: this.provider.id, model: null };
-    const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject, charge);
+    const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject, { provider: provider.id, model: provider.model });
     if (finished !== null) this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
+  }
+
+  /**
+   * Image n from the provider. A paid call is recorded before it is made: a run resumed after a crash
+   * then sends the same key again (a provider that honours keys answers it without a second charge)
+   * instead of making a new call.
+   */
+  private async generate(
+    run: ClaimedRun,
+    owner: string,
+    provider: Provider,
+    n: number,
+    request: ImageRequest,
+    signal: AbortSignal,
+    held: (ok: boolean) => void,
+  ): Promise<GeneratedImage> {
+    const idempotencyKey = `${run.id}/${n}`;
+    if (provider.billsPerCall) {
+      const before = run.recovery[upstreamPoint(n)];
+      if (before !== undefined) this.log.info('re-sending an image request whose answer was lost', { run_id: run.id, key: idempotencyKey });
+      const requested = { idempotency_key: idempotencyKey, provider: provider.id, requested_at: new Date().toISOString(), resent: before !== undefined };
+      held(await this.ledger.checkpoint(run.id, owner, upstreamPoint(n), requested));
+    }
+    failpoint('generate', run.tool);
+    const image = await provider.generate(request, { idempotencyKey, signal });
+    failpoint('generated', run.tool);
+    return image;
   }
 
   private async delay(signal: AbortSignal): Promise<void> {
     signal.throwIfAborted();
     if (this.phaseDelayMs > 0) await sleep(this.phaseDelayMs, undefined, { signal });
-  }
-}
-
-/** The run is no longer this worker's (canceled, deleted or taken over): nothing more may be written. */
-class LeaseLost extends Error {
-  constructor() {
-    super('this worker no longer holds the run');
-    this.name = 'LeaseLost';
   }
 }

@@ -1,7 +1,7 @@
 // Flags of `record` and `replay`, checked once: a bad one is a UsageError (exit 2) naming the flag.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { integer, UsageError } from '../config.js';
-import { MAX_SEED } from '../providers/prng.js';
+import { MAX_SEED } from '../compose/prng.js';
 
 export const FAULT_KINDS = ['duplicate', 'burst', 'timeout', 'lost-answer', 'changed-args', 'kill-between', 'kill-mid-run'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];

@@ -1,7 +1,7 @@
 // The replay plan: which recorded call gets which fault, with every random choice drawn here from the
 // seed, before anything is sent, so the same seed sends the same calls with the same faults.
 import { createHash } from 'node:crypto';
-import { createPrng, type Prng } from '../providers/prng.js';
+import { createPrng, type Prng } from '../compose/prng.js';
 import { isKeyName, readAnswer, STEERING_FIELDS, type ToolInfo } from './answers.js';
 import { LAUNCH_ONLY, type FaultKind } from './options.js';
 import type { JsonObject, RecordedCall } from './transcript.js';

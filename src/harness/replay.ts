@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { UsageError } from '../config.js';
-import { MAX_SEED } from '../providers/prng.js';
+import { MAX_SEED } from '../compose/prng.js';
 import { answerAtOnce, isTerminalPhase, toolInfo, type ToolInfo } from './answers.js';
 import { runCase, type CaseContext, type CaseResult } from './faults.js';
 import { checkInvariants, runsOf } from './invariants.js';

@@ -1,8 +1,10 @@
 // The built-in provider: renders a scene offline with resvg and the shipped font. No system fonts and no
-// network, so the same scene gives byte-identical PNGs on every machine.
+// network, so the same scene gives byte-identical PNGs on every machine; it needs no idempotency key
+// of its own, and rendering again after a crash costs nothing but time.
 import { Resvg } from '@resvg/resvg-js';
-import { FONT_FAMILY, FONT_FILES } from './font.js';
-import type { Scene } from './scene.js';
+import { FONT_FAMILY, FONT_FILES } from '../compose/font.js';
+import type { Scene } from '../compose/scene.js';
+import type { Provider } from './index.js';
 import { sceneToSvg } from './svg.js';
 
 /**
@@ -27,4 +29,23 @@ export function renderScene(scene: Scene): RenderedImage {
   });
   const image = resvg.render();
   return { png: image.asPng(), width: image.width, height: image.height, rgba: image.pixels };
+}
+
+/** The built-in provider; `render` runs renderScene, on the engine's threads. */
+export function createBuiltinProvider(render: (scene: Scene) => Promise<RenderedImage>): Provider {
+  return {
+    id: 'builtin',
+    model: null,
+    version: GENERATOR_VERSION,
+    accepts: 'scene',
+    billsPerCall: false,
+    async generate(request) {
+      if (request.kind !== 'scene') throw new Error('the built-in renderer draws scenes, not prompts');
+      const image = await render(request.scene);
+      // From a thread the PNG arrives as a plain Uint8Array: view it as a Buffer, no copy.
+      const bytes = Buffer.from(image.png.buffer, image.png.byteOffset, image.png.byteLength);
+      return { bytes, mime: 'image/png', width: image.width, height: image.height, pixels: image };
+    },
+    close: async () => undefined,
+  };
 }

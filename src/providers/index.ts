@@ -1,111 +1,61 @@
-// A provider turns a composed scene into image bytes and scores them against the brand rubric. The
-// engine passes the run id (plus the variant) as the provider's own idempotency key, so a resumed run
-// never causes a second billable upstream call.
-//
-// The built-in provider renders on worker threads: rendering and scoring a 1080×1920 image takes
-// ~200 ms of CPU, which on the main thread would stall every protocol message for that long.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import type { BrandKit } from '../brand.js';
-import { evaluate, type Evaluation } from '../rubric/index.js';
-import { GENERATOR_VERSION, renderScene } from './builtin.js';
-import type { Scene } from './scene.js';
+// The provider seam. A tool says what it asks for (a scene for the built-in renderer, a prompt for a
+// prompt-based API); a provider turns one such request into image bytes. Scoring the image is the
+// engine's own step afterwards, whatever drew it. Providers are chosen per tool, by configuration.
+import type { Scene } from '../compose/scene.js';
+import type { Pixels } from '../rubric/index.js';
 
-export interface Rendered {
-  png: Buffer;
+/** What a tool asks a provider to draw: one image. */
+export type ImageRequest =
+  | { kind: 'scene'; scene: Scene }
+  | { kind: 'prompt'; prompt: string; width: number; height: number };
+
+export interface GeneratedImage {
+  bytes: Buffer;
+  mime: string;
   width: number;
   height: number;
-  evaluation: Evaluation;
+  /** The pixels, when the provider has them anyway (the built-in one): scoring then need not decode. */
+  pixels?: Pixels;
+  /** The provider's own id of the request, kept with the image for support and audits. */
+  requestId?: string;
 }
 
 export interface Provider {
-  id: string;
-  version: string;
-  render(scene: Scene, brand: BrandKit, opts: { idempotencyKey: string }): Promise<Rendered>;
+  /** Its name in configuration and in charges: `builtin`, `openai`. */
+  readonly id: string;
+  /** The model charged, when the provider has models. */
+  readonly model: string | null;
+  /** Part of every result: what made the images (with the model, for a remote provider). */
+  readonly version: string;
+  readonly accepts: ImageRequest['kind'];
+  /**
+   * Whether each call may cost money. Such a call is recorded ("requested") before it is made, so a
+   * run resumed after a crash knows to re-send the same key rather than make a new call.
+   */
+  readonly billsPerCall: boolean;
+  /** One image. The same idempotency key (the run id and the variant) always asks for the same image. */
+  generate(request: ImageRequest, opts: { idempotencyKey: string; signal: AbortSignal }): Promise<GeneratedImage>;
   close(): Promise<void>;
 }
 
-/** Render and score in this thread. */
-export function renderAndScore(scene: Scene, brand: BrandKit): Rendered {
-  const image = renderScene(scene);
-  return { png: image.png, width: image.width, height: image.height, evaluation: evaluate(scene, image, brand) };
+/** The provider each tool uses: one default, and overrides by tool name. */
+export interface ProviderSet {
+  forTool(tool: string): Provider;
+  close(): Promise<void>;
 }
 
-export interface RenderRequest {
-  id: number;
-  scene: Scene;
-  brand: BrandKit;
-}
-export type RenderReply = { id: number; ok: true; rendered: Rendered } | { id: number; ok: false; message: string };
-
-// Compiled, the worker script sits beside this file; under the TypeScript test runner it does not
-// exist, and rendering stays in-thread.
-const WORKER_SCRIPT = fileURLToPath(new URL('./render-worker.js', import.meta.url));
-
-/** The built-in offline renderer: deterministic, so it needs no idempotency key of its own. */
-export function createBuiltinProvider(threads: number): Provider {
-  const base = { id: 'builtin', version: GENERATOR_VERSION };
-  if (threads < 1 || !existsSync(WORKER_SCRIPT)) {
-    return { ...base, render: async (scene, brand) => renderAndScore(scene, brand), close: async () => undefined };
-  }
-  return { ...base, ...workerPool(threads) };
-}
-
-function workerPool(size: number): Pick<Provider, 'render' | 'close'> {
-  const idle: Worker[] = [];
-  const queue: { request: RenderRequest; resolve: (r: Rendered) => void; reject: (e: Error) => void }[] = [];
-  const busy = new Map<Worker, (typeof queue)[number]>();
-  let nextId = 0;
-  let created = 0;
-
-  const dispatch = () => {
-    while (queue.length > 0) {
-      let worker = idle.pop();
-      if (worker === undefined && created < size) worker = spawn();
-      if (worker === undefined) return;
-      const job = queue.shift()!;
-      busy.set(worker, job);
-      worker.postMessage(job.request);
-    }
+export function providerSet(byName: Map<string, Provider>, defaultName: string, perTool: Map<string, string>): ProviderSet {
+  const get = (name: string) => {
+    const provider = byName.get(name);
+    if (provider === undefined) throw new Error(`no provider named ${name}`);
+    return provider;
   };
-
-  const spawn = (): Worker => {
-    created++;
-    const worker = new Worker(WORKER_SCRIPT);
-    worker.unref();
-    worker.on('message', (reply: RenderReply) => {
-      const job = busy.get(worker);
-      busy.delete(worker);
-      idle.push(worker);
-      if (job !== undefined) {
-        if (reply.ok) {
-          // The PNG arrives as a plain Uint8Array (structured clone); view it as a Buffer, no copy.
-          const png = reply.rendered.png as Uint8Array;
-          job.resolve({ ...reply.rendered, png: Buffer.from(png.buffer, png.byteOffset, png.byteLength) });
-        } else job.reject(new Error(reply.message));
-      }
-      dispatch();
-    });
-    worker.on('error', (err) => {
-      // A crashed worker fails its job and is replaced on demand.
-      const job = busy.get(worker);
-      busy.delete(worker);
-      created--;
-      job?.reject(err);
-      dispatch();
-    });
-    return worker;
-  };
-
+  get(defaultName);
+  for (const name of perTool.values()) get(name);
   return {
-    render: (scene, brand) =>
-      new Promise<Rendered>((resolve, reject) => {
-        queue.push({ request: { id: nextId++, scene, brand }, resolve, reject });
-        dispatch();
-      }),
+    forTool: (tool) => get(perTool.get(tool) ?? defaultName),
     close: async () => {
-      await Promise.all([...idle, ...busy.keys()].map((w) => w.terminate()));
+      await Promise.all([...byName.values()].map((p) => p.close()));
     },
   };
 }

@@ -1,7 +1,7 @@
 // Scene → SVG. Numbers are written with at most two decimals so the SVG text, and so the pixels, depend
 // only on the scene.
-import { FONT_FAMILY } from './font.js';
-import type { LinearGradient, Paint, Scene, SceneElement, Shape } from './scene.js';
+import { FONT_FAMILY } from '../compose/font.js';
+import type { LinearGradient, Paint, Scene, SceneElement, Shape } from '../compose/scene.js';
 
 const num = (n: number): string => {
   const s = n.toFixed(2).replace(/\.?0+$/, '');

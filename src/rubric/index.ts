@@ -2,8 +2,7 @@
 // not the scene's intentions, so a rendering bug or an unreadable colour choice shows up as a failed check.
 import { CHECK_IDS, checkWeight, type BrandKit, type CheckId } from '../brand.js';
 import { contrastRatio, distance, parseHex, requiredContrast, toHex, type Rgb } from '../color.js';
-import type { RenderedImage } from '../providers/builtin.js';
-import { logoElements, textElements, type Box, type Scene } from '../providers/scene.js';
+import { logoElements, textElements, type Box, type Scene, type SizeTarget } from '../compose/scene.js';
 
 export interface RubricCheck {
   id: CheckId;
@@ -21,9 +20,21 @@ export interface Evaluation {
   passed: number;
   tested: number;
   checks: RubricCheck[];
-  /** Checks the brand kit weighs 0, so they were not tested. */
-  skipped: CheckId[];
+  /** Checks not run, each with why: weighted 0 by the brand kit, or needing a layout the provider did not share. */
+  skipped: { id: CheckId; reason: string }[];
 }
+
+/** An image as the checks read it. */
+export interface Pixels {
+  width: number;
+  height: number;
+  /** Straight (not premultiplied) RGBA, row by row, 4 bytes a pixel. */
+  rgba: Uint8Array;
+}
+
+/** The checks that read where the composer put text and the logo: only a scene says that. */
+const NEEDS_SCENE: ReadonlySet<CheckId> = new Set(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast']);
+const NO_SCENE_REASON = 'needs the composed layout; this image was drawn by a prompt-based provider, which does not say where text and logo are';
 
 /** How far (RGB distance) a pixel may be from a brand colour and still count as on palette. */
 export const PALETTE_TOLERANCE = 48;
@@ -49,7 +60,7 @@ interface Rect {
 }
 
 /** The box as whole pixels, clipped to the image; empty when it lies outside. */
-function clip(image: RenderedImage, box: Box): Rect {
+function clip(image: Pixels, box: Box): Rect {
   return {
     x0: Math.max(0, Math.floor(box.x)),
     y0: Math.max(0, Math.floor(box.y)),
@@ -59,7 +70,7 @@ function clip(image: RenderedImage, box: Box): Rect {
 }
 
 /** Calls fn for every pixel of `rect` outside `hole`, composited over white (alpha is rare but possible). */
-function eachPixel(image: RenderedImage, rect: Rect, fn: (c: Rgb) => void, hole?: Rect): void {
+function eachPixel(image: Pixels, rect: Rect, fn: (c: Rgb) => void, hole?: Rect): void {
   const { rgba, width } = image;
   for (let y = rect.y0; y < rect.y1; y++) {
     for (let x = rect.x0; x < rect.x1; x++) {
@@ -97,8 +108,8 @@ function dominantColor(feed: (fn: (c: Rgb) => void) => void): { color: Rgb; coun
 
 // ---- checks ---------------------------------------------------------------------------------------
 
-function checkSize(scene: Scene, image: RenderedImage): Outcome {
-  const { width, height, label } = scene.target;
+function checkSize(target: SizeTarget, image: Pixels): Outcome {
+  const { width, height, label } = target;
   const got = `${image.width}×${image.height}`;
   if (image.width === width && image.height === height) {
     return pass(`${got} rendered; ${label} expects ${width}×${height}`);
@@ -141,7 +152,7 @@ function checkSafeMargin(scene: Scene): Outcome {
   );
 }
 
-function checkLogo(scene: Scene, image: RenderedImage, brand: BrandKit): Outcome {
+function checkLogo(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
   const logos = logoElements(scene);
   const want = brand.logo_text;
   const addLogo = `Add the "${want}" logo inside the safe area, in a colour that stands out from its background.`;
@@ -190,7 +201,7 @@ function checkBannedPhrases(scene: Scene, brand: BrandKit): Outcome {
   );
 }
 
-function checkContrast(scene: Scene, image: RenderedImage, brand: BrandKit): Outcome {
+function checkContrast(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
   const texts = textElements(scene);
   if (texts.length === 0) return pass('no text to check');
   const results = texts.map((t) => {
@@ -231,7 +242,7 @@ function checkContrast(scene: Scene, image: RenderedImage, brand: BrandKit): Out
   );
 }
 
-function checkPalette(image: RenderedImage, brand: BrandKit): Outcome {
+function checkPalette(image: Pixels, brand: BrandKit): Outcome {
   const palette = brand.palette.map((c) => parseHex(c.hex));
   // Rendered images hold few distinct colours, so each is judged once.
   const verdicts = new Map<number, boolean>();
@@ -273,21 +284,33 @@ function describeBox(b: Box): string {
 
 // ---- evaluation -----------------------------------------------------------------------------------
 
-export function evaluate(scene: Scene, image: RenderedImage, brand: BrandKit): Evaluation {
-  const run: Record<CheckId, () => Outcome> = {
-    size: () => checkSize(scene, image),
-    safe_margin: () => checkSafeMargin(scene),
-    logo_present: () => checkLogo(scene, image, brand),
-    banned_phrases: () => checkBannedPhrases(scene, brand),
-    text_contrast: () => checkContrast(scene, image, brand),
-    palette_coverage: () => checkPalette(image, brand),
+/** The checks that read pixels. */
+const NEEDS_PIXELS: ReadonlySet<CheckId> = new Set(['size', 'logo_present', 'text_contrast', 'palette_coverage']);
+
+/**
+ * Scores an image against the brand kit. With the scene it was rendered from every check runs; without
+ * one (a prompt-based provider drew it) the checks that need the layout are skipped, with the reason.
+ * An image whose pixels could not be read is given as `{ unreadable: why }`: only the checks that need
+ * no pixels run.
+ */
+export function evaluate(image: Pixels | { unreadable: string }, brand: BrandKit, target: SizeTarget, scene: Scene | null): Evaluation {
+  const pixels = 'rgba' in image ? image : null;
+  const run: Record<CheckId, (scene: Scene, pixels: Pixels) => Outcome> = {
+    size: (_, p) => checkSize(target, p),
+    safe_margin: (s) => checkSafeMargin(s),
+    logo_present: (s, p) => checkLogo(s, p, brand),
+    banned_phrases: (s) => checkBannedPhrases(s, brand),
+    text_contrast: (s, p) => checkContrast(s, p, brand),
+    palette_coverage: (_, p) => checkPalette(p, brand),
   };
   const checks: RubricCheck[] = [];
-  const skipped: CheckId[] = [];
+  const skipped: Evaluation['skipped'] = [];
   for (const id of CHECK_IDS) {
     const weight = checkWeight(brand, id);
-    if (weight === 0) skipped.push(id);
-    else checks.push({ id, weight, ...run[id]() });
+    if (weight === 0) skipped.push({ id, reason: 'weighted 0 in the brand kit' });
+    else if (scene === null && NEEDS_SCENE.has(id)) skipped.push({ id, reason: NO_SCENE_REASON });
+    else if (pixels === null && NEEDS_PIXELS.has(id)) skipped.push({ id, reason: (image as { unreadable: string }).unreadable });
+    else checks.push({ id, weight, ...run[id](scene!, pixels!) });
   }
   const passed = checks.filter((c) => c.passed);
   const totalWeight = checks.reduce((s, c) => s + c.weight, 0);

@@ -6,7 +6,7 @@ import { FAULT_KINDS, LAUNCH_ONLY } from '../../src/harness/options.js';
 import { changeArgument, classify, freshKey, makePlan, type Subject } from '../../src/harness/plan.js';
 import type { Exchange } from '../../src/harness/session.js';
 import type { RecordedCall } from '../../src/harness/transcript.js';
-import { createPrng } from '../../src/providers/prng.js';
+import { createPrng } from '../../src/compose/prng.js';
 
 const CREATE: ToolInfo = {
   name: 'create_thing',

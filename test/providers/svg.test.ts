@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { escapeXml, sceneToSvg } from '../../src/providers/svg.js';
-import type { Scene } from '../../src/providers/scene.js';
+import type { Scene } from '../../src/compose/scene.js';
 
 const scene = (elements: Scene['elements'], background: Scene['background'] = '#FFFFFF'): Scene => ({
   width: 200,

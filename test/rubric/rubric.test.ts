@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_BRAND_KIT, type BrandKit } from '../../src/brand.js';
 import { renderScene } from '../../src/providers/builtin.js';
-import type { Scene, TextElement } from '../../src/providers/scene.js';
+import type { Scene, TextElement } from '../../src/compose/scene.js';
 import { evaluate, type Evaluation } from '../../src/rubric/index.js';
 import productShot from '../../tools/product_shot.js';
 import socialCard from '../../tools/social_card.js';
 
 const check = (ev: Evaluation, id: string) => ev.checks.find((c) => c.id === id);
 const failed = (ev: Evaluation) => ev.checks.filter((c) => !c.passed).map((c) => c.id);
-const judge = (scene: Scene, brand: BrandKit = DEFAULT_BRAND_KIT) => evaluate(scene, renderScene(scene), brand);
+const judge = (scene: Scene, brand: BrandKit = DEFAULT_BRAND_KIT) => evaluate(renderScene(scene), brand, scene.target, scene);
 const clone = (scene: Scene): Scene => structuredClone(scene);
 
 /** A light social card: text straight on the brand background colour. */
@@ -150,10 +150,19 @@ describe('scoring', () => {
     expect(ev.score).toBeCloseTo(4 / 6, 4);
   });
 
+  it('scores an image without its scene on the pixel checks, and says why the others were skipped', () => {
+    const scene = twoDefects();
+    const ev = evaluate(renderScene(scene), DEFAULT_BRAND_KIT, scene.target, null);
+    expect(ev.checks.map((c) => c.id)).toEqual(['size', 'palette_coverage']);
+    expect(ev.skipped.map((s) => s.id)).toEqual(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast']);
+    expect(ev.skipped.every((s) => /prompt-based provider/.test(s.reason))).toBe(true);
+    expect(ev.tested).toBe(2);
+  });
+
   it('skips a check weighted 0: not run, not counted', () => {
     const brand = { ...DEFAULT_BRAND_KIT, rubric_weights: { size: 0 } };
     const ev = judge(twoDefects(), brand);
-    expect(ev.skipped).toEqual(['size']);
+    expect(ev.skipped).toEqual([{ id: 'size', reason: 'weighted 0 in the brand kit' }]);
     expect(ev.checks.map((c) => c.id)).not.toContain('size');
     expect(ev).toMatchObject({ passed: 4, tested: 5 });
     expect(ev.score).toBeCloseTo(4 / 5, 4);

@@ -187,7 +187,7 @@ describe('composers with a caller brand kit', () => {
       ...socialCard.compose(socialCard.input.parse({ headline: 'Open late', body: 'Every night.', brand_kit: dark }), 2),
     ];
     for (const scene of scenes) {
-      const ev = evaluate(scene, renderScene(scene), dark);
+      const ev = evaluate(renderScene(scene), dark, scene.target, scene);
       expect(ev.checks.filter((c) => !c.passed)).toEqual([]);
       expect(scene.elements.some((e) => e.kind === 'logo' && e.text === 'NIGHTJAR')).toBe(true);
     }

@@ -90,11 +90,17 @@ export interface LogoElement {
 
 export type SceneElement = Shape | TextElement | LogoElement;
 
+/** The size a channel or aspect ratio asks for, and how to name it; the rubric compares images with it. */
+export interface SizeTarget {
+  width: number;
+  height: number;
+  label: string;
+}
+
 export interface Scene {
   width: number;
   height: number;
-  /** The size the channel or aspect ratio asks for; the rubric compares the rendered image with it. */
-  target: { width: number; height: number; label: string };
+  target: SizeTarget;
   background: Paint;
   /** No text or logo may come closer than this to any edge. */
   safeMargin: number;

@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_BRAND_KIT, type BrandKit } from '../../src/brand.js';
 import { contrastRatio, parseHex } from '../../src/color.js';
 import { renderScene } from '../../src/providers/builtin.js';
-import { textWidth } from '../../src/providers/font.js';
-import { brandRoles, fitText, readableOn, wrap } from '../../src/providers/layout.js';
-import { productKindFor } from '../../src/providers/products.js';
-import type { Box, Scene } from '../../src/providers/scene.js';
+import { textWidth } from '../../src/compose/font.js';
+import { brandRoles, fitText, readableOn, wrap } from '../../src/compose/layout.js';
+import { productKindFor } from '../../src/compose/products.js';
+import type { Box, Scene } from '../../src/compose/scene.js';
 import productShot from '../../tools/product_shot.js';
 import socialCard from '../../tools/social_card.js';
 

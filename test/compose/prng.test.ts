@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createPrng, variantSeed } from '../../src/providers/prng.js';
+import { createPrng, variantSeed } from '../../src/compose/prng.js';
 
 const draw = (seed: number, n = 5) => {
   const rng = createPrng(seed);
