@@ -23,12 +23,25 @@ describe('runledger CLI', () => {
     [['--http', '--port', '70000'], /--port must be from 0 to 65535/],
     [['--http', 'demo'], /--http serves MCP/],
     [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
+    [['--provider', 'midjourney'], /--provider must be builtin or openai, got "midjourney"/],
+    [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
+    [['--provider-sizes', '1024'], /--provider-sizes takes WxH sizes/],
+    [['--provider-url', 'ftp://x'], /--provider-url must be an http\(s\) URL/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toMatch(/runledger --help/);
     expect(result.stdout).toBe('');
+  });
+
+  it('refuses to start a provider without its key, or for a tool that does not exist, naming what is missing', () => {
+    const noKey = cli(['--provider-for', 'social_card=openai', '--provider-key-env', 'NO_SUCH_KEY_VAR', '--db', tempDb()], { NO_SUCH_KEY_VAR: '' });
+    expect(noKey.status).toBe(2);
+    expect(noKey.stderr).toMatch(/needs its API key in the environment variable NO_SUCH_KEY_VAR, which is not set/);
+    const noTool = cli(['--provider-for', 'video=openai', '--db', tempDb()], { OPENAI_API_KEY: 'sk-x' });
+    expect(noTool.status).toBe(2);
+    expect(noTool.stderr).toMatch(/--provider-for names no tool "video"; the tools are product_shot, social_card/);
   });
 
   it('refuses to serve HTTP beyond loopback without tokens', () => {

@@ -205,12 +205,14 @@ export function holdsLease(row: Pick<RunRow, 'lease_owner' | 'phase' | 'deleted_
 
 /** After this many stalled attempts in a row the run is the cause, not its workers: it is failed. */
 export const MAX_STALLS = 5;
-const BACKOFF_BASE_MS = 1000;
-const BACKOFF_CAP_MS = 60_000;
 
-/** How long a run waits, after its k-th stalled attempt in a row, before another worker takes it. */
-export function takeoverBackoffMs(stalls: number): number {
-  return Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, stalls - 1));
+/**
+ * How long a run waits, after its k-th stalled attempt in a row, before another worker takes it: a
+ * tenth of the lease, doubling, at most ten leases. It follows the lease, which says how soon this
+ * deployment wants a dead worker's run taken over.
+ */
+export function takeoverBackoffMs(stalls: number, leaseMs: number): number {
+  return Math.round(Math.min(10 * leaseMs, (leaseMs / 10) * 2 ** Math.max(0, stalls - 1)));
 }
 
 /**
@@ -254,7 +256,7 @@ export function claimUpdate(
     claimed_at: now,
     attempts: row.attempts + 1,
     stalls,
-    stall_backoff_ms: takeoverBackoffMs(stalls + 1),
+    stall_backoff_ms: takeoverBackoffMs(stalls + 1, leaseMs),
   };
 }
 

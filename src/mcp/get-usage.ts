@@ -13,9 +13,18 @@ export function getUsageTool(runs: RunService): ToolEntry {
     'get_usage',
     {
       title: 'Usage and charges',
-      description: 'Runs, charges and credits for this tenant, and the replays absorbed: retries answered without a new billable run.',
+      description:
+        'Runs, charges and credits for this tenant, by tool and by image provider, and the replays absorbed: retries ' +
+        'answered without a new billable run.',
       input: schema,
-      output: outputSchemaOf(z.object({ tenant: z.string(), ...counts, by_tool: z.record(z.string(), z.object(counts)) })),
+      output: outputSchemaOf(
+        z.object({
+          tenant: z.string(),
+          ...counts,
+          by_tool: z.record(z.string(), z.object(counts)),
+          by_provider: z.record(z.string(), z.object({ charges: z.number().int(), credits: z.number().int() })),
+        }),
+      ),
       annotations: READ_ONLY,
     },
     async (_args, ctx) => {

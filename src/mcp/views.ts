@@ -175,5 +175,6 @@ export function usageView(usage: Usage) {
         { runs: t.runs, charges: t.charges, credits: t.credits, replays_absorbed: t.replaysAbsorbed },
       ]),
     ),
+    by_provider: usage.byProvider,
   };
 }

@@ -68,6 +68,23 @@ describe('engine', () => {
     expect(await ledger.usage('local')).toMatchObject({ charges: 1, credits: 8 });
   });
 
+  it('never fails a run whose workers each made progress before dying, however many died', async () => {
+    let now = Date.UTC(2026, 0, 1);
+    const { ledger, engine } = setup(() => now);
+    const created = await ledger.createOrReplay(CARD);
+    if (created.kind !== 'created') throw new Error(created.kind);
+    for (let i = 0; i < 3 * MAX_STALLS; i++) {
+      const worker = `progressing-${i}`;
+      expect((await ledger.claim(worker))?.id).toBe(created.run.id);
+      expect(await ledger.checkpoint(created.run.id, worker, `note/${i}`, { i })).toBe(true);
+      now += 1001;
+    }
+    engine.start();
+    const run = await ended(ledger, created.run.id);
+    expect(run).toMatchObject({ phase: Phase.done, stalls: 0, attempts: 3 * MAX_STALLS + 1 });
+    expect(await ledger.usage('local')).toMatchObject({ charges: 1 });
+  });
+
   it(`fails a run, unbilled, once ${MAX_STALLS} workers have died on it without progress`, async () => {
     let now = Date.UTC(2026, 0, 1);
     const { ledger, engine } = setup(() => now);
@@ -76,7 +93,7 @@ describe('engine', () => {
     for (let i = 0; i < MAX_STALLS; i++) {
       const doomed = await ledger.claim(`doomed-${i}`);
       expect(doomed?.id).toBe(created.run.id);
-      now += 1001 + takeoverBackoffMs(doomed!.stalls + 1);
+      now += 1001 + takeoverBackoffMs(doomed!.stalls + 1, 1000);
     }
     engine.start();
     const run = await ended(ledger, created.run.id);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
 import type { RunView } from '../../src/mcp/views.js';
@@ -19,18 +19,28 @@ export interface StdioServer {
   client: Client;
   transport: StdioClientTransport;
   pid: number;
+  /** What the server wrote to stderr so far (empty unless started with captureStderr). */
+  stderr(): string;
   close(): Promise<void>;
 }
 
-export async function startStdio(db: string, flags: string[] = []): Promise<StdioServer> {
+export async function startStdio(
+  db: string,
+  flags: string[] = [],
+  opts: { env?: Record<string, string>; captureStderr?: boolean } = {},
+): Promise<StdioServer> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [CLI, '--db', db, '--log-level', 'warn', ...flags],
-    stderr: 'inherit',
+    stderr: opts.captureStderr ? 'pipe' : 'inherit',
+    // The SDK passes a child only a few safe variables unless told otherwise.
+    ...(opts.env === undefined ? {} : { env: { ...getDefaultEnvironment(), ...opts.env } }),
   });
+  let stderr = '';
+  transport.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const client = new Client({ name: 'runledger-test', version: '0.0.0' });
   await client.connect(transport);
-  return { client, transport, pid: transport.pid!, close: () => client.close() };
+  return { client, transport, pid: transport.pid!, stderr: () => stderr, close: () => client.close() };
 }
 
 export interface ToolAnswer {

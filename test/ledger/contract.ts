@@ -362,7 +362,7 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request());
         const first = (await ledger.claim('w1'))!;
         expect(first.stalls).toBe(0);
-        tick(LEASE_MS + takeoverBackoffMs(1));
+        tick(LEASE_MS + takeoverBackoffMs(1, LEASE_MS));
         const second = (await ledger.claim('w2'))!;
         expect(second).toMatchObject({ attempts: 2, stalls: 1 });
         await ledger.advance(second.id, 'w2', Phase.composing);
@@ -383,12 +383,12 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request());
         await ledger.claim('w0');
         for (let i = 1; i <= 3; i++) {
-          tick(LEASE_MS + takeoverBackoffMs(i) - 1);
+          tick(LEASE_MS + takeoverBackoffMs(i, LEASE_MS) - 1);
           expect(await ledger.claim(`early-${i}`)).toBeNull();
           tick(1);
           expect(await ledger.claim(`w${i}`)).toMatchObject({ stalls: i });
         }
-        expect(takeoverBackoffMs(3)).toBeGreaterThan(takeoverBackoffMs(1));
+        expect(takeoverBackoffMs(3, LEASE_MS)).toBeGreaterThan(takeoverBackoffMs(1, LEASE_MS));
       });
 
       it('ends the lease at once when a worker abandons the run, counting a stall only without progress', async () => {
@@ -396,7 +396,7 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         const run = (await ledger.claim('w1'))!;
         await ledger.abandon(run.id, 'w1');
         expect(await ledger.claim('w2')).toBeNull();
-        tick(takeoverBackoffMs(1));
+        tick(takeoverBackoffMs(1, LEASE_MS));
         const second = (await ledger.claim('w2'))!;
         expect(second.stalls).toBe(1);
         await ledger.checkpoint(run.id, 'w2', 'step', { ok: true });

@@ -8,6 +8,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { BoundedMap } from '../../bounded-map.js';
 import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
+import { failpoint } from '../../failpoints.js';
 import { ChangeFeed } from '../change-feed.js';
 import { assertValidKey, fingerprintedArgs } from '../fingerprint.js';
 import { isTerminal, LIVE_PHASES, Phase, sqlPhaseList, TERMINAL_PHASES } from '../phases.js';
@@ -646,7 +647,10 @@ export class SqliteLedger implements RunLedger {
       recovery[row.phase] = data.output;
       this.stmt.setRecovery.run(row.id, JSON.stringify(recovery));
     }
-    if (next.charge) this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, data.charge?.provider ?? null, data.charge?.model ?? null, now);
+    if (next.charge) {
+      this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, data.charge?.provider ?? null, data.charge?.model ?? null, now);
+      failpoint('billing', row.tool);
+    }
     return this.fullRun(this.stmt.byId.get(row.id)!);
   }
 
