@@ -11,7 +11,7 @@ async function runsCommand(config: Config): Promise<void> {
   const { openLedger, isBilled } = await import('./ledger/index.js');
   const { RunService } = await import('./runs.js');
   const { runView } = await import('./mcp/views.js');
-  const ledger = await openLedger({ url: config.db });
+  const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize });
   const runs = new RunService(ledger);
   try {
     if (config.command === 'runs-show') {

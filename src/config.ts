@@ -15,6 +15,9 @@ export interface Config {
   /** Positional arguments after the command (e.g. the run id of `runs show`). */
   rest: string[];
   db: string;
+  /** PostgreSQL only: the schema, and the most connections a process opens. */
+  dbSchema: string | undefined;
+  dbPoolSize: number | undefined;
   tenant: string;
   concurrency: number;
   phaseDelayMs: number;
@@ -66,7 +69,12 @@ Usage:
   runledger runs show <run_id>       show one run as JSON
 
 Options:
-  --db PATH               the SQLite ledger (env RUNLEDGER_DB; default: ${defaultDbPath()})
+  --db PATH|URL           the ledger: a SQLite file, or postgres://user:password@host:port/database for
+                          a ledger several replicas share (env RUNLEDGER_DB; default: ${defaultDbPath()})
+  --db-schema NAME        PostgreSQL: the schema for the tables (env RUNLEDGER_DB_SCHEMA; also ?schema= in
+                          the URL; default: runledger)
+  --db-pool-size N        PostgreSQL: most connections this process opens for runs, 1–100 (env
+                          RUNLEDGER_DB_POOL_SIZE; default: 10)
   --tenant NAME           tenant whose runs this process serves (env RUNLEDGER_TENANT; default: local)
   --concurrency N         runs rendered at once, 0–32; 0 serves only, leaving rendering to another
                           runledger process on the same ledger (default: 2)
@@ -147,6 +155,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       strict: true,
       options: {
         db: { type: 'string' },
+        'db-schema': { type: 'string' },
+        'db-pool-size': { type: 'string' },
         tenant: { type: 'string' },
         concurrency: { type: 'string' },
         'phase-delay-ms': { type: 'string' },
@@ -202,7 +212,23 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const tenant = values.tenant ?? env.RUNLEDGER_TENANT ?? 'local';
   if (!TENANT.test(tenant)) throw new UsageError(`--tenant must be ${TENANT_RULE}, got "${tenant}"`);
   const db = values.db ?? env.RUNLEDGER_DB ?? defaultDbPath(env);
-  if (db.trim() === '') throw new UsageError('--db must name a file (or :memory:)');
+  if (db.trim() === '') throw new UsageError('--db must name a file (or :memory:), or be a postgres:// URL');
+  const postgres = /^postgres(ql)?:\/\//i.test(db);
+  const dbSchema = values['db-schema'] ?? env.RUNLEDGER_DB_SCHEMA;
+  const poolText = values['db-pool-size'] ?? env.RUNLEDGER_DB_POOL_SIZE;
+  if (!postgres && (dbSchema !== undefined || poolText !== undefined)) {
+    throw new UsageError(`--${dbSchema !== undefined ? 'db-schema' : 'db-pool-size'} goes with a PostgreSQL --db (postgres://...)`);
+  }
+  if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
+    throw new UsageError(`--db-schema must be lower-case letters, digits and "_" (at most 63, not starting with a digit), got "${dbSchema}"`);
+  }
+  if (postgres) {
+    try {
+      new URL(db);
+    } catch {
+      throw new UsageError('--db is not a valid PostgreSQL URL (postgres://user:password@host:port/database)');
+    }
+  }
   const logLevel = values['log-level'] ?? 'info';
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
@@ -229,6 +255,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     http,
     providers: parseProviders(values, env),
     db,
+    dbSchema,
+    dbPoolSize: poolText === undefined ? undefined : integer('--db-pool-size', poolText, 10, 1, 100),
     tenant,
     concurrency: integer('--concurrency', values.concurrency, 2, 0, 32),
     phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),

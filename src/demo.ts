@@ -8,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Config } from './config.js';
+import { safeLedgerUrl } from './ledger/index.js';
 import { VERSION } from './version.js';
 import type { RunView } from './mcp/views.js';
 
@@ -54,7 +55,7 @@ async function script(client: Client, config: Config): Promise<number> {
     variants: 2,
     style: 'studio',
   };
-  out(`runledger demo — ledger ${config.db}, tenant ${config.tenant}`);
+  out(`runledger demo — ledger ${safeLedgerUrl(config.db)}, tenant ${config.tenant}`);
   const before = (await call(client, 'get_usage', {})).data;
 
   out(`\n1. create_product_shot with a new idempotency_key ${key}`);

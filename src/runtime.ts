@@ -24,7 +24,7 @@ export async function createRuntime(config: Config, log: Logger): Promise<Runtim
   const threads = createThreadPool(config.concurrency);
   // Before the ledger opens: a missing key or an unknown tool stops start-up with nothing to undo.
   const providers = configureProviders(config.providers, catalogue, (scene) => threads.run({ kind: 'render', scene }), log);
-  const ledger = await openLedger({ url: config.db, leaseMs: config.leaseMs });
+  const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize, leaseMs: config.leaseMs });
   const runs = new RunService(ledger, log);
   const engine = new Engine({
     ledger,

@@ -24,7 +24,24 @@ export function isPostgresUrl(url: string): boolean {
   return /^postgres(ql)?:\/\//i.test(url);
 }
 
+/** A ledger's location as it is safe to print: a PostgreSQL URL loses its password. */
+export function safeLedgerUrl(url: string): string {
+  if (!isPostgresUrl(url)) return url;
+  try {
+    const parsed = new URL(url);
+    parsed.password = '';
+    parsed.searchParams.delete('password');
+    return parsed.toString().replace(/^(postgres(?:ql)?:\/\/[^:@/]*):@/, '$1@');
+  } catch {
+    return 'postgres://(an unparsable URL)';
+  }
+}
+
 export async function openLedger(opts: LedgerOptions): Promise<RunLedger> {
+  if (isPostgresUrl(opts.url)) {
+    const { PostgresLedger } = await import('./postgres/index.js');
+    return PostgresLedger.open(opts);
+  }
   const { SqliteLedger } = await import('./sqlite/index.js');
   return new SqliteLedger({ path: opts.url, leaseMs: opts.leaseMs, retentionMs: opts.retentionMs, clock: opts.clock });
 }

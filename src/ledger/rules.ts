@@ -52,6 +52,15 @@ export interface RunRow {
 /** What the fence reads for a key: the caller already knows tenant, tool and key. */
 export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner'>;
 
+/** The columns of a KeyedRow, in the order every backend selects them. */
+export const KEYED_NAMES = [
+  'id', 'fingerprint', 'cost', 'phase', 'progress', 'composing_at', 'rendering_at', 'ended_at', 'error', 'attempts', 'stalls',
+  'replay_count', 'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
+] as const satisfies readonly (keyof KeyedRow)[];
+export const KEYED_COLUMNS = KEYED_NAMES.join(', ');
+/** Every column of a RunRow. */
+export const RUN_COLUMNS = `${KEYED_COLUMNS}, tenant, tool, idem_key, lease_owner`;
+
 /** The cold columns of a run. */
 export interface RunData {
   args: JsonObject;

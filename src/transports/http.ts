@@ -122,7 +122,7 @@ export async function serveHttp(config: Config, http: HttpConfig, log: Logger): 
   const origin = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${port}`;
   log.info('serving MCP over Streamable HTTP', {
     url: `${origin}/mcp`,
-    db: config.db,
+    db: runtime.ledger.describe(),
     tenants: tokens.size === 0 ? [config.tenant] : 'by token',
     stateless: http.stateless,
   });

@@ -21,5 +21,5 @@ export async function serveStdio(config: Config, log: Logger): Promise<void> {
   process.once('SIGTERM', () => exit('SIGTERM'));
   await server.connect(transport);
   runtime.engine.start();
-  log.info('serving MCP over stdio', { db: config.db, tenant: config.tenant, concurrency: config.concurrency });
+  log.info('serving MCP over stdio', { db: runtime.ledger.describe(), tenant: config.tenant, concurrency: config.concurrency });
 }

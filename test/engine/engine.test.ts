@@ -1,28 +1,20 @@
-// The engine in process: phases, recovery points and the give-up rule, on a :memory: ledger.
+// The engine in process: phases, recovery points and the give-up rule, on every ledger backend.
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
 import { Engine } from '../../src/engine/engine.js';
-import { MAX_STALLS, Phase, takeoverBackoffMs, type Run } from '../../src/ledger/index.js';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { MAX_STALLS, Phase, takeoverBackoffMs, type Run, type RunLedger } from '../../src/ledger/index.js';
 import { RunService } from '../../src/runs.js';
+import { backends } from '../helpers/ledgers.js';
 
-const ledgers: SqliteLedger[] = [];
+const ledgers: RunLedger[] = [];
 const engines: Engine[] = [];
 afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.stop()));
   await Promise.all(ledgers.splice(0).map((l) => l.close()));
 });
 
-function setup(clock?: () => number) {
-  const ledger = new SqliteLedger({ path: ':memory:', leaseMs: 1000, ...(clock ? { clock } : {}) });
-  const engine = new Engine({ ledger, tools: catalogue, concurrency: 1, idlePollMs: 20 });
-  ledgers.push(ledger);
-  engines.push(engine);
-  return { ledger, engine };
-}
-
 /** The run once it has ended (or after 30 s). */
-async function ended(ledger: SqliteLedger, runId: string): Promise<Run> {
+async function ended(ledger: RunLedger, runId: string): Promise<Run> {
   const runs = new RunService(ledger);
   try {
     return (await runs.follow('local', await ledger.getRun('local', runId), { waitSeconds: 30 })).run;
@@ -33,9 +25,17 @@ async function ended(ledger: SqliteLedger, runId: string): Promise<Run> {
 
 const CARD = { tenant: 'local', tool: 'social_card', idempotencyKey: 'engine-test-key-0001', args: { headline: 'Engine' }, cost: 2 };
 
-describe('engine', () => {
+describe.each(backends)('engine on $name', ({ open }) => {
+  async function setup(clock?: () => number) {
+    const ledger = await open({ leaseMs: 1000, ...(clock ? { clock } : {}) });
+    const engine = new Engine({ ledger, tools: catalogue, concurrency: 1, idlePollMs: 20 });
+    ledgers.push(ledger);
+    engines.push(engine);
+    return { ledger, engine };
+  }
+
   it('takes a run through every phase, scores it and bills it once', async () => {
-    const { ledger, engine } = setup();
+    const { ledger, engine } = await setup();
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
     engine.start();
@@ -47,7 +47,7 @@ describe('engine', () => {
 
   it('resumes a run taken over in rendering without composing again or re-rendering stored images', async () => {
     let now = Date.UTC(2026, 0, 1);
-    const { ledger, engine } = setup(() => now);
+    const { ledger, engine } = await setup(() => now);
     await ledger.createOrReplay({ ...CARD, tool: 'product_shot', args: { brief: 'A jar', product_name: 'Jar', variants: 2 }, cost: 8 });
     // A first worker composed, rendered image 0 with bytes of its own, then died.
     const first = (await ledger.claim('dead-worker'))!;
@@ -70,7 +70,7 @@ describe('engine', () => {
 
   it('never fails a run whose workers each made progress before dying, however many died', async () => {
     let now = Date.UTC(2026, 0, 1);
-    const { ledger, engine } = setup(() => now);
+    const { ledger, engine } = await setup(() => now);
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
     for (let i = 0; i < 3 * MAX_STALLS; i++) {
@@ -87,7 +87,7 @@ describe('engine', () => {
 
   it(`fails a run, unbilled, once ${MAX_STALLS} workers have died on it without progress`, async () => {
     let now = Date.UTC(2026, 0, 1);
-    const { ledger, engine } = setup(() => now);
+    const { ledger, engine } = await setup(() => now);
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
     for (let i = 0; i < MAX_STALLS; i++) {

@@ -1,11 +1,13 @@
-// Real OS processes racing on one SQLite file: the unique constraint is the only fence.
+// Real OS processes racing on one ledger (a SQLite file, a PostgreSQL database): the unique constraint
+// is the only fence.
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { openLedger } from '../../src/ledger/index.js';
+import { freshSchema, PG_URL, postgresAvailable } from '../helpers/ledgers.js';
 
 const CLIENT = new URL('../fixtures/race-client.mjs', import.meta.url).pathname;
 const PROCESSES = 8;
@@ -13,9 +15,15 @@ const CALLS = 50;
 
 type Outcome = { kind: string; runId?: string; name?: string; code?: string | null; message?: string };
 
-async function race(dbPath: string, mode: 'same' | 'distinct'): Promise<Outcome[]> {
+interface Target {
+  url: string;
+  /** A PostgreSQL schema, or '-' for none. */
+  schema: string;
+}
+
+async function race(target: Target, mode: 'same' | 'distinct'): Promise<Outcome[]> {
   const children = Array.from({ length: PROCESSES }, (_, i) =>
-    spawn(process.execPath, [CLIENT, dbPath, mode, String(CALLS), String(i)], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    spawn(process.execPath, [CLIENT, target.url, target.schema, mode, String(CALLS), String(i)], { stdio: ['pipe', 'pipe', 'inherit'] }),
   );
   const exits = children.map((child) => new Promise((resolve) => child.once('exit', resolve)));
   const readers = children.map((child) => createInterface({ input: child.stdout })[Symbol.asyncIterator]());
@@ -32,32 +40,40 @@ async function race(dbPath: string, mode: 'same' | 'distinct'): Promise<Outcome[
   return results.flatMap((line) => JSON.parse(line) as Outcome[]);
 }
 
-describe('cross-process race on one SQLite file', () => {
+async function usageOf(target: Target) {
+  const ledger = await openLedger({ url: target.url, schema: target.schema === '-' ? undefined : target.schema });
+  try {
+    return await ledger.usage('racers');
+  } finally {
+    await ledger.close();
+  }
+}
+
+const sqliteFile = (): Target => ({ url: join(mkdtempSync(join(tmpdir(), 'runledger-race-')), 'ledger.db'), schema: '-' });
+const postgresSchema = (): Target => ({ url: PG_URL, schema: freshSchema() });
+const targets = [{ name: 'one SQLite file', fresh: sqliteFile }, ...((await postgresAvailable()) ? [{ name: 'one PostgreSQL database', fresh: postgresSchema }] : [])];
+
+describe.each(targets)('cross-process race on $name', ({ fresh }) => {
   it(`${PROCESSES} processes x ${CALLS} identical creates make exactly one run`, async () => {
-    const dbPath = join(mkdtempSync(join(tmpdir(), 'runledger-race-')), 'ledger.db');
-    new SqliteLedger({ path: dbPath }).close();
-    const outcomes = await race(dbPath, 'same');
+    const target = fresh();
+    await (await openLedger({ url: target.url, schema: target.schema === '-' ? undefined : target.schema })).close();
+    const outcomes = await race(target, 'same');
     expect(outcomes).toHaveLength(PROCESSES * CALLS);
     expect(outcomes.filter((o) => o.kind === 'error')).toEqual([]);
     expect(outcomes.filter((o) => o.kind === 'created')).toHaveLength(1);
     expect(new Set(outcomes.map((o) => o.runId)).size).toBe(1);
-    const ledger = new SqliteLedger({ path: dbPath });
-    const usage = await ledger.usage('racers');
-    await ledger.close();
+    const usage = await usageOf(target);
     expect(usage.runs).toBe(1);
     expect(usage.replaysAbsorbed).toBe(PROCESSES * CALLS - 1);
   });
 
   it(`${PROCESSES} processes x ${CALLS} distinct keys make exactly ${PROCESSES * CALLS} runs`, async () => {
-    const dbPath = join(mkdtempSync(join(tmpdir(), 'runledger-race-')), 'ledger.db');
-    // Not pre-created: the processes also race to create the file and run its migrations.
-    const outcomes = await race(dbPath, 'distinct');
+    // Not prepared: the processes also race to create the file or schema and run its migrations.
+    const target = fresh();
+    const outcomes = await race(target, 'distinct');
     expect(outcomes.filter((o) => o.kind === 'error')).toEqual([]);
     expect(outcomes.filter((o) => o.kind === 'created')).toHaveLength(PROCESSES * CALLS);
     expect(new Set(outcomes.map((o) => o.runId)).size).toBe(PROCESSES * CALLS);
-    const ledger = new SqliteLedger({ path: dbPath });
-    const usage = await ledger.usage('racers');
-    await ledger.close();
-    expect(usage.runs).toBe(PROCESSES * CALLS);
+    expect((await usageOf(target)).runs).toBe(PROCESSES * CALLS);
   });
 });

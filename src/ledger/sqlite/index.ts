@@ -27,10 +27,13 @@ import {
   holdsLease,
   isExpired,
   judgeExisting,
+  KEYED_COLUMNS,
+  KEYED_NAMES,
   keyNotFound,
   newRunRow,
   nextRunState,
   pageOf,
+  RUN_COLUMNS,
   TAKEOVER_AT_SQL,
   toClaimedRun,
   toRun,
@@ -138,15 +141,6 @@ interface AssetRow {
 
 const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
 const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
-const RUN_COLUMNS = `id, tenant, tool, idem_key, fingerprint, cost, phase, progress, composing_at, rendering_at, ended_at,
-  error, attempts, stalls, replay_count, lease_owner, lease_expires_at, claimed_at, progressed_at, stall_backoff_ms,
-  created_at, updated_at, deleted_at`;
-/** What the fence reads: every column of KeyedRow, in this order. */
-const KEYED_NAMES = [
-  'id', 'fingerprint', 'cost', 'phase', 'progress', 'composing_at', 'rendering_at', 'ended_at', 'error', 'attempts', 'stalls',
-  'replay_count', 'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
-] as const satisfies readonly (keyof KeyedRow)[];
-const KEYED_COLUMNS = KEYED_NAMES.join(', ');
 /** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
 const SWEEP_SLICE = 500;
 
