@@ -44,6 +44,38 @@ describe('runledger CLI', () => {
     expect(noTool.stderr).toMatch(/--provider-for names no tool "video"; the tools are product_shot, social_card/);
   });
 
+  it('names the PostgreSQL server it cannot reach, never the password, and exits', () => {
+    // Port 1 on loopback: nothing listens there.
+    const url = 'postgres://runledger:s3cret-pass@127.0.0.1:1/ledger';
+    for (const args of [['--db', url], ['runs', 'list', '--db', url]]) {
+      const result = cli(args);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/storage_unavailable: The PostgreSQL ledger at 127\.0\.0\.1:1 is unavailable/);
+      expect(result.stderr + result.stdout).not.toContain('s3cret-pass');
+    }
+    expect(cli(['--db', 'x.db', '--db-schema', 'other']).stderr).toMatch(/--db-schema goes with a PostgreSQL --db/);
+    expect(cli(['--db', url, '--db-schema', 'Bad-Name']).stderr).toMatch(/--db-schema must be lower-case letters/);
+  });
+
+  it('loads no PostgreSQL driver when the ledger is a SQLite file', () => {
+    // pg is a CommonJS package: whatever loads it shows in the CommonJS module cache.
+    const script = `
+      import { createRequire } from 'node:module';
+      const { createRuntime } = await import(${JSON.stringify(new URL('../dist/src/runtime.js', import.meta.url).href)});
+      const { parseConfig } = await import(${JSON.stringify(new URL('../dist/src/config.js', import.meta.url).href)});
+      const { silentLogger } = await import(${JSON.stringify(new URL('../dist/src/log.js', import.meta.url).href)});
+      const runtime = await createRuntime(parseConfig(['--db', ':memory:']), silentLogger);
+      await runtime.shutdown();
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      process.stdout.write(JSON.stringify({ modules: loaded.length, pg: loaded.filter((m) => /node_modules.pg/.test(m)) }));
+    `;
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    const seen = JSON.parse(result.stdout) as { modules: number; pg: string[] };
+    expect(seen.modules).toBeGreaterThan(0); // the cache is the right one: better-sqlite3 is in it
+    expect(seen.pg).toEqual([]);
+  });
+
   it('refuses to serve HTTP beyond loopback without tokens', () => {
     const result = cli(['--http', '--host', '0.0.0.0', '--db', tempDb()], { RUNLEDGER_TOKENS: '' });
     expect(result.status).toBe(2);

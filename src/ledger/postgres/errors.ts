@@ -38,7 +38,8 @@ const UNAVAILABLE_CODES = new Set([
   '40P01', // deadlock_detected
 ]);
 
-const UNAVAILABLE_MESSAGES = /Connection terminated|connection timeout|Client has encountered a connection error|Connection ended|timeout exceeded when trying to connect|server closed the connection/i;
+const UNAVAILABLE_MESSAGES =
+  /Connection terminated|connection timeout|Client has encountered a connection error|Connection ended|timeout exceeded when trying to connect|server closed the connection|not currently accepting connections|the database system is (starting up|shutting down)/i;
 
 export function storageError(err: unknown, url: string): RunledgerError {
   if (err instanceof RunledgerError) return err;
