@@ -21,7 +21,7 @@ export function postgresAvailable(): Promise<boolean> {
       await client.query('SELECT 1');
       return true;
     } catch (err) {
-      if (process.env.CI) throw new Error(`CI needs PostgreSQL at ${PG_URL} (${(err as Error).message}); .ci/run starts it`);
+      if (process.env.CI) throw new Error(`CI needs PostgreSQL at ${PG_URL} (${(err as Error).message}); .ci/run starts it`, { cause: err });
       process.stderr.write(
         `PostgreSQL tests skipped: nothing answers at ${PG_URL} (${(err as Error).message}). ` +
           'Start PostgreSQL (see README "Development"), or point RUNLEDGER_TEST_PG at one.\n',
