@@ -23,7 +23,7 @@ const START_TIMEOUT_MS = 20_000;
 const REPLAY_TARGET = 0.8;
 const FRESH_TARGET = 0.5;
 
-interface Child {
+export interface Child {
   process: ChildProcess;
   exited: Promise<void>;
   /** The last few KB of the child's stdout and stderr, for error messages. */
@@ -34,7 +34,7 @@ interface Child {
  * Starts `node args…` and resolves with the child and the first match of `ready` in its output.
  * The output is drained for as long as the child runs, so a chatty child never blocks on a full pipe.
  */
-async function start(args: string[], ready: RegExp): Promise<{ child: Child; match: RegExpExecArray }> {
+export async function start(args: string[], ready: RegExp): Promise<{ child: Child; match: RegExpExecArray }> {
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   let tail = '';
@@ -65,7 +65,7 @@ async function start(args: string[], ready: RegExp): Promise<{ child: Child; mat
 }
 
 /** SIGTERM, then SIGKILL if the child has not exited within 5 s. */
-async function stop(child: Child): Promise<void> {
+export async function stop(child: Child): Promise<void> {
   const proc = child.process;
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   proc.kill('SIGTERM');
@@ -88,7 +88,7 @@ function cpuSeconds(pid: number | undefined): number | undefined {
 }
 
 /** Opens `n` sessions on `url`; each client joins `into` as soon as it is connected, so cleanup finds it. */
-async function connect(url: string, n: number, into: Client[]): Promise<Client[]> {
+export async function connect(url: string, n: number, into: Client[]): Promise<Client[]> {
   return Promise.all(
     Array.from({ length: n }, async () => {
       const client = new Client({ name: 'runledger-bench', version: VERSION });
@@ -101,7 +101,7 @@ async function connect(url: string, n: number, into: Client[]): Promise<Client[]
   );
 }
 
-interface Side {
+export interface Side {
   name: string;
   clients: Client[];
   op: (client: Client) => Promise<void>;
@@ -113,7 +113,7 @@ interface Side {
 }
 
 /** Every client loops sequential calls until `ms` have passed; when recording, adds the side's calls/s over the whole span and CPU. */
-async function drive(side: Side, ms: number, record: boolean): Promise<void> {
+export async function drive(side: Side, ms: number, record: boolean): Promise<void> {
   const serverCpu0 = cpuSeconds(side.pid);
   const clientCpu0 = process.cpuUsage();
   const start = process.hrtime.bigint();

@@ -3,6 +3,7 @@
 import { benchHttp } from './http-bench.js';
 import { benchLedger } from './ledger-bench.js';
 import { formatTable } from './measure.js';
+import { benchPostgres, postgresReachable } from './postgres-bench.js';
 import { benchStdio } from './stdio-bench.js';
 
 async function runBench(): Promise<number> {
@@ -12,6 +13,12 @@ async function runBench(): Promise<number> {
   process.stdout.write(formatTable('## Create latency over stdio', await benchStdio()) + '\n\n');
   process.stdout.write('Measuring MCP over Streamable HTTP (child processes, concurrent SDK client sessions) ...\n');
   process.stdout.write(formatTable('## Create throughput over Streamable HTTP', await benchHttp()) + '\n\n');
+  if (await postgresReachable()) {
+    process.stdout.write('Measuring the PostgreSQL ledger and replicas sharing it ...\n');
+    process.stdout.write(formatTable('## PostgreSQL', await benchPostgres()) + '\n\n');
+  } else {
+    process.stdout.write('PostgreSQL benchmarks skipped: nothing answers at RUNLEDGER_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test).\n');
+  }
   return 0;
 }
 

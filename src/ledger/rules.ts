@@ -36,7 +36,6 @@ export interface RunRow {
   error: string | null;
   attempts: number;
   stalls: number;
-  replay_count: number;
   lease_owner: string | null;
   lease_expires_at: number | null;
   /** When the lease was last taken, and when its holder last made progress. */
@@ -55,7 +54,7 @@ export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owne
 /** The columns of a KeyedRow, in the order every backend selects them. */
 export const KEYED_NAMES = [
   'id', 'fingerprint', 'cost', 'phase', 'progress', 'composing_at', 'rendering_at', 'ended_at', 'error', 'attempts', 'stalls',
-  'replay_count', 'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
+  'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
 ] as const satisfies readonly (keyof KeyedRow)[];
 export const KEYED_COLUMNS = KEYED_NAMES.join(', ');
 /** Every column of a RunRow. */
@@ -124,7 +123,6 @@ export function newRunRow(req: CreateRequest, fp: string, now: number): RunRow {
     error: null,
     attempts: 0,
     stalls: 0,
-    replay_count: 0,
     lease_owner: null,
     lease_expires_at: null,
     claimed_at: null,
@@ -164,7 +162,6 @@ export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_k
     attempts: row.attempts,
     stalls: row.stalls,
     lease: row.lease_expires_at === null ? null : { expiresAt: iso(row.lease_expires_at), takeoverAt: iso(takeoverAt(row)) },
-    replayCount: row.replay_count,
     // The queued entry is stamped with created_at: one date format fewer.
     createdAt: phases[0]!.at,
   };

@@ -51,7 +51,6 @@ export interface Run {
    * holds the run (queued, released) or it has ended.
    */
   lease: { expiresAt: string; takeoverAt: string } | null;
-  replayCount: number;
   createdAt: string;
 }
 

@@ -69,7 +69,7 @@ export interface PostgresLedgerOptions {
   url: string;
   /** The schema holding the tables (created if missing); default the URL's, else "runledger". */
   schema?: string | undefined;
-  /** Most connections this process opens for runs (one more listens, two more write stream events). */
+  /** Most connections this process opens for runs (one more listens, one more writes stream events). */
   poolSize?: number | undefined;
   clock?: (() => number) | undefined;
   leaseMs?: number | undefined;
@@ -134,14 +134,18 @@ export class PostgresLedger implements RunLedger {
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     const connection = { connectionString: url, types: TYPES, connectionTimeoutMillis: 5000 };
     this.pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10, options: `-c search_path=${schema}` });
-    this.eventsPool = new pg.Pool({ ...connection, max: 2, options: `-c search_path=${schema} -c synchronous_commit=off` });
+    // One connection: appends are inserted in the order they were made, so ids rise in that order.
+    this.eventsPool = new pg.Pool({ ...connection, max: 1, options: `-c search_path=${schema} -c synchronous_commit=off` });
     // An idle connection the server drops (a restart, pg_terminate_backend) must not take the process down:
     // the pool discards it and opens another when next needed.
     this.pool.on('error', () => undefined);
     this.eventsPool.on('error', () => undefined);
     this.replays = new ReplayCounter(async (counts) => {
       await this.pool.query(
-        `UPDATE runs SET replay_count = replay_count + c.n FROM unnest($1::text[], $2::int[]) AS c(id, n) WHERE runs.id = c.id`,
+        // A run forgotten since its replays were counted takes its count with it.
+        `INSERT INTO run_replays (run_id, count)
+         SELECT c.id, c.n FROM unnest($1::text[], $2::int[]) AS c(id, n) WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = c.id)
+         ON CONFLICT (run_id) DO UPDATE SET count = run_replays.count + excluded.count`,
         [counts.map(([id]) => id), counts.map(([, n]) => n)],
       );
     }, opts.replayFlushMs ?? 1000);
@@ -646,7 +650,8 @@ export class PostgresLedger implements RunLedger {
       const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {}, byProvider: {} };
       const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
       const runs = await this.pool.query<{ tool: string; runs: number; replays: number }>(
-        'SELECT tool, COUNT(*) AS runs, COALESCE(SUM(replay_count), 0)::bigint AS replays FROM runs WHERE tenant = $1 GROUP BY tool',
+        `SELECT r.tool, COUNT(*) AS runs, COALESCE(SUM(rr.count), 0)::bigint AS replays
+         FROM runs r LEFT JOIN run_replays rr ON rr.run_id = r.id WHERE r.tenant = $1 GROUP BY r.tool`,
         [tenant],
       );
       for (const r of runs.rows) {

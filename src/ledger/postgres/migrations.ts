@@ -32,7 +32,6 @@ export const postgresMigrations: readonly Migration[] = [
         lease_expires_at BIGINT,
         attempts         INTEGER NOT NULL DEFAULT 0,
         stalls           INTEGER NOT NULL DEFAULT 0,
-        replay_count     INTEGER NOT NULL DEFAULT 0,
         claimed_at       BIGINT,
         progressed_at    BIGINT,
         stall_backoff_ms BIGINT NOT NULL DEFAULT 0,
@@ -44,6 +43,13 @@ export const postgresMigrations: readonly Migration[] = [
       );
       CREATE INDEX runs_live ON runs (created_at, id) WHERE phase IN (${sqlPhaseList(LIVE_PHASES)});
       CREATE INDEX runs_by_tenant ON runs (tenant, created_at DESC, id DESC);
+
+      -- Replays absorbed, counted apart: rewriting the hot row every second would leave a dead row
+      -- version behind each time, in the table every key lookup reads.
+      CREATE TABLE run_replays (
+        run_id TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        count  INTEGER NOT NULL
+      );
 
       CREATE TABLE run_data (
         run_id   TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,

@@ -277,9 +277,14 @@ export class SqliteLedger implements RunLedger {
       ),
       clearData: db.prepare<[string]>(`DELETE FROM run_data WHERE run_id = ?`),
       clearArgs: db.prepare<[string]>(`UPDATE runs SET args = '{}' WHERE id = ?`),
-      addReplays: db.prepare<[number, string]>(`UPDATE runs SET replay_count = replay_count + ? WHERE id = ?`),
+      // A run forgotten since its replays were counted takes its count with it.
+      addReplays: db.prepare<[string, number, string]>(
+        `INSERT INTO run_replays (run_id, count) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?)
+         ON CONFLICT (run_id) DO UPDATE SET count = count + excluded.count`,
+      ),
       runsByTool: db.prepare<[string], { tool: string; runs: number; replays: number }>(
-        `SELECT tool, COUNT(*) AS runs, COALESCE(SUM(replay_count), 0) AS replays FROM runs WHERE tenant = ? GROUP BY tool`,
+        `SELECT r.tool, COUNT(*) AS runs, COALESCE(SUM(rr.count), 0) AS replays
+         FROM runs r LEFT JOIN run_replays rr ON rr.run_id = r.id WHERE r.tenant = ? GROUP BY r.tool`,
       ),
       chargesByTool: db.prepare<[string], { tool: string; charges: number; credits: number }>(
         `SELECT tool, COUNT(*) AS charges, COALESCE(SUM(credits), 0) AS credits FROM charges WHERE tenant = ? GROUP BY tool`,
@@ -316,7 +321,7 @@ export class SqliteLedger implements RunLedger {
     this.replays = new ReplayCounter((counts) => {
       if (!this.db.open) return;
       this.db.transaction(() => {
-        for (const [id, count] of counts) this.stmt.addReplays.run(count, id);
+        for (const [id, count] of counts) this.stmt.addReplays.run(id, count, id);
       })();
     }, opts.replayFlushMs ?? 1000);
   }

@@ -117,7 +117,6 @@ export const sqliteMigrations: readonly Migration[] = [
         lease_expires_at INTEGER,
         attempts         INTEGER NOT NULL DEFAULT 0,
         stalls           INTEGER NOT NULL DEFAULT 0,
-        replay_count     INTEGER NOT NULL DEFAULT 0,
         claimed_at       INTEGER,
         progressed_at    INTEGER,
         stall_backoff_ms INTEGER NOT NULL DEFAULT 0,
@@ -139,15 +138,22 @@ export const sqliteMigrations: readonly Migration[] = [
       ) STRICT, WITHOUT ROWID;
 
       INSERT INTO runs_v3 (id, tenant, tool, idem_key, fingerprint, cost, args, phase, progress, composing_at, rendering_at,
-          ended_at, error, lease_owner, lease_expires_at, attempts, replay_count, claimed_at, progressed_at, created_at,
+          ended_at, error, lease_owner, lease_expires_at, attempts, claimed_at, progressed_at, created_at,
           updated_at, deleted_at)
         SELECT id, tenant, tool, idem_key, fingerprint, cost, args, phase, progress,
           ${phaseTime('phases')} ('composing')),
           ${phaseTime('phases')} ('rendering')),
           ${phaseTime('phases')} (${TERMINAL})),
           -- A run held before the upgrade counts its last claim as made, with progress, at its last write.
-          error, lease_owner, lease_expires_at, attempts, replay_count, updated_at, updated_at, created_at, updated_at, deleted_at
+          error, lease_owner, lease_expires_at, attempts, updated_at, updated_at, created_at, updated_at, deleted_at
         FROM runs;
+      -- Replays absorbed, counted apart: the count changes every second, and the hot row should not.
+      CREATE TABLE run_replays (
+        run_id TEXT PRIMARY KEY REFERENCES runs_v3 (id) ON DELETE CASCADE,
+        count  INTEGER NOT NULL
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO run_replays SELECT id, replay_count FROM runs WHERE replay_count > 0;
+
       INSERT INTO run_data
         SELECT id, CASE WHEN phase IN (${TERMINAL}) THEN NULL ELSE recovery END, CAST(result AS BLOB) FROM runs
         WHERE result IS NOT NULL OR (recovery <> '{}' AND phase NOT IN (${TERMINAL}));
