@@ -4,7 +4,7 @@
 // - 64 concurrent HTTP client sessions creating fresh runs against one replica, and against three
 //   replicas sharing the database.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,6 +130,14 @@ async function ledgerRates(): Promise<Comparison[]> {
   );
 }
 
+/** The whole machine's CPU time so far, busy and total, in clock ticks (from /proc/stat). */
+function machineCpu(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
 async function replicaRates(): Promise<Comparison> {
   return withSchema(async (schema) => {
     const children: Child[] = [];
@@ -158,7 +166,22 @@ async function replicaRates(): Promise<Comparison> {
       const one = side('one replica', single);
       const three = side('three replicas', spread);
       for (const s of [one, three]) await drive(s, WARMUP_MS, false);
-      for (let round = 0; round < ROUNDS; round++) for (const s of round % 2 === 0 ? [one, three] : [three, one]) await drive(s, ROUND_MS, true);
+      // How busy the machine's cores were on each side: replicas add throughput only where cores are idle.
+      const busy = new Map<Side, { busy: number; total: number }>([
+        [one, { busy: 0, total: 0 }],
+        [three, { busy: 0, total: 0 }],
+      ]);
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const s of round % 2 === 0 ? [one, three] : [three, one]) {
+          const before = machineCpu();
+          await drive(s, ROUND_MS, true);
+          const after = machineCpu();
+          const acc = busy.get(s)!;
+          acc.busy += after.busy - before.busy;
+          acc.total += after.total - before.total;
+        }
+      }
+      const load = (s: Side) => `${Math.round((100 * busy.get(s)!.busy) / Math.max(1, busy.get(s)!.total))}%`;
       const perSec = (rates: number[]) => rates.map((r) => Math.round(r).toLocaleString('en-US')).join(', ');
       return {
         operation: `fresh creates over HTTP, ${CLIENTS} sessions over ${REPLICAS} replicas on one PostgreSQL`,
@@ -168,7 +191,10 @@ async function replicaRates(): Promise<Comparison> {
         ratio: median(three.rates) / median(one.rates),
         target: 1.8,
         unit: 'calls/s',
-        note: `Rounds (calls/s): three replicas ${perSec(three.rates)}; one replica ${perSec(one.rates)}. The clients, every replica and PostgreSQL share this machine's cores.`,
+        note:
+          `Rounds (calls/s): three replicas ${perSec(three.rates)}; one replica ${perSec(one.rates)}. ` +
+          `The clients, every replica and PostgreSQL share this machine's cores, which were ${load(one)} busy with one replica ` +
+          `and ${load(three)} with three.`,
       };
     } finally {
       await Promise.allSettled(clients.map((c) => c.close()));

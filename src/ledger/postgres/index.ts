@@ -122,6 +122,8 @@ export class PostgresLedger implements RunLedger {
   private readonly changes = new ChangeFeed();
   /** A done run's result never changes: read once, then remembered. */
   private readonly finishedResults = new BoundedMap<string, JsonObject>(4096);
+  /** Keys this process has created or answered: a retry of one is read before anything is written. */
+  private readonly knownKeys = new BoundedMap<string, true>(16_384);
   private listener: pg.Client | null = null;
   private closed = false;
 
@@ -133,7 +135,9 @@ export class PostgresLedger implements RunLedger {
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     const connection = { connectionString: url, types: TYPES, connectionTimeoutMillis: 5000 };
-    this.pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10, options: `-c search_path=${schema}` });
+    // Statements are prepared once per connection, but planned on every run: a plan made generic while
+    // a table was small (a sequential scan) would stay with it as it grows.
+    this.pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 10, options: `-c search_path=${schema} -c plan_cache_mode=force_custom_plan` });
     // One connection: appends are inserted in the order they were made, so ids rise in that order.
     this.eventsPool = new pg.Pool({ ...connection, max: 1, options: `-c search_path=${schema} -c synchronous_commit=off` });
     // An idle connection the server drops (a restart, pg_terminate_backend) must not take the process down:
@@ -280,21 +284,28 @@ export class PostgresLedger implements RunLedger {
   async createOrReplay(req: CreateRequest): Promise<CreateOutcome> {
     const fp = checkCreate(req);
     return this.guard(async () => {
-      // Fast path: a repeat needs no write. A miss decides nothing: the fenced insert does.
-      const seen = await this.keyed(this.pool, req);
-      if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) return this.answerExisting(seen, req, fp);
-      const created = await this.insertRun(this.pool, req, fp);
-      if (created !== null) return created;
-      // The key was taken meanwhile (the race is lost: answer like a replay), or it had expired.
+      const fenceKey = `${req.tenant}\u0000${req.tool}\u0000${req.idempotencyKey}`;
+      // A key this process has met is most likely a retry: read it, which writes nothing. A key it has
+      // not is most likely new: the fenced insert goes first, and answers with the key's holder if it has
+      // one, in the same round trip. A miss decides nothing: only the insert does.
+      if (this.knownKeys.has(fenceKey)) {
+        const seen = await this.keyed(this.pool, req);
+        if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) return this.answerExisting(seen, req, fp);
+      }
+      const attempt = await this.insertOrSee(this.pool, req, fp);
+      this.knownKeys.set(fenceKey, true);
+      if ('created' in attempt) return attempt.created;
+      if (attempt.holder !== undefined && !isExpired(attempt.holder, this.now(), this.retentionMs)) return this.answerExisting(attempt.holder, req, fp);
+      // The key had expired, or it was taken by a transaction that committed after this statement began.
       return this.tx(async (client) => {
         const winner = await this.keyed(client, req, 'FOR UPDATE');
         if (winner !== undefined && !isExpired(winner, this.now(), this.retentionMs)) return this.answerExisting(winner, req, fp, client);
         // Past retention, and locked by this transaction: forget it as a sweep would, then create.
         if (winner !== undefined) await this.forget(client, [winner.id]);
-        const fresh = await this.insertRun(client, req, fp);
-        if (fresh !== null) return fresh;
+        const again = await this.insertOrSee(client, req, fp);
+        if ('created' in again) return again.created;
         // Another replica forgot it and created the key's new run first: that run answers.
-        const other = await this.keyed(client, req);
+        const other = again.holder ?? (await this.keyed(client, req));
         if (other === undefined) throw new InternalError('the key is taken but no run holds it');
         return this.answerExisting(other, req, fp, client);
       });
@@ -320,22 +331,29 @@ export class PostgresLedger implements RunLedger {
     return rows[0];
   }
 
-  private async insertRun(db: pg.Pool | Client, req: CreateRequest, fp: string): Promise<CreateOutcome | null> {
+  /**
+   * The fenced insert, and its notification, in one statement; when the key is taken, the same
+   * statement answers with the run holding it (as of the statement's start: a holder that committed
+   * later is not seen, and `holder` is undefined).
+   */
+  private async insertOrSee(db: pg.Pool | Client, req: CreateRequest, fp: string): Promise<{ created: CreateOutcome } | { holder: KeyedRow | undefined }> {
     const row = newRunRow(req, fp, this.now());
     const args = fingerprintedArgs(req.args);
-    // One statement: the insert and its notification commit together.
-    const { rowCount } = await db.query({
+    const { rows } = await db.query<KeyedRow & { inserted: number }>({
       name: 'insert-run',
       text: `WITH inserted AS (
                INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                ON CONFLICT (tenant, tool, idem_key) DO NOTHING
                RETURNING id)
-             SELECT pg_notify($11, $12) FROM inserted`,
+             SELECT (SELECT count(pg_notify($11, $12)) FROM inserted) AS inserted, holder.*
+             FROM (SELECT 1) AS one
+             LEFT JOIN LATERAL (SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $2 AND tool = $3 AND idem_key = $4) AS holder ON true`,
       values: [row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at, this.channel, JSON.stringify({ runId: row.id, phase: Phase.queued })],
     });
-    if (rowCount === 0) return null;
-    return { kind: 'created', run: toRun(row, row, { args, result: null }) };
+    const { inserted, ...holder } = rows[0]!;
+    if (inserted > 0) return { created: { kind: 'created', run: toRun(row, row, { args, result: null }) } };
+    return { holder: holder.id === null ? undefined : holder };
   }
 
   private async answerExisting(row: KeyedRow, req: CreateRequest, fp: string, db: pg.Pool | Client = this.pool, countReplay = true): Promise<Conflict | Replayed> {
