@@ -1,14 +1,18 @@
 // `npm run chaos`: many seeded chaos trials (see trial.ts), a table of what happened, and a non-zero
 // exit naming every broken invariant. A failing trial is re-run exactly with --seed and --trials 1.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { passed, runTrial, type TrialReport } from './trial.js';
 
-const USAGE = `npm run chaos -- [--trials N] [--seed S] [--chaos-ms MS]
+const USAGE = `npm run chaos -- [--trials N] [--seed S] [--chaos-ms MS] [--db postgres://...]
   --trials N     trials to run (default 200)
+  --db URL       run on PostgreSQL: each trial gets a schema of its own there, dropped after it
+                 (default: a fresh SQLite file per trial)
   --seed S       seed of the first trial; trial i uses S + i (default: from the clock, printed)
   --chaos-ms MS  how long each trial kills servers (default 2500)
 `;
@@ -23,7 +27,7 @@ function positive(name: string, text: string | undefined, fallback: number): num
 export async function main(argv: string[]): Promise<number> {
   let options;
   try {
-    const { values } = parseArgs({ args: argv, options: { trials: { type: 'string' }, seed: { type: 'string' }, 'chaos-ms': { type: 'string' }, help: { type: 'boolean' } } });
+    const { values } = parseArgs({ args: argv, options: { trials: { type: 'string' }, seed: { type: 'string' }, 'chaos-ms': { type: 'string' }, db: { type: 'string' }, help: { type: 'boolean' } } });
     if (values.help) {
       process.stdout.write(USAGE);
       return 0;
@@ -32,26 +36,52 @@ export async function main(argv: string[]): Promise<number> {
       trials: positive('trials', values.trials, 200),
       seed: positive('seed', values.seed, Date.now() % 1_000_000),
       chaosMs: positive('chaos-ms', values['chaos-ms'], 2500),
+      postgres: values.db,
     };
+    if (options.postgres !== undefined && !/^postgres(ql)?:\/\//.test(options.postgres)) throw new Error(`--db takes a postgres:// URL, got "${options.postgres}"`);
   } catch (err) {
     process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
   const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-  process.stdout.write(`chaos: ${options.trials} trials from seed ${options.seed}\n`);
+  process.stdout.write(`chaos: ${options.trials} trials from seed ${options.seed} on ${options.postgres === undefined ? 'SQLite' : 'PostgreSQL'}\n`);
   const reports: TrialReport[] = [];
   for (let i = 0; i < options.trials; i++) {
-    const dir = mkdtempSync(join(tmpdir(), 'runledger-chaos-'));
+    const ledger = await freshLedger(options.postgres, options.seed + i);
     try {
-      const report = await runTrial({ seed: options.seed + i, db: join(dir, 'ledger.db'), cli, chaosMs: options.chaosMs, finishMs: 120_000 });
+      const report = await runTrial({ seed: options.seed + i, db: ledger.db, cli, chaosMs: options.chaosMs, finishMs: 120_000 });
       reports.push(report);
       process.stderr.write(`  trial ${i + 1}/${options.trials} seed ${report.seed}: ${passed(report) ? 'ok' : 'BROKEN'} (${report.kills} kills, ${report.runs} runs)\n`);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      await ledger.remove();
     }
   }
   process.stdout.write(summary(reports));
   return reports.every(passed) ? 0 : 1;
+}
+
+/** A ledger for one trial: a SQLite file in a new directory, or a new schema on the PostgreSQL server. */
+export async function freshLedger(postgres: string | undefined, seed: number): Promise<{ db: string; remove: () => Promise<void> }> {
+  if (postgres === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'runledger-chaos-'));
+    return { db: join(dir, 'ledger.db'), remove: async () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  const schema = `chaos_${seed}_${randomBytes(4).toString('hex')}`;
+  const url = new URL(postgres);
+  url.searchParams.set('schema', schema);
+  return {
+    db: url.toString(),
+    remove: async () => {
+      url.searchParams.delete('schema');
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
 }
 
 function refusals(reports: TrialReport[]): string {

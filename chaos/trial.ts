@@ -6,12 +6,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPrng, type Prng } from '../src/compose/prng.js';
 
 export interface TrialOptions {
   seed: number;
-  /** A fresh SQLite ledger file for this trial. */
+  /** A fresh ledger for this trial: a SQLite file, or a PostgreSQL URL naming a fresh schema (?schema=). */
   db: string;
   /** The built CLI (dist/src/cli.js). */
   cli: string;
@@ -154,38 +155,60 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   } finally {
     await finisher.client.close();
   }
-  check(opts.db, answered, report);
+  check(await readRuns(opts.db), answered, report);
   report.ms = Date.now() - started;
   return report;
 }
 
-/** The invariants, read from the ledger file itself. */
-function check(db: string, answered: Map<string, Set<string>>, report: TrialReport): void {
+interface RunRow {
+  id: string;
+  idem_key: string;
+  phase: string;
+  attempts: number;
+  charges: number;
+}
+
+const RUNS_WITH_CHARGES = `SELECT r.id, r.idem_key, r.phase, r.attempts, (SELECT count(*) FROM charges c WHERE c.run_id = r.id)::int AS charges FROM runs r`;
+
+/** Every run with its charge count, read from the ledger itself rather than through a server. */
+async function readRuns(db: string): Promise<RunRow[]> {
+  if (/^postgres(ql)?:\/\//.test(db)) {
+    const url = new URL(db);
+    const schema = url.searchParams.get('schema') ?? 'runledger';
+    url.searchParams.delete('schema');
+    const client = new pg.Client({ connectionString: url.toString(), options: `-c search_path=${schema}` });
+    await client.connect();
+    try {
+      return (await client.query<RunRow>(RUNS_WITH_CHARGES)).rows;
+    } finally {
+      await client.end();
+    }
+  }
   const ledger = new Database(db, { readonly: true });
   try {
-    const runs = ledger
-      .prepare<[], { id: string; idem_key: string; phase: string; attempts: number; charges: number }>(
-        `SELECT r.id, r.idem_key, r.phase, r.attempts, (SELECT count(*) FROM charges c WHERE c.run_id = r.id) AS charges FROM runs r`,
-      )
-      .all();
-    const byId = new Map(runs.map((r) => [r.id, r]));
-    report.runs = runs.length;
-    report.done = runs.filter((r) => r.phase === 'done').length;
-    report.failed = runs.filter((r) => r.phase === 'failed').length;
-    report.maxAttempts = Math.max(0, ...runs.map((r) => r.attempts));
-    for (const r of runs) if (r.charges !== (r.phase === 'done' ? 1 : 0)) report.chargeErrors.push(`${r.id} (${r.phase}, ${r.charges} charges)`);
-    const keysInLedger = new Map<string, number>();
-    for (const r of runs) keysInLedger.set(r.idem_key, (keysInLedger.get(r.idem_key) ?? 0) + 1);
-    for (const [key, ids] of answered) {
-      if (ids.size > 1 || (keysInLedger.get(key) ?? 0) > 1) report.duplicates.push(`${key}: ${[...ids].join(', ')}`);
-      for (const id of ids) {
-        const run = byId.get(id);
-        if (run === undefined) report.lost.push(`${key}: ${id}`);
-        else if (run.phase !== 'done') report.unfinished.push(`${id} (${run.phase})`);
-      }
-    }
+    return ledger.prepare<[], RunRow>(RUNS_WITH_CHARGES.replace('::int', '')).all();
   } finally {
     ledger.close();
+  }
+}
+
+/** The invariants: one run per key, every acknowledged run present and done, one charge per done run. */
+function check(runs: RunRow[], answered: Map<string, Set<string>>, report: TrialReport): void {
+  const byId = new Map(runs.map((r) => [r.id, r]));
+  report.runs = runs.length;
+  report.done = runs.filter((r) => r.phase === 'done').length;
+  report.failed = runs.filter((r) => r.phase === 'failed').length;
+  report.maxAttempts = Math.max(0, ...runs.map((r) => r.attempts));
+  for (const r of runs) if (r.charges !== (r.phase === 'done' ? 1 : 0)) report.chargeErrors.push(`${r.id} (${r.phase}, ${r.charges} charges)`);
+  const keysInLedger = new Map<string, number>();
+  for (const r of runs) keysInLedger.set(r.idem_key, (keysInLedger.get(r.idem_key) ?? 0) + 1);
+  for (const [key, ids] of answered) {
+    if (ids.size > 1 || (keysInLedger.get(key) ?? 0) > 1) report.duplicates.push(`${key}: ${[...ids].join(', ')}`);
+    for (const id of ids) {
+      const run = byId.get(id);
+      if (run === undefined) report.lost.push(`${key}: ${id}`);
+      else if (run.phase !== 'done') report.unfinished.push(`${id} (${run.phase})`);
+    }
   }
 }
 
