@@ -65,7 +65,7 @@ async function rawStatements(schema: string) {
   await pool.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}; ${postgresMigrations[0]!.sql}`);
   return {
     insert: async (key: string) => {
-      const row = newRunRow(request(key), FP, Date.now());
+      const row = newRunRow(request(key), FP, Date.now(), 30_000);
       await pool.query(
         `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, tool, idem_key) DO NOTHING`,

@@ -70,6 +70,8 @@ export class Engine {
   readonly owner = `${hostname()}:${process.pid}:${nanoid(6)}`;
   private readonly ledger: RunLedger;
   private readonly tools: Map<string, GenerationTool>;
+  /** Run tool names this engine can do: it never claims another's (a proxied call's, say). */
+  private readonly runTools: string[];
   private readonly providers: ProviderSet;
   private readonly threads: ThreadPool;
   private readonly concurrency: number;
@@ -88,6 +90,7 @@ export class Engine {
   constructor(opts: EngineOptions) {
     this.ledger = opts.ledger;
     this.tools = new Map(opts.tools.map((t) => [t.name, t]));
+    this.runTools = [...this.tools.keys()];
     this.concurrency = opts.concurrency ?? 2;
     const threads = opts.threads ?? createThreadPool(this.concurrency);
     if (opts.threads === undefined) this.owned.push(threads);
@@ -148,7 +151,7 @@ export class Engine {
     while (this.running) {
       let run: ClaimedRun | null = null;
       try {
-        run = await this.ledger.claim(owner);
+        run = await this.ledger.claim(owner, this.runTools);
       } catch (err) {
         this.log.warn('could not claim a run', { error: asRunledgerError(err).message });
       }

@@ -106,8 +106,9 @@ export function conflictOf(row: Pick<KeyedRow, 'id' | 'created_at'>, storedArgs:
   return { kind: 'conflict', runId: row.id, createdAt: iso(row.created_at), differingFields: differingFields(storedArgs, args) };
 }
 
-/** The hot row a new run starts with. */
-export function newRunRow(req: CreateRequest, fp: string, now: number): RunRow {
+/** The hot row a new run starts with; one created `startedBy` a worker is already leased to it. */
+export function newRunRow(req: CreateRequest, fp: string, now: number, leaseMs: number): RunRow {
+  const started = req.startedBy !== undefined;
   return {
     id: newRunId(),
     tenant: req.tenant,
@@ -121,11 +122,11 @@ export function newRunRow(req: CreateRequest, fp: string, now: number): RunRow {
     rendering_at: null,
     ended_at: null,
     error: null,
-    attempts: 0,
+    attempts: started ? 1 : 0,
     stalls: 0,
-    lease_owner: null,
-    lease_expires_at: null,
-    claimed_at: null,
+    lease_owner: req.startedBy ?? null,
+    lease_expires_at: started ? now + leaseMs : null,
+    claimed_at: started ? now : null,
     progressed_at: null,
     stall_backoff_ms: 0,
     created_at: now,
@@ -264,6 +265,11 @@ export function claimUpdate(
     stalls,
     stall_backoff_ms: takeoverBackoffMs(stalls + 1, leaseMs),
   };
+}
+
+/** Whether a run may be taken by claimRun: live, not deleted, and its lease free or past its takeover time. */
+export function isClaimable(row: RunRow, now: number): boolean {
+  return !isTerminal(row.phase) && row.deleted_at === null && (row.lease_owner === null || takeoverAt(row) <= now);
 }
 
 // ---- phase moves ---------------------------------------------------------------------------------

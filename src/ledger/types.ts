@@ -77,6 +77,11 @@ export interface CreateRequest {
   /** `fingerprint(args)`, when the caller has it already (a retry's is cached); computed when absent. */
   fingerprint?: string;
   cost: number;
+  /**
+   * A worker that starts the run itself as it creates it (runledger proxy forwarding a call): a new
+   * run is created already leased to this owner, in the same commit. A replay is unaffected.
+   */
+  startedBy?: string;
 }
 
 export interface Conflict {
@@ -166,10 +171,21 @@ export interface RunLedger {
   listRuns(tenant: string, query?: ListQuery): Promise<RunPage>;
 
   /**
-   * Lease the oldest queued run, or a live run whose lease expired; null when there is none. A run
-   * whose last attempt stalled is taken over only after a back-off that grows with its stalls.
+   * Lease the oldest queued run, or a live run whose lease expired, of `tools` when given (a worker
+   * takes only runs it can do); null when there is none. A run whose last attempt stalled is taken
+   * over only after a back-off that grows with its stalls.
    */
-  claim(owner: string): Promise<ClaimedRun | null>;
+  claim(owner: string, tools?: readonly string[]): Promise<ClaimedRun | null>;
+  /**
+   * Lease this run if it is live and its lease is free or past its takeover time (its holder died);
+   * null when another worker holds it, or it has ended or gone. Its attempts count the claim.
+   */
+  claimRun(runId: string, owner: string): Promise<Run | null>;
+  /**
+   * Remove a run whose lease `owner` holds, as if it had never been created, so its key may be used
+   * again (a proxied call whose upstream failed before doing anything). False: lease lost.
+   */
+  forget(runId: string, owner: string): Promise<boolean>;
   /** Extend the lease; false when the owner no longer holds the run (canceled, taken over). */
   renew(runId: string, owner: string): Promise<boolean>;
   /** Give up a lease without changing the run, so another worker may take it at once. */

@@ -337,6 +337,53 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect((await ledger.claim('w2'))?.id).toBe(run.id);
       });
 
+      it('claims only the tools a worker names', async () => {
+        await ledger.createOrReplay(request({ tool: 'send_email', idempotencyKey: 'key-proxied-000000001' }));
+        tick(1);
+        const own = await ledger.createOrReplay(request({ idempotencyKey: 'key-own-00000000000002' }));
+        expect((await ledger.claim('w1', ['product_shot']))?.id).toBe(own.kind === 'created' ? own.run.id : '');
+        expect(await ledger.claim('w1', ['product_shot', 'social_card'])).toBeNull();
+        expect((await ledger.claim('w2'))?.tool).toBe('send_email');
+      });
+
+      it('creates a run already leased to the worker that starts it, and a replay does not take it', async () => {
+        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        expect(first).toMatchObject({ kind: 'created', run: { attempts: 1, phase: 'queued' } });
+        const runId = first.kind === 'created' ? first.run.id : '';
+        expect((await ledger.getRun('acme', runId)).lease).not.toBeNull();
+        expect(await ledger.createOrReplay(request({ startedBy: 'proxy-2' }))).toMatchObject({ kind: 'replayed', run: { id: runId, attempts: 1 } });
+        expect(await ledger.claim('w1')).toBeNull();
+        expect(await ledger.claimRun(runId, 'proxy-2')).toBeNull();
+        expect(await ledger.finish(runId, 'proxy-1', { answer: 1 })).toMatchObject({ phase: 'done', result: { answer: 1 } });
+      });
+
+      it('hands one run to claimRun only once its holder is gone, counting the attempt', async () => {
+        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        const runId = first.kind === 'created' ? first.run.id : '';
+        tick(LEASE_MS - 1);
+        expect(await ledger.claimRun(runId, 'proxy-2')).toBeNull();
+        tick(2);
+        expect(await ledger.claimRun(runId, 'proxy-2')).toMatchObject({ id: runId, attempts: 2 });
+        expect(await ledger.claimRun(runId, 'proxy-3')).toBeNull();
+        expect(await ledger.renew(runId, 'proxy-1')).toBe(false);
+        await ledger.fail(runId, 'proxy-2', { code: 'generation_failed', message: 'gone', details: {} });
+        tick(LEASE_MS * 10);
+        expect(await ledger.claimRun(runId, 'proxy-3')).toBeNull();
+        expect(await ledger.claimRun('run_missing', 'proxy-3')).toBeNull();
+      });
+
+      it('forgets a run only for its lease holder, freeing the key', async () => {
+        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        const runId = first.kind === 'created' ? first.run.id : '';
+        expect(await ledger.forget(runId, 'proxy-2')).toBe(false);
+        expect(await ledger.forget(runId, 'proxy-1')).toBe(true);
+        expect((await typedError(ledger.getRun('acme', runId))).code).toBe('not_found');
+        const again = await ledger.createOrReplay(request({ args: { other: true } }));
+        expect(again.kind).toBe('created');
+        expect(again.kind === 'created' && again.run.id).not.toBe(runId);
+        expect((await ledger.usage('acme')).runs).toBe(1);
+      });
+
       it('stops a worker whose run was canceled', async () => {
         const first = await ledger.createOrReplay(request());
         const run = (await ledger.claim('w1'))!;

@@ -18,6 +18,7 @@ import {
   checkCreate,
   checkListQuery,
   claimUpdate,
+  isClaimable,
   conflictOf,
   DEFAULT_LEASE_MS,
   DEFAULT_RETENTION_MS,
@@ -301,7 +302,7 @@ export class PostgresLedger implements RunLedger {
         const winner = await this.keyed(client, req, 'FOR UPDATE');
         if (winner !== undefined && !isExpired(winner, this.now(), this.retentionMs)) return this.answerExisting(winner, req, fp, client);
         // Past retention, and locked by this transaction: forget it as a sweep would, then create.
-        if (winner !== undefined) await this.forget(client, [winner.id]);
+        if (winner !== undefined) await this.forgetRuns(client, [winner.id]);
         const again = await this.insertOrSee(client, req, fp);
         if ('created' in again) return again.created;
         // Another replica forgot it and created the key's new run first: that run answers.
@@ -337,19 +338,21 @@ export class PostgresLedger implements RunLedger {
    * later is not seen, and `holder` is undefined).
    */
   private async insertOrSee(db: pg.Pool | Client, req: CreateRequest, fp: string): Promise<{ created: CreateOutcome } | { holder: KeyedRow | undefined }> {
-    const row = newRunRow(req, fp, this.now());
+    const row = newRunRow(req, fp, this.now(), this.leaseMs);
     const args = fingerprintedArgs(req.args);
     const { rows } = await db.query<KeyedRow & { inserted: number }>({
       name: 'insert-run',
       text: `WITH inserted AS (
-               INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at,
+                 attempts, lease_owner, lease_expires_at, claimed_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $13, $14, $15, $16)
                ON CONFLICT (tenant, tool, idem_key) DO NOTHING
                RETURNING id)
              SELECT (SELECT count(pg_notify($11, $12)) FROM inserted) AS inserted, holder.*
              FROM (SELECT 1) AS one
              LEFT JOIN LATERAL (SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $2 AND tool = $3 AND idem_key = $4) AS holder ON true`,
-      values: [row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at, this.channel, JSON.stringify({ runId: row.id, phase: Phase.queued })],
+      values: [row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at, this.channel, JSON.stringify({ runId: row.id, phase: Phase.queued }),
+        row.attempts, row.lease_owner, row.lease_expires_at, row.claimed_at],
     });
     const { inserted, ...holder } = rows[0]!;
     if (inserted > 0) return { created: { kind: 'created', run: toRun(row, row, { args, result: null }) } };
@@ -469,26 +472,48 @@ export class PostgresLedger implements RunLedger {
 
   // ---- workers -------------------------------------------------------------------------------
 
-  async claim(owner: string): Promise<ClaimedRun | null> {
+  async claim(owner: string, tools?: readonly string[]): Promise<ClaimedRun | null> {
     return this.tx(async (client) => {
       const now = this.now();
       // SKIP LOCKED: replicas claiming at once each take a different run instead of queueing on one.
       const { rows } = await client.query<RunRowWithArgs>(
         `SELECT ${RUN_COLUMNS}, args FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR ${TAKEOVER_AT_SQL} <= $1)
+           ${tools === undefined ? '' : 'AND tool = ANY($2)'}
          ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`,
-        [now],
+        tools === undefined ? [now] : [now, tools],
       );
       const next = rows[0];
       if (next === undefined) return null;
-      const claim = claimUpdate(next, owner, now, this.leaseMs);
-      await client.query(
-        `UPDATE runs SET lease_owner = $1, lease_expires_at = $2, claimed_at = $3, attempts = $4, stalls = $5, stall_backoff_ms = $6 WHERE id = $7`,
-        [claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, next.id],
-      );
-      const run = await this.fullRun({ ...next, ...claim }, client);
+      const run = await this.lease(client, next, owner, now);
       const recovery = await client.query<{ recovery: string | null }>('SELECT recovery FROM run_data WHERE run_id = $1', [next.id]);
       const points = (parseJson(recovery.rows[0]?.recovery) ?? {}) as ClaimedRun['recovery'];
       return toClaimedRun(run, points, await this.assetsOf(client, next.id));
+    });
+  }
+
+  /** Leases `row` to `owner`, inside the transaction that locked it. */
+  private async lease(client: Client, row: RunRowWithArgs, owner: string, now: number): Promise<Run> {
+    const claim = claimUpdate(row, owner, now, this.leaseMs);
+    await client.query(
+      `UPDATE runs SET lease_owner = $1, lease_expires_at = $2, claimed_at = $3, attempts = $4, stalls = $5, stall_backoff_ms = $6 WHERE id = $7`,
+      [claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, row.id],
+    );
+    return this.fullRun({ ...row, ...claim }, client);
+  }
+
+  async claimRun(runId: string, owner: string): Promise<Run | null> {
+    return this.tx(async (client) => {
+      const now = this.now();
+      const row = await this.byId(client, runId, 'FOR UPDATE');
+      return row !== undefined && isClaimable(row, now) ? this.lease(client, row, owner, now) : null;
+    });
+  }
+
+  async forget(runId: string, owner: string): Promise<boolean> {
+    return this.tx(async (client) => {
+      if ((await this.held(client, runId, owner)) === null) return false;
+      await this.forgetRuns(client, [runId]);
+      return true;
     });
   }
 
@@ -707,7 +732,7 @@ export class PostgresLedger implements RunLedger {
           `SELECT id FROM runs WHERE created_at <= $1 AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ${SWEEP_SLICE} FOR UPDATE SKIP LOCKED`,
           [cutoff],
         );
-        await this.forget(client, rows.map((r) => r.id));
+        await this.forgetRuns(client, rows.map((r) => r.id));
         return rows.length;
       });
       report.runsForgotten += forgotten;
@@ -719,7 +744,7 @@ export class PostgresLedger implements RunLedger {
   }
 
   /** Deletes runs with their data and asset links. Inside a transaction; the bytes go in dropOrphanAssets. */
-  private async forget(client: Client, runIds: string[]): Promise<void> {
+  private async forgetRuns(client: Client, runIds: string[]): Promise<void> {
     if (runIds.length === 0) return;
     await client.query('DELETE FROM run_assets WHERE run_id = ANY($1)', [runIds]);
     await client.query('DELETE FROM runs WHERE id = ANY($1)', [runIds]);

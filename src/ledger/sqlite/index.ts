@@ -18,6 +18,7 @@ import {
   checkCreate,
   checkListQuery,
   claimUpdate,
+  isClaimable,
   conflictOf,
   DEFAULT_LEASE_MS,
   DEFAULT_RETENTION_MS,
@@ -183,6 +184,7 @@ export class SqliteLedger implements RunLedger {
   private readonly changes = new ChangeFeed();
   /** A done run's result never changes, so a replay of a finished run need not read and inflate it again. */
   private readonly finishedResults = new BoundedMap<string, JsonObject>(4096);
+  private readonly claimStatements = new Map<string, Database.Statement<unknown[], RunRow>>();
   /**
    * The run each replayed key was last answered with, beside the raw row it was built from and the
    * database version it was read at. While no connection has committed anything since, a replay
@@ -217,15 +219,12 @@ export class SqliteLedger implements RunLedger {
       result: db.prepare<[string], Buffer | null>(`SELECT result FROM run_data WHERE run_id = ?`).pluck(),
       recovery: db.prepare<[string], string | null>(`SELECT recovery FROM run_data WHERE run_id = ?`).pluck(),
       insert: db.prepare<unknown[]>(
-        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at,
+           attempts, lease_owner, lease_expires_at, claimed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (tenant, tool, idem_key) DO NOTHING`,
       ),
       deleteRun: db.prepare<[string]>(`DELETE FROM runs WHERE id = ?`),
-      nextClaimable: db.prepare<[number], RunRow>(
-        `SELECT ${RUN_COLUMNS} FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR ${TAKEOVER_AT_SQL} <= ?)
-         ORDER BY created_at, id LIMIT 1`,
-      ),
       lease: db.prepare<[string, number, number, number, number, number, string]>(
         `UPDATE runs SET lease_owner = ?, lease_expires_at = ?, claimed_at = ?, attempts = ?, stalls = ?, stall_backoff_ms = ?
          WHERE id = ?`,
@@ -421,16 +420,19 @@ export class SqliteLedger implements RunLedger {
     if (winner === undefined) throw new InternalError('fenced insert conflicted but no run holds the key');
     if (!isExpired(winner, this.now(), this.retentionMs)) return this.answerExisting(winner, req, fp);
     // The key outlived its retention window before a sweep ran: forget it now, as a sweep would.
-    this.forget([winner.id]);
+    this.forgetRuns([winner.id]);
     const fresh = this.insertRun(req, fp);
     if (fresh === null) throw new InternalError('insert after forgetting an expired key conflicted');
     return fresh;
   }
 
   private insertRun(req: CreateRequest, fp: string): CreateOutcome | null {
-    const row = newRunRow(req, fp, this.now());
+    const row = newRunRow(req, fp, this.now(), this.leaseMs);
     const args = fingerprintedArgs(req.args);
-    const { changes } = this.stmt.insert.run(row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at);
+    const { changes } = this.stmt.insert.run(
+      row.id, row.tenant, row.tool, row.idem_key, fp, row.cost, JSON.stringify(args), row.phase, row.created_at, row.updated_at,
+      row.attempts, row.lease_owner, row.lease_expires_at, row.claimed_at,
+    );
     if (changes === 0) return null;
     return { kind: 'created', run: toRun(row, row, { args, result: null }) };
   }
@@ -530,18 +532,61 @@ export class SqliteLedger implements RunLedger {
 
   // ---- workers ---------------------------------------------------------------------------
 
-  async claim(owner: string): Promise<ClaimedRun | null> {
+  async claim(owner: string, tools?: readonly string[]): Promise<ClaimedRun | null> {
     return this.guard(() =>
       this.db
         .transaction((): ClaimedRun | null => {
           const now = this.now();
-          const next = this.stmt.nextClaimable.get(now);
+          const next = this.nextClaimable(tools).get(now, ...(tools ?? []));
           if (next === undefined) return null;
-          const id = next.id;
-          const claim = claimUpdate(next, owner, now, this.leaseMs);
-          this.stmt.lease.run(claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, id);
-          const run = this.fullRun({ ...next, ...claim });
-          return toClaimedRun(run, parseJson(this.stmt.recovery.get(id)) ?? {}, this.stmt.runAssets.all(id).map(toAssetRef));
+          const run = this.lease(next, owner, now);
+          return toClaimedRun(run, parseJson(this.stmt.recovery.get(next.id)) ?? {}, this.stmt.runAssets.all(next.id).map(toAssetRef));
+        })
+        .immediate(),
+    );
+  }
+
+  /** The oldest claimable run of these tools (of any, when not given); one statement per tool set. */
+  private nextClaimable(tools: readonly string[] | undefined): Database.Statement<unknown[], RunRow> {
+    const names = tools === undefined ? '*' : tools.join('\u0000');
+    let statement = this.claimStatements.get(names);
+    if (statement === undefined) {
+      const only = tools === undefined ? '' : `AND tool IN (${tools.map(() => '?').join(', ')})`;
+      statement = this.db.prepare<unknown[], RunRow>(
+        `SELECT ${RUN_COLUMNS} FROM runs WHERE ${LIVE} AND (lease_owner IS NULL OR ${TAKEOVER_AT_SQL} <= ?) ${only}
+         ORDER BY created_at, id LIMIT 1`,
+      );
+      this.claimStatements.set(names, statement);
+    }
+    return statement;
+  }
+
+  /** Leases `row` to `owner`. Call inside a transaction. */
+  private lease(row: RunRow, owner: string, now: number): Run {
+    const claim = claimUpdate(row, owner, now, this.leaseMs);
+    this.stmt.lease.run(claim.lease_owner, claim.lease_expires_at, claim.claimed_at, claim.attempts, claim.stalls, claim.stall_backoff_ms, row.id);
+    return this.fullRun({ ...row, ...claim });
+  }
+
+  async claimRun(runId: string, owner: string): Promise<Run | null> {
+    return this.guard(() =>
+      this.db
+        .transaction((): Run | null => {
+          const now = this.now();
+          const row = this.stmt.byId.get(runId);
+          return row !== undefined && isClaimable(row, now) ? this.lease(row, owner, now) : null;
+        })
+        .immediate(),
+    );
+  }
+
+  async forget(runId: string, owner: string): Promise<boolean> {
+    return this.guard(() =>
+      this.db
+        .transaction(() => {
+          if (!holdsLease(this.stmt.byId.get(runId), owner)) return false;
+          this.forgetRuns([runId]);
+          return true;
         })
         .immediate(),
     );
@@ -721,7 +766,7 @@ export class SqliteLedger implements RunLedger {
         this.db
           .transaction(() => {
             const ids = this.stmt.expired.all(cutoff, SWEEP_SLICE);
-            return { forgotten: ids.length, removed: this.forget(ids) };
+            return { forgotten: ids.length, removed: this.forgetRuns(ids) };
           })
           .immediate(),
       );
@@ -739,7 +784,7 @@ export class SqliteLedger implements RunLedger {
   }
 
   /** Delete runs with their data and asset links, then every asset no run links to. Call inside a transaction. */
-  private forget(runIds: string[]): number {
+  private forgetRuns(runIds: string[]): number {
     for (const id of runIds) {
       this.stmt.detachAll.run(id);
       this.stmt.deleteRun.run(id);
