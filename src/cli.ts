@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default), demo, runs list/show.
+// One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';
@@ -75,10 +75,12 @@ async function main(argv: string[]): Promise<number> {
     case 'version':
       process.stdout.write(`runledger ${VERSION}\n`);
       return 0;
-    case 'serve': {
+    case 'serve':
+    case 'proxy': {
+      const open = config.command === 'proxy' ? (await import('./proxy/index.js')).createProxyRuntime : undefined;
       if (config.http !== null) {
         const { serveHttp } = await import('./transports/http.js');
-        const handle = await serveHttp(config, config.http, log);
+        const handle = await serveHttp(config, config.http, log, open);
         const stop = (signal: string) => {
           log.info(`shutting down (${signal}): finishing in-flight requests`);
           void handle.close().finally(() => process.exit(0));
@@ -88,7 +90,7 @@ async function main(argv: string[]): Promise<number> {
         return -1;
       }
       const { serveStdio } = await import('./transports/stdio.js');
-      await serveStdio(config, log);
+      await serveStdio(config, log, open);
       return -1; // keeps running until stdin closes or a signal arrives
     }
     case 'runs-list':

@@ -11,7 +11,7 @@ export class UsageError extends Error {
 }
 
 export interface Config {
-  command: 'serve' | 'demo' | 'runs-list' | 'runs-show' | 'help' | 'version';
+  command: 'serve' | 'proxy' | 'demo' | 'runs-list' | 'runs-show' | 'help' | 'version';
   /** Positional arguments after the command (e.g. the run id of `runs show`). */
   rest: string[];
   db: string;
@@ -25,6 +25,21 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   http: HttpConfig | null;
   providers: ProvidersConfig;
+  /** runledger proxy: the upstream server and which of its tools are fenced. */
+  proxy: ProxyConfig | null;
+}
+
+export interface ProxyConfig {
+  /** A stdio server this process launches, or a Streamable HTTP server's URL (and bearer token). */
+  upstream: { command: string[] } | { url: string; token: string | undefined };
+  /** Tools fenced even though annotated read-only, and tools passed through though they mutate. */
+  fence: string[];
+  pass: string[];
+  /** An isError answer frees its key for another try instead of being replayed. */
+  retryErrors: boolean;
+  /** How long a retry waits for the first call, still in flight, before answering call_in_progress. */
+  waitSeconds: number;
+  upstreamTimeoutMs: number;
 }
 
 export const PROVIDERS = ['builtin', 'openai'] as const;
@@ -65,6 +80,10 @@ Usage:
   runledger record --out FILE [--redact REGEX]... -- <server command...>
                                      proxy an MCP client to a stdio server, writing each tools/call to a transcript
   runledger replay FILE [options]    replay a transcript with faults and check the idempotency invariants
+  runledger proxy [options] -- <server command...>
+  runledger proxy [options] --upstream-url URL
+                                     serve another MCP server's tools with every mutating one fenced by
+                                     the ledger: a retry with the same idempotency_key never repeats it
   runledger runs list [options]      list runs in the ledger, newest first
   runledger runs show <run_id>       show one run as JSON
 
@@ -104,6 +123,15 @@ Streamable HTTP (instead of stdio):
   --allowed-origins LIST  more Origin values to accept, comma-separated
   -h, --help              this help
   -v, --version           the version
+
+Proxy (the ledger, tenant and --http flags above apply too):
+  --upstream-url URL      the upstream as a Streamable HTTP server, instead of a command after --
+  --upstream-token TOKEN  bearer token for --upstream-url (env RUNLEDGER_UPSTREAM_TOKEN)
+  --fence LIST            also fence these tools, though annotated read-only (comma-separated)
+  --pass LIST             pass these tools through unfenced, though they are not read-only
+  --retry-errors          let a key be tried again after an isError answer, instead of replaying it
+  --wait-seconds N        how long a retry waits for the first call still in flight, 0–300 (default: 25)
+  --upstream-timeout-ms MS  longest silence of one upstream call, 1000–3600000 (default: 600000)
 
 Record (stdout stays the protocol channel; messages go to stderr):
   --out FILE              the transcript to write, one JSON object a line
@@ -147,10 +175,13 @@ export const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const TENANT_RULE = '1–64 letters, digits, ".", "_" or "-"';
 
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  // Everything after "--" is the upstream server's command line (runledger proxy), never our flags.
+  const dashes = argv.indexOf('--');
+  const upstreamCommand = dashes < 0 ? [] : argv.slice(dashes + 1);
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: dashes < 0 ? argv : argv.slice(0, dashes),
       allowPositionals: true,
       strict: true,
       options: {
@@ -177,6 +208,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'max-body-bytes': { type: 'string' },
         'allowed-hosts': { type: 'string' },
         'allowed-origins': { type: 'string' },
+        'upstream-url': { type: 'string' },
+        'upstream-token': { type: 'string' },
+        fence: { type: 'string' },
+        pass: { type: 'string' },
+        'retry-errors': { type: 'boolean' },
+        'wait-seconds': { type: 'string' },
+        'upstream-timeout-ms': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -191,7 +229,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (values.help) command = 'help';
   else if (values.version) command = 'version';
   else if (first === undefined) command = 'serve';
-  else if (first === 'demo') {
+  else if (first === 'proxy') {
+    command = first;
+    if (second !== undefined) throw new UsageError(`unexpected argument "${second}": the upstream command goes after "--" (runledger proxy -- node server.js)`);
+  } else if (first === 'demo') {
     command = first;
     if (second !== undefined) throw new UsageError(`unexpected argument "${second}" after ${first}`);
   } else if (first === 'runs' && second === 'list') {
@@ -236,7 +277,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const httpOnly = ['host', 'port', 'stateless', 'tokens', 'max-body-bytes', 'allowed-hosts', 'allowed-origins'] as const;
   const stray = httpOnly.find((flag) => values[flag] !== undefined);
   if (!values.http && stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
-  if (values.http && command !== 'serve') throw new UsageError('--http serves MCP; it does not go with a command');
+  if (values.http && command !== 'serve' && command !== 'proxy') throw new UsageError('--http serves MCP; it does not go with a command');
   const list = (text: string | undefined) => (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
   const http: HttpConfig | null = values.http
     ? {
@@ -253,6 +294,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     command,
     rest: extra,
     http,
+    proxy: parseProxy(command, values, upstreamCommand, env, list),
     providers: parseProviders(values, env),
     db,
     dbSchema,
@@ -262,6 +304,42 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),
     leaseMs: integer('--lease-ms', values['lease-ms'], 30_000, 1000, 3_600_000),
     logLevel: logLevel as Config['logLevel'],
+  };
+}
+
+const PROXY_FLAGS = ['upstream-url', 'upstream-token', 'fence', 'pass', 'retry-errors', 'wait-seconds', 'upstream-timeout-ms'] as const;
+
+function parseProxy(
+  command: Config['command'],
+  values: { [flag in (typeof PROXY_FLAGS)[number]]?: string | boolean },
+  upstreamCommand: string[],
+  env: NodeJS.ProcessEnv,
+  list: (text: string | undefined) => string[],
+): ProxyConfig | null {
+  if (command !== 'proxy') {
+    const stray = PROXY_FLAGS.find((flag) => values[flag] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with runledger proxy`);
+    if (upstreamCommand.length > 0) throw new UsageError('a command after "--" goes with runledger proxy (runledger proxy -- node server.js)');
+    return null;
+  }
+  const url = values['upstream-url'] as string | undefined;
+  if ((url === undefined) === (upstreamCommand.length === 0)) {
+    throw new UsageError('runledger proxy needs one upstream: a command after "--" (runledger proxy -- node server.js), or --upstream-url URL');
+  }
+  if (url !== undefined && !/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--upstream-url must be an http(s) URL, got "${url}"`);
+  const token = (values['upstream-token'] as string | undefined) ?? env.RUNLEDGER_UPSTREAM_TOKEN;
+  if (url === undefined && values['upstream-token'] !== undefined) throw new UsageError('--upstream-token goes with --upstream-url');
+  const fence = list(values.fence as string | undefined);
+  const pass = list(values.pass as string | undefined);
+  const both = fence.find((name) => pass.includes(name));
+  if (both !== undefined) throw new UsageError(`${both} is in both --fence and --pass`);
+  return {
+    upstream: url === undefined ? { command: upstreamCommand } : { url, token },
+    fence,
+    pass,
+    retryErrors: values['retry-errors'] === true,
+    waitSeconds: integer('--wait-seconds', values['wait-seconds'] as string | undefined, 25, 0, 300),
+    upstreamTimeoutMs: integer('--upstream-timeout-ms', values['upstream-timeout-ms'] as string | undefined, 600_000, 1000, 3_600_000),
   };
 }
 

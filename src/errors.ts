@@ -8,6 +8,9 @@ export const ErrorCode = {
   unauthorized: 'unauthorized',
   storageUnavailable: 'storage_unavailable',
   generationFailed: 'generation_failed',
+  outcomeUnknown: 'outcome_unknown',
+  callInProgress: 'call_in_progress',
+  upstreamUnavailable: 'upstream_unavailable',
   internalError: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -93,6 +96,46 @@ export class GenerationFailedError extends RunledgerError {
       details,
       cause,
       fix: 'This run has ended and was not billed. A new idempotency_key starts a new run.',
+    });
+  }
+}
+
+/**
+ * runledger proxy: a call was forwarded to the upstream server, but its answer was never stored (the
+ * proxy or the connection died first), so whether it took effect is unknown. It is not sent again.
+ */
+export class OutcomeUnknownError extends RunledgerError {
+  constructor(tool: string, runId: string, startedAt: string) {
+    super(
+      ErrorCode.outcomeUnknown,
+      `The ${tool} call with this idempotency_key (run ${runId}) was sent to the upstream server at ${startedAt}, ` +
+        'but no answer was recorded: it may or may not have taken effect, so it was not sent again.',
+      {
+        details: { run_id: runId, tool, started_at: startedAt },
+        fix:
+          `Check with the upstream server whether the ${tool} call took effect (look the result up with its read-only tools). ` +
+          'If it did not, call again with a NEW idempotency_key; this key keeps answering outcome_unknown.',
+      },
+    );
+  }
+}
+
+/** runledger proxy: the first call with this key is still being answered upstream. */
+export class CallInProgressError extends RunledgerError {
+  constructor(tool: string, runId: string, waitedSeconds: number) {
+    super(ErrorCode.callInProgress, `The first ${tool} call with this idempotency_key (run ${runId}) is still running upstream after ${waitedSeconds} s.`, {
+      details: { run_id: runId, tool, waited_seconds: waitedSeconds },
+      fix: 'Retry later with the SAME idempotency_key to get its answer; a new key would perform the action a second time.',
+    });
+  }
+}
+
+/** runledger proxy: the upstream server could not be reached, so nothing was sent to it. */
+export class UpstreamUnavailableError extends RunledgerError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.upstreamUnavailable, message, {
+      cause,
+      fix: 'Nothing was sent and nothing was stored: retry with the same idempotency_key once the upstream server is back.',
     });
   }
 }

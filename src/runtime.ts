@@ -1,5 +1,6 @@
 // One place that wires a ledger, an engine, the run service and the MCP tools from a Config, for every
 // transport. The tool entries are built once here; each session's server only binds a tenant.
+import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { catalogue } from '../tools/index.js';
 import type { Config } from './config.js';
 import { Engine } from './engine/engine.js';
@@ -11,13 +12,22 @@ import { createServer, mcpTools, type Extra } from './mcp/server.js';
 import { RunService } from './runs.js';
 import { VERSION } from './version.js';
 
-export interface Runtime {
+/** What a transport serves: runledger itself, or runledger proxy in front of another server. */
+export interface Serving {
   ledger: RunLedger;
+  /** A server for one session (every stdio process has one; HTTP, one per session or request). */
+  createMcpServer(tenantOf: (extra: Extra) => string): { server: Server; close(): Promise<void> };
+  /** Starts the background work, once the transport is listening. */
+  start(): void;
+  /** What the start-up log line says of what is served. */
+  describe(): Record<string, unknown>;
+  /** Stop the work (leases are released for another process to resume) and close the ledger. */
+  shutdown(): Promise<void>;
+}
+
+export interface Runtime extends Serving {
   runs: RunService;
   engine: Engine;
-  createMcpServer(tenantOf: (extra: Extra) => string): ReturnType<typeof createServer>;
-  /** Stop the workers (their leases are released for another process to resume) and close the ledger. */
-  shutdown(): Promise<void>;
 }
 
 export async function createRuntime(config: Config, log: Logger): Promise<Runtime> {
@@ -42,6 +52,8 @@ export async function createRuntime(config: Config, log: Logger): Promise<Runtim
     runs,
     engine,
     createMcpServer: (tenantOf) => createServer({ runs, tools, tenantOf, version: VERSION, log }),
+    start: () => engine.start(),
+    describe: () => ({ db: ledger.describe(), concurrency: config.concurrency }),
     shutdown: () =>
       (stopping ??= (async () => {
         await engine.stop();

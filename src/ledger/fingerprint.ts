@@ -65,6 +65,14 @@ export function fingerprint(args: JsonObject): string {
   return sha256Hex(canonicalJson(fingerprintedArgs(args)));
 }
 
+/**
+ * SHA-256 of the canonical JSON of every argument: for an upstream tool behind runledger proxy, a
+ * `dry_run` or `wait_seconds` is one of its own arguments, not a per-call field.
+ */
+export function fingerprintAll(args: JsonObject): string {
+  return sha256Hex(canonicalJson(args));
+}
+
 /** The top-level fields whose values differ between two argument sets, sorted. */
 export function differingFields(a: JsonObject, b: JsonObject): string[] {
   const names = new Set([...Object.keys(a), ...Object.keys(b)]);

@@ -4,7 +4,7 @@ import type { RunLedger } from './types.js';
 
 export * from './types.js';
 export { Phase, PHASES, LIVE_PHASES, TERMINAL_PHASES, isTerminal, isBilled, canAdvance, phaseProgress } from './phases.js';
-export { fingerprint, canonicalJson, differingFields, keyProblem, assertValidKey, KEY_MIN, KEY_MAX } from './fingerprint.js';
+export { fingerprint, fingerprintAll, canonicalJson, differingFields, keyProblem, assertValidKey, KEY_MIN, KEY_MAX } from './fingerprint.js';
 export { DEFAULT_LEASE_MS, DEFAULT_RETENTION_MS, MAX_PAGE as MAX_PAGE_SIZE, MAX_STALLS, takeoverBackoffMs } from './rules.js';
 
 export interface LedgerOptions {

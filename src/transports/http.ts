@@ -10,7 +10,7 @@ import { UsageError, type Config, type HttpConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
 import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
-import { createRuntime, type Runtime } from '../runtime.js';
+import { createRuntime, type Serving } from '../runtime.js';
 import { loadTokens, type TokenTable } from './tokens.js';
 
 export interface HttpHandle {
@@ -99,7 +99,12 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
   });
 }
 
-export async function serveHttp(config: Config, http: HttpConfig, log: Logger): Promise<HttpHandle> {
+export async function serveHttp(
+  config: Config,
+  http: HttpConfig,
+  log: Logger,
+  open: (config: Config, log: Logger) => Promise<Serving> = createRuntime,
+): Promise<HttpHandle> {
   const tokens = loadTokens(http.tokensFile, process.env.RUNLEDGER_TOKENS);
   if (tokens.size === 0 && !isLoopback(http.host)) {
     throw new UsageError(
@@ -107,7 +112,7 @@ export async function serveHttp(config: Config, http: HttpConfig, log: Logger): 
         'Give --tokens FILE or RUNLEDGER_TOKENS, or bind to 127.0.0.1.',
     );
   }
-  const runtime = await createRuntime(config, log);
+  const runtime = await open(config, log);
   const server = createHttpServer();
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new UsageError(`cannot listen on ${http.host}:${http.port}: ${err.message}`)));
@@ -116,13 +121,13 @@ export async function serveHttp(config: Config, http: HttpConfig, log: Logger): 
   const port = (server.address() as AddressInfo).port;
   const handler = createHandler({ runtime, http, tokens, port, tenant: config.tenant, log });
   server.on('request', (req, res) => void handler.handle(req, res));
-  runtime.engine.start();
+  runtime.start();
   server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   server.headersTimeout = 66_000;
   const origin = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${port}`;
   log.info('serving MCP over Streamable HTTP', {
     url: `${origin}/mcp`,
-    db: runtime.ledger.describe(),
+    ...runtime.describe(),
     tenants: tokens.size === 0 ? [config.tenant] : 'by token',
     stateless: http.stateless,
   });
@@ -130,7 +135,7 @@ export async function serveHttp(config: Config, http: HttpConfig, log: Logger): 
 }
 
 interface HandlerDeps {
-  runtime: Runtime;
+  runtime: Serving;
   http: HttpConfig;
   tokens: TokenTable;
   port: number;

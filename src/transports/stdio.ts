@@ -2,10 +2,10 @@
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { createRuntime } from '../runtime.js';
+import { createRuntime, type Serving } from '../runtime.js';
 
-export async function serveStdio(config: Config, log: Logger): Promise<void> {
-  const runtime = await createRuntime(config, log);
+export async function serveStdio(config: Config, log: Logger, open: (config: Config, log: Logger) => Promise<Serving> = createRuntime): Promise<void> {
+  const runtime = await open(config, log);
   const { server } = runtime.createMcpServer(() => config.tenant);
   const transport = new StdioServerTransport();
   let exiting = false;
@@ -20,6 +20,6 @@ export async function serveStdio(config: Config, log: Logger): Promise<void> {
   process.once('SIGINT', () => exit('SIGINT'));
   process.once('SIGTERM', () => exit('SIGTERM'));
   await server.connect(transport);
-  runtime.engine.start();
-  log.info('serving MCP over stdio', { db: runtime.ledger.describe(), tenant: config.tenant, concurrency: config.concurrency });
+  runtime.start();
+  log.info('serving MCP over stdio', { ...runtime.describe(), tenant: config.tenant });
 }

@@ -1,0 +1,163 @@
+// The fence in front of one upstream tool call: the ledger decides whether this (tenant, tool, key) is
+// a first call, a retry of a stored answer, a retry of a call still in flight, or a key reused with
+// other arguments. A first call is recorded as started (a run leased to this process) before it is
+// forwarded, and its answer is stored after; between the two, nothing but this process's lease says
+// it is in flight. When that lease runs out, the holder died mid-call: the outcome is unknown.
+import { hostname } from 'node:os';
+import { nanoid } from 'nanoid';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CallInProgressError, IdempotencyKeyReusedError, NotFoundError, OutcomeUnknownError } from '../errors.js';
+import { fingerprintAll, isTerminal, Phase, type JsonObject, type Run } from '../ledger/index.js';
+import type { Logger } from '../log.js';
+import type { RunService } from '../runs.js';
+
+/** Where the proxy's marks go in a result's `_meta`, so the upstream's own result shape is kept. */
+export const META_RUN_ID = 'io.runledger/run_id';
+export const META_REPLAYED = 'io.runledger/replayed';
+/** Sent upstream with a fenced call, for servers that understand idempotency keys. */
+export const META_KEY = 'io.runledger/idempotency_key';
+
+/** How a forwarded call ended, as the fence needs to know it. */
+export type Forwarded =
+  | { kind: 'answer'; result: CallToolResult }
+  /** The upstream refused it (a JSON-RPC error) or could not be reached: it did nothing. */
+  | { kind: 'not-done'; error: unknown }
+  /** The call was sent but its answer never came (the connection dropped, a timeout): unknown. */
+  | { kind: 'unknown'; error: unknown };
+
+export interface FencedCall {
+  tenant: string;
+  tool: string;
+  key: string;
+  /** The arguments without the key: what the fingerprint covers. */
+  args: JsonObject;
+  /** The tool says repeating a call has no further effect: an unknown outcome may be sent once more. */
+  idempotent: boolean;
+  /** Sends the call upstream; called at most once per attempt, and only by the attempt's lease holder. */
+  forward(runId: string): Promise<Forwarded>;
+}
+
+export interface FenceOptions {
+  runs: RunService;
+  /** How long a retry waits for a call in flight before answering call_in_progress. */
+  waitMs: number;
+  /** Let a key be used again after an isError answer, instead of replaying that answer. */
+  retryErrors: boolean;
+  /** Names the upstream in each charge (the provider column of get_usage). */
+  upstreamName: string;
+  log: Logger;
+}
+
+/** A proxied call resent after an unknown outcome is sent at most this many times in all. */
+const MAX_SENDS_OF_IDEMPOTENT = 2;
+
+export class Fence {
+  readonly owner = `proxy:${hostname()}:${process.pid}:${nanoid(6)}`;
+  /** Calls this process is forwarding now: a duplicate here awaits the same answer. */
+  private readonly inFlight = new Map<string, Promise<CallToolResult>>();
+
+  constructor(private readonly opts: FenceOptions) {}
+
+  async call(call: FencedCall): Promise<CallToolResult> {
+    const { runs } = this.opts;
+    const ledger = runs.ledger;
+    const deadline = Date.now() + this.opts.waitMs;
+    const args = call.args;
+    const fp = fingerprintAll(args);
+    for (;;) {
+      const outcome = await ledger.createOrReplay({ tenant: call.tenant, tool: call.tool, idempotencyKey: call.key, args, fingerprint: fp, cost: 0, startedBy: this.owner });
+      if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
+      if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, false);
+      let run = outcome.run;
+      try {
+        for (;;) {
+          if (isTerminal(run.phase)) return marked(storedAnswer(run), run.id, true);
+          const local = this.inFlight.get(run.id);
+          if (local !== undefined) return marked(await local, run.id, true);
+          if (run.lease === null || Date.parse(run.lease.takeoverAt) <= Date.now()) {
+            // Whoever started it is gone without an answer. Take the run, so only one retry decides.
+            const taken = await ledger.claimRun(run.id, this.owner);
+            if (taken !== null) return marked(await this.takeOver(call, taken), run.id, true);
+          }
+          const left = deadline - Date.now();
+          if (left <= 0) throw new CallInProgressError(call.tool, run.id, Math.round(this.opts.waitMs / 1000));
+          // Wake at the latest when the holder's lease would run out, to take over if it has died.
+          const untilTakeover = run.lease === null ? 0 : Date.parse(run.lease.takeoverAt) - Date.now() + 5;
+          run = (await runs.follow(call.tenant, run, { waitSeconds: Math.max(50, Math.min(left, untilTakeover)) / 1000 })).run;
+        }
+      } catch (err) {
+        // The first call failed without doing anything and was forgotten: this retry goes again.
+        if (err instanceof NotFoundError) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** A run left started with no answer: send once more if the tool is idempotent, else end it unknown. */
+  private async takeOver(call: FencedCall, run: Run): Promise<CallToolResult> {
+    if (call.idempotent && run.attempts <= MAX_SENDS_OF_IDEMPOTENT) {
+      this.opts.log.warn('resending a call whose first answer was never recorded (the tool is idempotent)', { run_id: run.id, tool: call.tool });
+      return this.send(call, run);
+    }
+    const error = new OutcomeUnknownError(call.tool, run.id, run.createdAt);
+    const ended = await this.opts.runs.ledger.fail(run.id, this.owner, error.toJSON());
+    return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
+  }
+
+  /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
+  private send(call: FencedCall, run: Run): Promise<CallToolResult> {
+    const answer = this.forwardAndStore(call, run).finally(() => this.inFlight.delete(run.id));
+    this.inFlight.set(run.id, answer);
+    return answer;
+  }
+
+  private async forwardAndStore(call: FencedCall, run: Run): Promise<CallToolResult> {
+    const ledger = this.opts.runs.ledger;
+    const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
+    try {
+      const sent = await call.forward(run.id);
+      if (sent.kind === 'not-done') {
+        await ledger.forget(run.id, this.owner);
+        throw sent.error;
+      }
+      if (sent.kind === 'unknown') {
+        this.opts.log.warn('a forwarded call got no answer', { run_id: run.id, tool: call.tool, error: String(sent.error) });
+        // Sending an idempotent call again is harmless, so its key stays free for the retry.
+        if (call.idempotent) {
+          await ledger.forget(run.id, this.owner);
+          throw sent.error;
+        }
+        const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
+        return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
+      }
+      if (sent.result.isError === true && this.opts.retryErrors) {
+        await ledger.forget(run.id, this.owner);
+        return sent.result;
+      }
+      const stored = await ledger.finish(run.id, this.owner, sent.result as JsonObject, { provider: this.opts.upstreamName, model: null });
+      if (stored === null) this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
+      return sent.result;
+    } finally {
+      clearInterval(renew);
+    }
+  }
+}
+
+/** The answer a finished run keeps: the upstream's result, or the error that ended it. */
+function storedAnswer(run: Run): CallToolResult {
+  if (run.phase === Phase.done && run.result !== null) return run.result as CallToolResult;
+  const error = run.error ?? { code: 'internal_error', message: `The call ended ${run.phase} without an answer.`, details: {} };
+  const fix =
+    error.code === 'outcome_unknown'
+      ? 'Check with the upstream server whether it took effect; if it did not, call again with a NEW idempotency_key.'
+      : 'A new idempotency_key makes a new call.';
+  return {
+    content: [{ type: 'text', text: `${error.code}: ${error.message} ${fix}` }],
+    structuredContent: { error },
+    isError: true,
+  };
+}
+
+function marked(result: CallToolResult, runId: string, replayed: boolean): CallToolResult {
+  return { ...result, _meta: { ...result._meta, [META_RUN_ID]: runId, [META_REPLAYED]: replayed } };
+}
