@@ -27,6 +27,14 @@ describe('runledger CLI', () => {
     [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
     [['--provider-sizes', '1024'], /--provider-sizes takes WxH sizes/],
     [['--provider-url', 'ftp://x'], /--provider-url must be an http\(s\) URL/],
+    [['proxy'], /runledger proxy needs one upstream: a command after "--"/],
+    [['proxy', '--upstream-url', 'http://127.0.0.1:1/mcp', '--', 'node', 's.js'], /runledger proxy needs one upstream/],
+    [['proxy', 'node', 's.js'], /the upstream command goes after "--"/],
+    [['proxy', '--upstream-url', 'mcp.example.com'], /--upstream-url must be an http\(s\) URL/],
+    [['proxy', '--fence', 'a', '--pass', 'a', '--', 'node'], /a is in both --fence and --pass/],
+    [['--fence', 'send_email'], /--fence goes with runledger proxy/],
+    [['--', 'node', 's.js'], /a command after "--" goes with runledger proxy/],
+    [['proxy', '--wait-seconds', '301', '--', 'node'], /--wait-seconds must be from 0 to 300/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -55,6 +63,13 @@ describe('runledger CLI', () => {
     }
     expect(cli(['--db', 'x.db', '--db-schema', 'other']).stderr).toMatch(/--db-schema goes with a PostgreSQL --db/);
     expect(cli(['--db', url, '--db-schema', 'Bad-Name']).stderr).toMatch(/--db-schema must be lower-case letters/);
+  });
+
+  it('names an upstream server that will not start, and exits before serving', () => {
+    const result = cli(['proxy', '--db', tempDb(), '--', process.execPath, '-e', 'process.exit(3)']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/upstream_unavailable: Could not reach the upstream MCP server \(.* -e process\.exit\(3\)\)/);
+    expect(result.stdout).toBe('');
   });
 
   it('loads no PostgreSQL driver when the ledger is a SQLite file', () => {
@@ -131,5 +146,13 @@ describe('config', () => {
     expect(parseConfig([], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/a.db');
     expect(parseConfig(['--db', '/tmp/b.db'], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/b.db');
     expect(parseConfig([], {}).tenant).toBe('local');
+  });
+
+  it('takes everything after "--" as the upstream command of runledger proxy, never as its own flags', () => {
+    const config = parseConfig(['proxy', '--db', '/tmp/p.db', '--pass', 'a, b', '--', 'npx', '-y', 'some-server', '--db', 'theirs'], {});
+    expect(config).toMatchObject({ command: 'proxy', db: '/tmp/p.db' });
+    expect(config.proxy).toEqual({ upstream: { command: ['npx', '-y', 'some-server', '--db', 'theirs'] }, fence: [], pass: ['a', 'b'], retryErrors: false, waitSeconds: 25, upstreamTimeoutMs: 600_000 });
+    expect(parseConfig(['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy?.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
+    expect(parseConfig([], {}).proxy).toBeNull();
   });
 });

@@ -17,6 +17,8 @@ export async function serveStdio(config: Config, log: Logger, open: (config: Con
   };
   // The client closing our stdin is how stdio sessions normally end.
   process.stdin.once('end', () => exit('stdin closed'));
+  // A client that went away mid-answer: nothing is left to answer, so end as for a closed stdin.
+  process.stdout.on('error', () => exit('stdout closed'));
   process.once('SIGINT', () => exit('SIGINT'));
   process.once('SIGTERM', () => exit('SIGTERM'));
   await server.connect(transport);

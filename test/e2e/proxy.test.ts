@@ -7,6 +7,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ToolListChangedNotificationSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { connectHttp, killAll, startHttp } from '../helpers/http.js';
 import { readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
 
 const COUNTING = fileURLToPath(new URL('../fixtures/counting-server.mjs', import.meta.url));
@@ -48,6 +49,7 @@ const call = async (client: Client, name: string, args: Record<string, unknown>,
   (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
 const data = (result: CallToolResult) => (result.structuredContent ?? {}) as Record<string, unknown> & { error?: { code: string; message: string; details: Record<string, unknown> } };
 const replayed = (result: CallToolResult) => result._meta?.['io.runledger/replayed'];
+const PROXY_WORDING_PART = 'runledger fences this tool';
 const key = (n: number) => `proxy-test-key-${String(n).padStart(6, '0')}`;
 
 describe('runledger proxy', () => {
@@ -225,5 +227,41 @@ describe('runledger proxy', () => {
     expect(usage).toMatchObject({ runs: 1, by_tool: { create_ticket: { runs: 1, replays_absorbed: 1 } }, by_provider: { 'counting-server': { charges: 1, credits: 0 } } });
     const listed = data(await call(server.client, 'list_runs', {}));
     expect(listed.runs).toMatchObject([{ tool: 'create_ticket', phase: 'done' }]);
+  });
+});
+
+describe('runledger proxy over Streamable HTTP', () => {
+  afterEach(killAll);
+
+  it('serves tenants by token in front of an HTTP upstream that wants its own token, each tenant its own keys', async () => {
+    const upstream = await startHttp(tempDb(), ['--concurrency', '1'], { RUNLEDGER_TOKENS: 'proxy:upstream-token-0123456789' });
+    const proxy = await startHttp(tempDb(), ['proxy', '--upstream-url', upstream.url], {
+      RUNLEDGER_TOKENS: 'acme:acme-token-0123456789abcdef,globex:globex-token-0123456789abcdef',
+      RUNLEDGER_UPSTREAM_TOKEN: 'upstream-token-0123456789',
+    });
+    expect((await fetch(proxy.url, { method: 'POST', body: '{}' })).status).toBe(401);
+    const acme = await connectHttp(proxy.url, 'acme-token-0123456789abcdef');
+    const globex = await connectHttp(proxy.url, 'globex-token-0123456789abcdef');
+    try {
+      const tools = new Map((await acme.listTools()).tools.map((t) => [t.name, t]));
+      // runledger's own create tools are mutating (fenced again here); poll_run is read-only (passed).
+      expect(tools.get('create_social_card')?.description).toContain(PROXY_WORDING_PART);
+      expect(tools.get('poll_run')?.description).not.toContain(PROXY_WORDING_PART);
+      const card = { headline: 'Through the proxy', idempotency_key: key(20) };
+      const first = await call(acme, 'create_social_card', card);
+      const retry = await call(acme, 'create_social_card', card);
+      expect(data(retry).run_id).toBe(data(first).run_id);
+      expect([replayed(first), replayed(retry)]).toEqual([false, true]);
+      // Another tenant's key is its own: its first call goes upstream (where runledger replays it).
+      expect(replayed(await call(globex, 'create_social_card', card))).toBe(false);
+      const upstreamUsage = await connectHttp(upstream.url, 'upstream-token-0123456789');
+      try {
+        expect(data(await call(upstreamUsage, 'get_usage', {}))).toMatchObject({ runs: 1 });
+      } finally {
+        await upstreamUsage.close();
+      }
+    } finally {
+      await Promise.all([acme.close(), globex.close()]);
+    }
   });
 });
