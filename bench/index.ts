@@ -4,6 +4,7 @@ import { benchHttp } from './http-bench.js';
 import { benchLedger } from './ledger-bench.js';
 import { formatTable } from './measure.js';
 import { benchPostgres, postgresReachable } from './postgres-bench.js';
+import { benchProxy } from './proxy-bench.js';
 import { benchStdio } from './stdio-bench.js';
 
 async function runBench(): Promise<number> {
@@ -11,6 +12,8 @@ async function runBench(): Promise<number> {
   process.stdout.write(formatTable('## Ledger operations per second', await benchLedger()) + '\n\n');
   process.stdout.write('Measuring MCP over stdio (child processes, the SDK client) ...\n');
   process.stdout.write(formatTable('## Create latency over stdio', await benchStdio()) + '\n\n');
+  process.stdout.write('Measuring runledger proxy over stdio (its upstream called directly as the baseline) ...\n');
+  process.stdout.write(formatTable('## runledger proxy over stdio', await benchProxy()) + '\n\n');
   process.stdout.write('Measuring MCP over Streamable HTTP (child processes, concurrent SDK client sessions) ...\n');
   process.stdout.write(formatTable('## Create throughput over Streamable HTTP', await benchHttp()) + '\n\n');
   if (await postgresReachable()) {

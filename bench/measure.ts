@@ -1,5 +1,8 @@
 // Small measuring helpers shared by the benchmarks. Numbers are only ever compared with a baseline
 // measured in the same run, never with a fixed time.
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { VERSION } from '../src/version.js';
 
 /** The product_shot arguments every benchmark sends: a realistic brief, not a toy. */
 export const BENCH_REQUEST = {
@@ -38,6 +41,29 @@ export async function opsPerSecond(count: number, op: (i: number) => unknown): P
   for (let i = 0; i < count; i++) await op(i);
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   return count / seconds;
+}
+
+/** The q-quantile (0–1) of `values`, nearest rank. */
+export function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+/** Runs `op` `count` times in sequence, pushing each one's duration in microseconds onto `into`. */
+export async function timeEach(count: number, op: () => unknown, into?: number[]): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const start = process.hrtime.bigint();
+    await op();
+    into?.push(Number(process.hrtime.bigint() - start) / 1000);
+  }
+}
+
+export async function connect(args: string[]): Promise<Client> {
+  const client = new Client({ name: 'runledger-bench', version: VERSION });
+  // No tools/list: the client then skips validating structuredContent against the output schema, so
+  // every side measures the wire and the server, not the client's schema checks.
+  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: 'inherit' }));
+  return client;
 }
 
 export function median(values: number[]): number {

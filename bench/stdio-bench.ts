@@ -9,11 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { VERSION } from '../src/version.js';
-import { BENCH_REQUEST, median, type Comparison } from './measure.js';
+import { BENCH_REQUEST, connect, median, quantile, timeEach, type Comparison } from './measure.js';
 
 const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
@@ -22,29 +20,6 @@ const WARMUP_CALLS = 300;
 const REPLAY_LIMIT = 1.05;
 const FRESH_LIMIT = 1.15;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-
-/** The q-quantile (0–1) of `values`, nearest rank. */
-function quantile(values: number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
-}
-
-/** Runs `op` `count` times in sequence, pushing each one's duration in microseconds onto `into`. */
-async function timeEach(count: number, op: () => unknown, into?: number[]): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const start = process.hrtime.bigint();
-    await op();
-    into?.push(Number(process.hrtime.bigint() - start) / 1000);
-  }
-}
-
-async function connect(args: string[]): Promise<Client> {
-  const client = new Client({ name: 'runledger-bench', version: VERSION });
-  // No tools/list: the client then skips validating structuredContent against the output schema, so
-  // every side measures the wire and the server, not the client's schema checks.
-  await client.connect(new StdioClientTransport({ command: process.execPath, args, stderr: 'inherit' }));
-  return client;
-}
 
 interface Answer {
   result: CallToolResult;

@@ -199,8 +199,13 @@ export interface RunLedger {
   checkpoint(runId: string, owner: string, name: string, value: JsonObject): Promise<boolean>;
   /** Store an asset content-addressed and attach it to the run as asset `n`. False: lease lost. */
   attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean>;
-  /** Mark done with its result and write the run's one charge (with what it was spent on), in one transaction. */
-  finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource): Promise<Run | null>;
+  /**
+   * Mark done with its result and write the run's one charge (with what it was spent on), in one
+   * transaction. `durable: false` commits without waiting for the disk: the commit survives the
+   * process being killed, not the machine losing power (runledger proxy storing an answer, where a
+   * lost answer reads as an unknown outcome, never as a call to repeat).
+   */
+  finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource, durable?: boolean): Promise<Run | null>;
   fail(runId: string, owner: string, error: RunError): Promise<Run | null>;
   /**
    * Give the run up after a failure that may not be its own (the renderer's thread died, say): the

@@ -106,40 +106,46 @@ export class Fence {
 
   /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
   private send(call: FencedCall, run: Run): Promise<CallToolResult> {
-    const answer = this.forwardAndStore(call, run).finally(() => this.inFlight.delete(run.id));
+    const ledger = this.opts.runs.ledger;
+    const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
+    const answer = this.forward(call, run).finally(() => {
+      clearInterval(renew);
+      this.inFlight.delete(run.id);
+    });
     this.inFlight.set(run.id, answer);
     return answer;
   }
 
-  private async forwardAndStore(call: FencedCall, run: Run): Promise<CallToolResult> {
+  /**
+   * The call sent upstream, and what the ledger keeps of it: the answer is stored before it goes back
+   * to the caller, without waiting for the disk. That commit survives this process being killed; were
+   * it lost with the machine's power, a retry would hear outcome_unknown, and the call itself would
+   * still never be repeated. Duplicates in this process get the answer from the in-flight map.
+   */
+  private async forward(call: FencedCall, run: Run): Promise<CallToolResult> {
     const ledger = this.opts.runs.ledger;
-    const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
-    try {
-      const sent = await call.forward(run.id);
-      if (sent.kind === 'not-done') {
+    const sent = await call.forward(run.id);
+    if (sent.kind === 'not-done') {
+      await ledger.forget(run.id, this.owner);
+      throw sent.error;
+    }
+    if (sent.kind === 'unknown') {
+      this.opts.log.warn('a forwarded call got no answer', { run_id: run.id, tool: call.tool, error: String(sent.error) });
+      // Sending an idempotent call again is harmless, so its key stays free for the retry.
+      if (call.idempotent) {
         await ledger.forget(run.id, this.owner);
         throw sent.error;
       }
-      if (sent.kind === 'unknown') {
-        this.opts.log.warn('a forwarded call got no answer', { run_id: run.id, tool: call.tool, error: String(sent.error) });
-        // Sending an idempotent call again is harmless, so its key stays free for the retry.
-        if (call.idempotent) {
-          await ledger.forget(run.id, this.owner);
-          throw sent.error;
-        }
-        const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
-        return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
-      }
-      if (sent.result.isError === true && this.opts.retryErrors) {
-        await ledger.forget(run.id, this.owner);
-        return sent.result;
-      }
-      const stored = await ledger.finish(run.id, this.owner, sent.result as JsonObject, { provider: this.opts.upstreamName, model: null });
-      if (stored === null) this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
-      return sent.result;
-    } finally {
-      clearInterval(renew);
+      const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
+      return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
     }
+    const result = sent.result;
+    if (result.isError === true && this.opts.retryErrors) {
+      await ledger.forget(run.id, this.owner);
+    } else if ((await ledger.finish(run.id, this.owner, result as JsonObject, { provider: this.opts.upstreamName, model: null }, false)) === null) {
+      this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
+    }
+    return result;
   }
 }
 

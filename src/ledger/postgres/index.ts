@@ -595,16 +595,17 @@ export class PostgresLedger implements RunLedger {
     });
   }
 
-  async finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource): Promise<Run | null> {
-    return this.heldTransition(runId, owner, Phase.done, { result, charge });
+  async finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource, durable = true): Promise<Run | null> {
+    return this.heldTransition(runId, owner, Phase.done, { result, charge }, durable);
   }
 
   async fail(runId: string, owner: string, error: RunError): Promise<Run | null> {
     return this.heldTransition(runId, owner, Phase.failed, { error });
   }
 
-  private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData): Promise<Run | null> {
+  private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData, durable = true): Promise<Run | null> {
     return this.tx(async (client) => {
+      if (!durable) await client.query('SET LOCAL synchronous_commit = off');
       const row = await this.held(client, runId, owner);
       return row === null ? null : this.transition(client, row, to, data);
     });

@@ -640,8 +640,8 @@ export class SqliteLedger implements RunLedger {
     return held;
   }
 
-  async finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource): Promise<Run | null> {
-    return this.heldTransition(runId, owner, Phase.done, { result, charge });
+  async finish(runId: string, owner: string, result: JsonObject, charge?: ChargeSource, durable = true): Promise<Run | null> {
+    return this.heldTransition(runId, owner, Phase.done, { result, charge }, durable);
   }
 
   async fail(runId: string, owner: string, error: RunError): Promise<Run | null> {
@@ -652,15 +652,22 @@ export class SqliteLedger implements RunLedger {
     this.guard(() => this.stmt.abandon.run(this.now(), runId, owner));
   }
 
-  private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData): Promise<Run | null> {
-    const run = this.guard(() =>
-      this.db
-        .transaction(() => {
-          const row = this.stmt.byId.get(runId);
-          return holdsLease(row, owner) ? this.transition(row!, to, data) : null;
-        })
-        .immediate(),
-    );
+  private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData, durable = true): Promise<Run | null> {
+    const move = this.db.transaction(() => {
+      const row = this.stmt.byId.get(runId);
+      return holdsLease(row, owner) ? this.transition(row!, to, data) : null;
+    });
+    const run = this.guard(() => {
+      if (durable) return move.immediate();
+      // In WAL mode, synchronous=NORMAL commits to the log without an fsync. Switched for this one
+      // synchronous transaction only, so no other write can slip in under it.
+      this.db.pragma('synchronous = NORMAL');
+      try {
+        return move.immediate();
+      } finally {
+        this.db.pragma('synchronous = FULL');
+      }
+    });
     if (run !== null) this.changes.emit({ runId, phase: run.phase });
     return run;
   }

@@ -1,0 +1,81 @@
+// runledger proxy over real stdio, beside the same calls made straight to its upstream, in one run:
+// the upstream is the bare SDK server of the stdio benchmark, whose `noop` answers at once and whose
+// `durable_insert` makes one durable SQLite commit. A fenced first call through the proxy is compared
+// with a direct call that makes one durable commit (the proxy must record it before and after); a
+// replay through the proxy, with a direct no-op call.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { connect, median, quantile, timeEach, type Comparison } from './measure.js';
+
+const ROUNDS = 5;
+const CALLS_PER_ROUND = 200;
+const WARMUP_CALLS = 300;
+const LIMIT = 1.3;
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
+const BARE = fileURLToPath(new URL('./bare-server.js', import.meta.url));
+
+async function call(client: Client, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
+  const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
+  if (result.isError) throw new Error(`bench: ${name} answered an error: ${JSON.stringify(result.content)}`);
+  return result;
+}
+
+export async function benchProxy(): Promise<Comparison[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'runledger-bench-proxy-'));
+  const clients: Client[] = [];
+  try {
+    const answers = join(dir, 'answers.json');
+    writeFileSync(answers, '{}');
+    const upstream = [BARE, join(dir, 'upstream.db'), answers];
+    const direct = await connect(upstream);
+    const proxy = await connect([CLI, 'proxy', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--', process.execPath, ...upstream]);
+    clients.push(direct, proxy);
+    const replayKey = randomUUID();
+    await call(proxy, 'noop', { idempotency_key: replayKey });
+    const side = (op: () => Promise<unknown>) => ({ op, samples: [] as number[] });
+    const sides = {
+      directNoop: side(() => call(direct, 'noop', {})),
+      directCommit: side(() => call(direct, 'durable_insert', {})),
+      first: side(async () => {
+        const result = await call(proxy, 'noop', { idempotency_key: randomUUID() });
+        if (result._meta?.['io.runledger/replayed'] !== false) throw new Error('bench: a new key through the proxy was not a first call');
+      }),
+      replay: side(async () => {
+        const result = await call(proxy, 'noop', { idempotency_key: replayKey });
+        if (result._meta?.['io.runledger/replayed'] !== true) throw new Error('bench: a retry through the proxy was not a replay');
+      }),
+    };
+    const all = Object.values(sides);
+    for (const s of all) await timeEach(WARMUP_CALLS, s.op);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < all.length; i++) {
+        const s = all[(round + i) % all.length]!;
+        await timeEach(CALLS_PER_ROUND, s.op, s.samples);
+      }
+    }
+    const us = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
+    const row = (operation: string, measured: typeof sides.first, baselineLabel: string, baseline: typeof sides.first): Comparison => ({
+      operation,
+      measured: median(measured.samples),
+      baselineLabel,
+      baseline: median(baseline.samples),
+      ratio: median(baseline.samples) / median(measured.samples),
+      target: 1 / LIMIT,
+      unit: 'µs',
+      lowerIsBetter: true,
+      note: `${operation}: p90 ${us(quantile(measured.samples, 0.9))} against ${us(quantile(baseline.samples, 0.9))}.`,
+    });
+    return [
+      row('fenced first call through the proxy, p50', sides.first, 'direct call + one durable commit, p50', sides.directCommit),
+      row('replayed call through the proxy, p50', sides.replay, 'direct call, p50', sides.directNoop),
+    ];
+  } finally {
+    await Promise.allSettled(clients.map((c) => c.close()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
