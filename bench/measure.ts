@@ -66,6 +66,29 @@ export async function connect(args: string[]): Promise<Client> {
   return client;
 }
 
+export interface Side {
+  op: () => Promise<unknown>;
+  /** Each measured call's duration in microseconds. */
+  samples: number[];
+}
+
+export const side = (op: () => Promise<unknown>): Side => ({ op, samples: [] });
+
+/**
+ * Warms every side up unrecorded (the JIT, the page cache, the children's first calls), then times
+ * them in interleaved rounds, each starting with a different side, so that drift in the machine's
+ * load falls on all alike.
+ */
+export async function interleavedRounds(sides: Side[], opts: { warmup: number; rounds: number; callsPerRound: number }): Promise<void> {
+  for (const s of sides) await timeEach(opts.warmup, s.op);
+  for (let round = 0; round < opts.rounds; round++) {
+    for (let i = 0; i < sides.length; i++) {
+      const s = sides[(round + i) % sides.length]!;
+      await timeEach(opts.callsPerRound, s.op, s.samples);
+    }
+  }
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

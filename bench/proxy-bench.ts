@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { connect, median, quantile, timeEach, type Comparison } from './measure.js';
+import { connect, median, interleavedRounds, quantile, side, type Comparison, type Side } from './measure.js';
 
 const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
@@ -37,7 +37,6 @@ export async function benchProxy(): Promise<Comparison[]> {
     clients.push(direct, proxy);
     const replayKey = randomUUID();
     await call(proxy, 'noop', { idempotency_key: replayKey });
-    const side = (op: () => Promise<unknown>) => ({ op, samples: [] as number[] });
     const sides = {
       directNoop: side(() => call(direct, 'noop', {})),
       directCommit: side(() => call(direct, 'durable_insert', {})),
@@ -50,16 +49,9 @@ export async function benchProxy(): Promise<Comparison[]> {
         if (result._meta?.['io.runledger/replayed'] !== true) throw new Error('bench: a retry through the proxy was not a replay');
       }),
     };
-    const all = Object.values(sides);
-    for (const s of all) await timeEach(WARMUP_CALLS, s.op);
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let i = 0; i < all.length; i++) {
-        const s = all[(round + i) % all.length]!;
-        await timeEach(CALLS_PER_ROUND, s.op, s.samples);
-      }
-    }
+    await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
     const us = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
-    const row = (operation: string, measured: typeof sides.first, baselineLabel: string, baseline: typeof sides.first): Comparison => ({
+    const row = (operation: string, measured: Side, baselineLabel: string, baseline: Side): Comparison => ({
       operation,
       measured: median(measured.samples),
       baselineLabel,

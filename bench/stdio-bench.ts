@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { BENCH_REQUEST, connect, median, quantile, timeEach, type Comparison } from './measure.js';
+import { BENCH_REQUEST, connect, median, interleavedRounds, quantile, side, type Comparison, type Side } from './measure.js';
 
 const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
@@ -75,7 +75,6 @@ export async function benchStdio(): Promise<Comparison[]> {
       if (answer.replayed) throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
     };
 
-    const side = (op: () => Promise<unknown>) => ({ op, samples: [] as number[] });
     const sides = {
       noop: side(bareCall('noop')),
       floorQueued: side(bareCall('floor_queued', { ...BENCH_REQUEST, idempotency_key: queuedKey })),
@@ -85,16 +84,7 @@ export async function benchStdio(): Promise<Comparison[]> {
       fresh: side(fresh),
       durableInsert: side(bareCall('durable_insert', { ...BENCH_REQUEST, idempotency_key: randomUUID() })),
     };
-    const all = Object.values(sides);
-    // Warm-up: the JIT, the page cache and the children's first calls, none of it recorded.
-    for (const s of all) await timeEach(WARMUP_CALLS, s.op);
-    for (let round = 0; round < ROUNDS; round++) {
-      // Interleaved rounds, each starting with a different side, so drift in the machine's load falls on all alike.
-      for (let i = 0; i < all.length; i++) {
-        const s = all[(round + i) % all.length]!;
-        await timeEach(CALLS_PER_ROUND, s.op, s.samples);
-      }
-    }
+    await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
 
     const p50 = (s: { samples: number[] }) => median(s.samples);
     const p90 = (s: { samples: number[] }) => quantile(s.samples, 0.9);
@@ -102,7 +92,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     const times = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     const bytes = (r: CallToolResult) => JSON.stringify(r).length.toLocaleString('en-US');
     const n = ROUNDS * CALLS_PER_ROUND;
-    const latency = (operation: string, measured: typeof sides.noop, baselineLabel: string, baseline: typeof sides.noop, limit: number, note: string): Comparison => ({
+    const latency = (operation: string, measured: Side, baselineLabel: string, baseline: Side, limit: number, note: string): Comparison => ({
       operation,
       measured: p50(measured),
       baselineLabel,
