@@ -73,7 +73,11 @@ export class Fence {
         for (;;) {
           if (isTerminal(run.phase)) return marked(storedAnswer(run), run.id, true);
           const local = this.inFlight.get(run.id);
-          if (local !== undefined) return marked(await local, run.id, true);
+          if (local !== undefined) {
+            const answer = await beforeDeadline(local, deadline);
+            if (answer === undefined) throw new CallInProgressError(call.tool, run.id, Math.round(this.opts.waitMs / 1000));
+            return marked(answer, run.id, true);
+          }
           if (run.lease === null || Date.parse(run.lease.takeoverAt) <= Date.now()) {
             // Whoever started it is gone without an answer. Take the run, so only one retry decides.
             const taken = await ledger.claimRun(run.id, this.owner);
@@ -162,6 +166,17 @@ function storedAnswer(run: Run): CallToolResult {
     structuredContent: { error },
     isError: true,
   };
+}
+
+/** The promise's value, or undefined once the deadline has passed first. */
+async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))));
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function marked(result: CallToolResult, runId: string, replayed: boolean): CallToolResult {

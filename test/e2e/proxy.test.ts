@@ -112,6 +112,21 @@ describe('runledger proxy', () => {
     expect(effects(log)).toHaveLength(1);
   });
 
+  it('answers call_in_progress to a retry that outwaits --wait-seconds, then the first answer once it is there', async () => {
+    const db = tempDb();
+    const log = `${db}.effects`;
+    const { client } = await startProxy(db, log, ['--wait-seconds', '1'], 4000);
+    const ticket = { idempotency_key: key(11), title: 'Slow one' };
+    const first = call(client, 'create_ticket', ticket);
+    await until(async () => (effects(log).length === 1 ? true : undefined), 'the upstream to act');
+    const early = await call(client, 'create_ticket', ticket);
+    expect(data(early).error).toMatchObject({ code: 'call_in_progress', details: { tool: 'create_ticket', waited_seconds: 1 } });
+    expect((early.content[0] as { text: string }).text).toContain('SAME idempotency_key');
+    const answered = await first;
+    expect((await call(client, 'create_ticket', ticket)).structuredContent).toEqual(answered.structuredContent);
+    expect(effects(log)).toHaveLength(1);
+  });
+
   it('refuses the same key with other arguments, naming the field, and does nothing', async () => {
     const db = tempDb();
     const log = `${db}.effects`;
