@@ -8,6 +8,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { ToolListChangedNotificationSchema, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectHttp, killAll, startHttp } from '../helpers/http.js';
+import { backends, freshSchema, PG_URL } from '../helpers/ledgers.js';
 import { readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
 
 const COUNTING = fileURLToPath(new URL('../fixtures/counting-server.mjs', import.meta.url));
@@ -242,6 +243,20 @@ describe('runledger proxy', () => {
     expect(usage).toMatchObject({ runs: 1, by_tool: { create_ticket: { runs: 1, replays_absorbed: 1 } }, by_provider: { 'counting-server': { charges: 1, credits: 0 } } });
     const listed = data(await call(server.client, 'list_runs', {}));
     expect(listed.runs).toMatchObject([{ tool: 'create_ticket', phase: 'done' }]);
+  });
+});
+
+describe.runIf(backends.some((b) => b.name === 'PostgreSQL'))('runledger proxy on PostgreSQL', () => {
+  it('makes concurrent duplicates through two proxy processes sharing one database one upstream call', async () => {
+    const db = `${PG_URL}?schema=${freshSchema()}`;
+    const log = `${tempDb()}.effects`;
+    const [a, b] = await Promise.all([startProxy(db, log, [], 300), startProxy(db, log, [], 300)]);
+    const ticket = { idempotency_key: key(30), title: 'Shared' };
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a.client : b.client, 'create_ticket', ticket)));
+    // Both proxies launched their own upstream; between them the action happened once.
+    expect(effects(log)).toHaveLength(1);
+    expect(new Set(answers.map((r) => JSON.stringify(r.structuredContent))).size).toBe(1);
+    expect(answers.filter((r) => replayed(r) === false)).toHaveLength(1);
   });
 });
 
