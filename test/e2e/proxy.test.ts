@@ -227,6 +227,20 @@ describe('runledger proxy', () => {
     expect(effects(log)).toHaveLength(3);
   }, 60_000);
 
+  it('answers outcome_unknown when the upstream dies mid-call, and starts it again for the next call', async () => {
+    const db = tempDb();
+    const log = `${db}.effects`;
+    const { client } = await startProxy(db, log, [], 600_000);
+    const cut = call(client, 'create_ticket', { idempotency_key: key(12), title: 'Upstream dies' });
+    const acted = await until(async () => effects(log)[0], 'the upstream to act');
+    process.kill(Number(acted.id!.split('_')[2]), 'SIGKILL');
+    expect(data(await cut).error).toMatchObject({ code: 'outcome_unknown', details: { tool: 'create_ticket' } });
+    // A read-only call reconnects to a new upstream process; the dead call's key keeps its answer.
+    expect(data(await call(client, 'list_tickets', {}))).toEqual({ count: 1 });
+    expect(data(await call(client, 'create_ticket', { idempotency_key: key(12), title: 'Upstream dies' })).error?.code).toBe('outcome_unknown');
+    expect(effects(log)).toHaveLength(1);
+  });
+
   it('shows proxied calls in runs list and get_usage of a runledger server on the same ledger', async () => {
     const db = tempDb();
     const log = `${db}.effects`;
