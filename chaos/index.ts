@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { isPostgresUrl } from '../src/ledger/index.js';
 import { passed, runTrial, type TrialReport } from './trial.js';
 
 const USAGE = `npm run chaos -- [--trials N] [--seed S] [--chaos-ms MS] [--db postgres://...]
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
       chaosMs: positive('chaos-ms', values['chaos-ms'], 2500),
       postgres: values.db,
     };
-    if (options.postgres !== undefined && !/^postgres(ql)?:\/\//.test(options.postgres)) throw new Error(`--db takes a postgres:// URL, got "${options.postgres}"`);
+    if (options.postgres !== undefined && !isPostgresUrl(options.postgres)) throw new Error(`--db takes a postgres:// URL, got "${options.postgres}"`);
   } catch (err) {
     process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}`);
     return 2;

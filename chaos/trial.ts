@@ -7,6 +7,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { isPostgresUrl } from '../src/ledger/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createPrng, type Prng } from '../src/compose/prng.js';
 
@@ -172,7 +173,7 @@ const RUNS_WITH_CHARGES = `SELECT r.id, r.idem_key, r.phase, r.attempts, (SELECT
 
 /** Every run with its charge count, read from the ledger itself rather than through a server. */
 async function readRuns(db: string): Promise<RunRow[]> {
-  if (/^postgres(ql)?:\/\//.test(db)) {
+  if (isPostgresUrl(db)) {
     const url = new URL(db);
     const schema = url.searchParams.get('schema') ?? 'runledger';
     url.searchParams.delete('schema');

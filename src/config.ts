@@ -278,7 +278,6 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   const stray = httpOnly.find((flag) => values[flag] !== undefined);
   if (!values.http && stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
   if (values.http && command !== 'serve' && command !== 'proxy') throw new UsageError('--http serves MCP; it does not go with a command');
-  const list = (text: string | undefined) => (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
   const http: HttpConfig | null = values.http
     ? {
         host: values.host ?? '127.0.0.1',
@@ -286,15 +285,15 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         stateless: values.stateless ?? false,
         tokensFile: values.tokens,
         maxBodyBytes: integer('--max-body-bytes', values['max-body-bytes'], 1024 * 1024, 1024, 64 * 1024 * 1024),
-        allowedHosts: list(values['allowed-hosts']),
-        allowedOrigins: list(values['allowed-origins']),
+        allowedHosts: commaList(values['allowed-hosts']),
+        allowedOrigins: commaList(values['allowed-origins']),
       }
     : null;
   return {
     command,
     rest: extra,
     http,
-    proxy: parseProxy(command, values, upstreamCommand, env, list),
+    proxy: parseProxy(command, values, upstreamCommand, env),
     providers: parseProviders(values, env),
     db,
     dbSchema,
@@ -307,6 +306,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   };
 }
 
+function commaList(text: string | undefined): string[] {
+  return (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+}
+
+function requireHttpUrl(flag: string, url: string): void {
+  if (!/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`${flag} must be an http(s) URL, got "${url}"`);
+}
+
 const PROXY_FLAGS = ['upstream-url', 'upstream-token', 'fence', 'pass', 'retry-errors', 'wait-seconds', 'upstream-timeout-ms'] as const;
 
 function parseProxy(
@@ -314,7 +321,6 @@ function parseProxy(
   values: { [flag in (typeof PROXY_FLAGS)[number]]?: string | boolean },
   upstreamCommand: string[],
   env: NodeJS.ProcessEnv,
-  list: (text: string | undefined) => string[],
 ): ProxyConfig | null {
   if (command !== 'proxy') {
     const stray = PROXY_FLAGS.find((flag) => values[flag] !== undefined);
@@ -326,11 +332,11 @@ function parseProxy(
   if ((url === undefined) === (upstreamCommand.length === 0)) {
     throw new UsageError('runledger proxy needs one upstream: a command after "--" (runledger proxy -- node server.js), or --upstream-url URL');
   }
-  if (url !== undefined && !/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--upstream-url must be an http(s) URL, got "${url}"`);
+  if (url !== undefined) requireHttpUrl('--upstream-url', url);
   const token = (values['upstream-token'] as string | undefined) ?? env.RUNLEDGER_UPSTREAM_TOKEN;
   if (url === undefined && values['upstream-token'] !== undefined) throw new UsageError('--upstream-token goes with --upstream-url');
-  const fence = list(values.fence as string | undefined);
-  const pass = list(values.pass as string | undefined);
+  const fence = commaList(values.fence as string | undefined);
+  const pass = commaList(values.pass as string | undefined);
   const both = fence.find((name) => pass.includes(name));
   if (both !== undefined) throw new UsageError(`${both} is in both --fence and --pass`);
   return {
@@ -361,7 +367,7 @@ function parseProviders(
     perTool.set(match[1]!, providerName('--provider-for', match[2]!));
   }
   const url = values['provider-url'] ?? env.RUNLEDGER_PROVIDER_URL ?? 'https://api.openai.com/v1';
-  if (!/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`--provider-url must be an http(s) URL, got "${url}"`);
+  requireHttpUrl('--provider-url', url);
   const keyEnv = values['provider-key-env'] ?? 'OPENAI_API_KEY';
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv)) throw new UsageError(`--provider-key-env must name an environment variable, got "${keyEnv}"`);
   const sizesText = values['provider-sizes'] ?? '1024x1024,1536x1024,1024x1536';

@@ -6,9 +6,10 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { CallInProgressError, IdempotencyKeyReusedError, NotFoundError, OutcomeUnknownError } from '../errors.js';
+import { CallInProgressError, ErrorCode, IdempotencyKeyReusedError, NotFoundError, OutcomeUnknownError, RunledgerError } from '../errors.js';
 import { fingerprintAll, isTerminal, Phase, type JsonObject, type Run } from '../ledger/index.js';
 import type { Logger } from '../log.js';
+import { errorResult } from '../mcp/tool.js';
 import type { RunService } from '../runs.js';
 
 /** Where the proxy's marks go in a result's `_meta`, so the upstream's own result shape is kept. */
@@ -62,10 +63,10 @@ export class Fence {
     const { runs } = this.opts;
     const ledger = runs.ledger;
     const deadline = Date.now() + this.opts.waitMs;
-    const args = call.args;
-    const fp = fingerprintAll(args);
+    const inProgress = (runId: string) => new CallInProgressError(call.tool, runId, Math.round(this.opts.waitMs / 1000));
+    const fp = fingerprintAll(call.args);
     for (;;) {
-      const outcome = await ledger.createOrReplay({ tenant: call.tenant, tool: call.tool, idempotencyKey: call.key, args, fingerprint: fp, cost: 0, startedBy: this.owner });
+      const outcome = await ledger.createOrReplay({ tenant: call.tenant, tool: call.tool, idempotencyKey: call.key, args: call.args, fingerprint: fp, cost: 0, startedBy: this.owner });
       if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
       if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, false);
       let run = outcome.run;
@@ -75,7 +76,7 @@ export class Fence {
           const local = this.inFlight.get(run.id);
           if (local !== undefined) {
             const answer = await beforeDeadline(local, deadline);
-            if (answer === undefined) throw new CallInProgressError(call.tool, run.id, Math.round(this.opts.waitMs / 1000));
+            if (answer === undefined) throw inProgress(run.id);
             return marked(answer, run.id, true);
           }
           if (run.lease === null || Date.parse(run.lease.takeoverAt) <= Date.now()) {
@@ -84,7 +85,7 @@ export class Fence {
             if (taken !== null) return marked(await this.takeOver(call, taken), run.id, true);
           }
           const left = deadline - Date.now();
-          if (left <= 0) throw new CallInProgressError(call.tool, run.id, Math.round(this.opts.waitMs / 1000));
+          if (left <= 0) throw inProgress(run.id);
           // Wake at the latest when the holder's lease would run out, to take over if it has died.
           const untilTakeover = run.lease === null ? 0 : Date.parse(run.lease.takeoverAt) - Date.now() + 5;
           run = (await runs.follow(call.tenant, run, { waitSeconds: Math.max(50, Math.min(left, untilTakeover)) / 1000 })).run;
@@ -153,19 +154,12 @@ export class Fence {
   }
 }
 
-/** The answer a finished run keeps: the upstream's result, or the error that ended it. */
+/** The answer a finished run keeps: the upstream's result, or the error that ended it, as it was first given. */
 function storedAnswer(run: Run): CallToolResult {
   if (run.phase === Phase.done && run.result !== null) return run.result as CallToolResult;
-  const error = run.error ?? { code: 'internal_error', message: `The call ended ${run.phase} without an answer.`, details: {} };
-  const fix =
-    error.code === 'outcome_unknown'
-      ? 'Check with the upstream server whether it took effect; if it did not, call again with a NEW idempotency_key.'
-      : 'A new idempotency_key makes a new call.';
-  return {
-    content: [{ type: 'text', text: `${error.code}: ${error.message} ${fix}` }],
-    structuredContent: { error },
-    isError: true,
-  };
+  if (run.error?.code === ErrorCode.outcomeUnknown) return errorResult(new OutcomeUnknownError(run.tool, run.id, run.createdAt));
+  const { code, message, details } = run.error ?? { code: ErrorCode.internalError, message: `The call ended ${run.phase} without an answer.`, details: {} };
+  return errorResult(new RunledgerError(code, message, { details, fix: 'A new idempotency_key makes a new call.' }));
 }
 
 /** The promise's value, or undefined once the deadline has passed first. */

@@ -20,8 +20,8 @@ import {
   type CallToolResult,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { ErrorCode, RunledgerError, ValidationFailedError } from '../errors.js';
-import { keyProblem, KEY_MAX, KEY_MIN, type JsonObject } from '../ledger/index.js';
+import { ErrorCode, RunledgerError } from '../errors.js';
+import { assertValidKey, KEY_MAX, KEY_MIN, type JsonObject } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { errorResult, type Extra } from '../mcp/tool.js';
 import { META_KEY, META_RUN_ID, type Fence } from './fence.js';
@@ -124,12 +124,11 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
         return (await upstream.request('tools/call', request.params, CallToolResultSchema, { ...options, signal: extra.signal })) as CallToolResult;
       }
       const { idempotency_key: key, ...args } = raw;
-      const rule = keyProblem(key);
-      if (rule !== null) throw new ValidationFailedError([{ field: 'idempotency_key', rule }]);
+      assertValidKey(key);
       return await fence.call({
         tenant: deps.tenantOf(extra),
         tool: toolName,
-        key: key as string,
+        key,
         args: args as JsonObject,
         idempotent: tool.annotations?.idempotentHint === true,
         // The client's abort is not passed on: the call runs to its end so that a retry gets its answer.

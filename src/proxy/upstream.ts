@@ -56,11 +56,10 @@ export class Upstream {
 
   /** The live session, connecting first if there is none. Throws upstream_unavailable. */
   connect(): Promise<Connection> {
-    const opening = (this.connection ??= this.open().catch((err: unknown) => {
+    return (this.connection ??= this.open().catch((err: unknown) => {
       this.connection = null;
       throw new UpstreamUnavailableError(`Could not reach the upstream MCP server (${this.describe()}): ${(err as Error).message}`, err);
     }));
-    return opening;
   }
 
   /** Hears the upstream's list_changed notifications (and a reconnect, which may change the tools). */
@@ -109,7 +108,7 @@ export class Upstream {
   }
 
   private toolMap(): Promise<Map<string, Tool>> {
-    const listing = (this.tools ??= (async () => {
+    return (this.tools ??= (async () => {
       const { client } = await this.connect();
       const tools = new Map<string, Tool>();
       let cursor: string | undefined;
@@ -123,7 +122,6 @@ export class Upstream {
       this.tools = null;
       throw err;
     }));
-    return listing;
   }
 
   private async open(): Promise<Connection> {
