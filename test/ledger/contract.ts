@@ -279,6 +279,27 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(first.kind).toBe('created');
       });
 
+      it('tells its subscribers of each change once, by the time the write returns', async () => {
+        const heard: string[] = [];
+        const unsubscribe = ledger.subscribe((change) => heard.push(change.phase));
+        await ledger.createOrReplay(request());
+        const runId = await runToDone();
+        await ledger.createOrReplay(request());
+        await ledger.deleteRun('acme', runId);
+        unsubscribe();
+        await ledger.createOrReplay(request({ idempotencyKey: 'key-after-unsubscribe' }));
+        expect(heard).toEqual(['queued', 'composing', 'rendering', 'rendering', 'done', 'done']);
+      });
+
+      it('tells of a deleted live run once, as canceled', async () => {
+        const created = await ledger.createOrReplay(request());
+        if (created.kind !== 'created') throw new Error(created.kind);
+        const heard: string[] = [];
+        ledger.subscribe((change) => heard.push(change.phase));
+        await ledger.deleteRun('acme', created.run.id);
+        expect(heard).toEqual(['canceled']);
+      });
+
       it('cancels a live run once; canceling again is a no-op', async () => {
         const first = await ledger.createOrReplay(request());
         if (first.kind !== 'created') throw new Error(first.kind);
