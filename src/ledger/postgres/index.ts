@@ -126,7 +126,7 @@ export class PostgresLedger implements RunLedger {
   /** Announcements go out on their own connection, which does not wait for the WAL flush. */
   private readonly announcePool: pg.Pool;
   /** The changes each open transaction has made, emitted and announced once it commits. */
-  private readonly uncommitted = new Map<Client, RunChange[]>();
+  private readonly uncommitted = new Map<pg.Pool | Client, RunChange[]>();
   /** A done run's result never changes: read once, then remembered. */
   private readonly finishedResults = new BoundedMap<string, JsonObject>(4096);
   /** Keys this process has created or answered: a retry of one is read before anything is written. */
@@ -256,7 +256,7 @@ export class PostgresLedger implements RunLedger {
 
   /** Records a change: published at once when made by a statement on its own, else when its transaction commits. */
   private changed(db: pg.Pool | Client, runId: string, phase: Phase): void {
-    const inTransaction = this.uncommitted.get(db as Client);
+    const inTransaction = this.uncommitted.get(db);
     if (inTransaction !== undefined) inTransaction.push({ runId, phase });
     else this.publish([{ runId, phase }]);
   }
@@ -277,7 +277,6 @@ export class PostgresLedger implements RunLedger {
         await client.query('BEGIN');
         const result = await body(client);
         await client.query('COMMIT');
-        this.uncommitted.delete(client);
         this.publish(changes);
         return result;
       } catch (err) {
