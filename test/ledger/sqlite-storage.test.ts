@@ -55,6 +55,33 @@ describe('SQLite ledger file', () => {
     expect((ledger as unknown as { db: Database.Database }).db.pragma('busy_timeout', { simple: true })).toBe(5000);
   });
 
+  it('stores a short result as its text and a long one deflated; both read back whole, from another process too', async () => {
+    const path = join(tempDir(), 'ledger.db');
+    const ledger = ledgerAt(path);
+    const short = { content: [{ type: 'text', text: 'ok' }] };
+    const long = { evidence: 'contrast headline 12.1:1 (#16202C on #F7F4EE, needs 3:1); '.repeat(20) };
+    const ids: string[] = [];
+    for (const [i, result] of [short, long].entries()) {
+      const created = await ledger.createOrReplay(request({ idempotencyKey: `result-form-key-${i}`, startedBy: 'w1' }));
+      ids.push(created.run.id);
+      // Stored without an fsync, as the proxy stores answers; the connection then commits durably again.
+      expect(await ledger.finish(created.run.id, 'w1', result, undefined, false)).toMatchObject({ phase: Phase.done, result });
+      expect((ledger as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(2);
+    }
+    const db = new Database(path, { readonly: true });
+    try {
+      const stored = db.prepare<[string], { result: Buffer }>('SELECT result FROM run_data WHERE run_id = ?');
+      expect(stored.get(ids[0]!)!.result.toString('utf8')).toBe(JSON.stringify(short));
+      expect(stored.get(ids[1]!)!.result[0]).toBe(0x78);
+      expect(stored.get(ids[1]!)!.result.length).toBeLessThan(JSON.stringify(long).length / 4);
+    } finally {
+      db.close();
+    }
+    const other = ledgerAt(path);
+    expect((await other.getRun('acme', ids[0]!)).result).toEqual(short);
+    expect((await other.getRun('acme', ids[1]!)).result).toEqual(long);
+  });
+
   it('reopens an existing ledger without re-running migrations and keeps its runs', async () => {
     const path = join(tempDir(), 'ledger.db');
     const first = ledgerAt(path);

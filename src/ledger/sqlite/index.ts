@@ -65,7 +65,7 @@ import type {
   Usage,
 } from '../types.js';
 import { storageError } from './errors.js';
-import { packResult, unpackResult } from './result-codec.js';
+import { packResultJson, unpackResult } from './result-codec.js';
 import { sqliteMigrations } from './migrations.js';
 
 export interface SqliteLedgerOptions {
@@ -197,11 +197,16 @@ export class SqliteLedger implements RunLedger {
   private readonly stmt;
   /** The fenced creates of one tick, in one write transaction; built once. */
   private readonly fenceBatch: Database.Transaction<(items: PendingCreate[]) => (CreateOutcome | RunledgerError)[]>;
+  /** A leased run's move to its next phase, if this owner still holds it; built once. */
+  private readonly heldMove: Database.Transaction<(runId: string, owner: string, to: Phase, data: TransitionData) => Run | null>;
+  /** How the runs connection commits (see SqliteLedgerOptions.synchronous). */
+  private readonly synchronous: 'FULL' | 'NORMAL';
 
   constructor(opts: SqliteLedgerOptions) {
     this.path = opts.path;
     this.now = opts.clock ?? Date.now;
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+    this.synchronous = opts.synchronous ?? 'FULL';
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
     this.db = openDatabase(opts);
     this.eventsDb = opts.path === ':memory:' ? this.db : openDatabase({ ...opts, synchronous: 'NORMAL' });
@@ -317,6 +322,10 @@ export class SqliteLedger implements RunLedger {
         }
       }),
     );
+    this.heldMove = db.transaction((runId: string, owner: string, to: Phase, data: TransitionData) => {
+      const row = this.stmt.byId.get(runId);
+      return holdsLease(row, owner) ? this.transition(row!, to, data) : null;
+    });
     this.replays = new ReplayCounter((counts) => {
       if (!this.db.open) return;
       this.db.transaction(() => {
@@ -653,22 +662,23 @@ export class SqliteLedger implements RunLedger {
   }
 
   private async heldTransition(runId: string, owner: string, to: Phase, data: TransitionData, durable = true): Promise<Run | null> {
-    const move = this.db.transaction(() => {
-      const row = this.stmt.byId.get(runId);
-      return holdsLease(row, owner) ? this.transition(row!, to, data) : null;
-    });
     const run = this.guard(() => {
-      if (durable) return move.immediate();
+      if (durable || this.synchronous === 'NORMAL') return this.heldMove.immediate(runId, owner, to, data);
       // In WAL mode, synchronous=NORMAL commits to the log without an fsync. Switched for this one
-      // synchronous transaction only, so no other write can slip in under it.
+      // synchronous transaction only, so no other write can slip in under it. (Not a prepared
+      // statement: SQLite applies this pragma when it compiles it, not when it runs.)
       this.db.pragma('synchronous = NORMAL');
       try {
-        return move.immediate();
+        return this.heldMove.immediate(runId, owner, to, data);
       } finally {
-        this.db.pragma('synchronous = FULL');
+        this.db.pragma(`synchronous = ${this.synchronous}`);
       }
     });
-    if (run !== null) this.changes.emit({ runId, phase: run.phase });
+    if (run !== null) {
+      // Committed: a replay of this run need not read and inflate the result it was just given.
+      if (run.result !== null) this.finishedResults.set(runId, run.result);
+      this.changes.emit({ runId, phase: run.phase });
+    }
     return run;
   }
 
@@ -689,8 +699,12 @@ export class SqliteLedger implements RunLedger {
       next.updated_at,
       row.id,
     );
+    let result: JsonObject | null = null;
     if (data.result !== undefined) {
-      this.stmt.setResult.run(row.id, packResult(data.result));
+      const json = JSON.stringify(data.result);
+      this.stmt.setResult.run(row.id, packResultJson(json));
+      // A copy, as a later read would give: the caller keeps its own object.
+      result = JSON.parse(json) as JsonObject;
     } else if (next.dropRecovery) {
       this.stmt.dropRecovery.run(row.id);
     } else if (data.output !== undefined) {
@@ -702,7 +716,21 @@ export class SqliteLedger implements RunLedger {
       this.stmt.charge.run(row.id, row.tenant, row.tool, row.cost, data.charge?.provider ?? null, data.charge?.model ?? null, now);
       failpoint('billing', row.tool);
     }
-    return this.fullRun(this.stmt.byId.get(row.id)!);
+    // The row as the update above left it, without reading it back.
+    const after: RunRow = {
+      ...row,
+      phase: next.phase,
+      progress: next.progress,
+      composing_at: next.composing_at,
+      rendering_at: next.rendering_at,
+      ended_at: next.ended_at,
+      error: next.error,
+      lease_expires_at: next.lease_expires_at,
+      lease_owner: next.keepLease ? row.lease_owner : null,
+      progressed_at: next.progressed_at,
+      updated_at: next.updated_at,
+    };
+    return toRun(after, after, { args: parseJson(this.stmt.args.get(row.id)) ?? {}, result });
   }
 
   // ---- the caller's verbs ----------------------------------------------------------------
