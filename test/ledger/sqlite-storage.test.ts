@@ -63,6 +63,7 @@ describe('SQLite ledger file', () => {
     const ids: string[] = [];
     for (const [i, result] of [short, long].entries()) {
       const created = await ledger.createOrReplay(request({ idempotencyKey: `result-form-key-${i}`, startedBy: 'w1' }));
+      if (created.kind !== 'created') throw new Error(`expected a new run, got ${created.kind}`);
       ids.push(created.run.id);
       // Stored without an fsync, as the proxy stores answers; the connection then commits durably again.
       expect(await ledger.finish(created.run.id, 'w1', result, undefined, false)).toMatchObject({ phase: Phase.done, result });
