@@ -2,7 +2,8 @@
 // the upstream is the bare SDK server of the stdio benchmark, whose `noop` answers at once and whose
 // `durable_insert` makes one durable SQLite commit. A fenced first call through the proxy is compared
 // with a direct call that makes one durable commit (the proxy must record it before and after); a
-// replay through the proxy, with a direct no-op call.
+// replay through the proxy, with a direct no-op call. For context, the same first call through a bare
+// SDK proxy that makes one durable commit and forwards (bare-proxy.ts): the floor of any SDK-built proxy.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ const WARMUP_CALLS = 300;
 const LIMIT = 1.3;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.js', import.meta.url));
+const BARE_PROXY = fileURLToPath(new URL('./bare-proxy.js', import.meta.url));
 
 async function call(client: Client, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
@@ -34,7 +36,8 @@ export async function benchProxy(): Promise<Comparison[]> {
     const upstream = [BARE, join(dir, 'upstream.db'), answers];
     const direct = await connect(upstream);
     const proxy = await connect([CLI, 'proxy', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--', process.execPath, ...upstream]);
-    clients.push(direct, proxy);
+    const bareProxy = await connect([BARE_PROXY, join(dir, 'bare-proxy.db'), ...upstream]);
+    clients.push(direct, proxy, bareProxy);
     const replayKey = randomUUID();
     await call(proxy, 'noop', { idempotency_key: replayKey });
     const sides = {
@@ -44,6 +47,7 @@ export async function benchProxy(): Promise<Comparison[]> {
         const result = await call(proxy, 'noop', { idempotency_key: randomUUID() });
         if (result._meta?.['io.runledger/replayed'] !== false) throw new Error('bench: a new key through the proxy was not a first call');
       }),
+      bareProxyFirst: side(() => call(bareProxy, 'noop', { idempotency_key: randomUUID() })),
       replay: side(async () => {
         const result = await call(proxy, 'noop', { idempotency_key: replayKey });
         if (result._meta?.['io.runledger/replayed'] !== true) throw new Error('bench: a retry through the proxy was not a replay');
@@ -51,7 +55,9 @@ export async function benchProxy(): Promise<Comparison[]> {
     };
     await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
     const us = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
-    const row = (operation: string, measured: Side, baselineLabel: string, baseline: Side): Comparison => ({
+    const p50 = (s: Side) => median(s.samples);
+    const times = (a: Side, b: Side) => `${(p50(a) / p50(b)).toFixed(2)}×`;
+    const row = (operation: string, measured: Side, baselineLabel: string, baseline: Side, context = ''): Comparison => ({
       operation,
       measured: median(measured.samples),
       baselineLabel,
@@ -60,10 +66,18 @@ export async function benchProxy(): Promise<Comparison[]> {
       target: 1 / LIMIT,
       unit: 'µs',
       lowerIsBetter: true,
-      note: `${operation}: p90 ${us(quantile(measured.samples, 0.9))} against ${us(quantile(baseline.samples, 0.9))}.`,
+      note: `${operation}: p90 ${us(quantile(measured.samples, 0.9))} against ${us(quantile(baseline.samples, 0.9))}.${context}`,
     });
     return [
-      row('fenced first call through the proxy, p50', sides.first, 'direct call + one durable commit, p50', sides.directCommit),
+      row(
+        'fenced first call through the proxy, p50',
+        sides.first,
+        'direct call + one durable commit, p50',
+        sides.directCommit,
+        ` A bare SDK proxy that commits once and forwards takes ${us(p50(sides.bareProxyFirst))} p50, ` +
+          `${times(sides.bareProxyFirst, sides.directCommit)} the baseline (the floor of any proxy built on the SDK); ` +
+          `runledger's first call is ${times(sides.first, sides.bareProxyFirst)} that floor.`,
+      ),
       row('replayed call through the proxy, p50', sides.replay, 'direct call, p50', sides.directNoop),
     ];
   } finally {
