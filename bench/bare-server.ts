@@ -2,8 +2,12 @@
 //   noop            — does nothing: what any MCP round trip costs;
 //   durable_insert  — one durable SQLite insert (WAL, synchronous=FULL) into the file argv[2];
 //   floor_<name>    — one indexed SQLite point read from that file, then the CallToolResult stored under
-//                     <name> in the JSON file argv[3]: the least any ledger-backed replay of an answer
-//                     that size can cost (the realistic floor).
+//                     replays.<name> in the JSON file argv[3]: the least any ledger-backed replay of an
+//                     answer that size can cost (the realistic floor);
+//   floor_create    — the least any fenced create can cost: the product_shot arguments validated by the
+//                     tool's own schema, their fingerprint, one durable insert of the key, fingerprint
+//                     and arguments into a table unique on the key, then the CallToolResult stored under
+//                     `create` in argv[3].
 // Run as a child process by stdio-bench.ts; nothing but protocol messages reaches stdout.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -11,6 +15,9 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
+import { z } from 'zod';
+import { fingerprint, type JsonObject } from '../src/ledger/index.js';
+import productShot from '../tools/product_shot.js';
 
 const [dbPath, answersPath] = process.argv.slice(2);
 if (dbPath === undefined || answersPath === undefined) throw new Error('usage: bare-server DB ANSWERS.json');
@@ -30,11 +37,24 @@ server.registerTool('durable_insert', { description: 'One durable insert.' }, as
   insert.run(randomUUID(), 'x'.repeat(300));
   return { content: [{ type: 'text', text: 'ok' }] };
 });
-const answers = JSON.parse(readFileSync(answersPath, 'utf8')) as Record<string, CallToolResult>;
-for (const [name, answer] of Object.entries(answers)) {
+const answers = JSON.parse(readFileSync(answersPath, 'utf8')) as { replays?: Record<string, CallToolResult>; create?: CallToolResult };
+for (const [name, answer] of Object.entries(answers.replays ?? {})) {
   server.registerTool(`floor_${name}`, { description: 'One point read, then a fixed answer.' }, async () => {
     if (lookup.get(readKey) === undefined) throw new Error('the floor row is missing');
     return answer;
+  });
+}
+const createAnswer = answers.create;
+if (createAnswer !== undefined) {
+  db.exec(`CREATE TABLE IF NOT EXISTS creates (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, tool TEXT NOT NULL, idem_key TEXT NOT NULL, fingerprint TEXT NOT NULL, args TEXT NOT NULL,
+    UNIQUE (tenant, tool, idem_key))`);
+  const fence = db.prepare('INSERT INTO creates (id, tenant, tool, idem_key, fingerprint, args) VALUES (?, ?, ?, ?, ?, ?)');
+  const inputSchema = productShot.input.extend({ idempotency_key: z.string() });
+  server.registerTool('floor_create', { description: 'Validate, fingerprint, one durable insert, a fixed answer.', inputSchema: inputSchema.shape }, async (input) => {
+    const { idempotency_key: key, ...args } = input;
+    fence.run(randomUUID(), 'local', productShot.name, key, fingerprint(args as JsonObject), JSON.stringify(args));
+    return createAnswer;
   });
 }
 // The client closing our stdin ends the session, as it does for the real server.

@@ -2,7 +2,8 @@
 // - a replay (of a queued run, and of a finished one) beside a bare server that makes one indexed
 //   SQLite point read and returns an answer of the same bytes: the realistic floor for any
 //   ledger-backed replay (and, for context, beside a bare no-op);
-// - a fresh create beside a bare server whose tool makes one durable SQLite insert.
+// - a fresh create beside a bare server whose tool makes one durable SQLite insert, and, for context,
+//   beside the least any fenced create can cost (validate, fingerprint, one durable insert, the same answer).
 // Every server is a child process driven by the SDK's client.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +55,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     clients.push(ledger);
     const queuedKey = randomUUID();
     const queued = await create(ledger, queuedKey);
+    const freshAnswer = await create(ledger, randomUUID());
     const replayAnswer = async (key: string, runId: string) => {
       const answer = await create(ledger, key);
       if (!answer.replayed || answer.runId !== runId) throw new Error(`bench: a retry of ${runId} was not a replay: ${JSON.stringify(answer)}`);
@@ -61,7 +63,7 @@ export async function benchStdio(): Promise<Comparison[]> {
     };
     const answers = { queued: (await replayAnswer(queuedKey, queued.runId)).result, done: (await replayAnswer(doneKey, rendered.runId)).result };
     const answersFile = join(dir, 'answers.json');
-    writeFileSync(answersFile, JSON.stringify(answers));
+    writeFileSync(answersFile, JSON.stringify({ replays: answers, create: freshAnswer.result }));
 
     const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url)), join(dir, 'bare.db'), answersFile]);
     clients.push(bare);
@@ -83,6 +85,7 @@ export async function benchStdio(): Promise<Comparison[]> {
       replayDone: side(() => replayAnswer(doneKey, rendered.runId)),
       fresh: side(fresh),
       durableInsert: side(bareCall('durable_insert', { ...BENCH_REQUEST, idempotency_key: randomUUID() })),
+      floorCreate: side(() => bareCall('floor_create', { ...BENCH_REQUEST, idempotency_key: randomUUID() })()),
     };
     await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
 
@@ -126,7 +129,10 @@ export async function benchStdio(): Promise<Comparison[]> {
         'bare server, one durable insert, p50',
         sides.durableInsert,
         FRESH_LIMIT,
-        `${n} calls a side, in ${ROUNDS} interleaved rounds.`,
+        `A bare server that validates the same arguments with the tool's schema, fingerprints them, makes one durable insert ` +
+          `of key, fingerprint and arguments and answers the same ${bytes(freshAnswer.result)} bytes takes ${us(p50(sides.floorCreate))} p50, ` +
+          `${times(p50(sides.floorCreate), p50(sides.durableInsert))} the baseline (the floor of any fenced create); runledger's is ` +
+          `${times(p50(sides.fresh), p50(sides.floorCreate))} that floor. ${n} calls a side, in ${ROUNDS} interleaved rounds.`,
       ),
     ];
   } finally {
