@@ -306,7 +306,9 @@ export class SqliteLedger implements RunLedger {
       ),
       dropOldEvents: db.prepare<[number]>(`DELETE FROM events WHERE created_at <= ?`),
       ping: db.prepare(`SELECT 1`).pluck(),
-      version: db.prepare<[], [number, number]>(`SELECT data_version, total_changes() FROM pragma_data_version`).raw(true),
+      // Two statements, not one query of pragma_data_version: that table compiles a PRAGMA on every read.
+      dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
+      ownChanges: db.prepare<[], number>('SELECT total_changes()').pluck(),
       expired: db.prepare<[number, number], string>(
         `SELECT id FROM runs WHERE created_at <= ? AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ?`,
       ).pluck(),
@@ -352,7 +354,7 @@ export class SqliteLedger implements RunLedger {
     const known = this.replayed.get(fenceKey);
     // Only a key replayed before is worth the version read, taken before the row's so that a change
     // committed in between shows as a newer version next time. A fresh create never pays it.
-    const version = known === undefined ? null : this.guard(() => this.stmt.version.get()!);
+    const version = known === undefined ? null : this.guard(() => [this.stmt.dataVersion.get()!, this.stmt.ownChanges.get()!] as const);
     if (known !== undefined && version !== null && known.dataVersion === version[0] && known.ownChanges === version[1]) {
       // Nothing was committed since the row was read, by this connection or any other: it is as read.
       if (known.run.fingerprint === fp && !isExpired(known.row, this.now(), this.retentionMs)) return this.replayOf(known.run);
