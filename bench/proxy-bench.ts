@@ -2,8 +2,10 @@
 // the upstream is the bare SDK server of the stdio benchmark, whose `noop` answers at once and whose
 // `durable_insert` makes one durable SQLite commit. A fenced first call through the proxy is compared
 // with a direct call that makes one durable commit (the proxy must record it before and after); a
-// replay through the proxy, with a direct no-op call. For context, the same first call through a bare
-// SDK proxy that makes one durable commit and forwards (bare-proxy.ts): the floor of any SDK-built proxy.
+// replay through the proxy, with a direct no-op call. For context, the same first call through two
+// proxies that make one durable commit and forward: a bare SDK one (bare-proxy.ts), the floor of any
+// proxy built on the SDK, and one that passes the JSON lines through untouched (raw-proxy.ts), the floor
+// of any stdio proxy at all.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +22,7 @@ const LIMIT = 1.3;
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url));
 const BARE = fileURLToPath(new URL('./bare-server.js', import.meta.url));
 const BARE_PROXY = fileURLToPath(new URL('./bare-proxy.js', import.meta.url));
+const RAW_PROXY = fileURLToPath(new URL('./raw-proxy.js', import.meta.url));
 
 async function call(client: Client, name: string, args: Record<string, unknown>): Promise<CallToolResult> {
   const result = (await client.callTool({ name, arguments: args })) as CallToolResult;
@@ -37,7 +40,8 @@ export async function benchProxy(): Promise<Comparison[]> {
     const direct = await connect(upstream);
     const proxy = await connect([CLI, 'proxy', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--', process.execPath, ...upstream]);
     const bareProxy = await connect([BARE_PROXY, join(dir, 'bare-proxy.db'), ...upstream]);
-    clients.push(direct, proxy, bareProxy);
+    const rawProxy = await connect([RAW_PROXY, join(dir, 'raw-proxy.db'), ...upstream]);
+    clients.push(direct, proxy, bareProxy, rawProxy);
     const replayKey = randomUUID();
     await call(proxy, 'noop', { idempotency_key: replayKey });
     const sides = {
@@ -48,6 +52,7 @@ export async function benchProxy(): Promise<Comparison[]> {
         if (result._meta?.['io.runledger/replayed'] !== false) throw new Error('bench: a new key through the proxy was not a first call');
       }),
       bareProxyFirst: side(() => call(bareProxy, 'noop', { idempotency_key: randomUUID() })),
+      rawProxyFirst: side(() => call(rawProxy, 'noop', { idempotency_key: randomUUID() })),
       replay: side(async () => {
         const result = await call(proxy, 'noop', { idempotency_key: replayKey });
         if (result._meta?.['io.runledger/replayed'] !== true) throw new Error('bench: a retry through the proxy was not a replay');
@@ -74,9 +79,10 @@ export async function benchProxy(): Promise<Comparison[]> {
         sides.first,
         'direct call + one durable commit, p50',
         sides.directCommit,
-        ` A bare SDK proxy that commits once and forwards takes ${us(p50(sides.bareProxyFirst))} p50, ` +
-          `${times(sides.bareProxyFirst, sides.directCommit)} the baseline (the floor of any proxy built on the SDK); ` +
-          `runledger's first call is ${times(sides.first, sides.bareProxyFirst)} that floor.`,
+        ` Proxies that commit once and forward: a bare SDK one takes ${us(p50(sides.bareProxyFirst))} p50, ` +
+          `${times(sides.bareProxyFirst, sides.directCommit)} the baseline (the floor of any proxy built on the SDK; runledger's ` +
+          `first call is ${times(sides.first, sides.bareProxyFirst)} that); one passing the JSON lines through untouched takes ` +
+          `${us(p50(sides.rawProxyFirst))}, ${times(sides.rawProxyFirst, sides.directCommit)} the baseline (the floor of any stdio proxy).`,
       ),
       row('replayed call through the proxy, p50', sides.replay, 'direct call, p50', sides.directNoop),
     ];
