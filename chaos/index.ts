@@ -108,11 +108,19 @@ export function summary(reports: TrialReport[]): string {
     ['keys with more than one run', sum((r) => r.duplicates.length)],
     ['charge errors (≠ 1 per done run, or any on another)', sum((r) => r.chargeErrors.length)],
     ['most attempts on one run', Math.max(0, ...reports.map((r) => r.maxAttempts))],
+    ['servers that did not come up', sum((r) => r.startFailures.length)],
   ];
   const lines = ['', '| | |', '|---|---:|', ...rows.map(([k, v]) => `| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |`), ''];
   for (const r of reports.filter((x) => !passed(x))) {
     lines.push(`BROKEN trial seed ${r.seed} (re-run: npm run chaos -- --trials 1 --seed ${r.seed}):`);
-    for (const [what, list] of [['lost', r.lost], ['not done', r.unfinished], ['duplicate runs', r.duplicates], ['charges', r.chargeErrors]] as const) {
+    const findings = [
+      ['lost', r.lost],
+      ['not done', r.unfinished],
+      ['duplicate runs', r.duplicates],
+      ['charges', r.chargeErrors],
+      ['servers that did not come up', r.startFailures],
+    ] as const;
+    for (const [what, list] of findings) {
       if (list.length > 0) lines.push(`  ${what}: ${list.join('; ')}`);
     }
     if (r.failed > 0) lines.push(`  ${r.failed} run(s) failed`);

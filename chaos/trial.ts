@@ -5,6 +5,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { isPostgresUrl } from '../src/ledger/index.js';
@@ -43,6 +44,8 @@ export interface TrialReport {
   /** Runs whose charge count is not 1 when done, or 0 otherwise. */
   chargeErrors: string[];
   maxAttempts: number;
+  /** Servers that did not come up (after a kill, say), each with the end of what it wrote to stderr. */
+  startFailures: string[];
   ms: number;
 }
 
@@ -65,11 +68,19 @@ async function startServer(cli: string, db: string, flags: string[]): Promise<Se
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [cli, '--db', db, '--lease-ms', '1000', '--log-level', 'error', ...flags],
-    stderr: 'ignore',
+    stderr: 'pipe',
   });
+  // Only errors are logged; the last of them say why a server that did not come up gave up.
+  let stderrTail = '';
+  transport.stderr?.on('data', (chunk: Buffer) => (stderrTail = (stderrTail + chunk.toString('utf8')).slice(-600)));
   const client = new Client({ name: 'runledger-chaos', version: '0' });
   const closed = new Promise<void>((resolve) => (transport.onclose = () => resolve()));
-  await client.connect(transport);
+  try {
+    await client.connect(transport);
+  } catch (err) {
+    await client.close().catch(() => {});
+    throw new Error(`${err instanceof Error ? err.message : String(err)}${stderrTail === '' ? '' : `; stderr: ${stderrTail.trim()}`}`, { cause: err });
+  }
   return { client, pid: transport.pid!, closed };
 }
 
@@ -81,6 +92,8 @@ async function create(server: Server, entry: ReturnType<typeof keyPool>[number])
   return typeof data.run_id === 'string' ? { runId: data.run_id } : { error: data.error?.code ?? 'no run id' };
 }
 
+const START_ATTEMPTS = 3;
+
 export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   const started = Date.now();
   const rng: Prng = createPrng(opts.seed);
@@ -89,11 +102,23 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   const serverFlags = () => ['--concurrency', '1', '--phase-delay-ms', String(rng.int(0, 120))];
   const report: TrialReport = {
     seed: opts.seed, servers: serverCount, kills: 0, creates: 0, acknowledged: 0, refusals: {}, runs: 0, done: 0, failed: 0,
-    unfinished: [], lost: [], duplicates: [], chargeErrors: [], maxAttempts: 0, ms: 0,
+    unfinished: [], lost: [], duplicates: [], chargeErrors: [], maxAttempts: 0, startFailures: [], ms: 0,
+  };
+  // A server that does not come up is a finding of the trial, not the end of the run: it is noted,
+  // and started again, a few times at most.
+  const start = async (flags: string[]): Promise<Server | null> => {
+    for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+      try {
+        return await startServer(opts.cli, opts.db, flags);
+      } catch (err) {
+        report.startFailures.push((err as Error).message);
+      }
+    }
+    return null;
   };
   const answered = new Map<string, Set<string>>();
-  const slots: Server[] = [];
-  for (let i = 0; i < serverCount; i++) slots.push(await startServer(opts.cli, opts.db, serverFlags()));
+  const slots: (Server | null)[] = [];
+  for (let i = 0; i < serverCount; i++) slots.push(await start(serverFlags()));
   let chaos = true;
 
   // Each slot's client creates in a loop; after any failure it retries the same key on whatever server
@@ -102,6 +127,7 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
     let entry = clientRng.pick(pool);
     while (chaos) {
       const server = slots[slot]!;
+      if (server === null) break;
       report.creates++;
       const answer = await create(server, entry).catch(() => ({ error: 'connection lost' }));
       if ('runId' in answer) {
@@ -124,11 +150,12 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
       await sleep(rng.int(150, 700));
       if (!chaos) break;
       const slot = rng.int(0, slots.length - 1);
-      const victim = slots[slot]!;
+      const victim = slots[slot];
+      if (victim === null || victim === undefined) continue;
       process.kill(victim.pid, 'SIGKILL');
       report.kills++;
       await victim.closed;
-      slots[slot] = await startServer(opts.cli, opts.db, serverFlags());
+      slots[slot] = await start(serverFlags());
     }
   };
   const loops = [killLoop(), ...slots.map((_, i) => clientLoop(i, createPrng(opts.seed + i + 1)))];
@@ -136,11 +163,20 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   chaos = false;
   await Promise.all(loops);
   // The servers go down hard too: whatever they held is left for the clean one to take over.
-  for (const server of slots) process.kill(server.pid, 'SIGKILL');
-  await Promise.all(slots.map((s) => s.closed));
+  const alive = slots.filter((s) => s !== null);
+  for (const server of alive) process.kill(server.pid, 'SIGKILL');
+  await Promise.all(alive.map((s) => s.closed));
 
-  const finisher = await startServer(opts.cli, opts.db, ['--concurrency', '2']);
-  const deadline = Date.now() + opts.finishMs;
+  // Without a finisher, what the killed servers left stays unfinished, and the check says so.
+  const finisher = await start(['--concurrency', '2']);
+  if (finisher !== null) await finishRuns(finisher, answered, Date.now() + opts.finishMs);
+  check(await readRuns(opts.db), answered, report);
+  report.ms = Date.now() - started;
+  return report;
+}
+
+/** Waits, through a clean server, until every acknowledged run has ended or the deadline passes. */
+async function finishRuns(finisher: Server, answered: Map<string, Set<string>>, deadline: number): Promise<void> {
   try {
     for (const ids of answered.values()) {
       for (const runId of ids) {
@@ -156,9 +192,6 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   } finally {
     await finisher.client.close();
   }
-  check(await readRuns(opts.db), answered, report);
-  report.ms = Date.now() - started;
-  return report;
 }
 
 interface RunRow {
@@ -185,6 +218,8 @@ async function readRuns(db: string): Promise<RunRow[]> {
       await client.end();
     }
   }
+  // No server came up to create it: nothing was acknowledged, and there is nothing to read.
+  if (!existsSync(db)) return [];
   const ledger = new Database(db, { readonly: true });
   try {
     return ledger.prepare<[], RunRow>(RUNS_WITH_CHARGES.replace('::int', '')).all();
@@ -215,5 +250,12 @@ function check(runs: RunRow[], answered: Map<string, Set<string>>, report: Trial
 
 /** Whether a trial kept every invariant. */
 export function passed(r: TrialReport): boolean {
-  return r.lost.length === 0 && r.duplicates.length === 0 && r.chargeErrors.length === 0 && r.unfinished.length === 0 && r.failed === 0;
+  return (
+    r.lost.length === 0 &&
+    r.duplicates.length === 0 &&
+    r.chargeErrors.length === 0 &&
+    r.unfinished.length === 0 &&
+    r.failed === 0 &&
+    r.startFailures.length === 0
+  );
 }
