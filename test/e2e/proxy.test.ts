@@ -258,6 +258,29 @@ describe('runledger proxy', () => {
     const listed = data(await call(server.client, 'list_runs', {}));
     expect(listed.runs).toMatchObject([{ tool: 'create_ticket', phase: 'done' }]);
   });
+
+  it('keeps a proxied tool named like a runledger generation tool apart from its runs, under the same key', async () => {
+    const db = tempDb();
+    const log = `${db}.effects`;
+    const { client } = await startProxy(db, log);
+    const posted = await call(client, 'social_card', { idempotency_key: key(11), headline: 'Launch day' });
+    expect(data(posted)).toEqual({ posted: 'Launch day' });
+    const server = await startStdio(db, ['--concurrency', '1']);
+    open.push(server);
+    // The same tenant and key, through runledger's own create_social_card: a run of its own, rendered
+    // and billed; not a replay of the proxied call, nor a refusal for other arguments.
+    const card = data(await call(server.client, 'create_social_card', { idempotency_key: key(11), headline: 'Launch day', wait_seconds: 50 }));
+    expect(card).toMatchObject({ tool: 'social_card', phase: 'done', replayed: false, billed: true });
+    const retried = await call(client, 'social_card', { idempotency_key: key(11), headline: 'Launch day' });
+    expect(replayed(retried)).toBe(true);
+    expect(data(retried)).toEqual({ posted: 'Launch day' });
+    expect(effects(log).filter((e) => e.tool === 'social_card')).toHaveLength(1);
+    const runs = await readLedger(db, async (ledger) => (await ledger.listRuns('local')).runs);
+    expect(runs.map((run) => [run.tool, run.phase, run.cost]).sort()).toEqual([
+      ['proxied:social_card', 'done', 0],
+      ['social_card', 'done', card.cost_credits],
+    ]);
+  });
 });
 
 describe.runIf(backends.some((b) => b.name === 'PostgreSQL'))('runledger proxy on PostgreSQL', () => {
