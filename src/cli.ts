@@ -19,12 +19,15 @@ async function runsCommand(config: Config): Promise<void> {
       process.stdout.write(JSON.stringify(runView(run, false), null, 2) + '\n');
       return;
     }
-    const page = await runs.list(config.tenant, { limit: 50 });
+    const { tool, phase, limit, cursor } = config.list!;
+    const page = await runs.list(config.tenant, { tool, phase, limit, cursor });
     if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${ledger.describe()}\n`);
     for (const run of page.runs) {
       const billed = isBilled(run.phase) ? `billed ${run.cost}` : 'not billed';
-      process.stdout.write(`${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed}\n`);
+      process.stdout.write(`${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed.padEnd(10)}  key ${run.idempotencyKey}\n`);
     }
+    // On stderr, so that stdout stays one run a line for scripts.
+    if (page.nextCursor !== null) process.stderr.write(`More: runledger runs list --cursor ${page.nextCursor}\n`);
   } finally {
     runs.close();
     await ledger.close();

@@ -2,6 +2,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { MAX_PAGE_SIZE, PHASES, type Phase } from './ledger/index.js';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -27,6 +28,16 @@ export interface Config {
   providers: ProvidersConfig;
   /** runledger proxy: the upstream server and which of its tools are fenced. */
   proxy: ProxyConfig | null;
+  /** runs list: which runs, how many, from where. */
+  list: ListConfig | null;
+}
+
+export interface ListConfig {
+  /** As the ledger records it: product_shot, or a proxied tool's own name. */
+  tool: string | undefined;
+  phase: Phase | undefined;
+  limit: number;
+  cursor: string | undefined;
 }
 
 export interface ProxyConfig {
@@ -84,7 +95,8 @@ Usage:
   runledger proxy [options] --upstream-url URL
                                      serve another MCP server's tools with every mutating one fenced by
                                      the ledger: a retry with the same idempotency_key never repeats it
-  runledger runs list [options]      list runs in the ledger, newest first
+  runledger runs list [options]      list runs in the ledger, newest first, with their keys:
+                                     --tool NAME, --phase PHASE, --limit N (1–${MAX_PAGE_SIZE}, default 50), --cursor C
   runledger runs show <run_id>       show one run as JSON
 
 Options:
@@ -215,6 +227,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'retry-errors': { type: 'boolean' },
         'wait-seconds': { type: 'string' },
         'upstream-timeout-ms': { type: 'string' },
+        tool: { type: 'string' },
+        phase: { type: 'string' },
+        limit: { type: 'string' },
+        cursor: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -294,6 +310,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     rest: extra,
     http,
     proxy: parseProxy(command, values, upstreamCommand, env),
+    list: parseList(command, values),
     providers: parseProviders(values, env),
     db,
     dbSchema,
@@ -312,6 +329,22 @@ function commaList(text: string | undefined): string[] {
 
 function requireHttpUrl(flag: string, url: string): void {
   if (!/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`${flag} must be an http(s) URL, got "${url}"`);
+}
+
+const LIST_FLAGS = ['tool', 'phase', 'limit', 'cursor'] as const;
+
+function parseList(command: Config['command'], values: { [flag in (typeof LIST_FLAGS)[number]]?: string }): ListConfig | null {
+  if (command !== 'runs-list') {
+    const stray = LIST_FLAGS.find((flag) => values[flag] !== undefined);
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with runledger runs list`);
+    return null;
+  }
+  const phase = values.phase;
+  if (phase !== undefined && !(PHASES as readonly string[]).includes(phase)) {
+    throw new UsageError(`--phase must be one of ${PHASES.join(', ')}, got "${phase}"`);
+  }
+  if (values.tool !== undefined && values.tool.trim() === '') throw new UsageError('--tool must name a tool');
+  return { tool: values.tool, phase: phase as Phase | undefined, limit: integer('--limit', values.limit, 50, 1, MAX_PAGE_SIZE), cursor: values.cursor };
 }
 
 const PROXY_FLAGS = ['upstream-url', 'upstream-token', 'fence', 'pass', 'retry-errors', 'wait-seconds', 'upstream-timeout-ms'] as const;

@@ -35,6 +35,9 @@ describe('runledger CLI', () => {
     [['--fence', 'send_email'], /--fence goes with runledger proxy/],
     [['--', 'node', 's.js'], /a command after "--" goes with runledger proxy/],
     [['proxy', '--wait-seconds', '301', '--', 'node'], /--wait-seconds must be from 0 to 300/],
+    [['runs', 'list', '--phase', 'finished'], /--phase must be one of queued, composing, rendering, done, failed, canceled, got "finished"/],
+    [['runs', 'list', '--limit', '0'], /--limit must be from 1 to 100, got 0/],
+    [['--tool', 'product_shot'], /--tool goes with runledger runs list/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -125,11 +128,39 @@ describe('runledger CLI', () => {
     const list = cli(['runs', 'list', '--db', db]);
     expect(list.status).toBe(0);
     expect(list.stdout).toContain(runId);
+    expect(list.stdout).toContain('key cli-test-key-000001');
     const show = cli(['runs', 'show', runId], { RUNLEDGER_DB: db });
     expect(JSON.parse(show.stdout)).toMatchObject({ run_id: runId, phase: 'queued' });
     const missing = cli(['runs', 'show', 'run_missing', '--db', db]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/not_found: Run run_missing was not found/);
+  });
+
+  it('filters runs list by tool and phase, and pages it with --limit and the --cursor it prints', async () => {
+    const db = tempDb();
+    const ledger = new SqliteLedger({ path: db });
+    const keys = ['cli-page-key-000001', 'cli-page-key-000002', 'cli-page-key-000003'];
+    for (const [i, key] of keys.entries()) {
+      await ledger.createOrReplay({ tenant: 'local', tool: i === 2 ? 'send_email' : 'social_card', idempotencyKey: key, args: { n: i }, cost: 0 });
+    }
+    await ledger.close();
+    const keysIn = (stdout: string) => stdout.trim().split('\n').map((line) => line.split(' key ')[1]);
+
+    const emails = cli(['runs', 'list', '--db', db, '--tool', 'send_email', '--phase', 'queued']);
+    expect(keysIn(emails.stdout)).toEqual(['cli-page-key-000003']);
+    expect(cli(['runs', 'list', '--db', db, '--phase', 'done']).stdout).toMatch(/^No runs for tenant local/);
+
+    const seen: string[] = [];
+    let cursor: string[] = [];
+    for (;;) {
+      const page = cli(['runs', 'list', '--db', db, '--limit', '2', ...cursor]);
+      expect(page.status).toBe(0);
+      seen.push(...keysIn(page.stdout));
+      const more = /More: runledger runs list --cursor (\S+)/.exec(page.stderr);
+      if (more === null) break;
+      cursor = ['--cursor', more[1]!];
+    }
+    expect(seen.sort()).toEqual(keys);
   });
 
   it('reports a --db that is not a database and exits 1 without touching it', () => {

@@ -17,7 +17,15 @@ function schema(toolNames: string[]) {
     .strict();
 }
 
-const listedRun = z.object({ run_id: z.string(), tool: z.string(), phase: phaseSchema, created_at: z.string(), progress: z.number(), billed: z.boolean() });
+const listedRun = z.object({
+  run_id: z.string(),
+  tool: z.string(),
+  idempotency_key: z.string(),
+  phase: phaseSchema,
+  created_at: z.string(),
+  progress: z.number(),
+  billed: z.boolean(),
+});
 
 export function listRunsTool(runs: RunService, tools: readonly GenerationTool[]): ToolEntry {
   return defineTool(
@@ -34,6 +42,7 @@ export function listRunsTool(runs: RunService, tools: readonly GenerationTool[])
       const listed = page.runs.map((r) => ({
         run_id: r.id,
         tool: r.tool,
+        idempotency_key: r.idempotencyKey,
         phase: r.phase,
         created_at: r.createdAt,
         progress: r.progress,
@@ -42,7 +51,7 @@ export function listRunsTool(runs: RunService, tools: readonly GenerationTool[])
       const text =
         listed.length === 0
           ? 'No runs.'
-          : listed.map((r) => `${r.run_id} ${r.tool} ${r.phase} ${r.created_at}`).join('\n') +
+          : listed.map((r) => `${r.run_id} ${r.tool} ${r.phase} ${r.created_at} key ${r.idempotency_key}`).join('\n') +
             (page.nextCursor === null ? '' : `\nMore: call list_runs with cursor ${page.nextCursor}`);
       return structured({ runs: listed, next_cursor: page.nextCursor }, text);
     },

@@ -256,7 +256,7 @@ describe('runledger proxy', () => {
     }, 'the replay to be counted');
     expect(usage).toMatchObject({ runs: 1, by_tool: { create_ticket: { runs: 1, replays_absorbed: 1 } }, by_provider: { 'counting-server': { charges: 1, credits: 0 } } });
     const listed = data(await call(server.client, 'list_runs', {}));
-    expect(listed.runs).toMatchObject([{ tool: 'create_ticket', phase: 'done' }]);
+    expect(listed.runs).toMatchObject([{ tool: 'create_ticket', idempotency_key: key(10), phase: 'done' }]);
   });
 
   it('keeps a proxied tool named like a runledger generation tool apart from its runs, under the same key', async () => {
