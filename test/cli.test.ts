@@ -144,7 +144,7 @@ describe('runledger CLI', () => {
       await ledger.createOrReplay({ tenant: 'local', tool: i === 2 ? 'send_email' : 'social_card', idempotencyKey: key, args: { n: i }, cost: 0 });
     }
     await ledger.close();
-    const keysIn = (stdout: string) => stdout.trim().split('\n').map((line) => line.split(' key ')[1]);
+    const keysIn = (stdout: string) => stdout.trim().split('\n').map((line) => line.split(' key ')[1] ?? line);
 
     const emails = cli(['runs', 'list', '--db', db, '--tool', 'send_email', '--phase', 'queued']);
     expect(keysIn(emails.stdout)).toEqual(['cli-page-key-000003']);
