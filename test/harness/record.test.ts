@@ -90,8 +90,14 @@ describe('runledger record', () => {
       for (const [name, args] of calls) answers.push((await callTool(client, name, args)).result);
       return answers;
     };
-    // Run ids and times differ between two servers; everything else must be the same.
-    const normal = (answers: unknown) => JSON.parse(JSON.stringify(answers).replace(/run_[\w-]{21}/g, 'RUN').replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME'));
+    // Run ids, times and each session's own key differ between the two; everything else must be the same.
+    const normal = (answers: unknown) =>
+      JSON.parse(
+        JSON.stringify(answers)
+          .replace(/run_[\w-]{21}/g, 'RUN')
+          .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME')
+          .replace(/[\da-f]{8}-[\da-f]{4}-[\da-f]{4}-[\da-f]{4}-[\da-f]{12}/g, 'KEY'),
+      );
 
     const direct = await startStdio(tempDb(), flags);
     stdioServers.push(direct);
