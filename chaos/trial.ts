@@ -150,8 +150,8 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
       await sleep(rng.int(150, 700));
       if (!chaos) break;
       const slot = rng.int(0, slots.length - 1);
-      const victim = slots[slot];
-      if (victim === null || victim === undefined) continue;
+      const victim = slots[slot]!;
+      if (victim === null) continue;
       process.kill(victim.pid, 'SIGKILL');
       report.kills++;
       await victim.closed;
