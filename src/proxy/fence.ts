@@ -109,35 +109,27 @@ export class Fence {
     return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
   }
 
-  /**
-   * Forwards the call for a run this process holds, renewing its lease until the answer is stored.
-   * Until then, a duplicate in this process takes the answer from the in-flight map.
-   */
+  /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
   private send(call: FencedCall, run: Run): Promise<CallToolResult> {
     const ledger = this.opts.runs.ledger;
     const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
-    const settled = call.forward(run.id).then((sent) => this.settle(call, run, sent));
-    const answer = settled.then(({ answer }) => answer);
+    const answer = this.forward(call, run).finally(() => {
+      clearInterval(renew);
+      this.inFlight.delete(run.id);
+    });
     this.inFlight.set(run.id, answer);
-    void settled
-      .then(({ stored }) => stored, () => undefined)
-      .finally(() => {
-        clearInterval(renew);
-        this.inFlight.delete(run.id);
-      });
     return answer;
   }
 
   /**
-   * What the ledger keeps of a forwarded call, and the answer its caller gets. An upstream answer goes
-   * back first and is stored on the next turn of the event loop, once the reply is written, without
-   * waiting for the disk: the caller never waits for that commit. It survives this process being
-   * killed after it; killed before it, or were the commit lost with the machine's power, a retry hears
-   * outcome_unknown, and the call itself is never repeated.
+   * The call sent upstream, and what the ledger keeps of it: the answer is stored before it goes back
+   * to the caller, without waiting for the disk. That commit survives this process being killed; were
+   * it lost with the machine's power, a retry would hear outcome_unknown, and the call itself would
+   * still never be repeated. Duplicates in this process get the answer from the in-flight map.
    */
-  private async settle(call: FencedCall, run: Run, sent: Forwarded): Promise<{ answer: CallToolResult; stored: Promise<void> }> {
+  private async forward(call: FencedCall, run: Run): Promise<CallToolResult> {
     const ledger = this.opts.runs.ledger;
-    const nothingLeft = Promise.resolve();
+    const sent = await call.forward(run.id);
     if (sent.kind === 'not-done') {
       await ledger.forget(run.id, this.owner);
       throw sent.error;
@@ -150,23 +142,15 @@ export class Fence {
         throw sent.error;
       }
       const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
-      return { answer: storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id))), stored: nothingLeft };
+      return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
     }
-    const answer = sent.result;
-    if (answer.isError === true && this.opts.retryErrors) {
-      // Freed before the answer goes back, so that the caller's very next try may go again.
+    const result = sent.result;
+    if (result.isError === true && this.opts.retryErrors) {
       await ledger.forget(run.id, this.owner);
-      return { answer, stored: nothingLeft };
+    } else if ((await ledger.finish(run.id, this.owner, result as JsonObject, { provider: this.opts.upstreamName, model: null }, false)) === null) {
+      this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
     }
-    const stored = new Promise<void>((resolve) => setImmediate(resolve))
-      .then(() => ledger.finish(run.id, this.owner, answer as JsonObject, { provider: this.opts.upstreamName, model: null }, false))
-      .then(
-        (finished) => {
-          if (finished === null) this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
-        },
-        (err: unknown) => this.opts.log.error('an answer could not be stored; a retry of its key will hear outcome_unknown', { run_id: run.id, tool: call.tool, error: String(err) }),
-      );
-    return { answer, stored };
+    return result;
   }
 }
 
