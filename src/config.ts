@@ -51,6 +51,12 @@ export interface ProxyConfig {
   /** How long a retry waits for the first call, still in flight, before answering call_in_progress. */
   waitSeconds: number;
   upstreamTimeoutMs: number;
+  /** Most upstream sessions open at once (one per tenant, or per session). */
+  upstreamMax: number;
+  /** Over HTTP, an upstream session unused this long is closed. */
+  upstreamIdleMs: number;
+  /** Each downstream session gets its own upstream session instead of sharing its tenant's. */
+  upstreamPerSession: boolean;
 }
 
 export const PROVIDERS = ['builtin', 'openai'] as const;
@@ -144,6 +150,12 @@ Proxy (the ledger, tenant and --http flags above apply too):
   --retry-errors          let a key be tried again after an isError answer, instead of replaying it
   --wait-seconds N        how long a retry waits for the first call still in flight, 0–300 (default: 25)
   --upstream-timeout-ms MS  longest silence of one upstream call, 1000–3600000 (default: 600000)
+  --upstream-max N        most upstream sessions open at once, one per tenant: a stdio upstream is one
+                          process per tenant, started with RUNLEDGER_TENANT set and {tenant} in its
+                          command or URL filled in; 1–1000 (default: 16)
+  --upstream-idle-ms MS   over --http, close a tenant's upstream session after MS unused, 1000–86400000
+                          (default: 600000)
+  --upstream-per-session  one upstream session per client session instead of per tenant (not with --stateless)
 
 Record (stdout stays the protocol channel; messages go to stderr):
   --out FILE              the transcript to write, one JSON object a line
@@ -227,6 +239,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'retry-errors': { type: 'boolean' },
         'wait-seconds': { type: 'string' },
         'upstream-timeout-ms': { type: 'string' },
+        'upstream-max': { type: 'string' },
+        'upstream-idle-ms': { type: 'string' },
+        'upstream-per-session': { type: 'boolean' },
         tool: { type: 'string' },
         phase: { type: 'string' },
         limit: { type: 'string' },
@@ -305,6 +320,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         allowedOrigins: commaList(values['allowed-origins']),
       }
     : null;
+  if (values['upstream-per-session'] === true && values.stateless === true) {
+    throw new UsageError('--upstream-per-session needs sessions: it does not go with --stateless (every request would start an upstream)');
+  }
   return {
     command,
     rest: extra,
@@ -347,7 +365,18 @@ function parseList(command: Config['command'], values: { [flag in (typeof LIST_F
   return { tool: values.tool, phase: phase as Phase | undefined, limit: integer('--limit', values.limit, 50, 1, MAX_PAGE_SIZE), cursor: values.cursor };
 }
 
-const PROXY_FLAGS = ['upstream-url', 'upstream-token', 'fence', 'pass', 'retry-errors', 'wait-seconds', 'upstream-timeout-ms'] as const;
+const PROXY_FLAGS = [
+  'upstream-url',
+  'upstream-token',
+  'fence',
+  'pass',
+  'retry-errors',
+  'wait-seconds',
+  'upstream-timeout-ms',
+  'upstream-max',
+  'upstream-idle-ms',
+  'upstream-per-session',
+] as const;
 
 function parseProxy(
   command: Config['command'],
@@ -379,6 +408,9 @@ function parseProxy(
     retryErrors: values['retry-errors'] === true,
     waitSeconds: integer('--wait-seconds', values['wait-seconds'] as string | undefined, 25, 0, 300),
     upstreamTimeoutMs: integer('--upstream-timeout-ms', values['upstream-timeout-ms'] as string | undefined, 600_000, 1000, 3_600_000),
+    upstreamMax: integer('--upstream-max', values['upstream-max'] as string | undefined, 16, 1, 1000),
+    upstreamIdleMs: integer('--upstream-idle-ms', values['upstream-idle-ms'] as string | undefined, 600_000, 1000, 86_400_000),
+    upstreamPerSession: values['upstream-per-session'] === true,
   };
 }
 

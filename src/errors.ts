@@ -51,8 +51,12 @@ export class ValidationFailedError extends RunledgerError {
   }
 }
 
+/** How to get the first request's outcome, where a run tool can follow it. */
+export const followWithPollRun = (runId: string): string => `To follow the original request, poll_run with run_id ${runId}.`;
+
 export class IdempotencyKeyReusedError extends RunledgerError {
-  constructor(runId: string, differingFields: string[], createdAt: string) {
+  /** `follow` says how to get the original request's outcome on this surface (see followWithPollRun). */
+  constructor(runId: string, differingFields: string[], createdAt: string, follow: string) {
     super(
       ErrorCode.idempotencyKeyReused,
       `This idempotency_key already belongs to run ${runId}, created with different arguments` +
@@ -60,9 +64,7 @@ export class IdempotencyKeyReusedError extends RunledgerError {
         '.',
       {
         details: { run_id: runId, differing_fields: differingFields, created_at: createdAt },
-        fix:
-          `To follow the original request, poll_run with run_id ${runId}. ` +
-          'To ask for something different, make a new idempotency_key. Nothing was created.',
+        fix: `${follow} To ask for something different, make a new idempotency_key. Nothing was created.`,
       },
     );
   }
@@ -132,11 +134,12 @@ export class CallInProgressError extends RunledgerError {
 
 /** runledger proxy: the upstream server could not be reached, so nothing was sent to it. */
 export class UpstreamUnavailableError extends RunledgerError {
-  constructor(message: string, cause?: unknown) {
-    super(ErrorCode.upstreamUnavailable, message, {
-      cause,
-      fix: 'Nothing was sent and nothing was stored: retry with the same idempotency_key once the upstream server is back.',
-    });
+  constructor(
+    message: string,
+    cause?: unknown,
+    fix = 'Nothing was sent and nothing was stored: retry with the same idempotency_key once the upstream server is back.',
+  ) {
+    super(ErrorCode.upstreamUnavailable, message, { cause, fix });
   }
 }
 

@@ -2,7 +2,7 @@
 // the CLI's `runs` commands). It owns the calls to the ledger; the engine learns of new runs from the
 // ledger's change feed, so no caller has to remember to wake it.
 import { EventEmitter } from 'node:events';
-import { IdempotencyKeyReusedError } from './errors.js';
+import { followWithPollRun, IdempotencyKeyReusedError } from './errors.js';
 import { isTerminal, Phase, type CreateRequest, type JsonObject, type ListQuery, type Run, type RunLedger, type RunPage, type StoredAsset, type Usage } from './ledger/index.js';
 import { silentLogger, type Logger } from './log.js';
 import type { GenerationTool } from './tool.js';
@@ -62,7 +62,7 @@ export class RunService {
 
   async create(tenant: string, call: CreateCall, follow: FollowOptions): Promise<Created> {
     const outcome = await this.ledger.createOrReplay(createRequest(tenant, call));
-    if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
+    if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, followWithPollRun(outcome.runId));
     if (outcome.kind === 'created') this.log.info('run created', { run_id: outcome.run.id, tool: call.tool.name, tenant });
     const replayed = outcome.kind === 'replayed';
     if (follow.waitSeconds <= 0 || isTerminal(outcome.run.phase)) return { run: outcome.run, reachedDone: false, replayed };

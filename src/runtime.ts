@@ -8,15 +8,15 @@ import { createThreadPool } from './engine/threads.js';
 import { configureProviders } from './providers/configure.js';
 import { openLedger, type RunLedger } from './ledger/index.js';
 import type { Logger } from './log.js';
-import { createServer, mcpTools, type Extra } from './mcp/server.js';
+import { createServer, mcpTools } from './mcp/server.js';
 import { RunService } from './runs.js';
 import { VERSION } from './version.js';
 
 /** What a transport serves: runledger itself, or runledger proxy in front of another server. */
 export interface Serving {
   ledger: RunLedger;
-  /** A server for one session (every stdio process has one; HTTP, one per session or request). */
-  createMcpServer(tenantOf: (extra: Extra) => string): { server: Server; close(): Promise<void> };
+  /** A server for one session of `tenant` (every stdio process has one; HTTP, one per session or request). */
+  createMcpServer(tenant: string): { server: Server; close(): Promise<void> };
   /** Starts the background work, once the transport is listening. */
   start(): void;
   /** What the start-up log line says of what is served. */
@@ -51,7 +51,7 @@ export async function createRuntime(config: Config, log: Logger): Promise<Runtim
     ledger,
     runs,
     engine,
-    createMcpServer: (tenantOf) => createServer({ runs, tools, tenantOf, version: VERSION, log }),
+    createMcpServer: (tenant) => createServer({ runs, tools, tenantOf: () => tenant, version: VERSION, log }),
     start: () => engine.start(),
     describe: () => ({ db: ledger.describe(), concurrency: config.concurrency }),
     shutdown: () =>

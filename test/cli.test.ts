@@ -182,7 +182,18 @@ describe('config', () => {
   it('takes everything after "--" as the upstream command of runledger proxy, never as its own flags', () => {
     const config = parseConfig(['proxy', '--db', '/tmp/p.db', '--pass', 'a, b', '--', 'npx', '-y', 'some-server', '--db', 'theirs'], {});
     expect(config).toMatchObject({ command: 'proxy', db: '/tmp/p.db' });
-    expect(config.proxy).toEqual({ upstream: { command: ['npx', '-y', 'some-server', '--db', 'theirs'] }, fence: [], pass: ['a', 'b'], retryErrors: false, waitSeconds: 25, upstreamTimeoutMs: 600_000 });
+    expect(config.proxy).toEqual({
+      upstream: { command: ['npx', '-y', 'some-server', '--db', 'theirs'] },
+      fence: [],
+      pass: ['a', 'b'],
+      retryErrors: false,
+      waitSeconds: 25,
+      upstreamTimeoutMs: 600_000,
+      upstreamMax: 16,
+      upstreamIdleMs: 600_000,
+      upstreamPerSession: false,
+    });
+    expect(() => parseConfig(['proxy', '--http', '--stateless', '--upstream-per-session', '--', 'x'], {})).toThrow('does not go with --stateless');
     expect(parseConfig(['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy?.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
     expect(parseConfig([], {}).proxy).toBeNull();
   });

@@ -11,6 +11,7 @@ const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 const NOT_FINGERPRINTED = new Set(['idempotency_key', 'wait_seconds', 'dry_run']);
 
 export function keyProblem(key: unknown): string | null {
+  if (key === undefined || key === null) return 'is required: one new key (a UUID) per logical request, the same key on every retry of it';
   if (typeof key !== 'string') return 'must be a string';
   if (key.length < KEY_MIN || key.length > KEY_MAX) {
     return `must be ${KEY_MIN}–${KEY_MAX} characters long (got ${key.length}); a UUID fits`;

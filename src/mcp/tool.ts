@@ -58,10 +58,15 @@ export function structured(value: object, text: string): CallToolResult {
 /** A recoverable error as the agent sees it: a text that names the fix, and the typed error. */
 export function errorResult(err: RunledgerError): CallToolResult {
   return {
-    content: [{ type: 'text', text: `${err.code}: ${err.message} ${err.fix}` }],
+    content: [{ type: 'text', text: `${err.code}: ${asSentence(err.message)} ${err.fix}` }],
     structuredContent: { error: err.toJSON() },
     isError: true,
   };
+}
+
+/** A message that may end in a quoted value or a list still reads as a sentence before the fix. */
+function asSentence(text: string): string {
+  return /[.!?]$/.test(text) ? text : `${text}.`;
 }
 
 /** A zod schema as the JSON Schema (draft 7) that tools/list carries, without its $schema line. */

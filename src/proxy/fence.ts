@@ -6,7 +6,15 @@
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { CallInProgressError, ErrorCode, IdempotencyKeyReusedError, NotFoundError, OutcomeUnknownError, RunledgerError } from '../errors.js';
+import {
+  CallInProgressError,
+  ErrorCode,
+  IdempotencyKeyReusedError,
+  NotFoundError,
+  OutcomeUnknownError,
+  RunledgerError,
+  UpstreamUnavailableError,
+} from '../errors.js';
 import { fingerprintAll, isTerminal, Phase, type JsonObject, type Run } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { errorResult } from '../mcp/tool.js';
@@ -15,14 +23,18 @@ import type { RunService } from '../runs.js';
 /** Where the proxy's marks go in a result's `_meta`, so the upstream's own result shape is kept. */
 export const META_RUN_ID = 'io.runledger/run_id';
 export const META_REPLAYED = 'io.runledger/replayed';
+/** Set on an answer from a call sent once more after its first outcome was lost (an idempotent tool). */
+export const META_RESENT = 'io.runledger/resent';
 /** Sent upstream with a fenced call, for servers that understand idempotency keys. */
 export const META_KEY = 'io.runledger/idempotency_key';
 
 /** How a forwarded call ended, as the fence needs to know it. */
 export type Forwarded =
   | { kind: 'answer'; result: CallToolResult }
-  /** The upstream refused it (a JSON-RPC error) or could not be reached: it did nothing. */
-  | { kind: 'not-done'; error: unknown }
+  /** The upstream refused it with a JSON-RPC error: it did nothing, and the error goes back as it came. */
+  | { kind: 'refused'; error: Error }
+  /** The call never reached the upstream (it could not be started or connected to): it did nothing. */
+  | { kind: 'unreachable'; error: UpstreamUnavailableError }
   /** The call was sent but its answer never came (the connection dropped, a timeout): unknown. */
   | { kind: 'unknown'; error: unknown };
 
@@ -49,6 +61,9 @@ export interface FenceOptions {
   log: Logger;
 }
 
+/** A proxy session has no poll_run: the original answer is had by calling again as first called. */
+const FOLLOW_IN_PROXY = 'To get the original call’s answer, call again with this idempotency_key and the original arguments.';
+
 /** A proxied call resent after an unknown outcome is sent at most this many times in all. */
 const MAX_SENDS_OF_IDEMPOTENT = 2;
 
@@ -67,22 +82,22 @@ export class Fence {
     const fp = fingerprintAll(call.args);
     for (;;) {
       const outcome = await ledger.createOrReplay({ tenant: call.tenant, tool: call.tool, idempotencyKey: call.key, args: call.args, fingerprint: fp, cost: 0, startedBy: this.owner });
-      if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt);
-      if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, false);
+      if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, FOLLOW_IN_PROXY);
+      if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, 'first');
       let run = outcome.run;
       try {
         for (;;) {
-          if (isTerminal(run.phase)) return marked(storedAnswer(run), run.id, true);
+          if (isTerminal(run.phase)) return marked(storedAnswer(run), run.id, 'replayed');
           const local = this.inFlight.get(run.id);
           if (local !== undefined) {
             const answer = await beforeDeadline(local, deadline);
             if (answer === undefined) throw inProgress(run.id);
-            return marked(answer, run.id, true);
+            return marked(answer, run.id, 'replayed');
           }
           if (run.lease === null || Date.parse(run.lease.takeoverAt) <= Date.now()) {
             // Whoever started it is gone without an answer. Take the run, so only one retry decides.
             const taken = await ledger.claimRun(run.id, this.owner);
-            if (taken !== null) return marked(await this.takeOver(call, taken), run.id, true);
+            if (taken !== null) return await this.takeOver(call, taken);
           }
           const left = deadline - Date.now();
           if (left <= 0) throw inProgress(run.id);
@@ -98,15 +113,18 @@ export class Fence {
     }
   }
 
-  /** A run left started with no answer: send once more if the tool is idempotent, else end it unknown. */
+  /**
+   * A run left started with no answer: send once more if the tool is idempotent (the answer says it was
+   * re-sent, not replayed), else end it unknown; nothing is sent then, so that answer is a replay.
+   */
   private async takeOver(call: FencedCall, run: Run): Promise<CallToolResult> {
     if (call.idempotent && run.attempts <= MAX_SENDS_OF_IDEMPOTENT) {
       this.opts.log.warn('resending a call whose first answer was never recorded (the tool is idempotent)', { run_id: run.id, tool: call.tool });
-      return this.send(call, run);
+      return marked(await this.send(call, run), run.id, 'resent');
     }
     const error = new OutcomeUnknownError(call.tool, run.id, run.createdAt);
     const ended = await this.opts.runs.ledger.fail(run.id, this.owner, error.toJSON());
-    return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
+    return marked(storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id))), run.id, 'replayed');
   }
 
   /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
@@ -130,7 +148,7 @@ export class Fence {
   private async forward(call: FencedCall, run: Run): Promise<CallToolResult> {
     const ledger = this.opts.runs.ledger;
     const sent = await call.forward(run.id);
-    if (sent.kind === 'not-done') {
+    if (sent.kind === 'refused' || sent.kind === 'unreachable') {
       await ledger.forget(run.id, this.owner);
       throw sent.error;
     }
@@ -139,7 +157,11 @@ export class Fence {
       // Sending an idempotent call again is harmless, so its key stays free for the retry.
       if (call.idempotent) {
         await ledger.forget(run.id, this.owner);
-        throw sent.error;
+        throw new UpstreamUnavailableError(
+          `The upstream MCP server did not answer the ${call.tool} call (${String(sent.error)}); the tool is idempotent, so its key was left free.`,
+          sent.error,
+          'Retry with the same idempotency_key: the call is sent again, which the tool says is harmless.',
+        );
       }
       const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
       return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
@@ -173,6 +195,10 @@ async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise
   }
 }
 
-function marked(result: CallToolResult, runId: string, replayed: boolean): CallToolResult {
-  return { ...result, _meta: { ...result._meta, [META_RUN_ID]: runId, [META_REPLAYED]: replayed } };
+/** How an answer came about: this call's own upstream call, a stored outcome, or a second send. */
+type Provenance = 'first' | 'replayed' | 'resent';
+
+function marked(result: CallToolResult, runId: string, how: Provenance): CallToolResult {
+  const marks = { [META_RUN_ID]: runId, [META_REPLAYED]: how === 'replayed', ...(how === 'resent' ? { [META_RESENT]: true } : {}) };
+  return { ...result, _meta: { ...result._meta, ...marks } };
 }

@@ -2,6 +2,7 @@
 // The same transports serve it as serve runledger itself (stdio, or Streamable HTTP with tenants).
 import { catalogue } from '../../tools/index.js';
 import type { Config, ProxyConfig } from '../config.js';
+import { UpstreamUnavailableError } from '../errors.js';
 import { openLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import type { Serving } from '../runtime.js';
@@ -9,14 +10,25 @@ import { RunService } from '../runs.js';
 import { VERSION } from '../version.js';
 import { Fence } from './fence.js';
 import { createProxyServer, isFenced } from './server.js';
-import { Upstream } from './upstream.js';
+import { UpstreamPool } from './upstreams.js';
 
 export async function createProxyRuntime(config: Config, log: Logger): Promise<Serving> {
   const proxy = config.proxy as ProxyConfig;
-  const upstream = new Upstream(proxy.upstream, log);
-  // Before the ledger opens: an upstream that cannot start stops the proxy with nothing to undo.
-  const session = await upstream.connect();
-  const tools = await upstream.listTools();
+  // Over stdio there is one tenant and one session: its upstream lives as long as the proxy.
+  const upstreams = new UpstreamPool({ target: proxy.upstream, max: proxy.upstreamMax, idleMs: config.http === null ? 0 : proxy.upstreamIdleMs, log });
+  // Before the ledger opens: an upstream that cannot start stops the proxy with nothing to undo. The
+  // first session is the configured tenant's (over stdio, the one it keeps).
+  const { session, tools, describe } = await upstreams
+    .use(config.tenant, config.tenant, async (upstream) => ({ session: await upstream.connect(), tools: await upstream.listTools(), describe: upstream.describe() }))
+    .catch(async (err: unknown) => {
+      await upstreams.close();
+      if (!(err instanceof UpstreamUnavailableError)) throw err;
+      throw new UpstreamUnavailableError(
+        err.message,
+        err.cause,
+        'Check that the upstream command runs on its own (or that --upstream-url answers), then start runledger proxy again.',
+      );
+    });
   const policy = { fence: new Set(proxy.fence), pass: new Set(proxy.pass) };
   for (const name of [...proxy.fence, ...proxy.pass]) {
     if (!tools.some((tool) => tool.name === name)) log.warn(`--fence/--pass names ${name}, which the upstream does not offer (yet)`);
@@ -29,18 +41,30 @@ export async function createProxyRuntime(config: Config, log: Logger): Promise<S
   let stopping: Promise<void> | undefined;
   return {
     ledger,
-    createMcpServer: (tenantOf) =>
-      createProxyServer({ upstream, session, fence, policy, tenantOf, generationTools, upstreamTimeoutMs: proxy.upstreamTimeoutMs, version: VERSION, log }),
+    createMcpServer: (tenant) =>
+      createProxyServer({
+        upstreams,
+        session,
+        tenant,
+        perSession: proxy.upstreamPerSession,
+        fence,
+        policy,
+        generationTools,
+        upstreamTimeoutMs: proxy.upstreamTimeoutMs,
+        version: VERSION,
+        log,
+      }),
     start: () => undefined,
     describe: () => ({
       db: ledger.describe(),
-      upstream: upstream.describe(),
+      upstream: describe,
+      upstream_sessions: proxy.upstreamPerSession ? 'one per session' : 'one per tenant',
       fenced: tools.filter((tool) => isFenced(tool, policy)).map((tool) => tool.name),
       passed: tools.filter((tool) => !isFenced(tool, policy)).map((tool) => tool.name),
     }),
     shutdown: () =>
       (stopping ??= (async () => {
-        await upstream.close();
+        await upstreams.close();
         runs.close();
         await ledger.close();
       })()),

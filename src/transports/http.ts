@@ -177,7 +177,7 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
 
   async function openSession(tenant: string): Promise<StreamableHTTPServerTransport> {
     const sessionId = randomUUID();
-    const mcp = runtime.createMcpServer(() => tenant);
+    const mcp = runtime.createMcpServer(tenant);
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => sessionId,
       eventStore: ledgerEventStore(runtime.ledger, eventScope(tenant, sessionId)),
@@ -227,7 +227,7 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     }
 
     if (http.stateless) {
-      const mcp = runtime.createMcpServer(() => tenant);
+      const mcp = runtime.createMcpServer(tenant);
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       res.on('close', () => void mcp.close());
       await mcp.server.connect(transport);

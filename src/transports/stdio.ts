@@ -6,7 +6,7 @@ import { createRuntime, type Serving } from '../runtime.js';
 
 export async function serveStdio(config: Config, log: Logger, open: (config: Config, log: Logger) => Promise<Serving> = createRuntime): Promise<void> {
   const runtime = await open(config, log);
-  const { server } = runtime.createMcpServer(() => config.tenant);
+  const { server } = runtime.createMcpServer(config.tenant);
   const transport = new StdioServerTransport();
   let exiting = false;
   const exit = (why: string) => {

@@ -221,6 +221,8 @@ describe('runledger proxy', () => {
     const third = await startProxy(db, log);
     const resent = await call(third.client, 'set_status', status);
     expect(data(resent)).toEqual({ ticket_id: 't_1', status: 'closed' });
+    // The upstream acted again: said so, not passed off as a replay.
+    expect([replayed(resent), resent._meta?.['io.runledger/resent']]).toEqual([false, true]);
     expect(effects(log).filter((e) => e.tool === 'set_status')).toHaveLength(2);
     // Once answered, it is stored like any other answer.
     expect(replayed(await call(third.client, 'set_status', status))).toBe(true);
