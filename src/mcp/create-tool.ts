@@ -8,6 +8,8 @@ import type { Preview, RunService } from '../runs.js';
 import type { GenerationTool } from '../tool.js';
 import { keySchema, parse, waitSchema } from './fields.js';
 import { followOptions } from './progress.js';
+import { ValidationFailedError } from '../errors.js';
+import { createTaskResult } from './tasks.js';
 import { defineTool, structured, type ToolEntry } from './tool.js';
 import { runOutputSchema, runResult } from './views.js';
 
@@ -72,7 +74,7 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
     return known;
   };
 
-  return defineTool(
+  const entry = defineTool(
     `create_${tool.name}`,
     {
       title: tool.title,
@@ -92,4 +94,17 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
       return runResult(run, replayed, reachedDone ? () => runs.asset(ctx.tenant, run.id, 0) : undefined);
     },
   );
+  return {
+    definition: { ...entry.definition, execution: { taskSupport: 'optional' } },
+    handle: entry.handle,
+    // As a task the call answers at once with the run as the task: wait_seconds does not apply, and
+    // a dry run creates nothing to follow.
+    async startTask(raw, ctx) {
+      const call = parseCreate(raw);
+      if (call.dry_run) throw new ValidationFailedError([{ field: 'dry_run', rule: 'does not go with a task-augmented call, which starts a run' }]);
+      const request = { tool, idempotencyKey: call.idempotency_key, args: call.args, fingerprint: call.fingerprint };
+      const { run, replayed } = await runs.create(ctx.tenant, request, { waitSeconds: 0 });
+      return createTaskResult(run, replayed);
+    },
+  };
 }

@@ -15,6 +15,7 @@ import { getUsageTool } from './get-usage.js';
 import { listRunsTool } from './list-runs.js';
 import { pollRunTool } from './poll-run.js';
 import { registerRunResources } from './resources.js';
+import { registerTaskHandlers, TASKS_CAPABILITY, taskRpcError } from './tasks.js';
 import { errorResult, type Extra, type ToolEntry } from './tool.js';
 
 export type { Extra } from './tool.js';
@@ -49,7 +50,7 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
   const log = deps.log ?? silentLogger;
   const server = new Server(
     { name: 'runledger', title: 'runledger — retry-safe generation', version: deps.version },
-    { capabilities: { tools: {}, resources: {}, logging: {} }, instructions: INSTRUCTIONS },
+    { capabilities: { tools: {}, resources: {}, logging: {}, tasks: TASKS_CAPABILITY }, instructions: INSTRUCTIONS },
   );
   const definitions = deps.tools.map((entry) => entry.definition);
   const byName = new Map(deps.tools.map((entry) => [entry.definition.name, entry]));
@@ -61,18 +62,26 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
     if (entry === undefined) {
       throw new McpError(RpcErrorCode.InvalidParams, `Unknown tool ${request.params.name}; tools/list names the tools.`);
     }
+    const ctx = { tenant: deps.tenantOf(extra), extra };
+    const asTask = request.params.task !== undefined;
+    if (asTask && entry.startTask === undefined) {
+      throw new McpError(RpcErrorCode.MethodNotFound, `${request.params.name} does not run as a task; call it without "task".`);
+    }
     try {
-      return await entry.handle(request.params.arguments, { tenant: deps.tenantOf(extra), extra });
+      return asTask ? await entry.startTask!(request.params.arguments, ctx) : await entry.handle(request.params.arguments, ctx);
     } catch (e) {
       const err = asRunledgerError(e);
       if (err.code === ErrorCode.internalError) {
         log.error('internal error', { tool: request.params.name, error: err.message, cause: String(err.cause) });
         throw new McpError(RpcErrorCode.InternalError, err.message);
       }
+      // A task-augmented call must answer with a task, so its errors are JSON-RPC errors.
+      if (asTask) throw taskRpcError(err);
       return errorResult(err);
     }
   });
 
   registerRunResources(server, deps.runs, deps.tenantOf);
+  registerTaskHandlers(server, deps.runs, deps.tenantOf);
   return { server, close: () => server.close() };
 }

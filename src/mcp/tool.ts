@@ -1,7 +1,7 @@
 // What an MCP tool is here: its definition (built once per runtime) and a handler that parses the
 // arguments, asks the run service, and shapes the answer. Each run tool is one file built with defineTool.
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { CallToolResult, ServerNotification, ServerRequest, Tool, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type { CallToolResult, CreateTaskResult, ServerNotification, ServerRequest, Tool, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { RunledgerError } from '../errors.js';
 import { parse } from './fields.js';
@@ -17,6 +17,8 @@ export interface Context {
 export interface ToolEntry {
   definition: Tool;
   handle(args: unknown, ctx: Context): Promise<CallToolResult>;
+  /** A task-augmented call: starts the work and answers with the task at once (tools that may run as tasks). */
+  startTask?(args: unknown, ctx: Context): Promise<CreateTaskResult>;
 }
 
 export interface ToolConfig<S extends z.ZodType, A> {

@@ -9,7 +9,7 @@ import type { Serving } from '../runtime.js';
 import { RunService } from '../runs.js';
 import { VERSION } from '../version.js';
 import { Fence } from './fence.js';
-import { createProxyServer, isFenced } from './server.js';
+import { createProxyServer, isFenced, isOffered } from './server.js';
 import { UpstreamPool } from './upstreams.js';
 
 export async function createProxyRuntime(config: Config, log: Logger): Promise<Serving> {
@@ -59,8 +59,9 @@ export async function createProxyRuntime(config: Config, log: Logger): Promise<S
       db: ledger.describe(),
       upstream: describe,
       upstream_sessions: proxy.upstreamPerSession ? 'one per session' : 'one per tenant',
-      fenced: tools.filter((tool) => isFenced(tool, policy)).map((tool) => tool.name),
-      passed: tools.filter((tool) => !isFenced(tool, policy)).map((tool) => tool.name),
+      fenced: tools.filter((tool) => isOffered(tool) && isFenced(tool, policy)).map((tool) => tool.name),
+      passed: tools.filter((tool) => isOffered(tool) && !isFenced(tool, policy)).map((tool) => tool.name),
+      not_offered: tools.filter((tool) => !isOffered(tool)).map((tool) => tool.name),
     }),
     shutdown: () =>
       (stopping ??= (async () => {

@@ -62,6 +62,20 @@ export function recordedName(tool: string, generationTools: ReadonlySet<string>)
   return generationTools.has(tool) ? `proxied:${tool}` : tool;
 }
 
+/**
+ * Whether the proxy offers the tool. One that must run as an MCP task is not offered (yet): the
+ * proxy does not take task-augmented calls, and a plain call to it would spend a key on an error.
+ */
+export function isOffered(tool: Tool): boolean {
+  return tool.execution?.taskSupport !== 'required';
+}
+
+/** A tool as the proxy lists it: fenced or passed through, never as a task (the proxy declares no tasks). */
+export function offeredDefinition(tool: Tool, policy: FencePolicy): Tool {
+  const { execution: _, ...plain } = isFenced(tool, policy) ? fencedDefinition(tool) : tool;
+  return plain;
+}
+
 export function isFenced(tool: Tool, policy: FencePolicy): boolean {
   if (policy.pass.has(tool.name)) return false;
   if (policy.fence.has(tool.name)) return true;
@@ -197,7 +211,7 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
   );
 
   server.setRequestHandler(ListToolsRequestSchema, () =>
-    passed(async (upstream) => ({ tools: (await upstream.listTools()).map((tool) => (isFenced(tool, policy) ? fencedDefinition(tool) : tool)) })),
+    passed(async (upstream) => ({ tools: (await upstream.listTools()).filter(isOffered).map((tool) => offeredDefinition(tool, policy)) })),
   );
 
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
@@ -206,6 +220,12 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
     try {
       return await use(async (upstream) => {
         tool = await upstream.tool(toolName);
+        if (tool !== undefined && !isOffered(tool)) {
+          throw new UpstreamRpcError(
+            RpcErrorCode.MethodNotFound,
+            `${toolName} is not offered through runledger proxy: the upstream runs it only as an MCP task, which the proxy does not fence yet. Nothing was sent.`,
+          );
+        }
         const progressToken = request.params._meta?.progressToken;
         const options = {
           timeout: deps.upstreamTimeoutMs,
@@ -246,7 +266,7 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
       if (!(err instanceof RunledgerError)) throw err;
       if (err.code === ErrorCode.internalError) deps.log.error('internal error', { tool: toolName, error: err.message });
       const known = tool ?? deps.upstreams.lastKnownTool(toolName);
-      return proxyErrorResult(err, known === undefined ? undefined : isFenced(known, policy) ? fencedDefinition(known) : known);
+      return proxyErrorResult(err, known === undefined ? undefined : offeredDefinition(known, policy));
     }
   });
 

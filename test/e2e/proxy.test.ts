@@ -60,7 +60,8 @@ describe('runledger proxy', () => {
     const bare = await startBare(`${db}.bare`);
     const fenced = new Map((await proxy.client.listTools()).tools.map((t) => [t.name, t]));
     const direct = new Map((await bare.listTools()).tools.map((t) => [t.name, t]));
-    expect([...fenced.keys()]).toEqual([...direct.keys()]);
+    // A tool that runs only as an MCP task is not offered: the proxy takes no task-augmented calls.
+    expect([...fenced.keys()]).toEqual([...direct.keys()].filter((name) => name !== 'deep_research'));
     for (const name of ['create_ticket', 'set_status', 'charge_card', 'reject_call', 'enable_extra']) {
       const tool = fenced.get(name)!;
       expect(tool.inputSchema.required).toContain('idempotency_key');
@@ -139,6 +140,16 @@ describe('runledger proxy', () => {
     const noKey = await call(client, 'create_ticket', { title: 'No key' });
     expect(data(noKey).error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'idempotency_key' }] } });
     expect(effects(log)).toHaveLength(1);
+  });
+
+  it('does not offer a tool that runs only as a task: a call to it is refused before anything is stored or sent', async () => {
+    const db = tempDb();
+    const log = `${db}.effects`;
+    const { client } = await startProxy(db, log);
+    const refused = await call(client, 'deep_research', { idempotency_key: key(13), topic: 'x' }).catch((e: Error) => e);
+    expect(refused).toMatchObject({ code: -32601, message: expect.stringContaining('not offered through runledger proxy') });
+    expect(effects(log)).toEqual([]);
+    expect(await readLedger(db, async (ledger) => (await ledger.listRuns('local')).runs)).toEqual([]);
   });
 
   it('passes read-only tools through unchanged, with no ledger write', async () => {
