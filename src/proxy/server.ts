@@ -72,8 +72,9 @@ export function isOffered(tool: Tool): boolean {
 
 /** A tool as the proxy lists it: fenced or passed through, never as a task (the proxy declares no tasks). */
 export function offeredDefinition(tool: Tool, policy: FencePolicy): Tool {
-  const { execution: _, ...plain } = isFenced(tool, policy) ? fencedDefinition(tool) : tool;
-  return plain;
+  const listed = { ...(isFenced(tool, policy) ? fencedDefinition(tool) : tool) };
+  delete listed.execution;
+  return listed;
 }
 
 export function isFenced(tool: Tool, policy: FencePolicy): boolean {
