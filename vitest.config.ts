@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // The HTTP session test measures the heap after a forced collection (globalThis.gc).
+    execArgv: ['--expose-gc'],
   },
 });

@@ -83,6 +83,14 @@ export interface HttpConfig {
   stateless: boolean;
   tokensFile: string | undefined;
   maxBodyBytes: number;
+  /** A request's headers, and then its body, must each arrive within this. */
+  bodyTimeoutMs: number;
+  /** Open connections; past it a new connection's request is answered 503 and the connection closed. */
+  maxConnections: number;
+  /** Sessions this process holds, over all tenants and per tenant; a session idle this long is closed. */
+  maxSessions: number;
+  maxTenantSessions: number;
+  sessionIdleMs: number;
   /** Extra Host header values to accept, beyond this server's own loopback names. */
   allowedHosts: string[];
   /** Extra Origin values to accept, beyond http://localhost|127.0.0.1|[::1]:PORT. */
@@ -137,6 +145,16 @@ Streamable HTTP (instead of stdio):
   --tokens FILE           bearer tokens, one "TENANT TOKEN" pair per line, # comments
                           (env RUNLEDGER_TOKENS: TENANT:TOKEN,TENANT:TOKEN)
   --max-body-bytes N      largest request body, 1024–67108864 (default: 1048576)
+  --body-timeout-ms MS    a request's headers, then its body, must each arrive within MS, or it is
+                          answered 408 and its connection closed; 1000–600000 (default: 20000)
+  --max-connections N     open connections; past it a request is answered 503 with Retry-After,
+                          1–1000000 (default: 10000)
+  --max-sessions N        sessions this process holds, all tenants together; past it initialize is
+                          answered 503 with Retry-After, 1–1000000 (default: 5000)
+  --max-tenant-sessions N sessions one tenant holds; past it initialize is answered 429 with
+                          Retry-After, 1–1000000 (default: 1000)
+  --session-idle-ms MS    a session with no request or stream open for MS is closed, 1000–86400000
+                          (default: 1800000, 30 minutes)
   --allowed-hosts LIST    more Host header values to accept, comma-separated (e.g. mcp.example.com)
   --allowed-origins LIST  more Origin values to accept, comma-separated
   -h, --help              this help
@@ -230,6 +248,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         stateless: { type: 'boolean' },
         tokens: { type: 'string' },
         'max-body-bytes': { type: 'string' },
+        'body-timeout-ms': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'max-sessions': { type: 'string' },
+        'max-tenant-sessions': { type: 'string' },
+        'session-idle-ms': { type: 'string' },
         'allowed-hosts': { type: 'string' },
         'allowed-origins': { type: 'string' },
         'upstream-url': { type: 'string' },
@@ -305,7 +328,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
     throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
   }
-  const httpOnly = ['host', 'port', 'stateless', 'tokens', 'max-body-bytes', 'allowed-hosts', 'allowed-origins'] as const;
+  const httpOnly = [
+    'host',
+    'port',
+    'stateless',
+    'tokens',
+    'max-body-bytes',
+    'body-timeout-ms',
+    'max-connections',
+    'max-sessions',
+    'max-tenant-sessions',
+    'session-idle-ms',
+    'allowed-hosts',
+    'allowed-origins',
+  ] as const;
   const stray = httpOnly.find((flag) => values[flag] !== undefined);
   if (!values.http && stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
   if (values.http && command !== 'serve' && command !== 'proxy') throw new UsageError('--http serves MCP; it does not go with a command');
@@ -316,6 +352,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         stateless: values.stateless ?? false,
         tokensFile: values.tokens,
         maxBodyBytes: integer('--max-body-bytes', values['max-body-bytes'], 1024 * 1024, 1024, 64 * 1024 * 1024),
+        bodyTimeoutMs: integer('--body-timeout-ms', values['body-timeout-ms'], 20_000, 1000, 600_000),
+        maxConnections: integer('--max-connections', values['max-connections'], 10_000, 1, 1_000_000),
+        maxSessions: integer('--max-sessions', values['max-sessions'], 5000, 1, 1_000_000),
+        maxTenantSessions: integer('--max-tenant-sessions', values['max-tenant-sessions'], 1000, 1, 1_000_000),
+        sessionIdleMs: integer('--session-idle-ms', values['session-idle-ms'], 30 * 60_000, 1000, 86_400_000),
         allowedHosts: commaList(values['allowed-hosts']),
         allowedOrigins: commaList(values['allowed-origins']),
       }

@@ -22,6 +22,9 @@ describe('runledger CLI', () => {
     [['--port', '8080'], /--port goes with --http/],
     [['--http', '--port', '70000'], /--port must be from 0 to 65535/],
     [['--http', 'demo'], /--http serves MCP/],
+    [['--max-sessions', '10'], /--max-sessions goes with --http/],
+    [['--http', '--body-timeout-ms', '500'], /--body-timeout-ms must be from 1000 to 600000, got 500/],
+    [['--http', '--max-tenant-sessions', '0'], /--max-tenant-sessions must be from 1 to 1000000/],
     [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
     [['--provider', 'midjourney'], /--provider must be builtin or openai, got "midjourney"/],
     [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
@@ -104,6 +107,9 @@ describe('runledger CLI', () => {
     const result = cli(['--help']);
     expect(result.status).toBe(0);
     for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', '--http', '--tokens', '--stateless', 'demo', 'runs list']) {
+      expect(result.stdout).toContain(flag);
+    }
+    for (const flag of ['--body-timeout-ms', '--max-connections', '--max-sessions', '--max-tenant-sessions', '--session-idle-ms']) {
       expect(result.stdout).toContain(flag);
     }
     for (const flag of ['record --out FILE', '--redact', 'replay FILE', '--server', '--url', '--faults', '--seed', '--settle-ms', '--report']) {
@@ -196,5 +202,16 @@ describe('config', () => {
     expect(() => parseConfig(['proxy', '--http', '--stateless', '--upstream-per-session', '--', 'x'], {})).toThrow('does not go with --stateless');
     expect(parseConfig(['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy?.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
     expect(parseConfig([], {}).proxy).toBeNull();
+  });
+
+  it('bounds the HTTP service by default: body deadline, connections, sessions in all and per tenant, idle time', () => {
+    expect(parseConfig(['--http'], {}).http).toMatchObject({
+      maxBodyBytes: 1024 * 1024,
+      bodyTimeoutMs: 20_000,
+      maxConnections: 10_000,
+      maxSessions: 5000,
+      maxTenantSessions: 1000,
+      sessionIdleMs: 30 * 60_000,
+    });
   });
 });

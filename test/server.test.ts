@@ -88,6 +88,14 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
     });
 
+    it('answers a 100,000-deep array in an argument with validation_failed naming the field and the limit, storing nothing', async () => {
+      const bomb = JSON.parse('['.repeat(100_000) + ']'.repeat(100_000)) as unknown;
+      const deep = await callTool(client, 'create_social_card', { headline: bomb, idempotency_key: randomUUID() });
+      expect(deep.result.isError).toBe(true);
+      expect(deep.error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'headline', rule: expect.stringMatching(/64 levels/) }] } });
+      expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
+    });
+
     it('answers a dry run with create, replay or conflict and writes nothing', async () => {
       const key = randomUUID();
       const dry = (args: object) => callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key, dry_run: true, ...args });

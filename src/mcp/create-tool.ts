@@ -6,7 +6,7 @@ import { BoundedMap } from '../bounded-map.js';
 import { fingerprint, type JsonObject } from '../ledger/index.js';
 import type { Preview, RunService } from '../runs.js';
 import type { GenerationTool } from '../tool.js';
-import { keySchema, parse, waitSchema } from './fields.js';
+import { assertNotTooDeep, keySchema, parse, waitSchema } from './fields.js';
 import { followOptions } from './progress.js';
 import { ValidationFailedError } from '../errors.js';
 import { createTaskResult } from './tasks.js';
@@ -100,6 +100,7 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
     // As a task the call answers at once with the run as the task: wait_seconds does not apply, and
     // a dry run creates nothing to follow.
     async startTask(raw, ctx) {
+      assertNotTooDeep(raw);
       const call = parseCreate(raw);
       if (call.dry_run) throw new ValidationFailedError([{ field: 'dry_run', rule: 'does not go with a task-augmented call, which starts a run' }]);
       const request = { tool, idempotencyKey: call.idempotency_key, args: call.args, fingerprint: call.fingerprint };

@@ -2,6 +2,7 @@
 // failure into a typed validation_failed naming each field and rule.
 import { z } from 'zod';
 import { ValidationFailedError } from '../errors.js';
+import { MAX_JSON_DEPTH, nestedPast } from '../json-depth.js';
 import { keyProblem, PHASES } from '../ledger/index.js';
 
 export const MAX_WAIT_SECONDS = 50;
@@ -37,6 +38,17 @@ export function toolNameSchema(names: readonly string[]) {
     .string()
     .transform((name) => name.replace(/^create_/, ''))
     .refine((name) => names.includes(name), { message: `must be one of ${names.join(', ')}` });
+}
+
+/**
+ * Refuses arguments nested past MAX_JSON_DEPTH, naming the top-level field that holds them. Runs before
+ * anything recursive (zod, JSON.stringify, the fingerprint) sees them, so a depth bomb is a validation
+ * failure instead of a stack overflow.
+ */
+export function assertNotTooDeep(args: unknown): void {
+  const path = nestedPast(args, MAX_JSON_DEPTH);
+  if (path === null) return;
+  throw new ValidationFailedError([{ field: String(path[0]), rule: `must not nest arrays and objects more than ${MAX_JSON_DEPTH} levels deep` }]);
 }
 
 export function parse<S extends z.ZodType>(schema: S, args: unknown): z.output<S> {

@@ -4,7 +4,7 @@ import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/proto
 import type { CallToolResult, CreateTaskResult, ServerNotification, ServerRequest, Tool, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { RunledgerError } from '../errors.js';
-import { parse } from './fields.js';
+import { assertNotTooDeep, parse } from './fields.js';
 
 export type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
@@ -47,7 +47,10 @@ export function defineTool<S extends z.ZodType, A = z.output<S>>(
       outputSchema: config.output,
       annotations: { title: config.title, ...config.annotations },
     },
-    handle: (raw, ctx) => handle(parseArgs(raw), ctx),
+    handle: (raw, ctx) => {
+      assertNotTooDeep(raw);
+      return handle(parseArgs(raw), ctx);
+    },
   };
 }
 

@@ -1,9 +1,11 @@
 // MCP over Streamable HTTP at /mcp, for teams that run runledger as a shared service.
-// Order of checks on every request: route → Host/Origin (403) → bearer token (401) → body size (413)
-// → JSON (parse error) → session (400/404) → the SDK transport. Nothing a client sends can crash it.
+// Order of checks on every request: connection cap (503) → route → Host/Origin (403) → bearer token
+// (401) → content type (415) → body size (413) and deadline (408) → JSON (parse error) → one message,
+// not a batch (400) → session (400/404, or 429/503 past a cap) → the SDK transport. Every limit is
+// listed in docs/deploy.md. Nothing a client sends can crash it.
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { StreamableHTTPServerTransport, type EventId, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { UsageError, type Config, type HttpConfig } from '../config.js';
@@ -11,6 +13,8 @@ import { asRunledgerError } from '../errors.js';
 import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { createRuntime, type Serving } from '../runtime.js';
+import { refuseDeepMessages } from './guard.js';
+import { SessionTable } from './sessions.js';
 import { loadTokens, type TokenTable } from './tokens.js';
 
 export interface HttpHandle {
@@ -20,16 +24,10 @@ export interface HttpHandle {
   close(graceMs?: number): Promise<void>;
 }
 
-interface Session {
-  transport: StreamableHTTPServerTransport;
-  close(): Promise<void>;
-  tenant: string;
-  lastSeen: number;
-}
-
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
-const SESSION_IDLE_MS = 60 * 60 * 1000;
 const DEFAULT_GRACE_MS = 10_000;
+/** How often the summary of client-side failures is logged, when there were any. */
+const TALLY_EVERY_MS = 60_000;
 
 function isLoopback(host: string): boolean {
   return LOOPBACK.has(host) || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -74,29 +72,87 @@ function rpcError(res: ServerResponse, status: number, code: number, message: st
   sendJson(res, status, { jsonrpc: '2.0', id: null, error: { code, message, ...(data ? { data } : {}) } }, headers);
 }
 
-class BodyTooLarge extends Error {}
+/** How long a refused request's connection may go on sending, after the answer, before it is cut. */
+const LINGER_MS = 2000;
 
 /**
- * A body past the limit is refused with 413 once the client has sent it all (read and dropped, up to
- * this bound): answering a client that is still uploading, and closing, resets the connection before
- * the client reads the status.
+ * Makes the answer to `res` its connection's last: kept alive, a connection whose request was refused
+ * before its body would wait for the whole body first. Node destroys a "connection: close" socket as
+ * soon as the answer is written, and a client still uploading then fails on EPIPE or a reset before it
+ * reads the status; so this one half-closes instead, and drops what still arrives until the client
+ * closes too, or for LINGER_MS at most.
  */
-const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+function lastAnswer(res: ServerResponse): Record<string, string> {
+  const socket = res.socket;
+  if (socket !== null) {
+    socket.destroySoon = () => {
+      socket.end();
+      const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+      timer.unref();
+      socket.once('close', () => clearTimeout(timer));
+    };
+  }
+  return { connection: 'close' };
+}
 
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/** Answers a request refused before its body was read (or while it still trickles in), and closes. */
+function refuse(res: ServerResponse, status: number, code: number, message: string, data?: object, headers: Record<string, string> = {}): void {
+  rpcError(res, status, code, message, data, { ...headers, ...lastAnswer(res) });
+}
+
+class BodyTooLarge extends Error {}
+class BodyTooSlow extends Error {}
+
+/** The body, if all of it (at most `limit` bytes) arrives within `timeoutMs`. */
+function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
+  if (Number(req.headers['content-length']) > limit) return Promise.reject(new BodyTooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let tooLarge = Number(req.headers['content-length']) > limit;
+    const timer = setTimeout(() => reject(new BodyTooSlow()), timeoutMs);
+    const settle = (end: () => void) => {
+      clearTimeout(timer);
+      end();
+    };
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      tooLarge ||= size > limit;
-      if (!tooLarge) chunks.push(chunk);
-      else if (size > DRAIN_MAX_BYTES) reject(new BodyTooLarge());
+      if (size <= limit) chunks.push(chunk);
+      else settle(() => reject(new BodyTooLarge()));
     });
-    req.on('end', () => (tooLarge ? reject(new BodyTooLarge()) : resolve(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
+    req.on('end', () => settle(() => resolve(Buffer.concat(chunks).toString('utf8'))));
+    req.on('error', (err) => settle(() => reject(err)));
   });
+}
+
+/** Whether a request failed because its client went away mid-request (an aborted upload, a reset). */
+function clientGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ERR_STREAM_PREMATURE_CLOSE';
+}
+
+/**
+ * Client-side failures and refusals, counted by kind and logged as one summary line a minute (and at
+ * shutdown): one line per dropped upload would let any client fill the log.
+ */
+function createTally(log: Logger) {
+  const counts = new Map<string, number>();
+  let since = Date.now();
+  const flush = () => {
+    if (counts.size > 0) {
+      log.warn('HTTP requests refused or cut short by their clients', { ...Object.fromEntries(counts), seconds: Math.round((Date.now() - since) / 1000) });
+    }
+    counts.clear();
+    since = Date.now();
+  };
+  const timer = setInterval(flush, TALLY_EVERY_MS);
+  timer.unref();
+  return {
+    count: (kind: string) => void counts.set(kind, (counts.get(kind) ?? 0) + 1),
+    stop() {
+      clearInterval(timer);
+      flush();
+    },
+  };
 }
 
 export async function serveHttp(
@@ -113,17 +169,25 @@ export async function serveHttp(
     );
   }
   const runtime = await open(config, log);
-  const server = createHttpServer();
+  const server = createHttpServer({
+    // Headers must arrive within the body deadline too; the handler times the body itself (with a
+    // JSON-RPC answer), and Node's whole-request timeout only backs it up. Node checks both once a second.
+    headersTimeout: http.bodyTimeoutMs,
+    requestTimeout: 2 * http.bodyTimeoutMs,
+    connectionsCheckingInterval: 1000,
+  });
+  server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new UsageError(`cannot listen on ${http.host}:${http.port}: ${err.message}`)));
     server.listen(http.port, http.host, resolve);
   });
+  // Once listening, an error (say, out of file descriptors on accept) is logged, not fatal.
+  server.on('error', (err) => log.error('HTTP server error', { error: err.message }));
   const port = (server.address() as AddressInfo).port;
   const handler = createHandler({ runtime, http, tokens, port, tenant: config.tenant, log });
+  handler.countConnections(server);
   server.on('request', (req, res) => void handler.handle(req, res));
   runtime.start();
-  server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts
-  server.headersTimeout = 66_000;
   const origin = `http://${http.host.includes(':') ? `[${http.host}]` : http.host}:${port}`;
   log.info('serving MCP over Streamable HTTP', {
     url: `${origin}/mcp`,
@@ -144,21 +208,26 @@ interface HandlerDeps {
 }
 
 function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log }: HandlerDeps) {
-  const sessions = new Map<string, Session>();
+  const sessions = new SessionTable<StreamableHTTPServerTransport>({
+    maxSessions: http.maxSessions,
+    maxTenantSessions: http.maxTenantSessions,
+    idleMs: http.sessionIdleMs,
+  });
   const allowedHosts = new Set(
     [...LOOPBACK, http.host].map((h) => `${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${port}`).concat(http.allowedHosts),
   );
   const allowedOrigins = new Set(
     ['localhost', '127.0.0.1', '[::1]'].map((h) => `http://${h}:${port}`).concat(http.allowedOrigins),
   );
+  const tally = createTally(log);
   let inFlight = 0;
   let drained: (() => void) | undefined;
   let stopping = false;
+  let connections = 0;
+  /** Connections that arrived past the cap: their request is answered 503, and they are closed. */
+  const overCap = new WeakSet<Socket>();
 
-  const idleSweep = setInterval(() => {
-    const cutoff = Date.now() - SESSION_IDLE_MS;
-    for (const [id, session] of sessions) if (session.lastSeen < cutoff) void session.close().then(() => sessions.delete(id));
-  }, 60_000);
+  const idleSweep = setInterval(() => sessions.sweep(), Math.min(60_000, Math.ceil(http.sessionIdleMs / 4)));
   idleSweep.unref();
 
   /** The tenant for this request, or null after answering 401. */
@@ -169,38 +238,51 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     const tenant = match ? tokens.tenantFor(match[1]!) : null;
     if (tenant !== null) return tenant;
     const challenge = match ? 'Bearer realm="runledger", error="invalid_token"' : 'Bearer realm="runledger"';
-    rpcError(res, 401, -32001, match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: send Authorization: Bearer <token>', { code: 'unauthorized' }, {
+    refuse(res, 401, -32001, match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: send Authorization: Bearer <token>', { code: 'unauthorized' }, {
       'www-authenticate': challenge,
     });
     return null;
   }
 
-  async function openSession(tenant: string): Promise<StreamableHTTPServerTransport> {
+  async function openSession(tenant: string, req: IncomingMessage, res: ServerResponse, body: unknown): Promise<void> {
+    const place = sessions.reserve(tenant);
+    if (!('fill' in place)) {
+      tally.count(`sessions_over_${place.scope}_cap`);
+      const [status, limit] = place.scope === 'tenant' ? [429, `${http.maxTenantSessions} sessions per tenant`] : [503, `${http.maxSessions} sessions`];
+      rpcError(res, status, -32000, `Too many sessions: this server holds at most ${limit}; end sessions you no longer use (DELETE), or retry later`, undefined, {
+        'retry-after': String(place.retryAfterSeconds),
+      });
+      return;
+    }
     const sessionId = randomUUID();
     const mcp = runtime.createMcpServer(tenant);
-    const transport = new StreamableHTTPServerTransport({
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => sessionId,
       eventStore: ledgerEventStore(runtime.ledger, eventScope(tenant, sessionId)),
       // Tells a disconnected client (protocol ≥ 2025-11-25) how soon to come back with Last-Event-ID.
       retryInterval: 1000,
-      onsessioninitialized: (id) => {
-        sessions.set(id, { transport, close: () => mcp.close(), tenant, lastSeen: Date.now() });
-      },
+      onsessioninitialized: (id) => place.fill(id, transport, () => mcp.close()),
     });
-    transport.onclose = () => sessions.delete(sessionId);
-    await mcp.server.connect(transport);
-    return transport;
+    transport.onclose = () => sessions.remove(sessionId);
+    try {
+      await mcp.server.connect(transport);
+      refuseDeepMessages(transport);
+      await transport.handleRequest(req, res, body);
+    } finally {
+      // An initialize the transport refused never became a session: its place is given back.
+      if (place.release()) void mcp.close();
+    }
   }
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const host = req.headers.host ?? '';
     if (!allowedHosts.has(host)) {
-      rpcError(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it with --allowed-hosts)`);
+      refuse(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it with --allowed-hosts)`);
       return;
     }
     const origin = req.headers.origin;
     if (origin !== undefined && !allowedOrigins.has(origin)) {
-      rpcError(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it with --allowed-origins)`);
+      refuse(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it with --allowed-origins)`);
       return;
     }
     const tenant = authenticate(req, res);
@@ -208,12 +290,22 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
 
     let body: unknown;
     if (req.method === 'POST') {
+      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'application/json') {
+        refuse(res, 415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
+        return;
+      }
       let text: string;
       try {
-        text = await readBody(req, http.maxBodyBytes);
+        text = await readBody(req, http.maxBodyBytes, http.bodyTimeoutMs);
       } catch (err) {
         if (err instanceof BodyTooLarge) {
-          rpcError(res, 413, -32000, `Payload too large: the limit is ${http.maxBodyBytes} bytes`, undefined, { connection: 'close' });
+          refuse(res, 413, -32000, `Payload too large: the limit is ${http.maxBodyBytes} bytes`);
+          return;
+        }
+        if (err instanceof BodyTooSlow) {
+          tally.count('body_timeout');
+          refuse(res, 408, -32000, `Request Timeout: the body must arrive within ${http.bodyTimeoutMs} ms`);
           return;
         }
         throw err;
@@ -224,6 +316,12 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
         rpcError(res, 400, -32700, `Parse error: ${(err as Error).message}`);
         return;
       }
+      // Since protocol revision 2025-06-18 a POST carries one message. Refused for every revision, so
+      // that nothing in a batch runs: a batch of creates would bypass what one call at a time is allowed.
+      if (Array.isArray(body)) {
+        rpcError(res, 400, -32600, 'Invalid Request: batches are not supported; send one JSON-RPC message per POST');
+        return;
+      }
     }
 
     if (http.stateless) {
@@ -231,34 +329,34 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
       res.on('close', () => void mcp.close());
       await mcp.server.connect(transport);
+      refuseDeepMessages(transport);
       await transport.handleRequest(req, res, body);
       return;
     }
 
     const sessionId = req.headers['mcp-session-id'];
     if (typeof sessionId === 'string') {
-      const session = sessions.get(sessionId);
+      // Another tenant's session is reported exactly like an unknown one.
+      const session = sessions.get(sessionId, tenant);
       const lastEventId = req.headers['last-event-id'];
       if (session === undefined && req.method === 'GET' && typeof lastEventId === 'string') {
         await replayAfterRestart(res, tenant, sessionId, lastEventId);
         return;
       }
-      // Another tenant's session is reported exactly like an unknown one.
-      if (session === undefined || session.tenant !== tenant) {
+      if (session === undefined) {
         rpcError(res, 404, -32001, 'Session not found: start a new session with initialize');
         return;
       }
-      session.lastSeen = Date.now();
-      await session.transport.handleRequest(req, res, body);
+      // Busy while this request (or stream) lasts: a session is idle only with nothing open.
+      res.once('close', sessions.begin(sessionId));
+      await session.handleRequest(req, res, body);
       return;
     }
-    const initializing = req.method === 'POST' && (Array.isArray(body) ? body.some(isInitializeRequest) : isInitializeRequest(body));
-    if (!initializing) {
+    if (req.method !== 'POST' || !isInitializeRequest(body)) {
       rpcError(res, 400, -32000, 'Bad Request: no Mcp-Session-Id header; send initialize first');
       return;
     }
-    const transport = await openSession(tenant);
-    await transport.handleRequest(req, res, body);
+    await openSession(tenant, req, res, body);
   }
 
   /**
@@ -291,7 +389,22 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
   }
 
   return {
+    countConnections(server: HttpServer): void {
+      server.on('connection', (socket: Socket) => {
+        if (++connections > http.maxConnections) overCap.add(socket);
+        socket.once('close', () => connections--);
+      });
+      // Past twice the cap, Node closes new connections unanswered: even an answer costs a descriptor.
+      server.maxConnections = 2 * http.maxConnections;
+      server.on('drop', () => tally.count('connections_dropped'));
+    },
+
     async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+      // A request sent after a refused one, on its closing connection, is not for this server to answer.
+      if (req.socket.writableEnded) {
+        req.socket.destroy();
+        return;
+      }
       // A long-lived GET stream is not "in flight": it would hold shutdown for ever.
       const counted = req.method !== 'GET';
       if (counted) inFlight++;
@@ -301,15 +414,24 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
       if (stopping) res.setHeader('connection', 'close');
       try {
         const path = (req.url ?? '/').split('?')[0];
-        if (path === '/healthz') {
+        if (overCap.has(req.socket)) {
+          tally.count('connections_over_cap');
+          refuse(res, 503, -32000, `Service Unavailable: this server holds at most ${http.maxConnections} connections; retry shortly`, undefined, {
+            'retry-after': '1',
+          });
+        } else if (path === '/healthz') {
           if (req.method === 'GET' || req.method === 'HEAD') await health(res);
-          else sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+          else sendJson(res, 405, { error: 'use GET' }, { allow: 'GET', ...lastAnswer(res) });
         } else if (path === '/mcp') {
           await handleMcp(req, res);
         } else {
-          sendJson(res, 404, { error: `nothing at ${path}; MCP is served at /mcp` });
+          sendJson(res, 404, { error: `nothing at ${path}; MCP is served at /mcp` }, lastAnswer(res));
         }
       } catch (err) {
+        if (clientGone(err)) {
+          tally.count('aborted');
+          return;
+        }
         const e = asRunledgerError(err);
         log.error('HTTP request failed', { error: e.message, cause: String(e.cause) });
         rpcError(res, 500, -32603, 'Internal error');
@@ -328,9 +450,9 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
           setTimeout(resolve, graceMs).unref();
         });
       }
-      await Promise.all([...sessions.values()].map((s) => s.close().catch(() => undefined)));
-      sessions.clear();
+      await sessions.closeAll();
       server.closeAllConnections();
+      tally.stop();
       await runtime.shutdown();
     },
   };

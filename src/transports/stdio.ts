@@ -3,6 +3,7 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import { createRuntime, type Serving } from '../runtime.js';
+import { refuseDeepMessages } from './guard.js';
 
 export async function serveStdio(config: Config, log: Logger, open: (config: Config, log: Logger) => Promise<Serving> = createRuntime): Promise<void> {
   const runtime = await open(config, log);
@@ -22,6 +23,7 @@ export async function serveStdio(config: Config, log: Logger, open: (config: Con
   process.once('SIGINT', () => exit('SIGINT'));
   process.once('SIGTERM', () => exit('SIGTERM'));
   await server.connect(transport);
+  refuseDeepMessages(transport);
   runtime.start();
   log.info('serving MCP over stdio', { ...runtime.describe(), tenant: config.tenant });
 }
