@@ -161,6 +161,12 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     await proxy.client.listTools();
     upstream.child.kill('SIGKILL');
     await new Promise((resolve) => upstream.child.once('exit', resolve));
+    // A request the proxy sends on a kept-alive connection the upstream dropped may have reached it
+    // (outcome_unknown is the safe answer then): wait until a read-only call cannot connect at all.
+    await until(async () => {
+      const error = (await call(proxy.client, 'notes', {}))._meta?.['io.runledger/error'] as { message?: string } | undefined;
+      return error?.message?.startsWith('Could not reach') ? true : undefined;
+    }, 'the proxy to find the upstream gone');
     const down = await call(proxy.client, 'note', { idempotency_key: key(12), text: 'later' });
     expect(data(down).error).toMatchObject({ code: 'upstream_unavailable' });
     expect(text(down)).toContain('retry with the same idempotency_key');
