@@ -100,7 +100,7 @@ type Layout = 'stack' | 'flip' | 'side' | 'closeup';
 /** One variant's composition: where the text goes, how the product is framed, and which colour leads. */
 interface Plan {
   layout: Layout;
-  /** side and wide closeup: the text takes the left side. */
+  /** side and wide close-up: the text takes the left side. */
   textLeft: boolean;
   align: 'start' | 'middle';
   /** The palette colour this variant puts forward (the prop, the table, the plinth). */
@@ -131,15 +131,10 @@ function shuffled<T>(items: readonly T[], rng: Prng): T[] {
 }
 
 /** The compositions a style can take on this canvas: text beside, above or below, or a cropped close-up. */
-function layoutsFor(style: Args['style'], W: number, H: number): [Layout, boolean][] {
+function layoutsFor(style: Args['style'], W: number, H: number): Layout[] {
   const floating = style === 'studio' || style === 'bold';
-  if (W > H * 1.15) {
-    const sides: [Layout, boolean][] = [['side', true], ['side', false]];
-    return floating ? [...sides, ['closeup', true], ['closeup', false]] : sides;
-  }
-  const stacked: [Layout, boolean][] = [['stack', true], ['flip', true]];
-  const sides: [Layout, boolean][] = W >= H * 0.87 ? [['side', true], ['side', false]] : [];
-  return [...stacked, ...sides, ...(floating ? ([['closeup', true]] as [Layout, boolean][]) : [])];
+  if (W > H * 1.15) return floating ? ['side', 'closeup'] : ['side'];
+  return ['stack', 'flip', ...(W >= H * 0.87 ? (['side'] as const) : []), ...(floating ? (['closeup'] as const) : [])];
 }
 
 /** The colours a style may put forward, most characteristic first. */
@@ -165,9 +160,12 @@ function plans(args: Args, roles: Roles, W: number, H: number, seed: number): Pl
   const order = createPrng(seed ^ 0x5bd1e995);
   const layouts = shuffled(layoutsFor(args.style, W, H), order);
   const emphases = shuffled(emphasesFor(args.style, roles), order);
+  // The side the text takes alternates, so two side-by-side variants are not one image mirrored.
+  const leftFirst = order.chance(0.5);
   return Array.from({ length: args.variants }, (_, i) => {
     const rng = createPrng(variantSeed(seed, i));
-    const [layout, textLeft] = layouts[i % layouts.length]!;
+    const layout = layouts[i % layouts.length]!;
+    const textLeft = (i % 2 === 0) === leftFirst;
     const floating = args.style === 'studio' || args.style === 'bold';
     const scale =
       layout === 'closeup'

@@ -16,7 +16,7 @@ const cardArgs = socialCard.input.parse({
   channel: 'landscape',
 });
 const GOLDEN = {
-  productShot: '3b21b2f1f2f6ad9fa6c1223e1c31cc584ed57c31ba017fa508e53f0a822d1f6f',
+  productShot: '96aff6e2949fea6205ac4576712f11a0c6799e30e2b4636b93c894897c2546c3',
   socialCard: '31bfdc4ce6a4dabb436ec89ab858ebec3e0c0d6a5a427a62f3f32f23572fa1ee',
 };
 const productScene = (seed: number) => productShot.compose(productArgs, seed)[0]!;
