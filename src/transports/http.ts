@@ -1,6 +1,7 @@
 // MCP over Streamable HTTP at /mcp, for teams that run runledger as a shared service.
 // Order of checks on every request: route → Host/Origin (403) → bearer token (401) → body size (413)
 // → JSON (parse error) → session (400/404) → the SDK transport. Nothing a client sends can crash it.
+// /viewer is the operators' run viewer (viewer.ts), behind the same Host/Origin checks and tokens.
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +13,7 @@ import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { createRuntime, type Serving } from '../runtime.js';
 import { loadTokens, type TokenTable } from './tokens.js';
+import { createViewer, isViewerPath } from './viewer.js';
 
 export interface HttpHandle {
   /** e.g. http://127.0.0.1:8787 */
@@ -192,17 +194,25 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     return transport;
   }
 
-  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** The Host and Origin checks (DNS rebinding, other sites' pages), for /mcp and the run viewer; false after a 403. */
+  function allowed(req: IncomingMessage, res: ServerResponse): boolean {
     const host = req.headers.host ?? '';
     if (!allowedHosts.has(host)) {
       rpcError(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it with --allowed-hosts)`);
-      return;
+      return false;
     }
     const origin = req.headers.origin;
     if (origin !== undefined && !allowedOrigins.has(origin)) {
       rpcError(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it with --allowed-origins)`);
-      return;
+      return false;
     }
+    return true;
+  }
+
+  const viewer = createViewer({ ledger: runtime.ledger, allowed, authenticate, log });
+
+  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!allowed(req, res)) return;
     const tenant = authenticate(req, res);
     if (tenant === null) return;
 
@@ -306,6 +316,8 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
           else sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
         } else if (path === '/mcp') {
           await handleMcp(req, res);
+        } else if (isViewerPath(path!)) {
+          await viewer.handle(req, res, req.url ?? '/');
         } else {
           sendJson(res, 404, { error: `nothing at ${path}; MCP is served at /mcp` });
         }
