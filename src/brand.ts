@@ -8,6 +8,7 @@ export const CHECK_IDS = [
   'logo_present',
   'banned_phrases',
   'text_contrast',
+  'text_fit',
   'palette_coverage',
 ] as const;
 export type CheckId = (typeof CHECK_IDS)[number];

@@ -46,3 +46,32 @@ export function isLargeText(fontSize: number, weight: number): boolean {
 export function requiredContrast(fontSize: number, weight: number): number {
   return isLargeText(fontSize, weight) ? 3 : 4.5;
 }
+
+/** CIELAB (D65), the space colour differences are judged in: equal distances look about equally different. */
+export interface Lab {
+  l: number;
+  a: number;
+  b: number;
+}
+
+export function toLab({ r, g, b }: Rgb): Lab {
+  const lin = (v: number) => {
+    const c = v / 255;
+    return c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  };
+  const [R, G, B] = [lin(r), lin(g), lin(b)];
+  const x = (0.4124564 * R + 0.3575761 * G + 0.1804375 * B) / 0.95047;
+  const y = 0.2126729 * R + 0.7151522 * G + 0.072175 * B;
+  const z = (0.0193339 * R + 0.119192 * G + 0.9503041 * B) / 1.08883;
+  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : (24389 / 27 * t + 16) / 116);
+  const [fx, fy, fz] = [f(x), f(y), f(z)];
+  return { l: 116 * fy - 16, a: 500 * (fx - fy), b: 200 * (fy - fz) };
+}
+
+/**
+ * CIE76 colour difference (ΔE*ab): about 2 is the smallest difference most people notice, 10 reads as
+ * "the same colour, a shade off", past 25 as another colour.
+ */
+export function deltaE(a: Lab, b: Lab): number {
+  return Math.hypot(a.l - b.l, a.a - b.a, a.b - b.b);
+}

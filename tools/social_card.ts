@@ -34,8 +34,8 @@ const description =
   'Render a branded social media card (PNG) with your headline, body copy and logo, sized for the channel: ' +
   'square 1080×1080, landscape 1200×628 or story 1080×1920. Rendering is built in, offline and deterministic: ' +
   'the same arguments and seed give byte-identical images. The card is scored against the brand kit rubric ' +
-  '(palette, text contrast, logo, banned phrases, size, safe margins) and the result lists each check with ' +
-  'its evidence and a fix. ' +
+  '(palette distance, text contrast, text fit, logo, banned phrases, size, safe margins) and the result lists ' +
+  'each check with its evidence and a fix. ' +
   'Cost: 2 credits per card.';
 
 type Side = 'top' | 'bottom' | 'left' | 'right';
@@ -159,6 +159,7 @@ function compose(args: Args, seed: number): Scene[] {
       background,
       safeMargin: m,
       elements,
+      copy: [{ id: 'headline', text: args.headline }, ...(args.body === '' ? [] : [{ id: 'body', text: args.body }])],
     },
   ];
 }

@@ -81,6 +81,11 @@ export function wrap(text: string, fontSize: number, weight: FontWeight, maxWidt
   return lines;
 }
 
+/** Whether wrapping broke a word between lines (wrap only does that to a word wider than a line). */
+export function splitsAWord(text: string, lines: string[]): boolean {
+  return lines.join(' ') !== text.split(/\s+/).filter(Boolean).join(' ');
+}
+
 /** Drops words (then characters) from the end of `line` until it fits with an ellipsis. */
 function ellipsize(line: string, fontSize: number, weight: FontWeight, maxWidth: number): string {
   let s = line;
@@ -121,7 +126,11 @@ export function fitText(o: FitOptions): TextElement {
 
   let size = o.maxSize;
   let lines = wrap(o.text, size, o.weight, o.region.w);
-  while (size > o.minSize && (lines.length > o.maxLines || heightFor(size, lines.length) > o.region.h)) {
+  // A smaller size is worth it to keep a word whole: "Extraordinar-/ily" reads as a mistake.
+  while (
+    size > o.minSize &&
+    (lines.length > o.maxLines || heightFor(size, lines.length) > o.region.h || splitsAWord(o.text, lines))
+  ) {
     size = Math.max(o.minSize, size - Math.max(1, Math.round(size * 0.06)));
     lines = wrap(o.text, size, o.weight, o.region.w);
   }
@@ -205,6 +214,15 @@ export function logoLockup(
   };
 }
 
+/**
+ * The smallest type that reads: 2.2% of the canvas's short side, never under 12px — 24px on a 1080px
+ * image, about 9pt once that image fills a phone's width. Composers set nothing smaller (copy that does
+ * not fit at this size is cut), and the rubric's text_fit holds every image to it.
+ */
+export function readableSize(unit: number): number {
+  return Math.max(12, Math.round(unit * 0.022));
+}
+
 export interface TextStackOptions {
   /** Where the logo, headline and body go, top to bottom. */
   column: Box;
@@ -258,7 +276,7 @@ export function textStack(o: TextStackOptions): SceneElement[] {
     region: { x: o.column.x, y, w: o.column.w, h: o.body ? Math.floor(room * 0.62) : room },
     weight: 700,
     maxSize: o.headlineMax,
-    minSize: Math.max(12, Math.round(o.headlineMax * 0.45)),
+    minSize: Math.max(readableSize(u), Math.round(o.headlineMax * 0.45)),
     maxLines: 4,
     leading: 1.12,
     color: o.color,
@@ -266,7 +284,7 @@ export function textStack(o: TextStackOptions): SceneElement[] {
   });
   const group: (Shape | TextElement)[] = [rule, headline];
   const bodyTop = headline.box.y + headline.box.h + Math.round(u * 0.03);
-  const bodyMin = Math.max(10, Math.round(o.bodyMax * 0.6));
+  const bodyMin = Math.max(readableSize(u), Math.round(o.bodyMax * 0.6));
   // Body copy is dropped rather than squeezed below a readable size.
   if (o.body && bottom - bodyTop >= bodyMin * 1.4) {
     group.push(

@@ -21,7 +21,7 @@ const HINTS: [ProductKind, RegExp][] = [
   ['mug', /\b(coffee|tea|latte|espresso)\b/i],
   ['can', /\b(soda|beer|seltzer|energy drink)\b/i],
   ['jar', /\b(cream|balm|candle|jam|honey)\b/i],
-  ['bottle', /\b(water|serum|perfume|shampoo|oil|wine|drink)\b/i],
+  ['bottle', /\b(water|serum|perfume|shampoo|oil|wine|drink|flasks?|tumblers?)\b/i],
   ['box', /\b(kit|gift|cereal|subscription)\b/i],
 ];
 

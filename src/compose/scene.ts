@@ -53,6 +53,18 @@ export interface PolygonShape extends ShapeStyle {
 
 export type Shape = RectShape | EllipseShape | PolygonShape;
 
+/**
+ * Shapes turned together by `rotate` degrees about (cx, cy): a product set at an angle. The renderer
+ * does the trigonometry, so the scene holds only the angle and every machine writes the same SVG.
+ */
+export interface GroupElement {
+  kind: 'group';
+  rotate: number;
+  cx: number;
+  cy: number;
+  shapes: Shape[];
+}
+
 /** Lines of text already wrapped by the composer; `box` bounds every glyph, and the rubric checks it. */
 export interface TextElement {
   kind: 'text';
@@ -88,7 +100,7 @@ export interface LogoElement {
   markR: number;
 }
 
-export type SceneElement = Shape | TextElement | LogoElement;
+export type SceneElement = Shape | GroupElement | TextElement | LogoElement;
 
 /** The size a channel or aspect ratio asks for, and how to name it; the rubric compares images with it. */
 export interface SizeTarget {
@@ -106,6 +118,11 @@ export interface Scene {
   safeMargin: number;
   /** Drawn in order, later on top. */
   elements: SceneElement[];
+  /**
+   * The words the request asked to set, by the id of the text element meant to carry them: the rubric
+   * compares them with what was set, so copy that was cut, shrunk or dropped to fit shows.
+   */
+  copy?: { id: string; text: string }[];
 }
 
 export function textElements(scene: Scene): TextElement[] {

@@ -9,6 +9,7 @@ import type { GenerationTool } from '../tool.js';
 import { assertNotTooDeep, keySchema, parse, waitSchema } from './fields.js';
 import { followOptions } from './progress.js';
 import { ValidationFailedError } from '../errors.js';
+import { RUN_CARD_TOOL_META } from './run-card.js';
 import { createTaskResult } from './tasks.js';
 import { defineTool, structured, type ToolEntry } from './tool.js';
 import { runOutputSchema, runResult } from './views.js';
@@ -83,6 +84,7 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
       output: runOutputSchema,
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
       parse: parseCreate,
+      meta: RUN_CARD_TOOL_META,
     },
     async (call, ctx) => {
       const request = { tool, idempotencyKey: call.idempotency_key, args: call.args, fingerprint: call.fingerprint };

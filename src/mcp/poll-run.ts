@@ -4,6 +4,7 @@ import type { RunService } from '../runs.js';
 import type { GenerationTool } from '../tool.js';
 import { keySchema, runIdSchema, toolNameSchema, waitSchema } from './fields.js';
 import { followOptions } from './progress.js';
+import { RUN_CARD_TOOL_META } from './run-card.js';
 import { defineTool, READ_ONLY, type ToolEntry } from './tool.js';
 import { runOutputSchema, runResult } from './views.js';
 
@@ -38,6 +39,7 @@ export function pollRunTool(runs: RunService, tools: readonly GenerationTool[]):
       input: schema(tools.map((t) => t.name)),
       output: runOutputSchema,
       annotations: READ_ONLY,
+      meta: RUN_CARD_TOOL_META,
     },
     async (args, ctx) => {
       const run =

@@ -1,4 +1,5 @@
-// Runs as MCP resources: runs://{run_id} (the run as JSON) and runs://{run_id}/assets/{n} (the bytes).
+// Runs as MCP resources: runs://{run_id} (the run as JSON) and runs://{run_id}/assets/{n} (the bytes);
+// and the run card, the MCP Apps view of a run (ui://runledger/run-card.html).
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   ErrorCode as RpcErrorCode,
@@ -9,6 +10,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { asRunledgerError, ErrorCode } from '../errors.js';
 import type { RunService } from '../runs.js';
+import { readRunCard, RUN_CARD_URI, runCardListing } from './run-card.js';
 import type { Extra } from './tool.js';
 import { parseRunUri, runUri } from './uris.js';
 import { runView } from './views.js';
@@ -29,12 +31,16 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
       throw new McpError(RpcErrorCode.InternalError, asRunledgerError(e).message);
     });
     return {
-      resources: page.runs.map((r) => ({ uri: runUri(r.id), name: r.id, title: `${r.tool} run (${r.phase})`, mimeType: 'application/json' })),
+      resources: [
+        runCardListing,
+        ...page.runs.map((r) => ({ uri: runUri(r.id), name: r.id, title: `${r.tool} run (${r.phase})`, mimeType: 'application/json' })),
+      ],
     };
   });
 
   server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
     const uri = request.params.uri;
+    if (uri === RUN_CARD_URI) return readRunCard();
     const target = parseRunUri(uri);
     if (target === null) {
       throw new McpError(RESOURCE_NOT_FOUND, `Resource not found: ${uri}. Run URIs look like runs://{run_id} or runs://{run_id}/assets/{n}.`);

@@ -30,6 +30,8 @@ export interface ToolConfig<S extends z.ZodType, A> {
   annotations: ToolAnnotations;
   /** Replaces the plain schema parse (the create tools cache theirs). */
   parse?: (raw: unknown) => A;
+  /** The definition's _meta, e.g. the MCP Apps view that shows its results. */
+  meta?: Tool['_meta'];
 }
 
 export function defineTool<S extends z.ZodType, A = z.output<S>>(
@@ -46,6 +48,7 @@ export function defineTool<S extends z.ZodType, A = z.output<S>>(
       inputSchema: jsonSchemaOf(config.input, 'input') as Tool['inputSchema'],
       outputSchema: config.output,
       annotations: { title: config.title, ...config.annotations },
+      ...(config.meta === undefined ? {} : { _meta: config.meta }),
     },
     handle: (raw, ctx) => {
       assertNotTooDeep(raw);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { isBilled, isTerminal, Phase, type Run, type Usage } from '../ledger/index.js';
 import { resultOf, seedOf } from '../run-result.js';
 import { phaseSchema } from './fields.js';
+import { RUN_REQUEST_META } from './run-card.js';
 import { assetUri } from './uris.js';
 import { outputSchemaOf } from './tool.js';
 
@@ -151,6 +152,8 @@ function linkedResult(run: Run, replayed: boolean): CallToolResult {
   return {
     content,
     structuredContent: view as unknown as Record<string, unknown>,
+    // For the run card's Reattach and Regenerate: the request behind the run, out of the model's sight.
+    _meta: { [RUN_REQUEST_META]: { tool: `create_${run.tool}`, idempotency_key: run.idempotencyKey, arguments: run.args } },
     ...(run.phase === Phase.failed ? { isError: true } : {}),
   };
 }

@@ -11,7 +11,7 @@ import { sceneToSvg } from './svg.js';
  * Part of every asset's identity: bump it whenever composers, the SVG writer, the font or the resvg
  * version change what bytes a request produces (the golden tests fail when that happens).
  */
-export const GENERATOR_VERSION = 'builtin-1';
+export const GENERATOR_VERSION = 'builtin-2';
 
 export interface RenderedImage {
   png: Buffer;

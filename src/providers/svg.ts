@@ -63,6 +63,8 @@ export function sceneToSvg(scene: Scene): string {
         return `<ellipse cx="${num(e.cx)}" cy="${num(e.cy)}" rx="${num(e.rx)}" ry="${num(e.ry)}" ${style(e)}/>`;
       case 'polygon':
         return `<polygon points="${e.points.map(([x, y]) => `${num(x)},${num(y)}`).join(' ')}" ${style(e)}/>`;
+      case 'group':
+        return `<g transform="rotate(${num(e.rotate)} ${num(e.cx)} ${num(e.cy)})">${e.shapes.map(draw).join('')}</g>`;
       case 'text':
         return e.lines
           .map(

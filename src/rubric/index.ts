@@ -1,8 +1,10 @@
 // The brand rubric: scores a rendered image against a brand kit. Visual checks read the rendered pixels,
 // not the scene's intentions, so a rendering bug or an unreadable colour choice shows up as a failed check.
 import { CHECK_IDS, checkWeight, type BrandKit, type CheckId } from '../brand.js';
-import { contrastRatio, distance, parseHex, requiredContrast, toHex, type Rgb } from '../color.js';
+import { contrastRatio, deltaE, distance, parseHex, requiredContrast, toHex, toLab, type Rgb } from '../color.js';
+import { readableSize, splitsAWord } from '../compose/layout.js';
 import { logoElements, textElements, type Box, type Scene, type SizeTarget } from '../compose/scene.js';
+import { clashingPairs, dominantColors } from './palette.js';
 
 export interface RubricCheck {
   id: CheckId;
@@ -33,15 +35,35 @@ export interface Pixels {
 }
 
 /** The checks that read where the composer put text and the logo: only a scene says that. */
-const NEEDS_SCENE: ReadonlySet<CheckId> = new Set(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast']);
+const NEEDS_SCENE: ReadonlySet<CheckId> = new Set(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit']);
 const NO_SCENE_REASON = 'needs the composed layout; this image was drawn by a prompt-based provider, which does not say where text and logo are';
 
-/** How far (RGB distance) a pixel may be from a brand colour and still count as on palette. */
-export const PALETTE_TOLERANCE = 48;
-/** Share of pixels that must be on palette. */
-export const PALETTE_MIN_SHARE = 0.6;
+/**
+ * Size: the image's aspect ratio within 3% of the one asked for, and its sides within 10% of the asked
+ * length. A provider's 1024×1024 answer to a 1:1 request for 1080×1080 passes (same aspect, 5% smaller);
+ * 1536×1024 (3:2) for a 4:3 request does not: its framing differs from what was asked.
+ */
+export const SIZE_ASPECT_TOLERANCE = 0.03;
+export const SIZE_SCALE_TOLERANCE = 0.1;
+/** A dominant colour this close (ΔE) to a brand colour counts as that brand colour. */
+export const PALETTE_DELTA_E = 12;
+/** Share of the image that must be brand colours... */
+export const PALETTE_MIN_SHARE = 0.85;
+/** ...and no colour this large may be another: a maroon product on a cream ground is off-brand however small. */
+export const PALETTE_SALIENT_SHARE = 0.03;
+/** Black and white belong to every palette: type and paper in any brand's guidelines. */
+const NEUTRALS = [
+  { hex: '#000000', role: 'neutral' },
+  { hex: '#FFFFFF', role: 'neutral' },
+] as const;
+/** A text or logo colour this close (ΔE) to a brand colour is that brand colour. */
+export const INK_DELTA_E = 6;
 /** Share of the logo box that must stand out from what is around it. */
 export const LOGO_MIN_INK = 0.03;
+/** The logo's height as a share of the image's short side: smaller is illegible on a phone... */
+export const LOGO_MIN_HEIGHT = 0.028;
+/** ...and the share of the image it may cover before it crowds out the picture. */
+export const LOGO_MAX_AREA = 0.06;
 
 type Outcome = Omit<RubricCheck, 'id' | 'weight'>;
 const pass = (evidence: string): Outcome => ({ passed: true, evidence, fix: null });
@@ -111,12 +133,21 @@ function dominantColor(feed: (fn: (c: Rgb) => void) => void): { color: Rgb; coun
 function checkSize(target: SizeTarget, image: Pixels): Outcome {
   const { width, height, label } = target;
   const got = `${image.width}×${image.height}`;
-  if (image.width === width && image.height === height) {
-    return pass(`${got} rendered; ${label} expects ${width}×${height}`);
-  }
+  const asked = `${label} asks for ${width}×${height}`;
+  if (image.width === width && image.height === height) return pass(`${got} rendered; ${asked}`);
+  const aspectOff = Math.abs(image.width / image.height / (width / height) - 1);
+  const scale = Math.sqrt((image.width * image.height) / (width * height));
+  const within =
+    `aspect ${(image.width / image.height).toFixed(3)} vs ${(width / height).toFixed(3)} (${pct(aspectOff)} off, ` +
+    `tolerance ${pct(SIZE_ASPECT_TOLERANCE)}), scale ${scale.toFixed(2)} (tolerance ${(1 - SIZE_SCALE_TOLERANCE).toFixed(2)}–` +
+    `${(1 + SIZE_SCALE_TOLERANCE).toFixed(2)})`;
+  const scaleOk = Math.abs(scale - 1) <= SIZE_SCALE_TOLERANCE + 1e-9;
+  if (aspectOff <= SIZE_ASPECT_TOLERANCE + 1e-9 && scaleOk) return pass(`${got} rendered; ${asked}: ${within}`);
   return fail(
-    `${got} rendered, but ${label} expects ${width}×${height}`,
-    `Render at exactly ${width}×${height}; resizing afterwards would distort the layout.`,
+    `${got} rendered, but ${asked}: ${within}`,
+    aspectOff > SIZE_ASPECT_TOLERANCE
+      ? `Draw it at the aspect ratio asked for (${width}×${height}), or crop it to that ratio; a different ratio changes the framing.`
+      : `Draw it at ${width}×${height}, or within ${pct(SIZE_SCALE_TOLERANCE)} of it.`,
   );
 }
 
@@ -166,8 +197,9 @@ function checkLogo(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
     );
   }
   const inner = clip(image, logo.box);
-  const area = (inner.x1 - inner.x0) * (inner.y1 - inner.y0);
-  if (area <= 0) return fail(`logo box ${describeBox(logo.box)} lies outside the image`, addLogo);
+  const w = inner.x1 - inner.x0;
+  const h = inner.y1 - inner.y0;
+  if (w <= 0 || h <= 0) return fail(`logo box ${describeBox(logo.box)} lies outside the image`, addLogo);
   // What surrounds the logo is its background; the logo is whatever inside its box differs from that.
   const ring = clip(image, { x: logo.box.x - 8, y: logo.box.y - 8, w: logo.box.w + 16, h: logo.box.h + 16 });
   const around = dominantColor((fn) => eachPixel(image, ring, fn, inner)).color;
@@ -175,11 +207,20 @@ function checkLogo(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
   eachPixel(image, inner, (c) => {
     if (distance(c, around) > 40) ink++;
   });
-  const share = ink / area;
-  const size = `${inner.x1 - inner.x0}×${inner.y1 - inner.y0}px`;
-  const seen = `${pct(share)} of its ${size} box stands out from ${toHex(around)}`;
-  if (share >= LOGO_MIN_INK) return pass(`logo "${logo.text}" drawn: ${seen}`);
-  return fail(`logo "${logo.text}" is not visible: only ${seen} (needs ${pct(LOGO_MIN_INK)})`, addLogo);
+  const share = ink / (w * h);
+  const short = Math.min(image.width, image.height);
+  const tall = h / short;
+  const area = (w * h) / (image.width * image.height);
+  const seen =
+    `logo "${logo.text}" ${w}×${h}px: ${pct(tall)} of the short side tall (needs ≥ ${pct(LOGO_MIN_HEIGHT)}), ` +
+    `${pct(area)} of the image (at most ${pct(LOGO_MAX_AREA)}), ${pct(share)} of its box stands out from ${toHex(around)}`;
+  if (share < LOGO_MIN_INK) return fail(`${seen}: not visible (needs ${pct(LOGO_MIN_INK)})`, addLogo);
+  if (tall < LOGO_MIN_HEIGHT) {
+    const px = Math.ceil(LOGO_MIN_HEIGHT * short);
+    return fail(`${seen}: too small to read`, `Draw the logo at least ${px}px tall; a shorter logo_text leaves it more room.`);
+  }
+  if (area > LOGO_MAX_AREA) return fail(`${seen}: it crowds out the picture`, `Draw the logo smaller, under ${pct(LOGO_MAX_AREA)} of the image.`);
+  return pass(seen);
 }
 
 function checkBannedPhrases(scene: Scene, brand: BrandKit): Outcome {
@@ -242,40 +283,152 @@ function checkContrast(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
   );
 }
 
-function checkPalette(image: Pixels, brand: BrandKit): Outcome {
-  const palette = brand.palette.map((c) => parseHex(c.hex));
-  // Rendered images hold few distinct colours, so each is judged once.
-  const verdicts = new Map<number, boolean>();
-  const onPalette = (c: Rgb) => {
-    const key = (c.r << 16) | (c.g << 8) | c.b;
-    let v = verdicts.get(key);
-    if (v === undefined) {
-      v = palette.some((p) => distance(c, p) <= PALETTE_TOLERANCE);
-      verdicts.set(key, v);
+/**
+ * Fit: every piece of copy the request asked for is set whole (not cut with an ellipsis, not left out,
+ * no word broken across lines), at a size that reads, and inside the canvas. Text too long for its box
+ * fails here, whoever composed it.
+ */
+function checkTextFit(scene: Scene, image: Pixels | null): Outcome {
+  const texts = textElements(scene);
+  const short = Math.min(scene.width, scene.height);
+  const readable = readableSize(short);
+  const problems: string[] = [];
+  const fixes: string[] = [];
+  for (const { id, text } of scene.copy ?? []) {
+    const words = text.split(/\s+/).filter(Boolean);
+    const set = texts.find((t) => t.id === id);
+    if (set === undefined) {
+      problems.push(`${id} left out: no room for its ${words.length} words`);
+      fixes.push(`Shorten the copy above the ${id}, or give the ${id} fewer words`);
+      continue;
     }
-    return v;
-  };
-  const all: Rect = { x0: 0, y0: 0, x1: image.width, y1: image.height };
-  let on = 0;
-  eachPixel(image, all, (c) => {
-    if (onPalette(c)) on++;
+    const shown = set.lines.join(' / ');
+    if (shown.endsWith('…')) {
+      // Whole words shown, counted by their letters: a word broken across lines still counts once.
+      let letters = set.lines.join('').replace(/[\s…]/g, '').length;
+      let kept = 0;
+      for (const word of words) {
+        letters -= word.length;
+        if (letters < 0) break;
+        kept++;
+      }
+      problems.push(`${id} cut after ${kept} of its ${words.length} words ("${shown}")`);
+      fixes.push(`Shorten the ${id} to about ${Math.max(1, kept)} words, or choose a size with more room`);
+    } else if (splitsAWord(text, set.lines)) {
+      const broken = words.find((word) => !set.lines.some((line) => line.split(' ').includes(word))) ?? words[0]!;
+      problems.push(`${id} breaks "${broken}" across lines`);
+      fixes.push(`Use a shorter ${id}, or shorter words in it`);
+    }
+  }
+  for (const t of texts) {
+    if (t.fontSize < readable) {
+      problems.push(`${t.id} set at ${t.fontSize}px, under the ${readable}px that reads at ${scene.width}×${scene.height}`);
+      fixes.push(`Shorten the ${t.id} so it can be set larger`);
+    }
+    const over = {
+      left: -t.box.x,
+      top: -t.box.y,
+      right: t.box.x + t.box.w - scene.width,
+      bottom: t.box.y + t.box.h - scene.height,
+    };
+    for (const [side, px] of Object.entries(over)) {
+      if (px <= 0) continue;
+      const inked = image === null ? '' : inkAtEdge(image, t.box, t.color, side as keyof typeof over) ? ': its letters are cut off' : '';
+      problems.push(`${t.id} runs ${Math.ceil(px)}px past the ${side} edge${inked}`);
+      fixes.push(`Move the ${t.id} inside the canvas, or shorten it`);
+    }
+  }
+  const checked = `${texts.length} text element(s)` + (scene.copy ? `, ${scene.copy.length} piece(s) of copy` : '');
+  if (problems.length === 0) {
+    const smallest = texts.length > 0 ? Math.min(...texts.map((t) => t.fontSize)) : null;
+    return pass(
+      `${checked} set whole inside the canvas` + (smallest === null ? '' : `; smallest type ${smallest}px (needs ≥ ${readable}px)`),
+    );
+  }
+  return fail(problems.join('; '), `${fixes.join('; ')}.`);
+}
+
+/** Whether pixels of the text's colour touch the image edge along the text's span: the edge cuts it. */
+function inkAtEdge(image: Pixels, box: Box, color: string, side: 'left' | 'top' | 'right' | 'bottom'): boolean {
+  const span = clip(image, box);
+  const strip: Rect =
+    side === 'left'
+      ? { ...span, x0: 0, x1: Math.min(2, image.width) }
+      : side === 'right'
+        ? { ...span, x0: Math.max(0, image.width - 2), x1: image.width }
+        : side === 'top'
+          ? { ...span, y0: 0, y1: Math.min(2, image.height) }
+          : { ...span, y0: Math.max(0, image.height - 2), y1: image.height };
+  const ink = parseHex(color);
+  let n = 0;
+  eachPixel(image, strip, (c) => {
+    if (distance(c, ink) <= 40) n++;
   });
-  const share = on / Math.max(1, image.width * image.height);
-  const seen =
-    `${pct(share)} of pixels within ${PALETTE_TOLERANCE} of a brand colour ` +
-    `(needs ≥ ${pct(PALETTE_MIN_SHARE)})`;
-  if (share >= PALETTE_MIN_SHARE) return pass(seen);
-  const worst = toHex(
-    dominantColor((fn) =>
-      eachPixel(image, all, (c) => {
-        if (!onPalette(c)) fn(c);
-      }),
-    ).color,
-  );
-  return fail(
-    `${seen}; the most common off-palette colour is ${worst}`,
-    `Replace the ${worst} areas with brand colours (${brand.palette.map((c) => c.hex).join(', ')}).`,
-  );
+  return n >= 2;
+}
+
+/**
+ * Palette: the image's dominant colours, each compared with the nearest brand colour (or black or
+ * white) in CIELAB; the share of the image that is brand colours must reach PALETTE_MIN_SHARE. With the
+ * layout, text and logo must be set in brand colours too. And no two strong colours may clash along an
+ * edge (see clashingPairs): a kit whose colours fight each other fails here.
+ */
+function checkPalette(image: Pixels, brand: BrandKit, scene: Scene | null): Outcome {
+  const palette = [...brand.palette, ...NEUTRALS].map((c) => ({ ...c, lab: toLab(parseHex(c.hex)) }));
+  const nearest = (lab: ReturnType<typeof toLab>) =>
+    palette.map((p) => ({ hex: p.hex, role: p.role, d: deltaE(lab, p.lab) })).reduce((a, b) => (b.d < a.d ? b : a));
+  const colors = dominantColors(image).map((c) => ({ ...c, near: nearest(c.lab) }));
+  const onShare = colors.filter((c) => c.near.d <= PALETTE_DELTA_E).reduce((sum, c) => sum + c.share, 0);
+  const shown = colors.filter((c) => c.share >= 0.02).slice(0, 5);
+  const listed = shown
+    .map((c) => `${c.hex} ${pct(c.share)} (ΔE ${c.near.d.toFixed(1)} to ${c.near.role} ${c.near.hex})`)
+    .join(', ');
+  const measured =
+    `${pct(onShare)} of the image within ΔE ${PALETTE_DELTA_E} of a brand colour (needs ≥ ${pct(PALETTE_MIN_SHARE)}, ` +
+    `and every colour over ${pct(PALETTE_SALIENT_SHARE)}); ` +
+    `dominant colours ${listed || 'none over 2%'}`;
+  const offInk =
+    scene === null
+      ? []
+      : [
+          ...textElements(scene).map((t) => ({ name: t.id, hex: t.color })),
+          ...logoElements(scene).map((l) => ({ name: 'logo', hex: l.color })),
+        ]
+          .map((ink) => ({ ...ink, near: nearest(toLab(parseHex(ink.hex))) }))
+          .filter((ink) => ink.near.d > INK_DELTA_E);
+  const problems: string[] = [];
+  const fixes: string[] = [];
+  const salient = colors.filter((c) => c.share >= PALETTE_SALIENT_SHARE && c.near.d > PALETTE_DELTA_E);
+  if (onShare < PALETTE_MIN_SHARE || salient.length > 0) {
+    const worst = salient[0] ?? colors.find((c) => c.near.d > PALETTE_DELTA_E);
+    problems.push(
+      worst
+        ? `the largest off-palette colour is ${worst.hex} (${pct(worst.share)}, ΔE ${worst.near.d.toFixed(1)} to ${worst.near.hex})`
+        : 'the image is spread over many colours',
+    );
+    fixes.push(`Replace ${worst ? `the ${worst.hex} areas` : 'the off-palette areas'} with brand colours (${brand.palette.map((c) => c.hex).join(', ')})`);
+  }
+  if (offInk.length > 0) {
+    problems.push(
+      offInk.map((i) => `${i.name} is set in ${i.hex.toUpperCase()}, not a brand colour (nearest ${i.near.hex}, ΔE ${i.near.d.toFixed(1)})`).join('; '),
+    );
+    fixes.push('Add a text colour to the kit that reads on its background (4.5:1), or a background the kit\'s text colour reads on');
+  }
+  const clashes = clashingPairs(image, colors);
+  if (clashes.length > 0) {
+    problems.push(
+      clashes
+        .map(
+          ({ a, b, edge }) =>
+            `${a.hex} meets ${b.hex} along ${pct(edge)} of the image: both strong, equally light ` +
+            `(L ${a.lab.l.toFixed(0)} and ${b.lab.l.toFixed(0)}), far apart in hue, so the edge vibrates`,
+        )
+        .join('; '),
+    );
+    fixes.push('Put a light or dark brand colour between clashing colours, or use one of them lighter or darker');
+  }
+  if (problems.length === 0) return pass(measured);
+  return fail(`${measured}; ${problems.join('; ')}`, `${fixes.join('; ')}.`);
 }
 
 function describeBox(b: Box): string {
@@ -295,13 +448,15 @@ const NEEDS_PIXELS: ReadonlySet<CheckId> = new Set(['size', 'logo_present', 'tex
  */
 export function evaluate(image: Pixels | { unreadable: string }, brand: BrandKit, target: SizeTarget, scene: Scene | null): Evaluation {
   const pixels = 'rgba' in image ? image : null;
-  const run: Record<CheckId, (scene: Scene, pixels: Pixels) => Outcome> = {
-    size: (_, p) => checkSize(target, p),
-    safe_margin: (s) => checkSafeMargin(s),
-    logo_present: (s, p) => checkLogo(s, p, brand),
-    banned_phrases: (s) => checkBannedPhrases(s, brand),
-    text_contrast: (s, p) => checkContrast(s, p, brand),
-    palette_coverage: (_, p) => checkPalette(p, brand),
+  // NEEDS_SCENE and NEEDS_PIXELS say which of the two each check may rely on being there.
+  const run: Record<CheckId, (scene: Scene | null, pixels: Pixels | null) => Outcome> = {
+    size: (_, p) => checkSize(target, p!),
+    safe_margin: (s) => checkSafeMargin(s!),
+    logo_present: (s, p) => checkLogo(s!, p!, brand),
+    banned_phrases: (s) => checkBannedPhrases(s!, brand),
+    text_contrast: (s, p) => checkContrast(s!, p!, brand),
+    text_fit: (s, p) => checkTextFit(s!, p),
+    palette_coverage: (s, p) => checkPalette(p!, brand, s),
   };
   const checks: RubricCheck[] = [];
   const skipped: Evaluation['skipped'] = [];
@@ -310,7 +465,7 @@ export function evaluate(image: Pixels | { unreadable: string }, brand: BrandKit
     if (weight === 0) skipped.push({ id, reason: 'weighted 0 in the brand kit' });
     else if (scene === null && NEEDS_SCENE.has(id)) skipped.push({ id, reason: NO_SCENE_REASON });
     else if (pixels === null && NEEDS_PIXELS.has(id)) skipped.push({ id, reason: (image as { unreadable: string }).unreadable });
-    else checks.push({ id, weight, ...run[id](scene!, pixels!) });
+    else checks.push({ id, weight, ...run[id](scene, pixels) });
   }
   const passed = checks.filter((c) => c.passed);
   const totalWeight = checks.reduce((s, c) => s + c.weight, 0);

@@ -2,7 +2,8 @@
 // Order of checks on every request: connection cap (503) → route → Host/Origin (403) → bearer token
 // (401) → content type (415) → body size (413) and deadline (408) → JSON (parse error) → one message,
 // not a batch (400) → session (400/404, or 429/503 past a cap) → the SDK transport. Every limit is
-// listed in docs/deploy.md. Nothing a client sends can crash it.
+// listed in docs/deploy.md. Nothing a client sends can crash it. /viewer is the operators' run viewer
+// (viewer.ts), behind the same connection cap, Host/Origin checks and tokens.
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -16,6 +17,7 @@ import { createRuntime, type Serving } from '../runtime.js';
 import { refuseDeepMessages } from './guard.js';
 import { SessionTable } from './sessions.js';
 import { loadTokens, type TokenTable } from './tokens.js';
+import { createViewer, isViewerPath } from './viewer.js';
 
 export interface HttpHandle {
   /** e.g. http://127.0.0.1:8787 */
@@ -274,17 +276,25 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     }
   }
 
-  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** The Host and Origin checks (DNS rebinding, other sites' pages), for /mcp and the run viewer; false after a 403. */
+  function allowed(req: IncomingMessage, res: ServerResponse): boolean {
     const host = req.headers.host ?? '';
     if (!allowedHosts.has(host)) {
       refuse(res, 403, -32000, `Forbidden: Host "${host}" is not allowed (add it with --allowed-hosts)`);
-      return;
+      return false;
     }
     const origin = req.headers.origin;
     if (origin !== undefined && !allowedOrigins.has(origin)) {
       refuse(res, 403, -32000, `Forbidden: Origin "${origin}" is not allowed (add it with --allowed-origins)`);
-      return;
+      return false;
     }
+    return true;
+  }
+
+  const viewer = createViewer({ ledger: runtime.ledger, allowed, authenticate, log });
+
+  async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!allowed(req, res)) return;
     const tenant = authenticate(req, res);
     if (tenant === null) return;
 
@@ -424,6 +434,8 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
           else sendJson(res, 405, { error: 'use GET' }, { allow: 'GET', ...lastAnswer(res) });
         } else if (path === '/mcp') {
           await handleMcp(req, res);
+        } else if (isViewerPath(path!)) {
+          await viewer.handle(req, res, req.url ?? '/');
         } else {
           sendJson(res, 404, { error: `nothing at ${path}; MCP is served at /mcp` }, lastAnswer(res));
         }

@@ -77,9 +77,12 @@ describe('an OpenAI-compatible provider', () => {
     expect(stats.raw).toEqual({ [`${runId}/0`]: 1, [`${runId}/1`]: 1 });
     expect(await usageOf(db)).toMatchObject({ runs: 1, charges: 1, byProvider: { openai: { charges: 1, credits: 8 } } });
     // The prompt-drawn images are scored on their pixels; the checks that need a layout say why they were skipped.
-    const variant = (done.run.evaluation as { variants: { checks: { id: string }[]; skipped: { id: string; reason: string }[] }[] }).variants[0]!;
+    const variant = (done.run.evaluation as { variants: { checks: { id: string; passed: boolean; evidence: string }[]; skipped: { id: string; reason: string }[] }[] })
+      .variants[0]!;
     expect(variant.checks.map((c) => c.id)).toEqual(['size', 'palette_coverage']);
-    expect(variant.skipped.map((s) => s.id)).toEqual(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast']);
+    // The provider's 1024×1024 for a 1:1 request of 1080×1080 is within the size check's tolerance.
+    expect(variant.checks[0]).toMatchObject({ passed: true, evidence: expect.stringMatching(/^1024×1024 rendered; size "1:1" asks for 1080×1080: aspect 1\.000/) });
+    expect(variant.skipped.map((s) => s.id)).toEqual(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit']);
   });
 
   it('re-sends the same key after a crash between the answer and storing the image, and is billed once everywhere', async () => {

@@ -16,7 +16,7 @@ const cardArgs = socialCard.input.parse({
   channel: 'landscape',
 });
 const GOLDEN = {
-  productShot: '1d89dd3a2bca75e05e9afb3d47c082424d0541255f88860dd22eae8b5f63eb9a',
+  productShot: '96aff6e2949fea6205ac4576712f11a0c6799e30e2b4636b93c894897c2546c3',
   socialCard: '31bfdc4ce6a4dabb436ec89ab858ebec3e0c0d6a5a427a62f3f32f23572fa1ee',
 };
 const productScene = (seed: number) => productShot.compose(productArgs, seed)[0]!;

@@ -6,6 +6,7 @@ import { mcpTools } from '../../src/mcp/server.js';
 import { renderScene } from '../../src/providers/builtin.js';
 import { evaluate } from '../../src/rubric/index.js';
 import { RunService } from '../../src/runs.js';
+import type { Scene, TextElement } from '../../src/compose/scene.js';
 import { catalogue } from '../../tools/index.js';
 import productShot from '../../tools/product_shot.js';
 import socialCard from '../../tools/social_card.js';
@@ -116,6 +117,36 @@ describe('product_shot input', () => {
     const scenes = productShot.compose(args, 77);
     expect(scenes).toHaveLength(3);
     expect(new Set(scenes.map((s) => JSON.stringify(s))).size).toBe(3);
+  });
+
+  it('sets a short tagline: the one given, else a line from the brief, never the whole brief', () => {
+    const brief = 'A ceramic mug for slow mornings, shot in soft morning light with room for a headline.';
+    const bodyOf = (raw: object) =>
+      productShot
+        .compose(productShot.input.parse({ ...minimal, ...raw }), 1)[0]!
+        .elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'body')
+        ?.lines.join(' ');
+    expect(bodyOf({ brief })).toBe('A ceramic mug for slow mornings.');
+    expect(bodyOf({ brief, tagline: 'Made for the first cup.' })).toBe('Made for the first cup.');
+    expect(bodyOf({ brief, tagline: '' })).toBeUndefined();
+    expect(bodyOf({ brief: 'Overhead shot, warm light, room for a headline.' })).toBeUndefined();
+  });
+
+  it('composes variants that differ in layout, framing and colour, not by a shift', () => {
+    for (const style of ['studio', 'bold', 'lifestyle', 'minimal'] as const) {
+      for (const size of ['1:1', '16:9', '9:16'] as const) {
+        const args = productShot.input.parse({ ...minimal, style, size, variants: 2 });
+        for (const seed of [1, 2, 3]) {
+          const [a, b] = productShot.compose(args, seed) as [Scene, Scene];
+          const headline = (s: Scene) => s.elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'headline')!.box;
+          const [ha, hb] = [headline(a), headline(b)];
+          // The text moved to another part of the canvas (above, below, beside), or the colours changed.
+          const moved = Math.abs(ha.x - hb.x) > a.width * 0.2 || Math.abs(ha.y - hb.y) > a.height * 0.2;
+          const fills = (s: Scene) => JSON.stringify(s.elements.flatMap((e) => ('fill' in e ? [e.fill] : [])));
+          expect(moved || fills(a) !== fills(b), `${style} ${size} seed ${seed}`).toBe(true);
+        }
+      }
+    }
   });
 
   it('composes the same scenes for the same arguments and seed, as plain JSON', () => {
