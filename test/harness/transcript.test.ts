@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseReplayArgs, splitCommand } from '../../src/harness/options.js';
+import { FAULT_KINDS, parseReplayArgs, splitCommand } from '../../src/harness/options.js';
 import { createRedactor, readTranscript, redactCommand } from '../../src/harness/transcript.js';
 import { tempDir, TRANSCRIPTS } from '../helpers/harness.js';
 
@@ -76,8 +76,8 @@ describe('replay flags', () => {
   });
 
   it('runs every fault by default, and "all" over --url too, leaving the SIGKILL ones to the plan to refuse', () => {
-    expect(parseReplayArgs(['t.jsonl']).faults).toHaveLength(7);
-    expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp', '--faults', 'all']).faults).toHaveLength(7);
+    expect(parseReplayArgs(['t.jsonl']).faults).toHaveLength(FAULT_KINDS.length);
+    expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp', '--faults', 'all']).faults).toHaveLength(FAULT_KINDS.length);
     expect(parseReplayArgs(['t.jsonl', '--faults', 'burst, duplicate,burst']).faults).toEqual(['burst', 'duplicate']);
     expect(parseReplayArgs(['t.jsonl'], { RUNLEDGER_TOKEN: 'tok' }).target).toBeUndefined();
     expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp'], { RUNLEDGER_TOKEN: 'tok' }).target).toMatchObject({ kind: 'url', token: 'tok' });
