@@ -115,11 +115,15 @@ function groupsOf(exchanges: readonly Exchange[]): Map<string, Exchange[]> {
   return groups;
 }
 
-/** Groups whose answers named more than one run, before the late retries: one-run-per-key's finding. */
+/**
+ * Groups whose answers, the last retry's included, named more than one run: one-run-per-key's
+ * finding. Such a key leads back to one of its runs at best, so its last retry proves nothing about
+ * any of them being lost.
+ */
 function splitGroups(exchanges: readonly Exchange[]): Set<string> {
   const split = new Set<string>();
   for (const [group, list] of groupsOf(exchanges)) {
-    if (new Set(list.filter((e) => e.role !== 'late' && e.role !== 'conflict' && hasRun(e)).map((e) => e.answer!.runId)).size > 1) split.add(group);
+    if (new Set(list.filter((e) => e.role !== 'conflict' && hasRun(e)).map((e) => e.answer!.runId)).size > 1) split.add(group);
   }
   return split;
 }
@@ -146,7 +150,8 @@ export function checkInvariants(evidence: Evidence): InvariantResult[] {
 function noRunsBecause(exchanges: readonly Exchange[]): { because: string; missing: Missing[] } {
   const grouped = exchanges.some((e) => e.group !== undefined && e.role !== 'poll');
   if (!grouped) return { because: 'no recorded call carries an idempotency key or goes to a tool that claims idempotentHint', missing: [MISSING.retried, MISSING.key] };
-  return { because: 'no answer to a call with an idempotency key (or to an idempotentHint tool) named a run', missing: [MISSING.runId] };
+  const keyed = exchanges.some((e) => e.key !== undefined);
+  return { because: 'no answer to a call with an idempotency key (or to an idempotentHint tool) named a run', missing: keyed ? [MISSING.runId] : [MISSING.runId, MISSING.key] };
 }
 
 function oneRunPerKey({ exchanges, usageBefore, usageAfter, surface }: Evidence): InvariantResult {
@@ -282,10 +287,9 @@ function noAcknowledgedRunLost(evidence: Evidence): InvariantResult {
   for (const [runId, ack] of acknowledged) {
     const poll = settled.get(runId);
     // Only a key leads back to its run: a tool without one may rightly answer a new id on each call.
-    // And a key that already named several runs leads back to one of them at best: that key is
-    // one-run-per-key's finding, and its last retry proves nothing about this run being lost.
+    // And a key that named several runs is one-run-per-key's finding, not a lost run.
     const keySplit = ack.group !== undefined && split.has(ack.group);
-    const late = ack.key === undefined || keySplit ? undefined : exchanges.find((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
+    const late = ack.key === undefined || keySplit ? undefined : exchanges.findLast((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
     if (poll === undefined && late === undefined) {
       if (keySplit) splitSkipped++;
       continue;
@@ -336,12 +340,15 @@ function terminalWithinBound({ surface, settled, exchanges, settleMs, convention
       settled.size === 0
         ? noRunsBecause(exchanges)
         : statusless > 0
-          ? { because: `${surface.poll} answered without a status field`, missing: [MISSING.status] }
+          ? { because: `${surface.poll} answered with no status the harness knows`, missing: [MISSING.status] }
           : { because: `${surface.poll} answered for no run`, missing: [MISSING.poll] };
     return result(id, checked, 'run', violations, notChecked);
   }
+  // Each key's last retry: the one that saw its run the latest.
+  const lastOf = new Map<string, Exchange>();
+  for (const e of exchanges) if (e.role === 'late' && e.group !== undefined && hasRun(e)) lastOf.set(e.group, e);
   const seen = new Set<string>();
-  for (const late of exchanges.filter((e) => e.role === 'late' && hasRun(e))) {
+  for (const late of lastOf.values()) {
     const runId = late.answer!.runId!;
     if (seen.has(runId)) continue;
     seen.add(runId);
@@ -383,7 +390,9 @@ function conflicts({ exchanges, surface }: Evidence): InvariantResult[] {
   }
   // A conflict the transcript itself holds is replayed as recorded, whether or not changed-args ran.
   const fromRecording = recorded.length === 0 ? '' : ` (${recorded.length === answered ? 'all' : recorded.length} replayed as recorded, line ${recorded.join(', ')})`;
-  const noConflict = exchanges.some((e) => e.key !== undefined) ? { because: 'no call changed the arguments under a used key', missing: [MISSING.changeable] } : noRunsBecause(exchanges);
+  const noConflict = exchanges.some((e) => e.key !== undefined)
+    ? { because: 'no call changed the arguments under a used key', missing: [MISSING.changeable] }
+    : { because: 'no call carried an idempotency key to change the arguments under', missing: [MISSING.key] };
   return [
     result('conflict-refused', answered, ['changed-arguments retry', 'changed-arguments retries'], refusedViolations, noConflict, fromRecording),
     result('conflict-created-nothing', refused, 'refused conflict', nothingViolations, answered > 0 ? { because: 'no conflict was refused', missing: [] } : noConflict, fromRecording),

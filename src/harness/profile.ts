@@ -21,9 +21,9 @@ export const ProfileSchema = z
     $schema: z.string().optional(),
     name: z.string().min(1).optional().describe('What the profile is for, shown in the report'),
     key_argument: z.string().min(1).optional().describe('The argument that carries the idempotency key (default: any argument named like one: idempotency_key, client_token, dedupe_key, ...)'),
-    run_id: fields.optional().describe('Where an answer names its run (default: _meta.io.runledger/run_id, run_id, job_id, task_id, operation_id, id and their camelCase forms, then any other *_id)'),
+    run_id: fields.optional().describe('Where an answer names its run (default: _meta.io.runledger/run_id, run_id, job_id, task_id, operation_id, id, their camelCase forms, run.id, job.id, task.id, operation.id, then any other *_id)'),
     replayed: fields.optional().describe('Where an answer says it is a replay (default: _meta.io.runledger/replayed, replayed)'),
-    status: fields.optional().describe("Where an answer gives its run's phase or status (default: phase, status, state)"),
+    status: fields.optional().describe("Where an answer gives its run's phase or status (default: phase, status, state, and the same under run, job, task or operation). Unless named here, a status is read as a run's only when it holds a word runs use"),
     done_words: words.optional().describe('Status words for a run that ended well and is billed (default: done, completed, complete, succeeded, success, finished)'),
     failed_words: words.optional().describe('Status words for a run that ended otherwise (default: failed, failure, error, errored, canceled, cancelled, expired, rejected, aborted)'),
     error_code: fields.optional().describe("Where a refusal gives its error code (default: error.code, code, error)"),
@@ -193,9 +193,10 @@ export const SUPPLIED_BY: Record<ConventionName | 'usage_fields', { flag: string
   run_resource: { flag: '--run-resource TEMPLATE', profile_field: 'run_resource.template' },
 };
 
-const DEFAULT_RUN_ID = ['_meta.io.runledger/run_id', 'run_id', 'runId', 'job_id', 'jobId', 'task_id', 'taskId', 'operation_id', 'operationId', 'id'];
+const CONTAINERS = ['run', 'job', 'task', 'operation'];
+const DEFAULT_RUN_ID = ['_meta.io.runledger/run_id', 'run_id', 'runId', 'job_id', 'jobId', 'task_id', 'taskId', 'operation_id', 'operationId', 'id', ...CONTAINERS.map((c) => `${c}.id`)];
 const DEFAULT_REPLAYED = ['_meta.io.runledger/replayed', 'replayed'];
-const DEFAULT_STATUS = ['phase', 'status', 'state'];
+const DEFAULT_STATUS = ['phase', 'status', 'state', ...CONTAINERS.flatMap((c) => ['phase', 'status', 'state'].map((f) => `${c}.${f}`))];
 const DEFAULT_DONE = ['done', 'completed', 'complete', 'succeeded', 'success', 'finished'];
 const DEFAULT_FAILED = ['failed', 'failure', 'error', 'errored', 'canceled', 'cancelled', 'expired', 'rejected', 'aborted'];
 /** Words that say a run is still going, so that a `status` field nobody named is read as a run's only when it holds a run's word. */
@@ -233,12 +234,18 @@ function idArgument(tool: Tool): string | undefined {
   return names.find((name) => required.includes(name)) ?? names[0];
 }
 
-/** A poll tool by its look: read-only, named for runs or status, taking a run id. Ambiguity is reported, not guessed. */
+/**
+ * A poll tool by its look: read-only (or named get_, poll_, check_ ...), taking a run id, and named
+ * for runs (run, job, task, status ...) or for what its id argument names (get_render(render_id)).
+ * Ambiguity is reported, not guessed.
+ */
 function detectPoll(tools: readonly Tool[]): { tool: Tool; argument: string } | { ambiguous: string[] } | undefined {
+  const stem = (argument: string) => argument.replace(/_?id$/i, '').toLowerCase();
   const candidates = tools
-    .filter((tool) => !NOT_A_POLL.test(tool.name) && (isReadOnly(tool) || /^(get|poll|check|fetch|describe|show|wait)/i.test(tool.name)) && RUN_WORDS.test(tool.name))
+    .filter((tool) => !NOT_A_POLL.test(tool.name) && (isReadOnly(tool) || /^(get|poll|check|fetch|describe|show|wait)/i.test(tool.name)))
     .map((tool) => ({ tool, argument: idArgument(tool) }))
-    .filter((c): c is { tool: Tool; argument: string } => c.argument !== undefined);
+    .filter((c): c is { tool: Tool; argument: string } => c.argument !== undefined)
+    .filter((c) => RUN_WORDS.test(c.tool.name) || (stem(c.argument) !== '' && c.tool.name.toLowerCase().includes(stem(c.argument))));
   const score = (c: { tool: Tool }) => (c.tool.name === 'poll_run' ? 3 : /poll|status/i.test(c.tool.name) ? 2 : 1) + (isReadOnly(c.tool) ? 0.5 : 0);
   const best = Math.max(...candidates.map(score));
   const top = candidates.filter((c) => score(c) === best);
