@@ -159,19 +159,40 @@ export async function runKillBatch(cases: readonly Case[], ctx: CaseContext): Pr
   return running.map((r) => ({ case: r.c, notes: r.notes }));
 }
 
-/** Waits until each run is working; says when to strike: the earliest aim, a share of this replay's run time for its tool. */
-async function aimInsideRuns(inRuns: readonly { c: Case }[], firsts: readonly Exchange[], ctx: CaseContext): Promise<number | undefined> {
+/**
+ * Watches each run from its answer, and says when to strike: a share of the way into its second
+ * working phase, by the length of its first (runs that wait in a queue are timed from when they
+ * start, not from their answer); or, when the server's runs have a single working phase, a share of
+ * this replay's shortest run of the tool after it started. The earliest aim of the batch wins.
+ */
+async function aimInsideRuns(inRuns: readonly { c: Case; notes: string[] }[], firsts: readonly Exchange[], ctx: CaseContext): Promise<number | undefined> {
   const { session } = ctx;
-  const deadline = Date.now() + ctx.settleMs;
+  const deadline = performance.now() + ctx.settleMs;
   const aims = await Promise.all(
     inRuns.map(async (r, i) => {
       const first = firsts[i]!;
-      const answeredAt = performance.now();
       const runId = first.answer?.runId;
-      if (runId === undefined || isTerminalPhase(first.answer?.phase, session.conventions)) return answeredAt;
-      await session.untilStarted(runId, first.answer?.phase, deadline);
+      if (runId === undefined || isTerminalPhase(first.answer?.phase, session.conventions)) return performance.now();
       const runMs = session.runTime(r.c.subject.call.tool);
-      return runMs === undefined ? performance.now() : answeredAt + r.c.aimAt * runMs;
+      let phase = first.answer?.phase;
+      let started: number | undefined;
+      for (;;) {
+        const now = await session.poll(runId);
+        const at = performance.now();
+        if (now === undefined || now.refused || isTerminalPhase(now.phase, session.conventions) || at > deadline) return at;
+        if (now.phase !== phase && started === undefined) {
+          started = at;
+          phase = now.phase;
+        } else if (now.phase !== phase && started !== undefined) {
+          r.notes.push(`aimed at ${r.c.aimAt} of the way into phase ${now.phase}, by the ${round(at - started)} ms phase ${phase} took`);
+          return at + r.c.aimAt * (at - started);
+        }
+        if (started !== undefined && runMs !== undefined && at >= started + r.c.aimAt * runMs) {
+          r.notes.push(`aimed at ${r.c.aimAt} of the ${round(runMs)} ms this replay's shortest run took, after it started`);
+          return at;
+        }
+        await sleep(5);
+      }
     }),
   );
   return aims.length === 0 ? undefined : Math.min(...aims);
@@ -183,8 +204,6 @@ async function whereKillLanded(r: { c: Case; first: Promise<Exchange> | undefine
   if (runId === undefined) return `SIGKILL after the answer, which named no run (${first.status})`;
   const now = await session.poll(runId);
   if (now === undefined) return `SIGKILL in run ${runId}`;
-  const runMs = session.runTime(r.c.subject.call.tool);
-  const aimed = runMs === undefined ? 'as soon as it was working' : `aimed at ${r.c.aimAt} of the ${round(runMs)} ms this replay's runs took`;
-  if (isTerminalPhase(now.phase, session.conventions)) return `run ${runId} ended (${now.phase}) before the SIGKILL could land (${aimed})`;
-  return `SIGKILL in phase ${now.phase ?? '(none)'} of run ${runId}, ${aimed}`;
+  if (isTerminalPhase(now.phase, session.conventions)) return `run ${runId} ended (${now.phase}) before the SIGKILL could land`;
+  return `SIGKILL in phase ${now.phase ?? '(none)'} of run ${runId}`;
 }

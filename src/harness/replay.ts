@@ -26,8 +26,8 @@ import { REDACTED, type Transcript, readTranscript } from './transcript.js';
 const UNBOUNDED_WAIT_SECONDS = 30;
 /** Between polls of a tool that cannot wait. */
 const POLL_INTERVAL_MS = 25;
-/** Late retries sent at once. */
-const LATE_RETRIES_AT_ONCE = 8;
+/** Late retries and resource reads sent at once. */
+const AT_ONCE = 8;
 
 function resolveTarget(options: ReplayOptions, transcript: Transcript): ReplayTarget {
   if (options.target !== undefined) return options.target;
@@ -158,10 +158,10 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
   await lateRetries(session, tools, Date.now() + options.settleMs);
   progress.step('checking the invariants');
   const resources = new Map<string, RunResource>();
-  for (const runId of runsOf({ exchanges: session.exchanges, deleted })) {
+  await inBatches(runsOf({ exchanges: session.exchanges, deleted }), async (runId) => {
     const resource = await session.runResource(runId);
     if (resource !== undefined) resources.set(runId, resource);
-  }
+  });
   const usageAfter = await session.usage();
   check('while checking the invariants');
   progress.done();
@@ -286,17 +286,21 @@ async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo
   const firsts = [...session.firstRequests().values()].filter((first) => tools.get(first.tool)?.destructiveHint !== true);
   const follow = session.conventions.poll === undefined;
   let n = 0;
+  await inBatches(firsts, async (first) => {
+    for (let pause = POLL_INTERVAL_MS; ; pause = Math.min(pause * 2, 1000)) {
+      const late = await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
+      const phase = late.answer?.refused === false ? late.answer.phase : undefined;
+      if (!follow || phase === undefined || isTerminalPhase(phase, session.conventions) || Date.now() >= deadline) return;
+      await sleep(pause);
+    }
+  });
+}
+
+/** `work` for every item, AT_ONCE of them at a time. */
+async function inBatches<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    while (next < firsts.length) {
-      const first = firsts[next++]!;
-      for (let pause = POLL_INTERVAL_MS; ; pause = Math.min(pause * 2, 1000)) {
-        const late = await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
-        const phase = late.answer?.refused === false ? late.answer.phase : undefined;
-        if (!follow || phase === undefined || isTerminalPhase(phase, session.conventions) || Date.now() >= deadline) break;
-        await sleep(pause);
-      }
-    }
+    while (next < items.length) await work(items[next++]!);
   };
-  await Promise.all(Array.from({ length: Math.min(LATE_RETRIES_AT_ONCE, firsts.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(AT_ONCE, items.length) }, worker));
 }

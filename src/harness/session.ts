@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { keyFieldOf, readAnswer, readUsage, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo, type ToolResult, type Usage } from './answers.js';
+import { isTerminalPhase, keyFieldOf, readAnswer, readUsage, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo, type ToolResult, type Usage } from './answers.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
 import type { FaultKind } from './options.js';
 import { readField, type Conventions } from './profile.js';
@@ -102,7 +102,7 @@ export class Session {
   private readonly tokenOf = new Map<string, string>();
   private readonly onProgress = new Map<string, () => void>();
   /** When each run was first named by an answer, and when the harness saw it end. */
-  private readonly runSeen = new Map<string, { tool: string; at: number }>();
+  private readonly runSeen = new Map<string, { tool: string; at: number; ended: boolean }>();
   private readonly runEnded = new Map<string, number>();
   /** Why the usage tool could not be read, once it could not. */
   usageProblem: string | undefined;
@@ -195,7 +195,9 @@ export class Session {
       this.onProgress.delete(token);
     }
     const runId = exchange.answer?.runId;
-    if (runId !== undefined && !this.runSeen.has(runId)) this.runSeen.set(runId, { tool, at: performance.now() });
+    if (runId !== undefined && !this.runSeen.has(runId)) {
+      this.runSeen.set(runId, { tool, at: performance.now(), ended: isTerminalPhase(exchange.answer?.phase, this.conventions) });
+    }
     if (group !== undefined && !conflict && exchange.answer !== undefined && !exchange.answer.refused && !this.bound.has(group)) {
       this.bound.set(group, { request, tool, args, line });
     }
@@ -355,14 +357,17 @@ export class Session {
     return median((fresh.length > 0 ? fresh : answered).map((e) => e.ms));
   }
 
-  /** How long this tool's runs took in this replay, from their first answer until seen ended (the median). */
+  /**
+   * How long this tool's runs take in this replay, from their first answer until seen ended: the
+   * shortest, since the others waited in the server's queue behind the rest of the replay.
+   */
   runTime(tool: string): number | undefined {
     const times: number[] = [];
     for (const [runId, seen] of this.runSeen) {
       const ended = this.runEnded.get(runId);
-      if (seen.tool === tool && ended !== undefined) times.push(ended - seen.at);
+      if (seen.tool === tool && !seen.ended && ended !== undefined) times.push(ended - seen.at);
     }
-    return median(times);
+    return times.length === 0 ? undefined : Math.min(...times);
   }
 
   /** The harness saw this run ended. */

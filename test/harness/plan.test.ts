@@ -201,7 +201,13 @@ describe('checkInvariants', () => {
     // An answer the client never took in (aborted, lost) acknowledged nothing.
     const late = ex({ runId: 'b', role: 'late', id: 'late.1' });
     expect(verdicts({ exchanges: [ex({ runId: 'a', acknowledged: false }), late] })['no-acknowledged-run-lost'].status).toBe('not-checked');
-    expect(verdicts({ exchanges: [ack, late] })['no-acknowledged-run-lost'].violations[0]!.message).toMatch(/run a, acknowledged by 1\.\d+, is lost: the last retry of create_thing key k answers run b/);
+    // A last retry that is refused is the key's run gone; one that answers another run is one-run-per-key's
+    // finding (the key named two runs), and says nothing about run a being lost.
+    const refusedLate = ex({ refused: true, role: 'late', id: 'late.2' });
+    expect(verdicts({ exchanges: [ack, refusedLate] })['no-acknowledged-run-lost'].violations[0]!.message).toMatch(/run a, acknowledged by 1\.\d+, is lost: the last retry of create_thing key k is refused \(refused\)/);
+    const split = verdicts({ exchanges: [ack, late] });
+    expect(split['no-acknowledged-run-lost'].status).toBe('not-checked');
+    expect(split['one-run-per-key'].status).toBe('broken');
   });
 
   it('breaks terminal-within-bound for a run still going when the bound passed', () => {
