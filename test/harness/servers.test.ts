@@ -9,7 +9,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FAULT_KINDS } from '../../src/harness/options.js';
-import type { Report } from '../../src/harness/report.js';
+import { ReportSchema, type Report } from '../../src/harness/report.js';
 import { fixtureServer, freePort, quote, recordSession, replay, statusOf, tempDir } from '../helpers/harness.js';
 
 type Session = (client: Client) => Promise<void>;
@@ -105,6 +105,8 @@ describe('replay against a correct server with conventions of its own', () => {
     expect(run.code).toBe(0);
     const report = run.report!;
     expect(report.verdict).toBe('held');
+    // The report is what its published schema says it is.
+    expect(ReportSchema.safeParse(report).error).toBeUndefined();
     expect(new Set(report.cases.map((c) => c.fault).filter((f) => f !== null))).toEqual(new Set(FAULT_KINDS));
     for (const invariant of report.invariants) expect([invariant.id, invariant.status]).toEqual([invariant.id, 'held']);
     // The poll tool and its wait were found in tools/list; the profile named the rest.
@@ -117,6 +119,8 @@ describe('replay against a correct server with conventions of its own', () => {
     const broke = report.calls.filter((c) => c.fault === 'stream-broken');
     expect(broke.map((c) => c.role)).toEqual(['first', 'retry']);
     expect(broke[1]).toMatchObject({ status: 'answered', replayed: true });
+    // The render farm reports progress before it answers: the cancel lands on it.
+    expect(report.calls.find((c) => c.fault === 'cancel' && c.role === 'first')?.note).toMatch(/cancelled \(notifications\/cancelled\) on its first progress notification|answered before it could be cancelled/);
   }, 120_000);
 
   it('with no profile, says what it could not check, which flag or profile field supplies it, and exits 4 under --require-all', async () => {
