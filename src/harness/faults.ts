@@ -172,14 +172,15 @@ async function aimInsideRuns(inRuns: readonly { c: Case; notes: string[] }[], fi
     inRuns.map(async (r, i) => {
       const first = firsts[i]!;
       const runId = first.answer?.runId;
-      if (runId === undefined || isTerminalPhase(first.answer?.phase, session.conventions)) return performance.now();
+      // A run without a status the harness can read cannot be watched: strike at once.
+      if (runId === undefined || first.answer?.phase === undefined || isTerminalPhase(first.answer.phase, session.conventions)) return performance.now();
       const runMs = session.runTime(r.c.subject.call.tool);
       let phase = first.answer?.phase;
       let started: number | undefined;
       for (;;) {
         const now = await session.poll(runId);
         const at = performance.now();
-        if (now === undefined || now.refused || isTerminalPhase(now.phase, session.conventions) || at > deadline) return at;
+        if (now === undefined || now.refused || now.phase === undefined || isTerminalPhase(now.phase, session.conventions) || at > deadline) return at;
         if (now.phase !== phase && started === undefined) {
           started = at;
           phase = now.phase;
@@ -204,6 +205,7 @@ async function whereKillLanded(r: { c: Case; first: Promise<Exchange> | undefine
   if (runId === undefined) return `SIGKILL after the answer, which named no run (${first.status})`;
   const now = await session.poll(runId);
   if (now === undefined) return `SIGKILL in run ${runId}`;
+  if (now.phase === undefined) return `SIGKILL in run ${runId}, whose status the harness cannot read (give its status field and words)`;
   if (isTerminalPhase(now.phase, session.conventions)) return `run ${runId} ended (${now.phase}) before the SIGKILL could land`;
-  return `SIGKILL in phase ${now.phase ?? '(none)'} of run ${runId}`;
+  return `SIGKILL in phase ${now.phase} of run ${runId}`;
 }

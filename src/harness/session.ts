@@ -3,7 +3,6 @@
 // Every call asks for progress with a token of its own, and the wire is watched for progress that
 // arrives after its call was answered.
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { isTerminalPhase, keyFieldOf, readAnswer, readUsage, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo, type ToolResult, type Usage } from './answers.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
@@ -425,15 +424,6 @@ export class Session {
       return { phase, billed: typeof billed === 'boolean' ? billed : undefined };
     } catch {
       return undefined;
-    }
-  }
-
-  /** Waits until a run has started working (left its first phase), or has ended; says which. */
-  async untilStarted(runId: string, firstPhase: string | undefined, deadline: number): Promise<Answer | undefined> {
-    for (;;) {
-      const answer = await this.poll(runId);
-      if (answer === undefined || answer.refused || answer.phase !== firstPhase || Date.now() > deadline) return answer;
-      await sleep(5);
     }
   }
 
