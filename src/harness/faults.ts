@@ -73,9 +73,16 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
       break;
     }
     case 'cancel': {
-      const { ms, how } = aim(c, ctx.session);
-      notes.push(`notifications/cancelled on the first progress notification, else ${how}`);
-      await send('first', args, { cancelAfterMs: ms });
+      // A tool that reports progress is cancelled once it has (the server has visibly started the
+      // work); one that does not, a share of its answer time in.
+      if (ctx.session.exchanges.some((e) => e.tool === c.subject.call.tool && e.progress > 0)) {
+        notes.push('notifications/cancelled on its first progress notification');
+        await send('first', args, { cancel: { afterMs: undefined } });
+      } else {
+        const { ms, how } = aim(c, ctx.session);
+        notes.push(`notifications/cancelled ${how} (the tool reported no progress in this replay)`);
+        await send('first', args, { cancel: { afterMs: ms } });
+      }
       await send('retry');
       break;
     }

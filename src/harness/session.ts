@@ -75,8 +75,8 @@ export type OutgoingCall = Pick<Exchange, 'id' | 'line' | 'fault' | 'tool' | 'ro
 export interface SendOptions {
   /** The client's own timeout, this long after sending: the SDK gives up and sends notifications/cancelled. */
   timeoutMs?: number;
-  /** Send notifications/cancelled on the call's first progress notification, or this long after sending. */
-  cancelAfterMs?: number;
+  /** Send notifications/cancelled on the call's first progress notification, and, when set, this long after sending at the latest. */
+  cancel?: { afterMs: number | undefined };
   /** Break the call's HTTP response stream on its first event, or this long after sending; nothing is cancelled. */
   breakAfterMs?: number;
   /** Take the answer but treat it as lost on its way back: not acknowledged. */
@@ -208,13 +208,14 @@ export class Session {
     const controller = new AbortController();
     let cancelled: string | undefined;
     let timer: NodeJS.Timeout | undefined;
-    if (options.cancelAfterMs !== undefined) {
+    if (options.cancel !== undefined) {
       const cancel = (why: string) => {
         if (controller.signal.aborted) return;
         cancelled = why;
         controller.abort(new Error(`cancelled ${why}`));
       };
-      timer = setTimeout(() => cancel(`${Math.round(options.cancelAfterMs!)} ms after it was sent`), options.cancelAfterMs);
+      const afterMs = options.cancel.afterMs;
+      if (afterMs !== undefined) timer = setTimeout(() => cancel(`${Math.round(afterMs)} ms after it was sent`), afterMs);
       this.onProgress.set(token, () => cancel('on its first progress notification'));
     }
     const generation = this.target.generation;
@@ -228,7 +229,7 @@ export class Session {
       exchange.acknowledged = options.lose !== true;
       if (options.lose === true) exchange.note = 'answer dropped on its way back (lost-answer)';
       else if (options.timeoutMs !== undefined) exchange.note = `answered before its ${Math.round(options.timeoutMs)} ms timeout`;
-      else if (options.cancelAfterMs !== undefined) exchange.note = 'answered before it could be cancelled';
+      else if (options.cancel !== undefined) exchange.note = 'answered before it could be cancelled';
     } catch (err) {
       if (cancelled !== undefined) {
         exchange.status = 'aborted';
