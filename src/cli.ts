@@ -34,17 +34,24 @@ async function runsCommand(config: Config): Promise<void> {
   }
 }
 
-function usageFailure(err: unknown): number {
+function usageFailure(err: unknown, help = 'runledger --help'): number {
   if (!(err instanceof UsageError)) throw err;
-  process.stderr.write(`runledger: ${err.message}\nRun "runledger --help" for usage.\n`);
+  process.stderr.write(`runledger: ${err.message}\nRun "${help}" for usage.\n`);
   return 2;
 }
 
-/** record and replay take their own flags; everything after record's "--" belongs to the server. */
+/** record and replay take their own flags and help; everything after record's "--" belongs to the server. */
 async function harnessCommand(command: 'record' | 'replay', args: string[]): Promise<number> {
   const ownArgs = command === 'record' && args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
   if (ownArgs.includes('--help') || ownArgs.includes('-h')) {
-    process.stdout.write(USAGE);
+    const { RECORD_USAGE, REPLAY_USAGE } = await import('./harness/usage.js');
+    process.stdout.write(command === 'record' ? RECORD_USAGE : REPLAY_USAGE);
+    return 0;
+  }
+  const schema = command === 'record' ? (ownArgs.includes('--schema') ? 'transcript' : undefined) : ownArgs.includes('--report-schema') ? 'report' : ownArgs.includes('--profile-schema') ? 'profile' : undefined;
+  if (schema !== undefined) {
+    const { jsonSchema } = await import('./harness/schemas.js');
+    process.stdout.write(JSON.stringify(jsonSchema(schema), null, 2) + '\n');
     return 0;
   }
   const { parseRecordArgs, parseReplayArgs } = await import('./harness/options.js');
@@ -58,7 +65,7 @@ async function harnessCommand(command: 'record' | 'replay', args: string[]): Pro
     const { runReplay } = await import('./harness/replay.js');
     return await runReplay(options);
   } catch (err) {
-    return usageFailure(err);
+    return usageFailure(err, `runledger ${command} --help`);
   }
 }
 

@@ -175,23 +175,7 @@ Proxy (the ledger, tenant and --http flags above apply too):
                           (default: 600000)
   --upstream-per-session  one upstream session per client session instead of per tenant (not with --stateless)
 
-Record (stdout stays the protocol channel; messages go to stderr):
-  --out FILE              the transcript to write, one JSON object a line
-  --redact REGEX          also redact what this matches (repeatable); bearer tokens and the values of
-                          environment variables named like secrets (TOKEN, SECRET, KEY, ...) always are
-
-Replay (progress on stderr, the verdict table on stdout; exit 0 held, 1 broken, 2 bad input, 3 could not run):
-  --server "COMMAND"      launch this stdio server (default: the command the transcript was recorded from)
-  --url URL               replay against a Streamable HTTP server instead (no SIGKILL faults)
-  --token TOKEN           bearer token for --url (env RUNLEDGER_TOKEN)
-  --faults LIST           all, or some of: duplicate, burst, timeout, lost-answer, changed-args,
-                          kill-between, kill-mid-run (default: all that apply)
-  --seed N                0–4294967295; the same seed sends the same calls with the same faults (default: random)
-  --phase-delay-ms MS     how long the server's phases last, to land kill-mid-run inside one
-                          (default: the --phase-delay-ms of the --server command, else 0)
-  --settle-ms MS          how long every run may take to end after the faults (default: 120000)
-  --burst N               concurrent copies of a call in a burst, 2–64 (default: 8)
-  --report FILE           write the whole report, every call included, as JSON
+Record and replay take flags of their own: runledger record --help, runledger replay --help.
 `;
 
 /** Where the ledger lives unless told otherwise: the platform's per-user data directory. */

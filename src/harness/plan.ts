@@ -1,10 +1,19 @@
 // The replay plan: which recorded call gets which fault, with every random choice drawn here from the
 // seed, before anything is sent, so the same seed sends the same calls with the same faults.
 import { createHash } from 'node:crypto';
-import { createPrng, type Prng } from '../compose/prng.js';
-import { isKeyName, readAnswer, STEERING_FIELDS, type ToolInfo } from './answers.js';
-import { LAUNCH_ONLY, type FaultKind } from './options.js';
-import type { JsonObject, RecordedCall } from './transcript.js';
+import { keyFieldOf, readAnswer, STEERING_FIELDS, type ToolInfo } from './answers.js';
+import { canonicalJson, type JsonObject } from './json.js';
+import { HTTP_ONLY, LAUNCH_ONLY, type FaultKind } from './options.js';
+import { createPrng, type Prng } from './prng.js';
+import type { AnswerConventions } from './profile.js';
+import type { RecordedCall } from './transcript.js';
+
+/**
+ * Faults aimed by time (at a share of the replay's own answer or run time) or by a restart: they run
+ * after the transcript, each under a key of its own, when this replay has timed every tool, and the
+ * SIGKILL ones share restarts.
+ */
+export const AIMED: readonly FaultKind[] = ['timeout', 'cancel', 'stream-broken', 'kill-between', 'kill-mid-run'];
 
 /**
  * How a recorded call is replayed: `keyed` calls carry an idempotency key and get every fault;
@@ -35,12 +44,16 @@ export interface Case {
   extra: boolean;
   /** Copies sent by duplicate (one after another) and burst (all at once). */
   copies: number;
-  /** timeout: when the first request is aborted, after it is sent. */
-  abortAfterMs: number;
+  /**
+   * The aimed faults: how far into the call (timeout, cancel, stream-broken, and kill-mid-run on a
+   * server without a poll tool) or into the run (kill-mid-run) they strike, as a share of the time
+   * this replay measured for the tool.
+   */
+  aimAt: number;
   /** changed-args: the one argument the conflicting retry changes. */
   changed: ChangedArgument | null;
-  /** kill-mid-run: how far into the run, in phases (1.5 is halfway through the second), to SIGKILL. */
-  killAtPhase: number;
+  /** A SIGKILL case: the restart it shares with the others of its batch, from 1. */
+  batch: number | null;
 }
 
 export interface Plan {
@@ -49,24 +62,24 @@ export interface Plan {
   unused: { fault: FaultKind; reason: string }[];
 }
 
-/** The argument holding the idempotency key: the one the tool declares, else one named like a key. */
-export function keyFieldOf(info: ToolInfo | undefined, args: JsonObject): string | null {
-  const field = info?.keyField ?? Object.keys(args).find(isKeyName) ?? null;
-  return field !== null && typeof args[field] === 'string' ? field : null;
+/** What the target allows: a restart (a server replay launched), a broken stream (one over HTTP). */
+export interface Abilities {
+  canRestart: boolean;
+  overHttp: boolean;
 }
 
-/** The server refused the call when it was recorded (a JSON-RPC error, or an error naming no run). */
-export function wasRefused(call: RecordedCall): boolean {
-  return call.outcome === 'error' || (call.result !== undefined && readAnswer(call.result).refused);
+/** The server refused the call when it was recorded (a JSON-RPC error, or an error that is no run's answer). */
+export function wasRefused(call: RecordedCall, c: AnswerConventions): boolean {
+  return call.outcome === 'error' || (call.result !== undefined && readAnswer(call.result, c).refused);
 }
 
-export function classify(call: RecordedCall, info: ToolInfo | undefined): Subject {
+export function classify(call: RecordedCall, info: ToolInfo | undefined, c: AnswerConventions & { keyArgument: string | undefined }): Subject {
   const plain = (because: string): Subject => ({ call, info, kind: 'plain', plainBecause: because });
   if (info === undefined) return plain('the server does not offer this tool');
-  if (wasRefused(call)) return plain('it was refused when recorded');
+  if (wasRefused(call, c)) return plain('it was refused when recorded');
   if (call.arguments.dry_run === true) return plain('a dry run creates nothing');
   if (info.readOnlyHint === true) return plain('the tool is read-only');
-  if (keyFieldOf(info, call.arguments) !== null) return { call, info, kind: 'keyed', plainBecause: undefined };
+  if (keyFieldOf(info, call.arguments, c.keyArgument) !== null) return { call, info, kind: 'keyed', plainBecause: undefined };
   if (info.idempotentHint === true) return { call, info, kind: 'idempotent', plainBecause: undefined };
   return plain('the tool takes no idempotency key and does not claim idempotentHint');
 }
@@ -110,11 +123,12 @@ export function changeArgument(args: JsonObject, info: ToolInfo | undefined, key
   return { field, value: text.slice(0, -1) + (text.endsWith('x') ? 'y' : 'x') };
 }
 
-function applicable(fault: FaultKind, subject: Subject, canRestart: boolean): boolean {
+function applicable(fault: FaultKind, subject: Subject, can: Abilities, keyArgument: string | undefined): boolean {
   if (subject.kind === 'plain') return false;
-  if (LAUNCH_ONLY.includes(fault) && !canRestart) return false;
+  if (LAUNCH_ONLY.includes(fault) && !can.canRestart) return false;
+  if (HTTP_ONLY.includes(fault) && !can.overHttp) return false;
   if (fault === 'changed-args') {
-    const keyField = keyFieldOf(subject.info, subject.call.arguments);
+    const keyField = keyFieldOf(subject.info, subject.call.arguments, keyArgument);
     return subject.kind === 'keyed' && keyField !== null && changeableFields(subject.call.arguments, keyField).length > 0;
   }
   return true;
@@ -129,21 +143,28 @@ function shuffle<T>(items: readonly T[], prng: Prng): T[] {
   return out;
 }
 
+export interface PlanOptions extends Abilities {
+  seed: number;
+  burst: number;
+  keyArgument: string | undefined;
+}
+
 /**
- * Every fault kind asked for runs at least once, and every call that can take a fault takes one.
- * A call given several kinds runs the first in its place in the transcript and the others after it,
+ * Every fault kind asked for runs at least once, and every call that can take a fault takes one in
+ * its place in the transcript. A call's other kinds, and every aimed one, run after the transcript,
  * each under a key of its own so that the cases do not meet.
  */
-export function makePlan(subjects: readonly Subject[], faults: readonly FaultKind[], options: { seed: number; canRestart: boolean; burst: number }): Plan {
+export function makePlan(subjects: readonly Subject[], faults: readonly FaultKind[], options: PlanOptions): Plan {
   const prng = createPrng(options.seed);
   const assigned = new Map<Subject, FaultKind[]>(subjects.map((s) => [s, []]));
   const unused: Plan['unused'] = [];
   const faultable = subjects.filter((s) => s.kind !== 'plain');
+  const usableFor = (subject: Subject, kinds: readonly FaultKind[]) => kinds.filter((fault) => applicable(fault, subject, options, options.keyArgument));
 
   for (const fault of shuffle(faults, prng)) {
-    const candidates = faultable.filter((s) => applicable(fault, s, options.canRestart));
+    const candidates = faultable.filter((s) => applicable(fault, s, options, options.keyArgument));
     if (candidates.length === 0) {
-      unused.push({ fault, reason: reasonUnused(fault, faultable.length, options.canRestart) });
+      unused.push({ fault, reason: reasonUnused(fault, faultable.length, options) });
       continue;
     }
     // Spread the kinds over the calls; between equally used calls, keyed ones first (they isolate).
@@ -151,40 +172,63 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
     const least = Math.min(...candidates.map(load));
     assigned.get(prng.pick(candidates.filter((s) => load(s) === least)))!.push(fault);
   }
+  const inPlace = faults.filter((fault) => !AIMED.includes(fault));
   for (const subject of faultable) {
     const kinds = assigned.get(subject)!;
-    const usable = faults.filter((fault) => applicable(fault, subject, options.canRestart));
-    if (kinds.length === 0 && usable.length > 0) kinds.push(prng.pick(usable));
+    const here = usableFor(subject, inPlace);
+    if (!kinds.some((fault) => !AIMED.includes(fault)) && here.length > 0) kinds.unshift(prng.pick(here));
+    else if (kinds.length === 0 && usableFor(subject, faults).length > 0) kinds.push(prng.pick(usableFor(subject, faults)));
   }
 
   const cases: Case[] = [];
   const extras: [Subject, FaultKind][] = [];
   const caseOf = (subject: Subject, fault: FaultKind | null, extra: boolean): Case => {
-    const keyField = keyFieldOf(subject.info, subject.call.arguments);
+    const keyField = keyFieldOf(subject.info, subject.call.arguments, options.keyArgument);
     return {
       n: 0,
       subject,
       fault,
       extra,
       copies: fault === 'burst' ? options.burst : fault === 'duplicate' ? prng.int(2, 3) : 1,
-      abortAfterMs: fault === 'timeout' ? Math.round(prng.range(0, Math.min(subject.call.ms, 2000)) * 10) / 10 : 0,
+      aimAt: fault !== null && AIMED.includes(fault) ? Math.round(prng.range(0.2, 0.8) * 100) / 100 : 0,
       changed: fault === 'changed-args' && keyField !== null ? changeArgument(subject.call.arguments, subject.info, keyField, prng) : null,
-      killAtPhase: fault === 'kill-mid-run' ? prng.int(0, 1) + prng.range(0.2, 0.8) : 0,
+      batch: null,
     };
   };
   for (const subject of subjects) {
-    const [first = null, ...more] = assigned.get(subject)!;
+    const kinds = assigned.get(subject)!;
+    const first = kinds.find((fault) => !AIMED.includes(fault)) ?? null;
     cases.push(caseOf(subject, first, false));
-    for (const fault of more) extras.push([subject, fault]);
+    for (const fault of kinds) if (fault !== first) extras.push([subject, fault]);
   }
-  for (const [subject, fault] of extras) cases.push(caseOf(subject, fault, true));
+  // Extras in the order: other in-place kinds, the aimed ones by time, then the SIGKILL ones together.
+  const rank = (fault: FaultKind) => (LAUNCH_ONLY.includes(fault) ? 2 : AIMED.includes(fault) ? 1 : 0);
+  const ordered = extras.map((extra, i) => ({ extra, i })).sort((a, b) => rank(a.extra[1]) - rank(b.extra[1]) || a.i - b.i);
+  for (const { extra: [subject, fault] } of ordered) cases.push(caseOf(subject, fault, true));
   cases.forEach((c, i) => (c.n = i + 1));
+  assignBatches(cases.filter((c) => c.fault !== null && LAUNCH_ONLY.includes(c.fault)));
   return { cases, unused };
 }
 
-function reasonUnused(fault: FaultKind, faultable: number, canRestart: boolean): string {
+/**
+ * SIGKILL cases share a restart unless they would meet: an extra keyed case has a key of its own, but
+ * two cases of one request to a tool without a key are the same request, and each needs a restart.
+ */
+function assignBatches(kills: Case[]): void {
+  const batches: Set<string>[] = [];
+  for (const c of kills) {
+    const who = c.subject.kind === 'keyed' ? `case ${c.n}` : `${c.subject.call.tool} ${canonicalJson(c.subject.call.arguments)}`;
+    let index = batches.findIndex((batch) => !batch.has(who));
+    if (index < 0) index = batches.push(new Set()) - 1;
+    batches[index]!.add(who);
+    c.batch = index + 1;
+  }
+}
+
+function reasonUnused(fault: FaultKind, faultable: number, can: Abilities): string {
   if (faultable === 0) return 'no recorded call can take a fault (every one is read-only, refused, or to a tool without a key or idempotentHint)';
-  if (LAUNCH_ONLY.includes(fault) && !canRestart) return 'it needs a server replay launches itself (--server)';
+  if (LAUNCH_ONLY.includes(fault) && !can.canRestart) return 'it needs a server replay launches itself (--server)';
+  if (HTTP_ONLY.includes(fault) && !can.overHttp) return 'it needs a server reached over HTTP (--url; with --server too, replay launches it)';
   if (fault === 'changed-args') return 'no recorded call has an idempotency key and an argument that can change';
   return 'no recorded call can take it';
 }

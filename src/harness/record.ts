@@ -8,7 +8,8 @@ import type { Logger } from '../log.js';
 import { startStdioProxy, type Direction } from '../proxy/stdio-proxy.js';
 import { VERSION } from '../version.js';
 import type { RecordOptions } from './options.js';
-import { createRedactor, isObject, redactCommand, TRANSCRIPT_VERSION, type CallLine, type JsonObject, type TranscriptLine } from './transcript.js';
+import { isObject, type JsonObject } from './json.js';
+import { createRedactor, redactCommand, TRANSCRIPT_VERSION, type CallLine, type TranscriptLine } from './transcript.js';
 
 interface PendingCall {
   seq: number;

@@ -1,25 +1,33 @@
 // `runledger replay FILE`: replays a transcript against a server with faults injected, lets the runs
 // settle, retries every key once more, and judges the idempotency invariants. The progress bar goes
 // to stderr and the verdict to stdout; exit 0 when nothing broke, 1 when an invariant broke, 2 for
-// bad input, 3 when the replay could not run (the server would not start, or died on its own).
+// bad input, 3 when the replay could not run (the server would not start, or died on its own), and
+// with --require-all, 4 when nothing broke but some invariant could not be checked.
 import { randomInt } from 'node:crypto';
 import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { UsageError } from '../config.js';
-import { MAX_SEED } from '../compose/prng.js';
-import { answerAtOnce, isTerminalPhase, toolInfo, type ToolInfo } from './answers.js';
-import { runCase, type CaseContext, type CaseResult } from './faults.js';
-import { checkInvariants, runsOf } from './invariants.js';
-import { flagValue, type ReplayOptions, type ReplayTarget } from './options.js';
-import { classify, freshKey, keyFieldOf, makePlan, wasRefused } from './plan.js';
+import { answerAtOnce, isTerminalPhase, keyFieldOf, toolInfo, type ToolInfo } from './answers.js';
+import { runCase, runKillBatch, type CaseContext, type CaseResult } from './faults.js';
+import { checkInvariants, runsOf, type Surface } from './invariants.js';
+import type { ReplayOptions, ReplayTarget } from './options.js';
+import { classify, freshKey, makePlan, wasRefused, type Case } from './plan.js';
+import { MAX_SEED } from './prng.js';
+import { resolveConventions, type Conventions } from './profile.js';
 import { buildReport, createProgress, formatReport, writeReport } from './report.js';
-import { Session, type Exchange, type RunResource, type Surface } from './session.js';
+import { Session, type Exchange, type RunResource } from './session.js';
 import { connectTarget, ReplayAborted, type Target } from './target.js';
-import { readTranscript, REDACTED, type Transcript } from './transcript.js';
+import { REDACTED, type Transcript, readTranscript } from './transcript.js';
 
-const MAX_WAIT_SECONDS = 50;
+/** A poll tool whose wait has no stated maximum is asked to wait at most this long at a time. */
+const UNBOUNDED_WAIT_SECONDS = 30;
+/** Between polls of a tool that cannot wait. */
+const POLL_INTERVAL_MS = 25;
+/** Late retries and resource reads sent at once. */
+const AT_ONCE = 8;
 
 function resolveTarget(options: ReplayOptions, transcript: Transcript): ReplayTarget {
   if (options.target !== undefined) return options.target;
@@ -30,18 +38,20 @@ function resolveTarget(options: ReplayOptions, transcript: Transcript): ReplayTa
   if (command.some((part) => part.includes(REDACTED))) {
     throw new UsageError(`the server command recorded in ${transcript.file} has redacted parts; give --server "<command>"`);
   }
-  return { kind: 'launch', command, fromTranscript: true };
+  return { kind: 'launch', command, fromTranscript: true, url: undefined, token: undefined };
 }
 
 const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
 
 function rerunCommand(options: ReplayOptions, target: ReplayTarget, seed: number): string {
   const parts = ['runledger', 'replay', shellWord(options.transcript)];
-  if (target.kind === 'url') parts.push('--url', shellWord(target.url.href));
-  else if (!target.fromTranscript) parts.push('--server', shellWord(target.command.map(shellWord).join(' ')));
+  if (target.kind === 'launch' && !target.fromTranscript) parts.push('--server', shellWord(target.command.map(shellWord).join(' ')));
+  if (target.url !== undefined) parts.push('--url', shellWord(target.url.href));
   parts.push('--faults', options.faultsAsked, '--seed', String(seed));
-  if (options.phaseDelayMs !== undefined) parts.push('--phase-delay-ms', String(options.phaseDelayMs));
   parts.push('--settle-ms', String(options.settleMs), '--burst', String(options.burst));
+  if (options.profileAsked !== undefined) parts.push('--profile', shellWord(options.profileAsked));
+  parts.push(...options.conventionArgs.map(shellWord));
+  if (options.requireAll) parts.push('--require-all');
   return parts.join(' ');
 }
 
@@ -57,12 +67,10 @@ export async function runReplay(options: ReplayOptions): Promise<number> {
   }
   const spec = resolveTarget(options, transcript);
   const seed = options.seed ?? randomInt(0, MAX_SEED);
-  const serverPhaseDelay = spec.kind === 'launch' ? Number(flagValue(spec.command, '--phase-delay-ms')) : NaN;
-  const phaseDelayMs = options.phaseDelayMs ?? (Number.isFinite(serverPhaseDelay) ? serverPhaseDelay : 0);
   let target: Target | undefined;
   try {
     target = await connectTarget(spec);
-    return await replay(target, transcript, { options, spec, seed, phaseDelayMs });
+    return await replay(target, transcript, { options, spec, seed });
   } catch (err) {
     if (!(err instanceof ReplayAborted)) throw err;
     // On a terminal the progress bar holds the line: end it first.
@@ -73,79 +81,111 @@ export async function runReplay(options: ReplayOptions): Promise<number> {
   }
 }
 
-async function listTools(target: Target): Promise<Map<string, ToolInfo>> {
-  const tools = new Map<string, ToolInfo>();
+async function listTools(target: Target): Promise<Tool[]> {
+  const tools: Tool[] = [];
   let cursor: string | undefined;
   do {
     const page = await target.client.listTools(cursor === undefined ? {} : { cursor });
-    for (const tool of page.tools) tools.set(tool.name, toolInfo(tool));
+    tools.push(...page.tools);
     cursor = page.nextCursor;
   } while (cursor !== undefined);
   return tools;
 }
 
-async function discoverSurface(target: Target, tools: ReadonlyMap<string, ToolInfo>): Promise<Surface> {
-  const poll = tools.get('poll_run');
-  let runResources = false;
-  if (target.client.getServerCapabilities()?.resources !== undefined) {
-    const templates = await target.client.listResourceTemplates().catch(() => ({ resourceTemplates: [] }));
-    runResources = templates.resourceTemplates.some((t) => t.uriTemplate === 'runs://{run_id}');
-  }
-  return { poll: poll !== undefined && 'run_id' in poll.properties ? poll : undefined, usage: tools.get('get_usage'), runResources };
+async function listTemplates(target: Target): Promise<string[]> {
+  if (target.client.getServerCapabilities()?.resources === undefined) return [];
+  const listed = await target.client.listResourceTemplates().catch(() => ({ resourceTemplates: [] }));
+  return listed.resourceTemplates.map((t) => t.uriTemplate);
 }
 
 interface ReplaySettings {
   options: ReplayOptions;
   spec: ReplayTarget;
   seed: number;
-  phaseDelayMs: number;
 }
 
-async function replay(target: Target, transcript: Transcript, { options, spec, seed, phaseDelayMs }: ReplaySettings): Promise<number> {
+async function replay(target: Target, transcript: Transcript, { options, spec, seed }: ReplaySettings): Promise<number> {
   const started = performance.now();
-  const tools = await listTools(target);
-  const surface = await discoverSurface(target, tools);
-  const session = new Session(target, tools, surface);
-  const subjects = transcript.calls.map((call) => classify(call, tools.get(call.tool)));
-  const plan = makePlan(subjects, options.faults, { seed, canRestart: target.canRestart, burst: options.burst });
+  const listed = await listTools(target);
+  const serverInfo = target.client.getServerVersion();
+  const conventions = resolveConventions(options.profile, options.profileFlags, { serverName: serverInfo?.name, tools: listed, resourceTemplates: await listTemplates(target) });
+  const tools = new Map(listed.map((tool) => [tool.name, toolInfo(tool, conventions.keyArgument)]));
+  const session = new Session(target, tools, conventions);
+  const subjects = transcript.calls.map((call) => classify(call, tools.get(call.tool), conventions));
+  const plan = makePlan(subjects, options.faults, { seed, canRestart: target.canRestart, overHttp: target.http !== undefined, burst: options.burst, keyArgument: conventions.keyArgument });
 
   // Recorded keys get fresh ones, the same for every call that used them, so the recorded session's
   // own retries stay retries. A key seen only in refused calls stays as it was: so does its refusal.
   const substitutions = new Map<string, string>();
   for (const subject of subjects) {
-    const keyField = keyFieldOf(subject.info, subject.call.arguments);
-    if (keyField === null || wasRefused(subject.call)) continue;
+    const keyField = keyFieldOf(subject.info, subject.call.arguments, conventions.keyArgument);
+    if (keyField === null || wasRefused(subject.call, conventions)) continue;
     const key = subject.call.arguments[keyField] as string;
     substitutions.set(key, freshKey(seed, key));
   }
 
-  const progress = createProgress(plan.cases.length + 3);
-  const context: CaseContext = { session, seed, phaseDelayMs, settleMs: options.settleMs, substitutions };
+  const batches = new Map<number, Case[]>();
+  for (const c of plan.cases) if (c.batch !== null) batches.set(c.batch, [...(batches.get(c.batch) ?? []), c]);
+  const progress = createProgress(plan.cases.length - [...batches.values()].flat().length + batches.size + 3);
+  const context: CaseContext = { session, seed, settleMs: options.settleMs, substitutions };
+  const check = (where: string) => {
+    if (target.failure !== undefined) throw new ReplayAborted(`${target.failure}\n(${where})`);
+  };
   const usageBefore = await session.usage();
   const results: CaseResult[] = [];
   for (const c of plan.cases) {
+    if (c.batch !== null) continue;
     progress.step(`case ${c.n}: ${c.fault ?? 'replayed'} ${c.subject.call.tool}`);
     results.push(await runCase(c, context));
-    if (target.failure !== undefined) throw new ReplayAborted(`${target.failure}\n(during case ${c.n}, transcript line ${c.subject.call.line})`);
+    check(`during case ${c.n}, transcript line ${c.subject.call.line}`);
   }
 
   const deleted = deletedRuns(session.exchanges, tools);
-  progress.step(surface.poll === undefined ? 'no poll_run: runs cannot be followed' : 'waiting for every run to end');
-  const settled = await settle(session, runsOf({ exchanges: session.exchanges, deleted }), options.settleMs);
+  const settler = new Settler(session, options.settleMs);
+  if (batches.size > 0 && conventions.poll !== undefined) {
+    // The runs so far, followed to their end, time this server's runs: a mid-run SIGKILL is aimed by them.
+    await settler.settle(runsOf({ exchanges: session.exchanges, deleted }));
+  }
+  for (const [n, cases] of batches) {
+    progress.step(`restart ${n}: ${cases.map((c) => `${c.fault} ${c.subject.call.tool}`).join(', ')}`);
+    results.push(...(await runKillBatch(cases, context)));
+    check(`after restart ${n}, cases ${cases.map((c) => c.n).join(', ')}`);
+  }
+
+  progress.step(conventions.poll === undefined ? 'no poll tool: runs cannot be followed' : 'waiting for every run to end');
+  const settled = await settler.settle(runsOf({ exchanges: session.exchanges, deleted }));
   progress.step('retrying every key once more');
-  await lateRetries(session, tools);
+  await lateRetries(session, tools, Date.now() + options.settleMs);
   progress.step('checking the invariants');
   const resources = new Map<string, RunResource>();
-  for (const runId of runsOf({ exchanges: session.exchanges, deleted })) {
+  await inBatches(runsOf({ exchanges: session.exchanges, deleted }), async (runId) => {
     const resource = await session.runResource(runId);
     if (resource !== undefined) resources.set(runId, resource);
-  }
+  });
   const usageAfter = await session.usage();
-  if (target.failure !== undefined) throw new ReplayAborted(target.failure);
+  check('while checking the invariants');
   progress.done();
+  results.sort((a, b) => a.case.n - b.case.n);
 
-  const serverInfo = target.client.getServerVersion();
-  const invariants = checkInvariants({ exchanges: session.exchanges, surface, usageBefore, usageAfter, settled, resources, deleted, settleMs: options.settleMs });
+  const invariants = checkInvariants({
+    exchanges: session.exchanges,
+    conventions,
+    surface: surfaceOf(conventions, session, usageBefore !== undefined && usageAfter !== undefined),
+    usageBefore,
+    usageAfter,
+    settled,
+    resources,
+    deleted,
+    settleMs: options.settleMs,
+    lateProgress: session.lateProgress,
+    progressSeen: session.progressSeen,
+  });
+  // Not run as a fault, yet checked all the same: the transcript's own changed-arguments calls.
+  const recordedConflicts = [...new Set(session.exchanges.filter((e) => e.role === 'conflict' && e.fault === null && e.line !== null).map((e) => e.line))];
+  const changedArgs = plan.unused.find((u) => u.fault === 'changed-args');
+  if (changedArgs !== undefined && recordedConflicts.length > 0) {
+    changedArgs.reason += `; the transcript's own changed-arguments call (line ${recordedConflicts.join(', ')}) was replayed as recorded, and checks the conflict invariants`;
+  }
   const report = buildReport({
     transcript: transcript.file,
     target: target.label,
@@ -159,13 +199,32 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
     exchanges: session.exchanges,
     invariants,
     tools,
-    surface,
+    conventions,
+    usageFields: session.usageFields,
+    requireAll: options.requireAll,
   });
   process.stdout.write(formatReport(report));
   if (options.report !== undefined) writeReport(options.report, report);
   const broken = invariants.filter((i) => i.status === 'broken').map((i) => i.id);
-  if (broken.length > 0) process.stderr.write(`runledger replay: broken: ${broken.join(', ')}\n`);
-  return broken.length > 0 ? 1 : 0;
+  if (broken.length > 0) {
+    process.stderr.write(`runledger replay: broken: ${broken.join(', ')}\n`);
+    return 1;
+  }
+  if (report.verdict === 'incomplete') {
+    const unchecked = invariants.filter((i) => i.status === 'not-checked').map((i) => i.id);
+    process.stderr.write(`runledger replay: not checked (--require-all): ${unchecked.join(', ')}\n`);
+    return 4;
+  }
+  return 0;
+}
+
+function surfaceOf(conventions: Conventions, session: Session, usageRead: boolean): Surface {
+  const { usage, found } = conventions;
+  let usageSurface: Surface['usage'];
+  if (usage === undefined) usageSurface = { problem: `no usage tool: ${found.usage.note ?? 'none was found'}` };
+  else if (!usageRead) usageSurface = { problem: session.usageProblem ?? `${usage.tool} could not be read` };
+  else usageSurface = { tool: usage.tool, runs: session.usageFields?.runs !== undefined };
+  return { poll: conventions.poll?.tool, usage: usageSurface, runResource: conventions.runResource?.template, notes: { poll: found.poll.note } };
 }
 
 /** Runs the replay deleted on purpose (a destructive tool answered for them): gone by design. */
@@ -179,34 +238,69 @@ function deletedRuns(exchanges: readonly Exchange[], tools: ReadonlyMap<string, 
   return deleted;
 }
 
-/** Follows every run until it ends or the bound passes; the last poll of each run, by run id. */
-async function settle(session: Session, runIds: string[], settleMs: number): Promise<Map<string, Exchange>> {
-  const settled = new Map<string, Exchange>();
-  const poll = session.surface.poll;
-  if (poll === undefined) return settled;
-  const deadline = Date.now() + settleMs;
-  let n = 0;
-  await Promise.all(
-    runIds.map(async (runId) => {
-      for (;;) {
-        const waitSeconds = Math.max(0, Math.min(MAX_WAIT_SECONDS, Math.floor((deadline - Date.now()) / 1000)));
-        const args = 'wait_seconds' in poll.properties ? { run_id: runId, wait_seconds: waitSeconds } : { run_id: runId };
-        const last = await session.send({ id: `settle.${++n}`, line: null, fault: null, tool: poll.name, args, role: 'poll' });
-        settled.set(runId, last);
-        if (last.answer === undefined || last.answer.refused || isTerminalPhase(last.answer.phase) || Date.now() >= deadline) return;
-        if (!('wait_seconds' in poll.properties)) await sleep(100);
-      }
-    }),
-  );
-  return settled;
+/** Follows runs until they end or the bound passes; keeps each run's last poll, by run id. */
+class Settler {
+  private readonly settled = new Map<string, Exchange>();
+  private readonly deadline: number;
+  private n = 0;
+
+  constructor(
+    private readonly session: Session,
+    settleMs: number,
+  ) {
+    this.deadline = Date.now() + settleMs;
+  }
+
+  async settle(runIds: string[]): Promise<Map<string, Exchange>> {
+    const { session } = this;
+    const poll = session.conventions.poll;
+    if (poll === undefined) return this.settled;
+    await Promise.all(
+      runIds.map(async (runId) => {
+        const last = this.settled.get(runId);
+        if (last?.answer !== undefined && (last.answer.refused || last.answer.phase === undefined || isTerminalPhase(last.answer.phase, session.conventions))) return;
+        for (;;) {
+          const remaining = Math.max(0, Math.floor((this.deadline - Date.now()) / 1000));
+          const wait = Math.min(remaining, poll.waitMax ?? UNBOUNDED_WAIT_SECONDS);
+          const exchange = await session.send({ id: `settle.${++this.n}`, line: null, fault: null, tool: poll.tool, args: session.pollArguments(runId, wait), role: 'poll' });
+          this.settled.set(runId, exchange);
+          const answer = exchange.answer;
+          if (answer !== undefined && isTerminalPhase(answer.phase, session.conventions)) session.ended(runId);
+          // No status to wait on is an end too: the run cannot be seen to go on.
+          if (answer === undefined || answer.refused || answer.phase === undefined || isTerminalPhase(answer.phase, session.conventions) || Date.now() >= this.deadline) return;
+          if (poll.waitArgument === undefined || wait === 0) await sleep(POLL_INTERVAL_MS);
+        }
+      }),
+    );
+    return this.settled;
+  }
 }
 
-/** Each group's request once more, after the runs settled: the answer a late retry gets. */
-async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo>): Promise<void> {
+/**
+ * Each group's request once more, after the runs settled: the answer a late retry gets. Without a
+ * poll tool, the retry is how a run is followed: a key whose run has not ended is retried again,
+ * backing off, until it has or the bound passes.
+ */
+async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo>, deadline: number): Promise<void> {
+  // Deleting again proves nothing about the deleted run, and may be refused by design.
+  const firsts = [...session.firstRequests().values()].filter((first) => tools.get(first.tool)?.destructiveHint !== true);
+  const follow = session.conventions.poll === undefined;
   let n = 0;
-  for (const [, first] of session.firstRequests()) {
-    // Deleting again proves nothing about the deleted run, and may be refused by design.
-    if (tools.get(first.tool)?.destructiveHint === true) continue;
-    await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
-  }
+  await inBatches(firsts, async (first) => {
+    for (let pause = POLL_INTERVAL_MS; ; pause = Math.min(pause * 2, 1000)) {
+      const late = await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
+      const phase = late.answer?.refused === false ? late.answer.phase : undefined;
+      if (!follow || phase === undefined || isTerminalPhase(phase, session.conventions) || Date.now() >= deadline) return;
+      await sleep(pause);
+    }
+  });
+}
+
+/** `work` for every item, AT_ONCE of them at a time. */
+async function inBatches<T>(items: readonly T[], work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(AT_ONCE, items.length) }, worker));
 }

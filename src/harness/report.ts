@@ -1,60 +1,111 @@
 // What a replay says: a progress bar on stderr while it works, then a table on stdout and, with
 // --report, the same as JSON. The table is for people; the JSON is for programs and keeps every call.
+// Its zod schema below is the contract, published as JSON Schema by `runledger replay --report-schema`.
 import { writeFileSync } from 'node:fs';
+import { z } from 'zod';
 import type { ToolInfo } from './answers.js';
 import type { CaseResult } from './faults.js';
-import type { InvariantId, InvariantResult } from './invariants.js';
-import type { FaultKind } from './options.js';
+import { INVARIANTS, type InvariantId, type InvariantResult } from './invariants.js';
+import { FAULT_KINDS, type FaultKind } from './options.js';
 import type { Plan } from './plan.js';
-import type { Exchange, Surface } from './session.js';
+import { CONVENTIONS, type Conventions } from './profile.js';
+import type { Exchange } from './session.js';
 
-export const REPORT_VERSION = 1;
+/** The report's format version, in the same field as the transcript's: `v`. */
+export const REPORT_VERSION = 2;
 
-export interface ToolVerdict {
-  tool: string;
-  key_field: string | null;
-  /** The answer field read as the run id (run_id, job_id, ...), or null when answers had none. */
-  run_id_field: string | null;
-  idempotent_hint: boolean | null;
-  faults: FaultKind[];
-  /** Whether retries of this tool held every invariant they were checked against. */
-  verdict: 'idempotent' | 'not idempotent' | 'not tested';
-  not_tested_because: string | null;
-  broken: InvariantId[];
-}
+const fault = z.enum(FAULT_KINDS);
+const invariantId = z.enum(Object.keys(INVARIANTS) as [InvariantId, ...InvariantId[]]);
+const nullable = <T extends z.ZodType>(schema: T) => schema.nullable();
 
-export interface Report {
-  version: typeof REPORT_VERSION;
-  ok: boolean;
-  transcript: string;
-  target: string;
-  server: { name: string; version: string } | null;
-  seed: number;
-  rerun: string;
-  duration_ms: number;
-  faults: { requested: FaultKind[]; not_run: Plan['unused'] };
-  surface: { poll_run: boolean; get_usage: boolean; run_resources: boolean };
-  invariants: InvariantResult[];
-  tools: ToolVerdict[];
-  cases: { n: number; line: number; tool: string; fault: FaultKind | null; extra: boolean; why_no_fault: string | null; notes: string[] }[];
-  calls: {
-    id: string;
-    line: number | null;
-    tool: string;
-    fault: FaultKind | null;
-    role: Exchange['role'];
-    key: string | null;
-    status: Exchange['status'];
-    acknowledged: boolean;
-    refused: boolean | null;
-    error_code: string | null;
-    run_id: string | null;
-    phase: string | null;
-    replayed: boolean | null;
-    ms: number;
-    note: string | null;
-  }[];
-}
+const MissingSchema = z.object({
+  convention: z.string().describe('What the check lacked'),
+  flag: nullable(z.string()).describe('The replay flag that supplies it, when a flag can'),
+  profile_field: nullable(z.string()).describe('The profile field that supplies it, when a profile can'),
+});
+
+const InvariantSchema = z.object({
+  id: invariantId,
+  title: z.string(),
+  status: z.enum(['held', 'broken', 'not-checked']),
+  detail: z.string().describe('What was checked ("6 keys") or, when not checked, why not'),
+  violations: z.array(z.object({ message: z.string(), calls: z.array(z.string()).describe('The ids of the calls that broke it') })),
+  missing: z.array(MissingSchema).describe('When not checked: what would let it be checked'),
+});
+
+const ConventionSchema = z.object({
+  value: nullable(z.string()).describe('The convention as used, or null when none was found'),
+  from: z.enum(['profile', 'flag', 'detected', 'default', 'missing']),
+  note: nullable(z.string()),
+});
+
+export const ReportSchema = z
+  .object({
+    v: z.literal(REPORT_VERSION).describe('The report format version'),
+    ok: z.boolean().describe('No invariant broke'),
+    verdict: z.enum(['held', 'broken', 'incomplete']).describe('incomplete: nothing broke, but with --require-all some invariant could not be checked'),
+    require_all: z.boolean(),
+    transcript: z.string(),
+    target: z.string().describe('How the server was reached'),
+    server: nullable(z.object({ name: z.string(), version: z.string() })),
+    seed: z.number().int(),
+    rerun: z.string().describe('The command that replays the same calls with the same faults'),
+    duration_ms: z.number().int(),
+    profile: z.object({
+      name: z.string().describe('auto, auto: <built-in profile>, a built-in profile, or the profile file'),
+      conventions: z.object(Object.fromEntries(CONVENTIONS.map((name) => [name, ConventionSchema])) as Record<(typeof CONVENTIONS)[number], typeof ConventionSchema>),
+    }),
+    faults: z.object({ requested: z.array(fault), not_run: z.array(z.object({ fault, reason: z.string() })) }),
+    invariants: z.array(InvariantSchema),
+    tools: z.array(
+      z.object({
+        tool: z.string(),
+        key_field: nullable(z.string()),
+        run_id_field: nullable(z.string()).describe('The answer field read as the run id, or null when answers had none'),
+        idempotent_hint: nullable(z.boolean()),
+        faults: z.array(fault),
+        verdict: z.enum(['idempotent', 'not idempotent', 'not tested']).describe('Whether retries of this tool held every invariant they were checked against'),
+        not_tested_because: nullable(z.string()),
+        broken: z.array(invariantId),
+      }),
+    ),
+    cases: z.array(
+      z.object({
+        n: z.number().int(),
+        line: z.number().int().describe('The transcript line of the recorded call'),
+        tool: z.string(),
+        fault: nullable(fault),
+        extra: z.boolean().describe('Run after the transcript, under a key of its own'),
+        batch: nullable(z.number().int()).describe('SIGKILL cases: the restart this case shared'),
+        why_no_fault: nullable(z.string()),
+        notes: z.array(z.string()),
+      }),
+    ),
+    calls: z.array(
+      z.object({
+        id: z.string().describe('"3.2": case 3, its second request; "settle.N" and "late.N" come after the cases'),
+        line: nullable(z.number().int()),
+        tool: z.string(),
+        fault: nullable(fault),
+        role: z.enum(['first', 'copy', 'retry', 'conflict', 'late', 'poll', 'call']),
+        key: nullable(z.string()),
+        status: z.enum(['answered', 'aborted', 'interrupted', 'failed']),
+        acknowledged: z.boolean().describe('The client took the answer in'),
+        refused: nullable(z.boolean()),
+        error_code: nullable(z.string()),
+        run_id: nullable(z.string()),
+        phase: nullable(z.string()),
+        replayed: nullable(z.boolean()),
+        progress: z.number().int().describe('Progress notifications that came for it'),
+        ms: z.number(),
+        note: nullable(z.string()),
+      }),
+    ),
+  })
+  .describe('What runledger replay found: every invariant, every case, every call');
+
+export type Report = z.infer<typeof ReportSchema>;
+export type ToolVerdict = Report['tools'][number];
 
 export interface ReportInput {
   transcript: string;
@@ -69,7 +120,33 @@ export interface ReportInput {
   exchanges: readonly Exchange[];
   invariants: InvariantResult[];
   tools: ReadonlyMap<string, ToolInfo>;
-  surface: Surface;
+  conventions: Conventions;
+  usageFields: { runs: string | undefined; charges: string } | undefined;
+  requireAll: boolean;
+}
+
+function conventionsOf(c: Conventions, usageFields: ReportInput['usageFields']): Report['profile']['conventions'] {
+  const value = (name: (typeof CONVENTIONS)[number]): string | null => {
+    switch (name) {
+      case 'key_argument':
+        return c.keyArgument ?? 'any argument named like a key';
+      case 'run_id':
+        return c.runId.map((p) => p.text).join(', ') + (c.runIdNamed ? '' : ', or any other *_id');
+      case 'status':
+        return `${c.status.map((p) => p.text).join(', ')}; done: ${[...c.done].join(', ')}; failed: ${[...c.failed].join(', ')}`;
+      case 'poll':
+        return c.poll === undefined ? null : `${c.poll.tool}(${c.poll.argument}${c.poll.waitArgument === undefined ? '' : `, ${c.poll.waitArgument} ≤ ${c.poll.waitMax ?? '?'}`})`;
+      case 'usage': {
+        if (c.usage === undefined) return null;
+        const runs = c.usage.runs?.text ?? usageFields?.runs;
+        const charges = c.usage.charges?.text ?? usageFields?.charges;
+        return `${c.usage.tool} (runs: ${runs ?? '?'}, charges: ${charges ?? '?'})`;
+      }
+      case 'run_resource':
+        return c.runResource?.template ?? null;
+    }
+  };
+  return Object.fromEntries(CONVENTIONS.map((name) => [name, { value: value(name), from: c.found[name].from, note: c.found[name].note ?? null }])) as Report['profile']['conventions'];
 }
 
 export function buildReport(input: ReportInput): Report {
@@ -102,17 +179,21 @@ export function buildReport(input: ReportInput): Report {
       broken,
     };
   });
+  const ok = input.invariants.every((i) => i.status !== 'broken');
+  const complete = input.invariants.every((i) => i.status !== 'not-checked');
   return {
-    version: REPORT_VERSION,
-    ok: input.invariants.every((i) => i.status !== 'broken'),
+    v: REPORT_VERSION,
+    ok,
+    verdict: !ok ? 'broken' : input.requireAll && !complete ? 'incomplete' : 'held',
+    require_all: input.requireAll,
     transcript: input.transcript,
     target: input.target,
     server: input.server ?? null,
     seed: input.seed,
     rerun: input.rerun,
     duration_ms: Math.round(input.durationMs),
+    profile: { name: input.conventions.profile, conventions: conventionsOf(input.conventions, input.usageFields) },
     faults: { requested: input.requested, not_run: input.plan.unused },
-    surface: { poll_run: input.surface.poll !== undefined, get_usage: input.surface.usage !== undefined, run_resources: input.surface.runResources },
     invariants: input.invariants,
     tools,
     cases: input.results.map(({ case: c, notes }) => ({
@@ -121,6 +202,7 @@ export function buildReport(input: ReportInput): Report {
       tool: c.subject.call.tool,
       fault: c.fault,
       extra: c.extra,
+      batch: c.batch,
       why_no_fault: c.fault === null ? (c.subject.plainBecause ?? 'every fault asked for went to other calls') : null,
       notes,
     })),
@@ -138,6 +220,7 @@ export function buildReport(input: ReportInput): Report {
       run_id: e.answer?.runId ?? null,
       phase: e.answer?.phase ?? null,
       replayed: e.answer?.replayed ?? null,
+      progress: e.progress,
       ms: e.ms,
       note: e.note ?? null,
     })),
@@ -181,7 +264,11 @@ export function formatReport(report: Report): string {
   const out: string[] = [];
   const server = report.server === null ? 'the server' : `${report.server.name} ${report.server.version}`;
   out.push(`runledger replay ${report.transcript} → ${server} (${report.target})`);
-  out.push(`seed ${report.seed} · ${report.cases.length} cases · ${report.calls.length} calls · ${(report.duration_ms / 1000).toFixed(1)} s`, '');
+  out.push(`seed ${report.seed} · ${report.cases.length} cases · ${report.calls.length} calls · ${(report.duration_ms / 1000).toFixed(1)} s`);
+  const conventions = Object.entries(report.profile.conventions)
+    .filter(([name]) => name === 'poll' || name === 'usage' || name === 'key_argument')
+    .map(([name, c]) => `${name} ${c.value ?? 'none'}${c.from === 'missing' || c.from === 'default' ? '' : ` (${c.from})`}`);
+  out.push(`profile ${report.profile.name} · ${conventions.join(' · ')}`, '');
 
   const faultRows = [['fault', 'cases', 'calls']];
   for (const fault of report.faults.requested) {
@@ -198,7 +285,15 @@ export function formatReport(report: Report): string {
     const result = i.status === 'held' ? `held: ${i.detail}` : i.status === 'broken' ? `BROKEN: ${plural(i.violations.length, 'violation')}` : `not checked: ${i.detail}`;
     invariantRows.push([MARK[i.status], i.id, i.title, result]);
   }
-  out.push(table(invariantRows), '');
+  out.push(table(invariantRows));
+  const missing = report.invariants.flatMap((i) => (i.status === 'not-checked' ? i.missing.filter((m) => m.flag !== null) : []));
+  const seen = new Set<string>();
+  for (const m of missing) {
+    if (seen.has(m.convention)) continue;
+    seen.add(m.convention);
+    out.push(`  missing: ${m.convention}: give ${m.flag}, or "${m.profile_field}" in a --profile file`);
+  }
+  out.push('');
 
   const toolRows = [['tool', 'key field', 'run id field', 'idempotentHint', 'faults', 'retries']];
   for (const t of report.tools) {
@@ -227,6 +322,10 @@ export function formatReport(report: Report): string {
       const more = i.violations.length - VIOLATIONS_SHOWN;
       if (more > 0) out.push(`  ${i.id}: … and ${more} more like these${REPORT_HINT}`);
     }
+  }
+  if (report.verdict === 'incomplete') {
+    const ids = report.invariants.filter((i) => i.status === 'not-checked').map((i) => i.id);
+    out.push('', `--require-all: not checked: ${ids.join(', ')}`);
   }
   out.push('', `re-run: ${report.rerun}`);
   return out.join('\n') + '\n';

@@ -1,52 +1,71 @@
 // The transcript: one JSON object a line, each with the format version `v`. `record` writes it and
-// `replay` reads it; the README documents it for people who write or read transcripts by hand.
+// `replay` reads it; its zod schema below is the contract, published as JSON Schema by
+// `runledger record --schema` for people and programs that write or read transcripts themselves.
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { UsageError } from '../config.js';
+import { mapStrings, type JsonObject } from './json.js';
 
 export const TRANSCRIPT_VERSION = 1;
 
-export type JsonObject = { [key: string]: unknown };
+const v = z.literal(TRANSCRIPT_VERSION).describe('The format version, on every line');
+const at = z.string({ error: 'must be a time (ISO 8601)' }).optional().describe('When, as an ISO 8601 time');
+const object = (what: string) => z.record(z.string(), z.unknown(), { error: `must be ${what}` });
+
+export const OUTCOMES = ['answered', 'error', 'cancelled', 'unanswered'] as const;
+export type CallOutcome = (typeof OUTCOMES)[number];
 
 /** The start of a recording: what was recorded, by what. */
-export interface SessionLine {
-  v: 1;
-  type: 'session';
-  at: string;
-  recorder: string;
-  command: string[];
-}
+export const SessionLineSchema = z
+  .object({
+    v,
+    type: z.literal('session'),
+    at,
+    recorder: z.string({ error: 'must be a string' }).optional().describe('The program that recorded, with its version'),
+    command: z.array(z.string(), { error: 'must be a list of strings' }).describe('The server command line, secrets redacted'),
+  })
+  .describe('The first line: the recording and the server command it was made from');
 
 /** The server's identity, from its answer to initialize. */
-export interface ServerLine {
-  v: 1;
-  type: 'server';
-  at: string;
-  name: string;
-  version: string;
-  protocol_version: string;
-}
-
-export type CallOutcome = 'answered' | 'error' | 'cancelled' | 'unanswered';
+export const ServerLineSchema = z
+  .object({
+    v,
+    type: z.literal('server'),
+    at,
+    name: z.string({ error: 'must be a string' }),
+    version: z.string({ error: 'must be a string' }).describe("The server's own version, from its answer to initialize"),
+    protocol_version: z.string().optional(),
+  })
+  .describe("The server's name and version, from its answer to initialize");
 
 /** One tools/call and what became of it. */
-export interface CallLine {
-  v: 1;
-  type: 'call';
-  /** The order the client sent its calls in, from 1; replay follows it. */
-  seq: number;
-  at: string;
-  /** From the request to its answer (or its cancellation). */
-  ms: number;
-  tool: string;
-  arguments: JsonObject;
-  outcome: CallOutcome;
-  /** The CallToolResult, when answered. */
-  result?: JsonObject;
-  /** The JSON-RPC error, when the server answered with one. */
-  error?: { code: number; message: string; data?: unknown };
-}
+export const CallLineSchema = z
+  .object({
+    v,
+    type: z.literal('call'),
+    seq: z.int({ error: 'must be a whole number' }).min(1, { error: 'must be a whole number from 1' }).describe('The order the client sent its calls in, from 1; replay follows it'),
+    at,
+    ms: z.number({ error: 'must be a number of milliseconds' }).min(0, { error: 'must be a number of milliseconds' }).describe('From the request to its answer (or its cancellation)'),
+    tool: z.string({ error: 'must be a string' }),
+    arguments: object('an object'),
+    outcome: z.enum(OUTCOMES, { error: `must be ${OUTCOMES.join(', ')}` }),
+    result: object('an object').optional().describe('The CallToolResult, when answered'),
+    error: z
+      .object({ code: z.number(), message: z.string(), data: z.unknown().optional() }, { error: 'must be a JSON-RPC error: {code, message}' })
+      .optional()
+      .describe('The JSON-RPC error, when the server answered with one'),
+  })
+  .refine((line) => line.outcome !== 'answered' || line.result !== undefined, { path: ['result'], error: 'must be an object when outcome is answered' })
+  .describe('One tools/call and what became of it');
 
-export type TranscriptLine = SessionLine | ServerLine | CallLine;
+export const TranscriptLineSchema = z
+  .discriminatedUnion('type', [SessionLineSchema, ServerLineSchema, CallLineSchema])
+  .describe('One line of a runledger transcript (JSON Lines: one object a line)');
+
+export type SessionLine = z.infer<typeof SessionLineSchema>;
+export type ServerLine = z.infer<typeof ServerLineSchema>;
+export type CallLine = z.infer<typeof CallLineSchema>;
+export type TranscriptLine = z.infer<typeof TranscriptLineSchema>;
 
 export interface RecordedCall extends CallLine {
   /** Where the call stands in its file, for messages that point at it. */
@@ -60,8 +79,7 @@ export interface Transcript {
   calls: RecordedCall[];
 }
 
-const OUTCOMES: readonly CallOutcome[] = ['answered', 'error', 'cancelled', 'unanswered'];
-export const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
+const TYPES = ['session', 'server', 'call'];
 
 /** Reads and checks a transcript; any problem is a UsageError naming the file and line. */
 export function readTranscript(file: string): Transcript {
@@ -93,42 +111,17 @@ export function readTranscript(file: string): Transcript {
 }
 
 function checkLine(value: unknown, where: string): TranscriptLine {
-  if (!isObject(value)) throw new UsageError(`${where}: each line must be a JSON object`);
-  if (value.v !== TRANSCRIPT_VERSION) {
-    throw new UsageError(`${where}: transcript version ${JSON.stringify(value.v)} is not one this runledger reads (it reads v: ${TRANSCRIPT_VERSION})`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`${where}: each line must be a JSON object`);
+  const line = value as JsonObject;
+  // The version and the type first: they say which other fields to expect.
+  if (line.v !== TRANSCRIPT_VERSION) {
+    throw new UsageError(`${where}: transcript version ${JSON.stringify(line.v)} is not one this runledger reads (it reads v: ${TRANSCRIPT_VERSION})`);
   }
-  const need = (field: string, ok: boolean, what: string) => {
-    if (!ok) throw new UsageError(`${where}: "${field}" must be ${what}`);
-  };
-  const isString = (field: string) => typeof value[field] === 'string';
-  switch (value.type) {
-    case 'session':
-      need('command', Array.isArray(value.command) && value.command.every((part) => typeof part === 'string'), 'a list of strings');
-      break;
-    case 'server':
-      need('name', isString('name'), 'a string');
-      need('version', isString('version'), 'a string');
-      break;
-    case 'call':
-      need('seq', Number.isInteger(value.seq), 'a whole number');
-      need('ms', typeof value.ms === 'number' && value.ms >= 0, 'a number of milliseconds');
-      need('tool', isString('tool'), 'a string');
-      need('arguments', isObject(value.arguments), 'an object');
-      need('outcome', OUTCOMES.includes(value.outcome as CallOutcome), OUTCOMES.join(', '));
-      if (value.outcome === 'answered') need('result', isObject(value.result), 'an object when outcome is answered');
-      break;
-    default:
-      throw new UsageError(`${where}: "type" must be session, server or call, got ${JSON.stringify(value.type)}`);
-  }
-  return value as unknown as TranscriptLine;
-}
-
-/** A JSON value with every string in it, at any depth, passed through `map`; keys stay as they are. */
-export function mapStrings(value: unknown, map: (text: string) => string): unknown {
-  if (typeof value === 'string') return map(value);
-  if (Array.isArray(value)) return value.map((item) => mapStrings(item, map));
-  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapStrings(v, map)]));
-  return value;
+  if (!TYPES.includes(line.type as string)) throw new UsageError(`${where}: "type" must be session, server or call, got ${JSON.stringify(line.type)}`);
+  const parsed = TranscriptLineSchema.safeParse(line);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  throw new UsageError(`${where}: "${issue.path.join('.')}" ${issue.message}`);
 }
 
 /** Names whose values are secrets: environment variables, and command-line flags that take one. */

@@ -1,12 +1,19 @@
 // The seeded plan and the invariants, in process: what they decide from given calls and answers.
 import { describe, expect, it } from 'vitest';
-import { readAnswer, type ToolInfo } from '../../src/harness/answers.js';
+import { readAnswer as read, type ToolInfo, type ToolResult } from '../../src/harness/answers.js';
 import { checkInvariants, type Evidence, type InvariantId } from '../../src/harness/invariants.js';
 import { FAULT_KINDS, LAUNCH_ONLY } from '../../src/harness/options.js';
-import { changeArgument, classify, freshKey, makePlan, type Subject } from '../../src/harness/plan.js';
+import { changeArgument, classify as classifyWith, freshKey, makePlan as makePlanWith, type PlanOptions, type Subject } from '../../src/harness/plan.js';
+import { createPrng } from '../../src/harness/prng.js';
+import { defaultConventions } from '../../src/harness/profile.js';
 import type { Exchange } from '../../src/harness/session.js';
 import type { RecordedCall } from '../../src/harness/transcript.js';
-import { createPrng } from '../../src/compose/prng.js';
+
+const C = defaultConventions();
+const readAnswer = (result: ToolResult) => read(result, C);
+const classify = (call: RecordedCall, info: ToolInfo | undefined) => classifyWith(call, info, C);
+const makePlan = (subjects: readonly Subject[], faults: readonly (typeof FAULT_KINDS)[number][], options: Partial<PlanOptions> & { seed: number; burst: number; canRestart: boolean }) =>
+  makePlanWith(subjects, faults, { overHttp: true, keyArgument: undefined, ...options });
 
 const CREATE: ToolInfo = {
   name: 'create_thing',
@@ -121,19 +128,23 @@ function ex(partial: Partial<Exchange> & { runId?: string; phase?: string; hashe
     answer,
     ms: 1,
     note: undefined,
+    progress: 0,
     ...rest,
   };
 }
 
 const EVIDENCE: Evidence = {
   exchanges: [],
-  surface: { poll: undefined, usage: undefined, runResources: false },
+  conventions: C,
+  surface: { poll: undefined, usage: { problem: 'no usage tool: none was found' }, runResource: undefined, notes: {} },
   usageBefore: undefined,
   usageAfter: undefined,
   settled: new Map(),
   resources: new Map(),
   deleted: new Set(),
   settleMs: 60_000,
+  lateProgress: [],
+  progressSeen: 0,
 };
 const verdicts = (evidence: Partial<Evidence>) => Object.fromEntries(checkInvariants({ ...EVIDENCE, ...evidence }).map((i) => [i.id, i])) as Record<InvariantId, ReturnType<typeof checkInvariants>[number]>;
 
@@ -141,8 +152,8 @@ describe('checkInvariants', () => {
   it('checks nothing it has no evidence for, and says why', () => {
     const results = verdicts({});
     for (const result of Object.values(results)) expect(result.status).toBe('not-checked');
-    expect(results['one-charge-per-run'].detail).toMatch(/no get_usage/);
-    expect(results['terminal-within-bound'].detail).toMatch(/no poll_run/);
+    expect(results['one-charge-per-run'].detail).toMatch(/no usage tool/);
+    expect(results['terminal-within-bound'].detail).toMatch(/no run|no tool follows a run/);
   });
 
   it('breaks one-run-per-key and same-answer on a second run for a key, naming both calls', () => {
@@ -155,7 +166,7 @@ describe('checkInvariants', () => {
   });
 
   it('breaks one-run-per-key when get_usage counts more new runs than keys', () => {
-    const results = verdicts({ exchanges: [ex({ runId: 'a' })], usageBefore: { runs: 3, charges: 0, byTool: {} }, usageAfter: { runs: 5, charges: 0, byTool: {} } });
+    const results = verdicts({ surface: { ...EVIDENCE.surface, usage: { tool: 'get_usage', runs: true } }, exchanges: [ex({ runId: 'a' })], usageBefore: { runs: 3, charges: 0, byTool: {}, fields: { runs: 'runs', charges: 'charges' } }, usageAfter: { runs: 5, charges: 0, byTool: {}, fields: { runs: 'runs', charges: 'charges' } } });
     expect(results['one-run-per-key'].violations.map((v) => v.message)).toEqual(['get_usage counts 2 new runs for 1 key']);
   });
 
@@ -168,17 +179,17 @@ describe('checkInvariants', () => {
   });
 
   it('breaks one-charge-per-run on more charges than billed runs, naming the replays, and on a billed run that failed', () => {
-    const surface = { ...EVIDENCE.surface, usage: CREATE };
+    const surface: Evidence['surface'] = { ...EVIDENCE.surface, usage: { tool: 'get_usage', runs: true }, runResource: 'runs://{run_id}' };
     const [first, replay] = [ex({ runId: 'a', role: 'first' }), ex({ runId: 'a' })];
     const results = verdicts({
       surface,
       exchanges: [first, replay],
-      usageBefore: { runs: 0, charges: 0, byTool: {} },
-      usageAfter: { runs: 1, charges: 2, byTool: {} },
+      usageBefore: { runs: 0, charges: 0, byTool: {}, fields: { runs: 'runs', charges: 'charges' } },
+      usageAfter: { runs: 1, charges: 2, byTool: {}, fields: { runs: 'runs', charges: 'charges' } },
       resources: new Map([['a', { phase: 'done', billed: true }]]),
     });
     expect(results['one-charge-per-run'].violations).toEqual([{ message: 'get_usage counts 2 new charges for 1 billed run: replays were billed', calls: [replay.id] }]);
-    const failed = verdicts({ surface, exchanges: [first], usageBefore: { runs: 0, charges: 0, byTool: {} }, usageAfter: { runs: 1, charges: 1, byTool: {} }, resources: new Map([['a', { phase: 'failed', billed: true }]]) });
+    const failed = verdicts({ surface, exchanges: [first], usageBefore: { runs: 0, charges: 0, byTool: {}, fields: { runs: 'runs', charges: 'charges' } }, usageAfter: { runs: 1, charges: 1, byTool: {}, fields: { runs: 'runs', charges: 'charges' } }, resources: new Map([['a', { phase: 'failed', billed: true }]]) });
     expect(failed['one-charge-per-run'].violations[0]!.message).toBe('run a is billed but ended failed (runs://a)');
   });
 
@@ -190,11 +201,17 @@ describe('checkInvariants', () => {
     // An answer the client never took in (aborted, lost) acknowledged nothing.
     const late = ex({ runId: 'b', role: 'late', id: 'late.1' });
     expect(verdicts({ exchanges: [ex({ runId: 'a', acknowledged: false }), late] })['no-acknowledged-run-lost'].status).toBe('not-checked');
-    expect(verdicts({ exchanges: [ack, late] })['no-acknowledged-run-lost'].violations[0]!.message).toMatch(/run a, acknowledged by 1\.\d+, is lost: the last retry of create_thing key k answers run b/);
+    // A last retry that is refused is the key's run gone; one that answers another run is one-run-per-key's
+    // finding (the key named two runs), and says nothing about run a being lost.
+    const refusedLate = ex({ refused: true, role: 'late', id: 'late.2' });
+    expect(verdicts({ exchanges: [ack, refusedLate] })['no-acknowledged-run-lost'].violations[0]!.message).toMatch(/run a, acknowledged by 1\.\d+, is lost: the last retry of create_thing key k is refused \(refused\)/);
+    const split = verdicts({ exchanges: [ack, late] });
+    expect(split['no-acknowledged-run-lost'].status).toBe('not-checked');
+    expect(split['one-run-per-key'].status).toBe('broken');
   });
 
   it('breaks terminal-within-bound for a run still going when the bound passed', () => {
-    const surface = { ...EVIDENCE.surface, poll: READ };
+    const surface: Evidence['surface'] = { ...EVIDENCE.surface, poll: 'read' };
     const poll = ex({ runId: 'a', phase: 'rendering', role: 'poll', group: undefined });
     const results = verdicts({ surface, exchanges: [ex({ runId: 'a' }), poll], settled: new Map([['a', poll]]) });
     expect(results['terminal-within-bound'].violations[0]!.message).toBe('run a is still rendering 60 s after the last fault');
@@ -206,7 +223,7 @@ describe('checkInvariants', () => {
     expect(verdicts({ exchanges: [original, answered] })['conflict-refused'].violations[0]!.calls).toEqual([answered.id]);
     const refused = { ...ex({ refused: true, role: 'conflict' }), runsBefore: 4, runsAfter: 5 };
     const after = ex({ runId: 'c', role: 'retry' });
-    const results = verdicts({ exchanges: [original, refused, after] });
+    const results = verdicts({ surface: { ...EVIDENCE.surface, usage: { tool: 'get_usage', runs: true } }, exchanges: [original, refused, after] });
     expect(results['conflict-refused'].status).toBe('held');
     expect(results['conflict-created-nothing'].violations.map((v) => v.message)).toEqual([
       `${refused.id} was refused, yet get_usage counted 1 new run(s) across it`,

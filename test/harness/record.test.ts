@@ -110,7 +110,7 @@ describe('runledger record', () => {
     expect(transcript.command).toEqual([process.execPath, CLI, '--db', expect.any(String), ...flags]);
     expect(transcript.calls.map((c) => c.tool)).toEqual(['get_usage', 'create_product_shot', 'create_product_shot', 'create_product_shot', 'create_product_shot', 'create_social_card', 'poll_run', 'list_runs']);
     expect(transcript.calls.map((c) => c.result)).toEqual(throughRecord.slice(2));
-    expect(transcript.calls.every((c, i) => c.seq === i + 1 && c.ms >= 0 && c.outcome === 'answered' && !Number.isNaN(Date.parse(c.at)))).toBe(true);
+    expect(transcript.calls.every((c, i) => c.seq === i + 1 && c.ms >= 0 && c.outcome === 'answered' && !Number.isNaN(Date.parse(c.at ?? '')))).toBe(true);
   });
 
   it('records a call the client cancelled, and one the server never answered, as such', async () => {

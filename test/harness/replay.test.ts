@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAULT_KINDS, LAUNCH_ONLY } from '../../src/harness/options.js';
+import { FAULT_KINDS, HTTP_ONLY, LAUNCH_ONLY } from '../../src/harness/options.js';
 import { recordSession, replay, statusOf, tempDir, toyServer, TRANSCRIPTS } from '../helpers/harness.js';
 import { killAll, startHttp } from '../helpers/http.js';
 import { CLI, PRODUCT_SHOT, tempDb } from '../helpers/mcp.js';
@@ -42,8 +42,8 @@ describe('replay against runledger', () => {
     expect(run.stderr).not.toMatch(/broken/);
     expect(run.code).toBe(0);
     const report = run.report!;
-    expect(new Set(report.cases.map((c) => c.fault).filter((f) => f !== null))).toEqual(new Set(FAULT_KINDS));
-    expect(report.faults.not_run).toEqual([]);
+    expect(new Set(report.cases.map((c) => c.fault).filter((f) => f !== null))).toEqual(new Set(FAULT_KINDS.filter((kind) => !HTTP_ONLY.includes(kind))));
+    expect(report.faults.not_run.map((f) => f.fault)).toEqual(HTTP_ONLY);
     for (const invariant of report.invariants) expect([invariant.id, invariant.status]).toEqual([invariant.id, 'held']);
     expect(report.tools.find((t) => t.tool === 'create_product_shot')).toMatchObject({ idempotent_hint: true, verdict: 'idempotent' });
     // The SIGKILL faults really restarted the server, and the retries after them found their runs.
@@ -120,16 +120,17 @@ describe('replay against a server that is not runledger', () => {
     expect(run.code).toBe(1);
     const report = run.report!;
     expect(report.server).toEqual({ name: 'toy-widgets', version: '1.0.0' });
-    expect(report.surface).toEqual({ poll_run: false, get_usage: false, run_resources: false });
+    expect([report.profile.conventions.poll.value, report.profile.conventions.usage.value, report.profile.conventions.run_resource.value]).toEqual([null, null, null]);
     // A widget has a key and keeps its id on retry; a note claims idempotentHint, yet each retry adds one.
     expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ key_field: 'idempotency_key', run_id_field: 'widget_id', verdict: 'idempotent' });
     expect(report.tools.find((t) => t.tool === 'add_note')).toMatchObject({ key_field: null, run_id_field: 'note_id', idempotent_hint: true, verdict: 'not idempotent' });
     expect(run.stdout).toMatch(/add_note .*claimed .*NOT idempotent \(one-run-per-key, same-answer/);
     const broken = report.invariants.flatMap((i) => i.violations.flatMap((v) => v.calls)).map((id) => report.calls.find((c) => c.id === id)!.tool);
     expect(new Set(broken)).toEqual(new Set(['add_note']));
-    expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no get_usage/) });
-    expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no poll_run/) });
-    expect(run.stdout).toMatch(/– {2}one-charge-per-run .*not checked: the server offers no get_usage tool/);
+    expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no usage tool/) });
+    // Without a poll tool, each key's last retry shows its run: a widget's answer is the finished call.
+    expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({ status: 'held', detail: expect.stringMatching(/by the last retry of each key/) });
+    expect(run.stdout).toMatch(/– {2}one-charge-per-run .*not checked: no usage tool/);
   });
 
   it('sends the same calls with the same faults and keys for the same seed', async () => {
@@ -153,7 +154,7 @@ describe('replay refuses bad input', () => {
 
   it.each([
     [['--url', 'http://127.0.0.1:1/mcp', '--faults', 'kill-mid-run'], /--faults kill-mid-run SIGKILLs and restarts the server, so it needs --server/],
-    [['--url', 'http://127.0.0.1:1/mcp', '--server', 'x'], /give --server or --url, not both/],
+    [['--faults', 'stream-broken'], /--faults stream-broken breaks an HTTP response stream, so it needs --url/],
     [['--faults', 'duplicate,fire'], /--faults: unknown fault "fire"/],
     [['--seed', 'abc'], /--seed must be a whole number/],
     [['--token', 't'], /--token goes with --url/],

@@ -1,10 +1,14 @@
 // The transcript format and the flags of record and replay, in process.
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseReplayArgs, splitCommand } from '../../src/harness/options.js';
+import { FAULT_KINDS, parseReplayArgs, splitCommand } from '../../src/harness/options.js';
 import { createRedactor, readTranscript, redactCommand } from '../../src/harness/transcript.js';
 import { tempDir, TRANSCRIPTS } from '../helpers/harness.js';
+import { CLI } from '../helpers/mcp.js';
+
+const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
 
 function transcriptOf(lines: string[]): string {
   const file = join(tempDir(), 't.jsonl');
@@ -76,8 +80,8 @@ describe('replay flags', () => {
   });
 
   it('runs every fault by default, and "all" over --url too, leaving the SIGKILL ones to the plan to refuse', () => {
-    expect(parseReplayArgs(['t.jsonl']).faults).toHaveLength(7);
-    expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp', '--faults', 'all']).faults).toHaveLength(7);
+    expect(parseReplayArgs(['t.jsonl']).faults).toHaveLength(FAULT_KINDS.length);
+    expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp', '--faults', 'all']).faults).toHaveLength(FAULT_KINDS.length);
     expect(parseReplayArgs(['t.jsonl', '--faults', 'burst, duplicate,burst']).faults).toEqual(['burst', 'duplicate']);
     expect(parseReplayArgs(['t.jsonl'], { RUNLEDGER_TOKEN: 'tok' }).target).toBeUndefined();
     expect(parseReplayArgs(['t.jsonl', '--url', 'http://127.0.0.1:1/mcp'], { RUNLEDGER_TOKEN: 'tok' }).target).toMatchObject({ kind: 'url', token: 'tok' });
@@ -93,5 +97,36 @@ describe('replay flags', () => {
     [['t', '--url', 'not a url'], /--url must be an http\(s\) URL/],
   ])('refuses %j with a message naming the flag', (args, message) => {
     expect(() => parseReplayArgs(args, {})).toThrow(message);
+  });
+});
+
+describe('record and replay at the command line', () => {
+  it('each has its own --help, not runledger’s', () => {
+    const record = cli('record', '--help');
+    expect(record.status).toBe(0);
+    expect(record.stdout).toMatch(/^runledger record — /);
+    expect(record.stdout).toContain('--schema');
+    expect(record.stdout).not.toContain('runledger demo');
+    // Flags after "--" are the server's: its --help is not record's.
+    expect(cli('record', '--out', '/dev/null', '--', 'node', '--help').stdout).not.toMatch(/^runledger record — /);
+    const replay = cli('replay', '-h');
+    expect(replay.stdout).toMatch(/^runledger replay — /);
+    expect(replay.stdout).toMatch(/--require-all/);
+    expect(replay.stdout).toMatch(/Exit codes: 0 nothing broke; 1 an invariant broke; 2 bad input; 3 .*; 4 with --require-all/s);
+    expect(cli('replay', '--bogus').stderr).toMatch(/Run "runledger replay --help" for usage\./);
+  });
+
+  it('publishes the JSON Schema of the transcript, the report and the profile, one version field "v" in both formats', () => {
+    const transcript = JSON.parse(cli('record', '--schema').stdout) as { title: string; oneOf: { properties: Record<string, { const?: unknown }> }[] };
+    expect(transcript.title).toBe('runledger transcript line');
+    expect(transcript.oneOf.map((line) => line.properties.type!.const)).toEqual(['session', 'server', 'call']);
+    expect(transcript.oneOf.every((line) => line.properties.v!.const === 1)).toBe(true);
+    const report = JSON.parse(cli('replay', '--report-schema').stdout) as { title: string; properties: Record<string, { const?: unknown }>; required: string[] };
+    expect(report.title).toBe('runledger replay report');
+    expect(report.properties.v!.const).toBe(2);
+    expect(report.required).toEqual(expect.arrayContaining(['v', 'ok', 'verdict', 'profile', 'invariants', 'calls']));
+    const profile = JSON.parse(cli('replay', '--profile-schema').stdout) as { properties: Record<string, unknown>; additionalProperties: boolean };
+    expect(Object.keys(profile.properties)).toEqual(expect.arrayContaining(['key_argument', 'run_id', 'poll', 'usage', 'done_words']));
+    expect(profile.additionalProperties).toBe(false);
   });
 });

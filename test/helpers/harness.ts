@@ -60,3 +60,26 @@ export async function replay(transcript: string, args: string[]): Promise<Replay
 }
 
 export const statusOf = (report: Report | undefined, id: string) => report?.invariants.find((i) => i.id === id)?.status;
+
+export const FIXTURE_SERVERS = fileURLToPath(new URL('../fixtures/servers/', import.meta.url));
+
+/** A fixture server's command line (test/fixtures/servers/NAME.mjs), with its state in a fresh file. */
+export function fixtureServer(name: string, flags: string[] = []): string[] {
+  return [process.execPath, join(FIXTURE_SERVERS, `${name}.mjs`), '--state', join(tempDir(), 'state.json'), ...flags];
+}
+
+/** A command line as one --server argument. */
+export const quote = (command: string[]) => command.map((part) => `'${part}'`).join(' ');
+
+/** A free TCP port on 127.0.0.1, for a server replay launches and reaches over HTTP. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
