@@ -33,15 +33,31 @@ export interface Child {
 /**
  * Starts `node args…` and resolves with the child and the first match of `ready` in its output.
  * The output is drained for as long as the child runs, so a chatty child never blocks on a full pipe.
+ * `onSpawn` runs as soon as the child has a pid, before it serves anything (e.g. to put it in a
+ * cgroup); if it throws, the child is killed and start rejects.
  */
-export async function start(args: string[], ready: RegExp): Promise<{ child: Child; match: RegExpExecArray }> {
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function start(
+  args: string[],
+  ready: RegExp,
+  opts: { env?: NodeJS.ProcessEnv; onSpawn?: (pid: number) => void; timeoutMs?: number } = {},
+): Promise<{ child: Child; match: RegExpExecArray }> {
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   let tail = '';
   const child: Child = { process: proc, exited, tail: () => tail };
+  if (opts.onSpawn !== undefined && proc.pid !== undefined) {
+    try {
+      opts.onSpawn(proc.pid);
+    } catch (err) {
+      proc.kill('SIGKILL');
+      await exited;
+      throw err;
+    }
+  }
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     let found = false;
-    const timer = setTimeout(() => reject(new Error(`bench: ${args[0]} did not start in ${START_TIMEOUT_MS} ms:\n${tail}`)), START_TIMEOUT_MS);
+    const timeoutMs = opts.timeoutMs ?? START_TIMEOUT_MS;
+    const timer = setTimeout(() => reject(new Error(`bench: ${args[0]} did not start in ${timeoutMs} ms:\n${tail}`)), timeoutMs);
     const onData = (chunk: Buffer) => {
       tail = (tail + chunk.toString('utf8')).slice(-4000);
       const m = found ? null : ready.exec(tail);
@@ -75,7 +91,7 @@ export async function stop(child: Child): Promise<void> {
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc; undefined where there is none. */
-function cpuSeconds(pid: number | undefined): number | undefined {
+export function cpuSeconds(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -1,15 +1,10 @@
-// The PostgreSQL ledger beside its baselines, all measured in the same run:
-// - fresh and replayed creates through the ledger, beside the same statements sent raw through `pg`
-//   (and, for context, beside the SQLite ledger);
-// - 64 concurrent HTTP client sessions creating fresh runs against one replica, and against three
-//   replicas sharing the database.
+// The PostgreSQL ledger beside its baselines, all measured in the same run: fresh and replayed creates
+// through the ledger, beside the same statements sent raw through `pg` (and, for context, beside the
+// SQLite ledger). Replicas sharing the database are measured in replica-bench.ts.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { catalogue } from '../tools/index.js';
 import { fingerprint, type CreateRequest, type JsonObject, type RunLedger } from '../src/ledger/index.js';
@@ -17,17 +12,12 @@ import { PostgresLedger } from '../src/ledger/postgres/index.js';
 import { postgresMigrations } from '../src/ledger/postgres/migrations.js';
 import { KEYED_COLUMNS, newRunRow } from '../src/ledger/rules.js';
 import { SqliteLedger } from '../src/ledger/sqlite/index.js';
-import { connect, drive, start, stop, type Child, type Side } from './http-bench.js';
 import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
 const PG_URL = process.env.RUNLEDGER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROUNDS = 5;
 const WRITES_PER_ROUND = 300;
 const READS_PER_ROUND = 3000;
-const CLIENTS = 64;
-const REPLICAS = 3;
-const ROUND_MS = 3000;
-const WARMUP_MS = 2000;
 
 const productShot = catalogue.find((t) => t.name === 'product_shot')!;
 const ARGS = productShot.input.parse(BENCH_REQUEST) as JsonObject;
@@ -130,79 +120,6 @@ async function ledgerRates(): Promise<Comparison[]> {
   );
 }
 
-/** The whole machine's CPU time so far, busy and total, in clock ticks (from /proc/stat). */
-function machineCpu(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { busy: total - idle, total };
-}
-
-async function replicaRates(): Promise<Comparison> {
-  return withSchema(async (schema) => {
-    const children: Child[] = [];
-    const clients: Client[] = [];
-    try {
-      const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-      // Serve only: no rendering shares the cores, so the rates are the fence's.
-      const flags = ['--http', '--port', '0', '--db', PG_URL, '--db-schema', schema, '--concurrency', '0', '--log-level', 'info'];
-      const ready = /serving MCP over Streamable HTTP \{"url":"(http:\/\/127\.0\.0\.1:\d+\/mcp)"/;
-      const urls: string[] = [];
-      for (let i = 0; i < REPLICAS; i++) {
-        const replica = await start([cli, ...flags], ready);
-        children.push(replica.child);
-        urls.push(replica.match[1]!);
-      }
-      // One replica takes all the sessions; three share them, as a load balancer would spread them.
-      const single = await connect(urls[0]!, CLIENTS, clients);
-      const spread = (await Promise.all(urls.map((url, i) => connect(url, Math.floor(CLIENTS / REPLICAS) + (i < CLIENTS % REPLICAS ? 1 : 0), clients)))).flat();
-      const fresh = async (client: Client) => {
-        const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: randomUUID() } })) as CallToolResult;
-        if (result.isError || (result.structuredContent as { replayed?: boolean }).replayed !== false) {
-          throw new Error(`bench: a fresh create failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
-        }
-      };
-      const side = (name: string, sessions: Client[]): Side => ({ name, clients: sessions, op: fresh, pid: undefined, rates: [], calls: 0, serverCpu: 0, clientCpu: 0 });
-      const one = side('one replica', single);
-      const three = side('three replicas', spread);
-      for (const s of [one, three]) await drive(s, WARMUP_MS, false);
-      // How busy the machine's cores were on each side: replicas add throughput only where cores are idle.
-      const busy = new Map<Side, { busy: number; total: number }>([
-        [one, { busy: 0, total: 0 }],
-        [three, { busy: 0, total: 0 }],
-      ]);
-      for (let round = 0; round < ROUNDS; round++) {
-        for (const s of round % 2 === 0 ? [one, three] : [three, one]) {
-          const before = machineCpu();
-          await drive(s, ROUND_MS, true);
-          const after = machineCpu();
-          const acc = busy.get(s)!;
-          acc.busy += after.busy - before.busy;
-          acc.total += after.total - before.total;
-        }
-      }
-      const load = (s: Side) => `${Math.round((100 * busy.get(s)!.busy) / Math.max(1, busy.get(s)!.total))}%`;
-      const perSec = (rates: number[]) => rates.map((r) => Math.round(r).toLocaleString('en-US')).join(', ');
-      return {
-        operation: `fresh creates over HTTP, ${CLIENTS} sessions over ${REPLICAS} replicas on one PostgreSQL`,
-        measured: median(three.rates),
-        baselineLabel: `the same ${CLIENTS} sessions on one replica`,
-        baseline: median(one.rates),
-        ratio: median(three.rates) / median(one.rates),
-        target: 1.8,
-        unit: 'calls/s',
-        note:
-          `Rounds (calls/s): three replicas ${perSec(three.rates)}; one replica ${perSec(one.rates)}. ` +
-          `The clients, every replica and PostgreSQL share this machine's cores, which were ${load(one)} busy with one replica ` +
-          `and ${load(three)} with three.`,
-      };
-    } finally {
-      await Promise.allSettled(clients.map((c) => c.close()));
-      await Promise.allSettled(children.map(stop));
-    }
-  });
-}
-
 export async function benchPostgres(): Promise<Comparison[]> {
-  return [...(await ledgerRates()), await replicaRates()];
+  return ledgerRates();
 }
