@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../tools/index.js';
 import { Engine } from '../src/engine/engine.js';
 import type { RunLedger } from '../src/ledger/index.js';
-import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { createServer, mcpTools } from '../src/mcp/server.js';
 import { RunService } from '../src/runs.js';
 import { backends } from './helpers/ledgers.js';
@@ -268,7 +268,7 @@ describe('storage failures at the MCP boundary', () => {
     const { join } = await import('node:path');
     const Database = (await import('better-sqlite3')).default;
     const path = join(mkdtempSync(join(tmpdir(), 'runledger-busy-')), 'ledger.db');
-    const busyLedger = new SqliteLedger({ path, busyTimeoutMs: 50 });
+    const busyLedger = await openSqliteLedger({ path, busyTimeoutMs: 50 });
     const busyClient = await connect('local', busyLedger);
     const holder = new Database(path);
     try {

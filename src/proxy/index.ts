@@ -1,6 +1,5 @@
 // runledger proxy: another MCP server's tools, served with every mutating one fenced by the ledger.
 // The same transports serve it as serve runledger itself (stdio, or Streamable HTTP with tenants).
-import { catalogue } from '../../tools/index.js';
 import type { Config, ProxyConfig } from '../config.js';
 import { openLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
@@ -24,13 +23,12 @@ export async function createProxyRuntime(config: Config, log: Logger): Promise<S
   const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize, leaseMs: config.leaseMs });
   const runs = new RunService(ledger, log);
   const upstreamName = session.info?.name ?? 'upstream';
-  const fence = new Fence({ runs, waitMs: proxy.waitSeconds * 1000, retryErrors: proxy.retryErrors, upstreamName, log });
-  const generationTools = new Set(catalogue.map((tool) => tool.name));
+  const fence = new Fence({ ledger, runs, waitMs: proxy.waitSeconds * 1000, retryErrors: proxy.retryErrors, upstreamName, log });
   let stopping: Promise<void> | undefined;
   return {
     ledger,
     createMcpServer: (tenantOf) =>
-      createProxyServer({ upstream, session, fence, policy, tenantOf, generationTools, upstreamTimeoutMs: proxy.upstreamTimeoutMs, version: VERSION, log }),
+      createProxyServer({ upstream, session, fence, policy, tenantOf, upstreamTimeoutMs: proxy.upstreamTimeoutMs, version: VERSION, log }),
     start: () => undefined,
     describe: () => ({
       db: ledger.describe(),

@@ -46,16 +46,6 @@ export interface FencePolicy {
   pass: ReadonlySet<string>;
 }
 
-/**
- * The tool name a proxied call is recorded under in the ledger: its own, unless runledger has a
- * generation tool of that name. Then it is kept apart as `proxied:<name>`, because a runledger server
- * on the same ledger takes over unfinished runs of its tools' names (it would render a proxied call
- * whose proxy died), and one key must not name both a generation run and a proxied call.
- */
-export function recordedName(tool: string, generationTools: ReadonlySet<string>): string {
-  return generationTools.has(tool) ? `proxied:${tool}` : tool;
-}
-
 export function isFenced(tool: Tool, policy: FencePolicy): boolean {
   if (policy.pass.has(tool.name)) return false;
   if (policy.fence.has(tool.name)) return true;
@@ -89,8 +79,6 @@ export interface ProxyServerDeps {
   fence: Fence;
   policy: FencePolicy;
   tenantOf: (extra: Extra) => string;
-  /** The names of runledger's own generation tools (see recordedName). */
-  generationTools: ReadonlySet<string>;
   /** How long one upstream call may take (reset by its progress notifications). */
   upstreamTimeoutMs: number;
   version: string;
@@ -139,7 +127,7 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
       assertValidKey(key);
       return await fence.call({
         tenant: deps.tenantOf(extra),
-        tool: recordedName(toolName, deps.generationTools),
+        tool: toolName,
         key,
         args: args as JsonObject,
         idempotent: tool.annotations?.idempotentHint === true,
