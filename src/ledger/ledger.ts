@@ -12,54 +12,16 @@ import { isTerminal, Phase } from './phases.js';
 import type { ClaimFilter, RunLedger } from './ports.js';
 import { ReplayCounter } from './replay-counter.js';
 import {
-  afterFailedAttempt,
-  assetNotFound,
-  cancelDecision,
-  checkCreate,
-  checkListQuery,
-  conflictOf,
-  DEFAULT_LEASE_MS,
-  DEFAULT_RETENTION_MS,
-  deletedRunError,
-  EVENT_RETENTION_MS,
-  holdsLease,
-  isClaimable,
-  isExpired,
-  judgeExisting,
-  keyNotFound,
-  keyOf,
-  leasedTo,
-  moved,
-  newRecord,
-  pageOf,
-  progressed,
-  released,
-  sameRecord,
-  toRun,
-  visible,
+  afterFailedAttempt, assetNotFound, cancelDecision, checkCreate, checkListQuery, conflictOf, DEFAULT_LEASE_MS, DEFAULT_RETENTION_MS,
+  deletedRunError, EVENT_RETENTION_MS, holdsLease, isClaimable, isExpired, judgeExisting, keyNotFound, keyOf,
+  leasedTo, moved, newRecord, pageOf, progressed, released, sameRecord, toRun,
+  usageOf, visible,
 } from './rules.js';
 import type { LedgerStore, RunRecord, StoreOps, StoredRun } from './store.js';
 import type {
-  AssetRef,
-  CancelOutcome,
-  ChargeSource,
-  ClaimedRun,
-  Conflict,
-  CreateOutcome,
-  CreatePreview,
-  CreateRequest,
-  JsonObject,
-  ListQuery,
-  NewAsset,
-  RecoveryPoints,
-  Run,
-  RunChange,
-  RunError,
-  RunPage,
-  StoredAsset,
-  StoredEvent,
-  SweepReport,
-  Usage,
+  AssetRef, CancelOutcome, ChargeSource, ClaimedRun, Conflict, CreateOutcome, CreatePreview, CreateRequest,
+  JsonObject, ListQuery, NewAsset, RecoveryPoints, Run, RunChange, RunError, RunPage,
+  StoredAsset, StoredEvent, SweepReport, Usage,
 } from './types.js';
 
 export interface LedgerOptions {
@@ -73,24 +35,15 @@ export interface LedgerOptions {
 
 type Replayed = Extract<CreateOutcome, { kind: 'replayed' }>;
 
-/** What a phase move stores beside the new phase. */
-interface MoveData {
-  /** The recovery point of the phase being left. */
-  output?: object | undefined;
-  result?: object;
-  charge?: ChargeSource | undefined;
-  error?: RunError;
-}
+/** What a phase move stores beside the new phase: the recovery point of the phase it leaves (output), or the result. */
+type MoveData = { output?: object | undefined; result?: object; charge?: ChargeSource | undefined; error?: RunError };
 
 /**
  * The run each replayed key was last answered with, the record it was built from, and the store's
  * change epoch before that record was read: while nothing was committed since, a replay reads nothing.
  */
-interface KnownReplay {
-  epoch: number;
-  record: RunRecord;
-  run: Run;
-}
+type KnownReplay = { epoch: number; record: RunRecord; run: Run };
+type ReplayCacheEntry = { cacheKey: string; epoch: number; known: KnownReplay | undefined };
 
 /** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
 const SWEEP_SLICE = 500;
@@ -152,21 +105,19 @@ export class Ledger implements RunLedger {
     // in between shows next time. It decides nothing alone: a miss still goes through the insert.
     const known = this.replayed.get(cacheKey);
     const epoch = known === undefined ? NaN : (this.store.changeEpoch?.() ?? NaN);
-    if (known !== undefined && known.epoch === epoch && known.run.fingerprint === fp && !isExpired(known.record, this.now(), this.retentionMs)) {
-      return this.replayOf(known.run);
-    }
+    if (known !== undefined && known.epoch === epoch && known.run.fingerprint === fp && this.kept(known.record)) return this.replayOf(known.run);
     // A key this process has met is most likely a retry, and where reads cost microseconds any key is
     // worth reading first: a read writes nothing.
     if (this.store.readsAreCheap === true || this.knownKeys.has(cacheKey)) {
       const seen = await this.store.read((s) => s.runByKey(key));
-      if (seen !== undefined && !isExpired(seen, this.now(), this.retentionMs)) return this.answer(seen, req, fp, true, { cacheKey, epoch, known });
+      if (this.kept(seen)) return this.answer(seen, req, fp, true, { cacheKey, epoch, known });
     }
     const run = newRecord(req, fp, this.now(), this.leaseMs, startedBy);
     const inserted = await this.store.fence(run, req.args);
     this.knownKeys.set(cacheKey, true);
     if (inserted) return this.created(run, req.args);
     const holder = await this.store.read((s) => s.runByKey(key));
-    if (holder !== undefined && !isExpired(holder, this.now(), this.retentionMs)) return this.answer(holder, req, fp);
+    if (this.kept(holder)) return this.answer(holder, req, fp);
     // The key outlived its retention window before a sweep forgot it: forget it now, as a sweep would,
     // and create, in one transaction. Another process doing the same meets the unique constraint.
     const retry = await this.store.write(async (tx) => {
@@ -184,6 +135,11 @@ export class Ledger implements RunLedger {
     return this.created(retry.fresh, req.args);
   }
 
+  /** A key's run that retention still keeps (false does not mean there is none). */
+  private kept(run: RunRecord | undefined): run is RunRecord {
+    return run !== undefined && !isExpired(run, this.now(), this.retentionMs);
+  }
+
   private created(run: RunRecord, args: JsonObject): CreateOutcome {
     this.publish([{ runId: run.id, phase: run.phase }]);
     return { kind: 'created', run: toRun(run, args, null) };
@@ -195,13 +151,7 @@ export class Ledger implements RunLedger {
   }
 
   /** What a key's live holder answers a create with `fp`; remembered for the fast path when `cache` is given. */
-  private async answer(
-    run: RunRecord,
-    req: CreateRequest,
-    fp: string,
-    countReplay = true,
-    cache?: { cacheKey: string; epoch: number; known: KnownReplay | undefined },
-  ): Promise<Conflict | Replayed> {
+  private async answer(run: RunRecord, req: CreateRequest, fp: string, countReplay = true, cache?: ReplayCacheEntry): Promise<Conflict | Replayed> {
     switch (judgeExisting(run, fp, this.now(), this.retentionMs)) {
       case 'deleted':
         throw deletedRunError(run.id);
@@ -224,7 +174,7 @@ export class Ledger implements RunLedger {
   async preview(req: CreateRequest): Promise<CreatePreview> {
     const fp = checkCreate(req);
     const seen = await this.store.read((s) => s.runByKey(keyOf(req)));
-    if (seen === undefined || isExpired(seen, this.now(), this.retentionMs)) return { kind: 'create', fingerprint: fp };
+    if (!this.kept(seen)) return { kind: 'create', fingerprint: fp };
     const outcome = await this.answer(seen, req, fp, false);
     return outcome.kind === 'replayed' ? { kind: 'replay', run: outcome.run } : outcome;
   }
@@ -232,11 +182,8 @@ export class Ledger implements RunLedger {
   /** Only a done run has a result, and it never changes: read once, then remembered. Inside a write, read through `tx`. */
   private async resultOf(run: Pick<RunRecord, 'id' | 'phase'>, tx?: StoreOps): Promise<JsonObject | null> {
     if (run.phase !== Phase.done) return null;
-    let result = this.finishedResults.get(run.id);
-    if (result === undefined) {
-      result = (await (tx === undefined ? this.store.read((s) => s.resultOf(run.id)) : tx.resultOf(run.id))) ?? {};
-      this.finishedResults.set(run.id, result);
-    }
+    const result = this.finishedResults.get(run.id) ?? (await (tx === undefined ? this.store.read((s) => s.resultOf(run.id)) : tx.resultOf(run.id))) ?? {};
+    this.finishedResults.set(run.id, result);
     return result;
   }
 
@@ -253,7 +200,7 @@ export class Ledger implements RunLedger {
   async findRun(tenant: string, tool: string, idempotencyKey: string): Promise<Run> {
     assertValidKey(idempotencyKey);
     const run = await this.store.read((s) => s.runByKey({ tenant, executor: 'engine', tool, idempotencyKey }));
-    if (run === undefined || isExpired(run, this.now(), this.retentionMs)) throw keyNotFound(tool);
+    if (!this.kept(run)) throw keyNotFound(tool);
     if (run.deletedAt !== null) throw deletedRunError(run.id);
     return toRun(run, await this.store.read((s) => s.argsOf(run.id)), await this.resultOf(run));
   }
@@ -278,23 +225,7 @@ export class Ledger implements RunLedger {
 
   async usage(tenant: string): Promise<Usage> {
     await this.replays.flush();
-    const rows = await this.store.read((s) => s.usageRows(tenant));
-    const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {}, byProvider: {} };
-    const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
-    for (const r of rows.runs) {
-      Object.assign(forTool(r.tool), { runs: r.runs, replaysAbsorbed: r.replays });
-      usage.runs += r.runs;
-      usage.replaysAbsorbed += r.replays;
-    }
-    for (const c of rows.charges) {
-      const tool = forTool(c.tool);
-      const provider = (usage.byProvider[c.provider] ??= { charges: 0, credits: 0 });
-      for (const total of [tool, provider, usage]) {
-        total.charges += c.charges;
-        total.credits += c.credits;
-      }
-    }
-    return usage;
+    return usageOf(tenant, await this.store.read((s) => s.usageRows(tenant)));
   }
 
   // ---- the caller's changes --------------------------------------------------------------------
@@ -327,15 +258,14 @@ export class Ledger implements RunLedger {
   // ---- the worker's verbs ----------------------------------------------------------------------
 
   async claim<R extends RecoveryPoints = RecoveryPoints>(owner: string, only: ClaimFilter = {}): Promise<ClaimedRun<R> | null> {
-    const claimed = await this.store.write(async (tx) => {
+    return this.store.write(async (tx) => {
       const now = this.now();
       const next = await tx.nextClaimable(now, only.executor ?? 'engine', only.tools);
       if (next === undefined) return null;
       const run = leasedTo(next, owner, now, this.leaseMs);
       await tx.writeRun(run);
-      return { run: toRun(run, next.args, null), recovery: (await tx.recoveryOf(run.id)) as Partial<R>, assets: await tx.assetsOf(run.id) };
+      return { ...toRun(run, next.args, null), recovery: (await tx.recoveryOf(run.id)) as Partial<R>, assets: await tx.assetsOf(run.id) };
     });
-    return claimed === null ? null : { ...claimed.run, recovery: claimed.recovery, assets: claimed.assets };
   }
 
   async claimRun(runId: string, owner: string): Promise<Run | null> {
@@ -358,8 +288,7 @@ export class Ledger implements RunLedger {
   }
 
   async renew(runId: string, owner: string): Promise<boolean> {
-    const renewed = await this.held(runId, owner, async (tx, run) => tx.writeRun({ ...run, leaseExpiresAt: this.now() + this.leaseMs }));
-    return renewed !== null;
+    return (await this.held(runId, owner, async (tx, run) => tx.writeRun({ ...run, leaseExpiresAt: this.now() + this.leaseMs }))) !== null;
   }
 
   async release(runId: string, owner: string): Promise<void> {
@@ -372,11 +301,11 @@ export class Ledger implements RunLedger {
   }
 
   async checkpoint(runId: string, owner: string, name: string, value: object): Promise<boolean> {
-    const stored = await this.held(runId, owner, async (tx, run) => {
+    const stored = this.held(runId, owner, async (tx, run) => {
       await tx.putRecovery(runId, { ...(await tx.recoveryOf(runId)), [name]: value });
       await tx.writeRun(progressed(run, run.progress, this.now(), this.leaseMs));
     });
-    return stored !== null;
+    return (await stored) !== null;
   }
 
   async attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean> {
@@ -411,17 +340,16 @@ export class Ledger implements RunLedger {
   }
 
   async forget(runId: string, owner: string): Promise<boolean> {
-    const gone = await this.held(runId, owner, async (tx) => tx.dropOrphanAssets(await tx.deleteRuns([runId])));
-    if (gone !== null) this.forgotten([runId]);
-    return gone !== null;
+    const gone = (await this.held(runId, owner, async (tx) => tx.dropOrphanAssets(await tx.deleteRuns([runId])))) !== null;
+    if (gone) this.forgotten([runId]);
+    return gone;
   }
 
   private async heldMove(runId: string, owner: string, to: Phase, data: MoveData, durable = true): Promise<Run | null> {
     const run = await this.held(runId, owner, async (tx, found) => (await this.move(tx, found, to, data)).run, { durable });
-    if (run === null) return null;
     // Committed: a replay of this run need not read the result it was just given.
-    if (run.result !== null) this.finishedResults.set(runId, run.result);
-    this.publish([{ runId, phase: run.phase }]);
+    if (run?.result != null) this.finishedResults.set(runId, run.result);
+    if (run !== null) this.publish([{ runId, phase: run.phase }]);
     return run;
   }
 
@@ -472,15 +400,9 @@ export class Ledger implements RunLedger {
   }
 
   async releaseDeadHolders(runId?: string): Promise<string[]> {
-    const now = this.now();
-    const held =
-      runId === undefined
-        ? await this.store.read((s) => s.heldRuns(now))
-        : [await this.store.read((s) => s.runById(runId))].flatMap((run) =>
-            run?.leaseOwner != null && !isTerminal(run.phase) && (run.leaseExpiresAt ?? 0) > now ? [{ id: run.id, owner: run.leaseOwner }] : [],
-          );
+    const held = await this.store.read((s) => s.heldRuns(this.now()));
     const freed: RunChange[] = [];
-    for (const { id, owner } of held.filter((h) => holderGone(h.owner))) {
+    for (const { id, owner } of held.filter((h) => (runId === undefined || h.id === runId) && holderGone(h.owner))) {
       const phase = await this.held(id, owner, async (tx, run) => {
         await tx.writeRun(released(run));
         return run.phase;

@@ -5,8 +5,8 @@ import { nanoid } from 'nanoid';
 import { InternalError, NotFoundError, ValidationFailedError } from '../errors.js';
 import { assertValidKey, differingFields, fingerprint } from './fingerprint.js';
 import { canAdvance, isTerminal, Phase, PHASES, phaseProgress } from './phases.js';
-import type { RunKey, RunRecord } from './store.js';
-import type { Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError } from './types.js';
+import type { RunKey, RunRecord, UsageRows } from './store.js';
+import type { Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError, Usage } from './types.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -261,6 +261,24 @@ export type CancelDecision = 'cancel' | 'already_canceled' | 'already_finished';
 export function cancelDecision(phase: Phase): CancelDecision {
   if (phase === Phase.canceled) return 'already_canceled';
   return isTerminal(phase) ? 'already_finished' : 'cancel';
+}
+
+/** A tenant's usage from its rows: runs and replays by tool, charges by tool and by provider. */
+export function usageOf(tenant: string, rows: UsageRows): Usage {
+  const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {}, byProvider: {} };
+  const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
+  for (const r of rows.runs) {
+    Object.assign(forTool(r.tool), { runs: r.runs, replaysAbsorbed: r.replays });
+    usage.runs += r.runs;
+    usage.replaysAbsorbed += r.replays;
+  }
+  for (const c of rows.charges) {
+    for (const total of [forTool(c.tool), (usage.byProvider[c.provider] ??= { charges: 0, credits: 0 }), usage]) {
+      total.charges += c.charges;
+      total.credits += c.credits;
+    }
+  }
+  return usage;
 }
 
 // ---- listing -------------------------------------------------------------------------------------

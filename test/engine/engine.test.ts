@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
 import { Engine } from '../../src/engine/engine.js';
-import { runTask } from '../../src/engine/tasks.js';
+import { runTask, type Task } from '../../src/engine/tasks.js';
 import { ThreadDied, type ThreadPool } from '../../src/engine/threads.js';
 import { MAX_STALLS, Phase, type Run, type RunLedger } from '../../src/ledger/index.js';
 import { RunService } from '../../src/runs.js';
@@ -107,8 +107,9 @@ describe.each(backends)('engine on $name', ({ open }) => {
     // A sandbox that dies on one scene, as a poison scene kills its render thread.
     const threads: ThreadPool = {
       run: async (task) => {
-        if (task.kind === 'render' && JSON.stringify(task.scene).includes('POISON')) throw new ThreadDied(70);
-        return runTask(task) as never;
+        const given = task as Task;
+        if (given.kind === 'render' && JSON.stringify(given.scene).includes('POISON')) throw new ThreadDied(70);
+        return runTask(given) as never;
       },
       close: async () => undefined,
     };

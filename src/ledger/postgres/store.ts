@@ -6,10 +6,9 @@ import pg from 'pg';
 import { RunledgerError, StorageUnavailableError } from '../../errors.js';
 import { Ledger, type LedgerOptions } from '../ledger.js';
 import { migrate } from '../migrations.js';
-import { LIVE_PHASES, type Phase, sqlPhaseList, TERMINAL_PHASES } from '../phases.js';
-import type { CheckedListQuery } from '../rules.js';
-import type { AssetRow, Awaitable, ChargeRow, LedgerStore, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from '../store.js';
-import type { AssetRef, Executor, JsonObject, RecoveryPoints, RunChange, StoredAsset } from '../types.js';
+import { SqlOps, type SqlDialect, type SqlDriver } from '../sql.js';
+import type { Awaitable, LedgerStore, RunRecord, StoreOps } from '../store.js';
+import type { JsonObject, RunChange } from '../types.js';
 import { Announcer, heardChanges } from './announcer.js';
 import { describeUrl, storageError } from './errors.js';
 import { PostgresEvents } from './events.js';
@@ -23,18 +22,9 @@ export interface PostgresStoreOptions {
   poolSize?: number | undefined;
 }
 
-type Db = pg.Pool | pg.PoolClient;
-
 const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
-const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
-const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
 /** Taken (per transaction) while migrating, so replicas that start together migrate one at a time. */
 const MIGRATION_LOCK = 0x72756e6c; // "runl"
-const STATE = 'phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, lease_owner, lease_expires_at, updated_at, deleted_at';
-/** What the fence reads for a key (the caller knows the key itself); the benchmark's raw lookup reads the same. */
-export const KEYED_COLUMNS = `id, fingerprint, cost, created_at, ${STATE}`;
-const KEYED = KEYED_COLUMNS;
-const RUN = `${KEYED}, tenant, executor, tool, idem_key, args`;
 
 /**
  * BIGINT (and COUNT) as JS numbers: times are milliseconds, far inside the exact range. Set per pool,
@@ -45,218 +35,44 @@ const TYPES = {
     oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-interface Row {
-  [column: string]: unknown;
+/** PostgreSQL's words where they differ. */
+const POSTGRES: SqlDialect = {
+  forUpdate: ' FOR UPDATE',
+  // SKIP LOCKED: replicas claiming at once each take a different run instead of queueing on one.
+  forUpdateSkipLocked: ' FOR UPDATE SKIP LOCKED',
+  jsonList: (param) => `SELECT json_array_elements_text(${param}::json)`,
+  jsonPairs: (param) => `SELECT e ->> 0 AS id, (e ->> 1)::int AS n FROM json_array_elements(${param}::json) e`,
+  packResult: (json) => json,
+  unpackResult: (stored) => (stored == null ? null : (JSON.parse(stored as string) as JsonObject)),
+  isForeignKeyViolation: (err) => (err as { code?: unknown }).code === '23503',
+};
+
+/** Each statement, its `?` placeholders numbered, under a name: prepared once per connection. */
+const prepared = new Map<string, { name: string; text: string }>();
+function statement(sql: string): { name: string; text: string } {
+  let known = prepared.get(sql);
+  if (known === undefined) {
+    let n = 0;
+    prepared.set(sql, (known = { name: `runledger_${prepared.size}`, text: sql.replace(/\?/g, () => `$${++n}`) }));
+  }
+  return known;
 }
 
-function recordOf(r: Row, key?: RunKey): RunRecord {
-  return {
-    id: r.id as string,
-    tenant: key?.tenant ?? (r.tenant as string),
-    executor: key?.executor ?? (r.executor as Executor),
-    tool: key?.tool ?? (r.tool as string),
-    idempotencyKey: key?.idempotencyKey ?? (r.idem_key as string),
-    fingerprint: r.fingerprint as string,
-    cost: r.cost as number,
-    createdAt: r.created_at as number,
-    phase: r.phase as Phase,
-    progress: r.progress as number,
-    composingAt: r.composing_at as number | null,
-    renderingAt: r.rendering_at as number | null,
-    endedAt: r.ended_at as number | null,
-    error: r.error === null ? null : JSON.parse(r.error as string),
-    attempts: r.attempts as number,
-    stalls: r.stalls as number,
-    leaseOwner: r.lease_owner as string | null,
-    leaseExpiresAt: r.lease_expires_at as number | null,
-    updatedAt: r.updated_at as number,
-    deletedAt: r.deleted_at as number | null,
-  };
-}
+class PostgresDriver implements SqlDriver {
+  readonly dialect = POSTGRES;
+  constructor(private readonly db: pg.Pool | pg.PoolClient) {}
 
-const storedRun = (r: Row): StoredRun => ({ ...recordOf(r), args: JSON.parse(r.args as string) as JsonObject });
-const parseJson = (text: unknown): JsonObject | null => (text == null ? null : (JSON.parse(text as string) as JsonObject));
-const state = (r: RunRecord) => [
-  r.phase, r.progress, r.composingAt, r.renderingAt, r.endedAt, r.error === null ? null : JSON.stringify(r.error),
-  r.attempts, r.stalls, r.leaseOwner, r.leaseExpiresAt, r.updatedAt, r.deletedAt,
-];
-
-/** The primitives as statements on a pool (each its own transaction) or on one transaction's client. */
-class PostgresOps implements StoreOps {
-  constructor(
-    private readonly db: Db,
-    private readonly inTransaction: boolean,
-  ) {}
-
-  private async rows(text: string, values: unknown[], name?: string): Promise<Row[]> {
-    return (await this.db.query<Row>(name === undefined ? { text, values } : { name, text, values })).rows;
+  private query(sql: string, params: readonly unknown[]) {
+    // A statement without parameters (a savepoint) goes as it is: only queries may be prepared.
+    return params.length === 0 ? this.db.query({ text: sql, rowMode: 'array' }) : this.db.query({ ...statement(sql), values: [...params], rowMode: 'array' });
   }
 
-  async runByKey(key: RunKey): Promise<RunRecord | undefined> {
-    const [row] = await this.rows(`SELECT ${KEYED} FROM runs WHERE tenant = $1 AND executor = $2 AND tool = $3 AND idem_key = $4`, [key.tenant, key.executor, key.tool, key.idempotencyKey], 'keyed');
-    return row === undefined ? undefined : recordOf(row, key);
+  async rows(sql: string, params: readonly unknown[]): Promise<unknown[][]> {
+    return (await this.query(sql, params)).rows as unknown[][];
   }
 
-  async runById(id: string, lock = false): Promise<StoredRun | undefined> {
-    const [row] = await this.rows(`SELECT ${RUN} FROM runs WHERE id = $1${lock ? ' FOR UPDATE' : ''}`, [id], lock ? 'by-id-locked' : 'by-id');
-    return row === undefined ? undefined : storedRun(row);
-  }
-
-  async insertRun(r: RunRecord, args: JsonObject): Promise<boolean> {
-    const { rowCount } = await this.db.query({
-      name: 'insert-run',
-      text: `INSERT INTO runs (id, tenant, executor, tool, idem_key, fingerprint, cost, args, created_at, ${STATE})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-             ON CONFLICT (tenant, executor, tool, idem_key) DO NOTHING`,
-      values: [r.id, r.tenant, r.executor, r.tool, r.idempotencyKey, r.fingerprint, r.cost, JSON.stringify(args), r.createdAt, ...state(r)],
-    });
-    return rowCount === 1;
-  }
-
-  async writeRun(r: RunRecord): Promise<void> {
-    await this.rows(`UPDATE runs SET (${STATE}) = ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) WHERE id = $13`, [...state(r), r.id], 'write-run');
-  }
-
-  async argsOf(id: string): Promise<JsonObject> {
-    return parseJson((await this.rows('SELECT args FROM runs WHERE id = $1', [id]))[0]?.args) ?? {};
-  }
-
-  async resultOf(id: string): Promise<JsonObject | null> {
-    return parseJson((await this.rows('SELECT result FROM run_data WHERE run_id = $1', [id], 'result'))[0]?.result);
-  }
-
-  async recoveryOf(id: string): Promise<RecoveryPoints> {
-    return parseJson((await this.rows('SELECT recovery FROM run_data WHERE run_id = $1', [id]))[0]?.recovery) ?? {};
-  }
-
-  async putRecovery(id: string, points: RecoveryPoints | null): Promise<void> {
-    if (points === null) await this.rows('UPDATE run_data SET recovery = NULL WHERE run_id = $1', [id]);
-    else await this.rows(`INSERT INTO run_data (run_id, recovery) VALUES ($1, $2) ON CONFLICT (run_id) DO UPDATE SET recovery = excluded.recovery`, [id, JSON.stringify(points)]);
-  }
-
-  async putResult(id: string, resultJson: string): Promise<void> {
-    await this.rows(`INSERT INTO run_data (run_id, result) VALUES ($1, $2) ON CONFLICT (run_id) DO UPDATE SET result = excluded.result, recovery = NULL`, [id, resultJson]);
-  }
-
-  async charge(c: ChargeRow): Promise<void> {
-    await this.rows(
-      `INSERT INTO charges (run_id, tenant, tool, credits, provider, model, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-      [c.runId, c.tenant, c.tool, c.credits, c.provider, c.model, c.at],
-    );
-  }
-
-  async attachAsset(runId: string, n: number, asset: AssetRow, at: number): Promise<void> {
-    const bytes = Buffer.from(asset.bytes.buffer, asset.bytes.byteOffset, asset.bytes.byteLength);
-    await this.rows('INSERT INTO assets (sha256, mime, size, bytes, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [asset.sha256, asset.mime, bytes.byteLength, bytes, at]);
-    await this.rows(
-      `INSERT INTO run_assets (run_id, n, sha256, meta) VALUES ($1, $2, $3, $4) ON CONFLICT (run_id, n) DO UPDATE SET sha256 = excluded.sha256, meta = excluded.meta`,
-      [runId, n, asset.sha256, JSON.stringify(asset.meta)],
-    );
-  }
-
-  async assetsOf(runId: string): Promise<AssetRef[]> {
-    const rows = await this.rows(`SELECT ra.n, ra.sha256, a.mime, a.size, ra.meta FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = $1 ORDER BY ra.n`, [runId]);
-    return rows.map((r) => ({ n: r.n as number, sha256: r.sha256 as string, mime: r.mime as string, size: r.size as number, meta: JSON.parse(r.meta as string) as JsonObject }));
-  }
-
-  async assetBytes(runId: string, n: number): Promise<StoredAsset | undefined> {
-    const [row] = await this.rows(`SELECT a.sha256, a.mime, a.bytes FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = $1 AND ra.n = $2`, [runId, n]);
-    return row as StoredAsset | undefined;
-  }
-
-  async clearRun(id: string): Promise<string[]> {
-    await this.rows(`UPDATE runs SET args = '{}' WHERE id = $1`, [id]);
-    await this.rows('DELETE FROM run_data WHERE run_id = $1', [id]);
-    return (await this.rows('DELETE FROM run_assets WHERE run_id = $1 RETURNING sha256', [id])).map((r) => r.sha256 as string);
-  }
-
-  async deleteRuns(ids: readonly string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const unlinked = await this.rows('DELETE FROM run_assets WHERE run_id = ANY($1) RETURNING sha256', [ids]);
-    await this.rows('DELETE FROM runs WHERE id = ANY($1)', [ids]);
-    return unlinked.map((r) => r.sha256 as string);
-  }
-
-  /**
-   * A replica attaching the same bytes at this moment makes this delete fail on the foreign key, and
-   * the bytes stay, which is right; inside a transaction, a savepoint keeps that from failing it.
-   */
-  async dropOrphanAssets(sha256s: readonly string[]): Promise<number> {
-    if (sha256s.length === 0) return 0;
-    if (this.inTransaction) await this.db.query('SAVEPOINT orphans');
-    try {
-      const { rowCount } = await this.db.query(
-        'DELETE FROM assets a WHERE a.sha256 = ANY($1) AND NOT EXISTS (SELECT 1 FROM run_assets ra WHERE ra.sha256 = a.sha256)',
-        [[...new Set(sha256s)]],
-      );
-      if (this.inTransaction) await this.db.query('RELEASE SAVEPOINT orphans');
-      return rowCount ?? 0;
-    } catch (err) {
-      if ((err as { code?: string }).code !== '23503') throw err;
-      if (this.inTransaction) await this.db.query('ROLLBACK TO SAVEPOINT orphans');
-      return 0;
-    }
-  }
-
-  async nextClaimable(now: number, executor: Executor, tools: readonly string[] | undefined): Promise<StoredRun | undefined> {
-    // SKIP LOCKED: replicas claiming at once each take a different run instead of queueing on one.
-    const [row] = await this.rows(
-      `SELECT ${RUN} FROM runs WHERE ${LIVE} AND executor = $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $2)
-         ${tools === undefined ? '' : 'AND tool = ANY($3)'}
-       ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED`,
-      tools === undefined ? [executor, now] : [executor, now, tools],
-    );
-    return row === undefined ? undefined : storedRun(row);
-  }
-
-  async page(tenant: string, q: CheckedListQuery): Promise<StoredRun[]> {
-    const params: unknown[] = [tenant];
-    const where = ['tenant = $1', 'deleted_at IS NULL'];
-    const param = (value: unknown) => `$${params.push(value)}`;
-    if (q.tool !== undefined) where.push(`tool = ${param(q.tool)}`);
-    if (q.phase !== undefined) where.push(`phase = ${param(q.phase)}`);
-    if (q.before !== undefined) {
-      where.push(`(created_at < ${param(q.before.createdAt)} OR (created_at = ${param(q.before.createdAt)} AND id < ${param(q.before.id)}))`);
-    }
-    const sql = `SELECT ${RUN} FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${param(q.limit + 1)}`;
-    return (await this.rows(sql, params)).map(storedRun);
-  }
-
-  async usageRows(tenant: string): Promise<UsageRows> {
-    const runs = await this.rows(
-      `SELECT r.tool, COUNT(*) AS runs, COALESCE(SUM(rr.count), 0)::bigint AS replays
-       FROM runs r LEFT JOIN run_replays rr ON rr.run_id = r.id WHERE r.tenant = $1 GROUP BY r.tool`,
-      [tenant],
-    );
-    const charges = await this.rows(
-      `SELECT tool, COALESCE(provider, 'unknown') AS provider, COUNT(*) AS charges, COALESCE(SUM(credits), 0)::bigint AS credits
-       FROM charges WHERE tenant = $1 GROUP BY 1, 2`,
-      [tenant],
-    );
-    return { runs: runs as UsageRows['runs'], charges: charges as UsageRows['charges'] };
-  }
-
-  async expiredIds(cutoff: number, limit: number): Promise<string[]> {
-    const rows = await this.rows(
-      `SELECT id FROM runs WHERE created_at <= $1 AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT $2 FOR UPDATE SKIP LOCKED`,
-      [cutoff, limit],
-    );
-    return rows.map((r) => r.id as string);
-  }
-
-  async heldRuns(now: number): Promise<{ id: string; owner: string }[]> {
-    const rows = await this.rows(`SELECT id, lease_owner FROM runs WHERE ${LIVE} AND lease_owner IS NOT NULL AND lease_expires_at > $1`, [now]);
-    return rows.map((r) => ({ id: r.id as string, owner: r.lease_owner as string }));
-  }
-
-  async addReplays(counts: readonly (readonly [string, number])[]): Promise<void> {
-    // A run forgotten since its replays were counted takes its count with it.
-    await this.rows(
-      `INSERT INTO run_replays (run_id, count)
-       SELECT c.id, c.n FROM unnest($1::text[], $2::int[]) AS c(id, n) WHERE EXISTS (SELECT 1 FROM runs r WHERE r.id = c.id)
-       ON CONFLICT (run_id) DO UPDATE SET count = run_replays.count + excluded.count`,
-      [counts.map(([id]) => id), counts.map(([, n]) => n)],
-    );
+  async run(sql: string, params: readonly unknown[]): Promise<number> {
+    return (await this.query(sql, params)).rowCount ?? 0;
   }
 }
 
@@ -264,7 +80,7 @@ export class PostgresStore implements LedgerStore {
   readonly location: string;
   readonly events: PostgresEvents;
   private readonly pool: pg.Pool;
-  private readonly onPool: PostgresOps;
+  private readonly onPool: SqlOps;
   private readonly announcer: Announcer;
   /** Announcements go out on their own connection, which does not wait for the WAL flush. */
   private readonly announcePool: pg.Pool;
@@ -284,7 +100,7 @@ export class PostgresStore implements LedgerStore {
     // Statements are prepared once per connection, but planned on every run: a plan made generic while
     // a table was small (a sequential scan) would stay with it as it grows.
     this.pool = new pg.Pool({ ...connection, max: poolSize, options: `-c search_path=${schema} -c plan_cache_mode=force_custom_plan` });
-    this.onPool = new PostgresOps(this.pool, false);
+    this.onPool = new SqlOps(new PostgresDriver(this.pool), false);
     // One connection: appends are inserted in the order they were made, so ids rise in that order.
     const eventsPool = new pg.Pool({ ...connection, max: 1, options: `-c search_path=${schema} -c synchronous_commit=off` });
     this.events = new PostgresEvents(eventsPool, this.pool, (err) => storageError(err, this.url));
@@ -389,7 +205,7 @@ export class PostgresStore implements LedgerStore {
       try {
         await client.query('BEGIN');
         if (opts.durable === false) await client.query('SET LOCAL synchronous_commit = off');
-        const result = await body(new PostgresOps(client, true));
+        const result = await body(new SqlOps(new PostgresDriver(client), true));
         await client.query('COMMIT');
         return result;
       } catch (err) {
