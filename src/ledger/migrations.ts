@@ -334,11 +334,11 @@ export const MIGRATIONS: readonly Migration[] = [
       UPDATE charges SET tool = substr(tool, 9) WHERE tool LIKE 'proxied:%';
     `,
     postgres: `
+      ALTER TABLE runs DROP CONSTRAINT IF EXISTS runs_tenant_tool_idem_key_key;
       ALTER TABLE runs ADD COLUMN executor TEXT NOT NULL DEFAULT 'engine' CHECK (executor IN ('engine', 'proxy'));
       UPDATE runs SET executor = 'proxy', tool = ${PROXIED_NAME} WHERE tool NOT IN (${ENGINE_TOOLS_BEFORE_4});
       UPDATE charges SET tool = substr(tool, 9) WHERE tool LIKE 'proxied:%';
       ALTER TABLE runs ALTER COLUMN executor DROP DEFAULT;
-      ALTER TABLE runs DROP CONSTRAINT IF EXISTS runs_tenant_tool_idem_key_key;
       -- The fence: one run per (tenant, executor, tool, key), across every replica, decided by this constraint alone.
       ALTER TABLE runs ADD CONSTRAINT runs_fence UNIQUE (tenant, executor, tool, idem_key);
       UPDATE runs SET stalls = 0 WHERE stalls <> 0;

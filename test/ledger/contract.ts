@@ -3,13 +3,15 @@ import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RunledgerError } from '../../src/errors.js';
 import { MAX_STALLS, Phase, takeoverBackoffMs, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
+import type { LedgerProbe } from './probes.js';
 
 export interface LedgerFactoryOptions {
   clock: () => number;
   leaseMs: number;
   retentionMs: number;
 }
-export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<RunLedger>;
+/** A ledger on a fresh store, and a probe of what it stores (see probes.ts). */
+export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<{ ledger: RunLedger; probe: LedgerProbe & { close?(): Promise<void> } }>;
 
 const LEASE_MS = 10_000;
 const RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -40,14 +42,16 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
   describe(`RunLedger contract: ${backend}`, () => {
     let now: number;
     let ledger: RunLedger;
+    let probe: LedgerProbe & { close?(): Promise<void> };
     const tick = (ms: number) => (now += ms);
 
     beforeEach(async () => {
       now = Date.UTC(2026, 0, 1);
-      ledger = await makeLedger({ clock: () => now, leaseMs: LEASE_MS, retentionMs: RETENTION_MS });
+      ({ ledger, probe } = await makeLedger({ clock: () => now, leaseMs: LEASE_MS, retentionMs: RETENTION_MS }));
     });
     afterEach(async () => {
       await ledger.close();
+      await probe.close?.();
     });
 
     /** Claims the next run and drives it to done with one asset. */
@@ -617,6 +621,36 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
 
       it('answers a ping', async () => {
         await expect(ledger.ping()).resolves.toBeUndefined();
+      });
+    });
+
+    // Each of these was written twice before there was one Ledger, and the copies had drifted apart.
+    describe('one behaviour on every store', () => {
+      it("announces an asset attached to a run with the run's own phase", async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.advance(run.id, 'w1', Phase.composing);
+        const heard: string[] = [];
+        ledger.subscribe((change) => heard.push(change.phase));
+        await ledger.attachAsset(run.id, 'w1', 0, { bytes: Buffer.from('early'), mime: 'image/png', meta: {} }, 0.3);
+        expect(heard).toEqual(['composing']);
+      });
+
+      it('reads a run once to move it on: the moved run is built from what was written, not read back', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        expect(await probe.runReads(() => ledger.advance(run.id, 'w1', Phase.composing))).toBe(1);
+        expect(await probe.runReads(() => ledger.finish(run.id, 'w1', { score: 1 }))).toBe(1);
+        expect(await ledger.getRun('acme', run.id)).toMatchObject({ phase: 'done', result: { score: 1 } });
+      });
+
+      it('deletes a run and the bytes only it used in one commit: when the bytes cannot go, nothing goes', async () => {
+        await ledger.createOrReplay(request());
+        const runId = await runToDone();
+        await probe.refuseAssetDeletes();
+        expect((await typedError(ledger.deleteRun('acme', runId))).code).toBe('internal_error');
+        expect(await ledger.getRun('acme', runId)).toMatchObject({ phase: 'done', result: { score: 1 } });
+        expect(await probe.storedAssets()).toBe(1);
       });
     });
 
