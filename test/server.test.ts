@@ -101,6 +101,15 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       expect(await ledger.usage('local')).toMatchObject({ runs: 1, replaysAbsorbed: 0 });
     });
 
+    it('takes the per-call fields off before the ledger sees the arguments: another wait_seconds or dry_run: false is the same request', async () => {
+      const key = randomUUID();
+      const first = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key });
+      const again = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key, wait_seconds: 0.1, dry_run: false });
+      expect(again.run).toMatchObject({ run_id: first.run.run_id, replayed: true });
+      const stored = await ledger.getRun('local', first.run.run_id);
+      for (const field of ['idempotency_key', 'wait_seconds', 'dry_run']) expect(stored.args).not.toHaveProperty(field);
+    });
+
     it('echoes a seed derived from the arguments when none is given, the same on replay', async () => {
       const key = randomUUID();
       const first = await callTool(client, 'create_social_card', { headline: 'Seeds', idempotency_key: key });
