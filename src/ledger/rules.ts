@@ -5,7 +5,7 @@ import { nanoid } from 'nanoid';
 import { InternalError, NotFoundError, ValidationFailedError } from '../errors.js';
 import { assertValidKey, differingFields, fingerprint } from './fingerprint.js';
 import { canAdvance, isTerminal, Phase, PHASES, phaseProgress } from './phases.js';
-import type { RunKey, RunRecord, UsageRows } from './store.js';
+import type { CheckedListQuery, RunKey, RunRecord, UsageRows } from './store.js';
 import type { Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError, Usage } from './types.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -282,14 +282,6 @@ export function usageOf(tenant: string, rows: UsageRows): Usage {
 }
 
 // ---- listing -------------------------------------------------------------------------------------
-
-export interface CheckedListQuery {
-  limit: number;
-  tool?: string;
-  phase?: Phase;
-  /** Strictly older than this (createdAt, id), from the cursor. */
-  before?: { createdAt: number; id: string };
-}
 
 export function encodeCursor(run: Pick<RunRecord, 'createdAt' | 'id'>): string {
   return Buffer.from(JSON.stringify([run.createdAt, run.id])).toString('base64url');

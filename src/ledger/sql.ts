@@ -1,10 +1,8 @@
 // The storage primitives in SQL, written once for both databases (as Kysely keeps one query layer over
 // small drivers): a store supplies a driver, which runs a statement and says what its dialect writes
 // differently, and gets every primitive of the LedgerStore port.
-import type { Phase } from './phases.js';
-import { LIVE_PHASES, sqlPhaseList, TERMINAL_PHASES } from './phases.js';
-import type { CheckedListQuery } from './rules.js';
-import type { AssetRow, Awaitable, ChargeRow, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from './store.js';
+import { LIVE_PHASES, type Phase, sqlPhaseList, TERMINAL_PHASES } from './phases.js';
+import type { AssetRow, Awaitable, ChargeRow, CheckedListQuery, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from './store.js';
 import type { AssetRef, Executor, JsonObject, RecoveryPoints, StoredAsset } from './types.js';
 
 export interface SqlDialect {

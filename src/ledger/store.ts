@@ -2,7 +2,6 @@
 // them (sqlite/store.ts, postgres/store.ts) and makes no decision of its own: what to read, what it
 // means and what to write is the Ledger's (ledger.ts) and the rules' (rules.ts).
 import type { Phase } from './phases.js';
-import type { CheckedListQuery } from './rules.js';
 import type { AssetRef, Executor, JsonObject, RecoveryPoints, RunError, StoredAsset, StoredEvent } from './types.js';
 
 /** A value now (SQLite, whose calls are synchronous) or later (PostgreSQL): one code path awaits both. */
@@ -57,6 +56,14 @@ export interface AssetRow {
   mime: string;
   bytes: Uint8Array;
   meta: JsonObject;
+}
+
+/** A list query once checked (rules.ts): at most `limit`, strictly older than `before` (createdAt, id). */
+export interface CheckedListQuery {
+  limit: number;
+  tool?: string;
+  phase?: Phase;
+  before?: { createdAt: number; id: string };
 }
 
 export interface UsageRows {
