@@ -9,7 +9,6 @@ export type JsonObject = { [key: string]: unknown };
  * Each claims only its own runs, and one key names a run of each apart.
  */
 export type Executor = 'engine' | 'proxy';
-export const EXECUTORS: readonly Executor[] = ['engine', 'proxy'];
 
 export interface PhaseEntry {
   phase: Phase;

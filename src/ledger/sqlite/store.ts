@@ -1,9 +1,9 @@
 // The embedded store: one SQLite file (WAL, synchronous=FULL) that several processes may share.
 // better-sqlite3 is synchronous; it gets the async face the Ledger is written against as Kysely's
-// SQLite driver gives it one: a mutex per connection, BEGIN IMMEDIATE and COMMIT around an async body
-// whose awaits all resolve at once (every primitive here returns its value, not a promise), so one
-// code path serves this store and PostgreSQL's. Its capabilities: reads cost microseconds, a change
-// epoch from PRAGMA data_version (the replay fast path), and group commit of fenced inserts.
+// SQLite driver gives it one: a connection mutex, BEGIN IMMEDIATE and COMMIT around an async body
+// whose awaits resolve at once (every statement runs when it is called), so one code path serves
+// this store and PostgreSQL's. Its capabilities: reads cost microseconds, a change epoch from PRAGMA
+// data_version (the replay fast path), and group commit of fenced inserts.
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
