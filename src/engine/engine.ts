@@ -68,7 +68,6 @@ const evaluationPoint = (n: number) => `evaluation/${n}` as const;
 
 const SWEEP_EVERY_MS = 3600_000;
 
-
 /** The run is no longer this worker's (canceled, deleted or taken over): nothing more may be written. */
 class LeaseLost extends Error {
   constructor() {
@@ -82,7 +81,7 @@ export class Engine {
   readonly owner = processOwner('engine');
   private readonly ledger: EngineLedger;
   private readonly tools: Map<string, GenerationTool>;
-  /** Run tool names this engine can do: it never claims another's (a proxied call's, say). */
+  /** Run tool names this engine can do: of the engine's runs, it claims only these. */
   private readonly runTools: string[];
   private readonly providers: ProviderSet;
   private readonly threads: ThreadPool;
