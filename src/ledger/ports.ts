@@ -61,8 +61,9 @@ export interface WorkerPort {
   /** How long a claim holds a run; workers renew at a fraction of it. Configured once, here. */
   readonly leaseMs: number;
   /**
-   * Lease the oldest run that is queued, or live with its lease run out or its holder gone, or past
-   * the back-off after a failure of its own; null when there is none.
+   * Lease the oldest run of `only.executor` that is queued, or live with its lease run out, or past
+   * the back-off after a failure of its own; null when there is none. (A dead holder's runs are
+   * freed for it by releaseDeadHolders.)
    */
   claim<R extends RecoveryPoints = RecoveryPoints>(owner: string, only?: ClaimFilter): Promise<ClaimedRun<R> | null>;
   /** Lease this run if it is live and free, its lease has run out or its holder is gone (see holders.ts); else null. */
