@@ -10,7 +10,8 @@ import Database from 'better-sqlite3';
 import { catalogue } from '../tools/index.js';
 import { Engine } from '../src/engine/engine.js';
 import { fingerprint, type CreateRequest, type JsonObject } from '../src/ledger/index.js';
-import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import type { Ledger } from '../src/ledger/ledger.js';
+import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { RunService } from '../src/runs.js';
 import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
@@ -51,8 +52,8 @@ function bytesBesideImages(path: string): number {
  * Fills a ledger file with `count` finished runs shaped like real ones (random UUID keys, the same
  * arguments, a real stored result, a charge) in one transaction, and returns a random sample of keys.
  */
-function bulkFill(path: string, count: number, sample: number, storedResult: Buffer): string[] {
-  new SqliteLedger({ path }).close();
+async function bulkFill(path: string, count: number, sample: number, storedResult: Buffer): Promise<string[]> {
+  await (await openSqliteLedger({ path })).close();
   const db = new Database(path);
   try {
     db.pragma('synchronous = OFF');
@@ -61,11 +62,11 @@ function bulkFill(path: string, count: number, sample: number, storedResult: Buf
     db.transaction(() => {
       db.prepare(
         `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-         INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, progress, composing_at, rendering_at,
-           ended_at, attempts, claimed_at, progressed_at, created_at, updated_at)
-         SELECT 'run_fill' || i, 'bench', 'product_shot', lower(hex(randomblob(16))), ?, 8, ?, 'done', 1,
-           ? + i, ? + i, ? + i, 1, ? + i, ? + i, ? + i, ? + i FROM n`,
-      ).run(count, fp, JSON.stringify(ARGS), start, start, start, start, start, start, start);
+         INSERT INTO runs (id, tenant, executor, tool, idem_key, fingerprint, cost, args, phase, progress, composing_at, rendering_at,
+           ended_at, attempts, created_at, updated_at)
+         SELECT 'run_fill' || i, 'bench', 'engine', 'product_shot', lower(hex(randomblob(16))), ?, 8, ?, 'done', 1,
+           ? + i, ? + i, ? + i, 1, ? + i, ? + i FROM n`,
+      ).run(count, fp, JSON.stringify(ARGS), start, start, start, start, start);
       db.prepare(`INSERT INTO run_data (run_id, result) SELECT id, ? FROM runs`).run(storedResult);
       db.prepare(`INSERT INTO charges (run_id, tenant, tool, credits, provider, created_at) SELECT id, tenant, tool, cost, 'builtin', created_at FROM runs`).run();
     })();
@@ -76,7 +77,7 @@ function bulkFill(path: string, count: number, sample: number, storedResult: Buf
 }
 
 /** Replays per second over `keys`, each key in turn. */
-async function replayRate(ledger: SqliteLedger, keys: string[], count: number): Promise<number> {
+async function replayRate(ledger: Ledger, keys: string[], count: number): Promise<number> {
   return opsPerSecond(count, async (i) => {
     const outcome = await ledger.createOrReplay(request(keys[i % keys.length]!));
     if (outcome.kind !== 'replayed') throw new Error(`bench: expected a replay, got ${outcome.kind}`);
@@ -85,7 +86,7 @@ async function replayRate(ledger: SqliteLedger, keys: string[], count: number): 
 
 async function finishedRunBytes(dir: string): Promise<{ perRun: number; imageBytes: number; storedResult: Buffer }> {
   const path = join(dir, 'finished.db');
-  const ledger = new SqliteLedger({ path });
+  const ledger = await openSqliteLedger({ path });
   const engine = new Engine({ ledger, tools: catalogue, concurrency: 2 });
   const runs = new RunService(ledger);
   const empty = bytesBesideImages(path);
@@ -122,7 +123,7 @@ export async function benchLedger(): Promise<Comparison[]> {
     const rawLookup = raw.prepare('SELECT * FROM t WHERE k = ?');
     const argsText = JSON.stringify(ARGS);
     const fp = fingerprint(ARGS);
-    const ledger = new SqliteLedger({ path: join(dir, 'ledger.db') });
+    const ledger = await openSqliteLedger({ path: join(dir, 'ledger.db') });
 
     const rates = { rawInsert: [] as number[], create: [] as number[], rawLookup: [] as number[], replay: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
@@ -140,13 +141,13 @@ export async function benchLedger(): Promise<Comparison[]> {
     const finished = await finishedRunBytes(dir);
 
     process.stderr.write(`  filling ledgers of ${SMALL_LEDGER.toLocaleString('en-US')} and ${LARGE_LEDGER.toLocaleString('en-US')} runs ...\n`);
-    const smallKeys = bulkFill(join(dir, 'small.db'), SMALL_LEDGER, SMALL_LEDGER, finished.storedResult);
-    const coldKeys = bulkFill(join(dir, 'large.db'), LARGE_LEDGER, COLD_SAMPLE, finished.storedResult);
+    const smallKeys = await bulkFill(join(dir, 'small.db'), SMALL_LEDGER, SMALL_LEDGER, finished.storedResult);
+    const coldKeys = await bulkFill(join(dir, 'large.db'), LARGE_LEDGER, COLD_SAMPLE, finished.storedResult);
     // The same number of distinct keys on both sides, drawn at random from the whole ledger: what
     // differs is only the size of what they are found in.
     const largeKeys = coldKeys.slice(0, SMALL_LEDGER);
-    const small = new SqliteLedger({ path: join(dir, 'small.db') });
-    const large = new SqliteLedger({ path: join(dir, 'large.db') });
+    const small = await openSqliteLedger({ path: join(dir, 'small.db') });
+    const large = await openSqliteLedger({ path: join(dir, 'large.db') });
     const scale = { small: [] as number[], large: [] as number[], cold: [] as number[] };
     // One pass first, so every side starts from a warm OS page cache, as a running server would.
     for (const [ledger, keys] of [[large, coldKeys], [small, smallKeys]] as const) await replayRate(ledger, keys, keys.length);

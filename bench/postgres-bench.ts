@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { catalogue } from '../tools/index.js';
 import { fingerprint, type CreateRequest, type JsonObject, type RunLedger } from '../src/ledger/index.js';
-import { PostgresLedger } from '../src/ledger/postgres/index.js';
-import { postgresMigrations } from '../src/ledger/postgres/migrations.js';
-import { KEYED_COLUMNS, newRunRow } from '../src/ledger/rules.js';
-import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import { MIGRATIONS } from '../src/ledger/migrations.js';
+import { openPostgresLedger } from '../src/ledger/postgres/store.js';
+import { KEYED_COLUMNS } from '../src/ledger/sql.js';
+import { newRecord } from '../src/ledger/rules.js';
+import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
 const PG_URL = process.env.RUNLEDGER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -52,17 +53,18 @@ async function withSchema<T>(body: (schema: string) => Promise<T>): Promise<T> {
 /** The ledger's statements for a create and a replay, sent raw on a pool of the same size. */
 async function rawStatements(schema: string) {
   const pool = new pg.Pool({ connectionString: PG_URL, max: 10, options: `-c search_path=${schema}` });
-  await pool.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}; ${postgresMigrations[0]!.sql}`);
+  await pool.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}; ${MIGRATIONS.map((m) => m.postgres).join('\n')}`);
   return {
     insert: async (key: string) => {
-      const row = newRunRow(request(key), FP, Date.now(), 30_000);
+      const run = newRecord(request(key), FP, Date.now(), 30_000);
       await pool.query(
-        `INSERT INTO runs (id, tenant, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, tool, idem_key) DO NOTHING`,
-        [row.id, row.tenant, row.tool, row.idem_key, FP, row.cost, JSON.stringify(ARGS), row.phase, row.created_at, row.updated_at],
+        `INSERT INTO runs (id, tenant, executor, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant, executor, tool, idem_key) DO NOTHING`,
+        [run.id, run.tenant, run.executor, run.tool, run.idempotencyKey, FP, run.cost, JSON.stringify(ARGS), run.phase, run.createdAt, run.updatedAt],
       );
     },
-    lookup: (key: string) => pool.query(`SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $1 AND tool = $2 AND idem_key = $3`, ['bench', 'product_shot', key]),
+    lookup: (key: string) =>
+      pool.query(`SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $1 AND executor = $2 AND tool = $3 AND idem_key = $4`, ['bench', 'engine', 'product_shot', key]),
     close: () => pool.end(),
   };
 }
@@ -72,8 +74,8 @@ async function ledgerRates(): Promise<Comparison[]> {
     withSchema(async (rawSchema) => {
       const dir = mkdtempSync(join(tmpdir(), 'runledger-bench-pg-'));
       const raw = await rawStatements(rawSchema);
-      const ledger = await PostgresLedger.open({ url: PG_URL, schema });
-      const sqlite = new SqliteLedger({ path: join(dir, 'ledger.db') });
+      const ledger = await openPostgresLedger({ url: PG_URL, schema });
+      const sqlite = await openSqliteLedger({ path: join(dir, 'ledger.db') });
       const rates = { rawInsert: [] as number[], create: [] as number[], sqliteCreate: [] as number[], rawLookup: [] as number[], replay: [] as number[], sqliteReplay: [] as number[] };
       const creates = (target: RunLedger, keys: string[]) => opsPerSecond(keys.length, (i) => target.createOrReplay(request(keys[i]!)));
       const replays = (target: RunLedger, keys: string[]) => opsPerSecond(READS_PER_ROUND, (i) => target.createOrReplay(request(keys[i % keys.length]!)));

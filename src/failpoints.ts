@@ -19,7 +19,9 @@ export type FailpointName =
   /** Right after any write that counts as progress for the run. */
   | 'progress'
   /** A render thread is given a scene: the thread dies (not the process). */
-  | 'render-thread';
+  | 'render-thread'
+  /** A render thread is given a scene: it never finishes. */
+  | 'render-hang';
 
 const armed = new Map<string, string>(
   (process.env.RUNLEDGER_FAILPOINTS ?? '')

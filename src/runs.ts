@@ -3,7 +3,20 @@
 // ledger's change feed, so no caller has to remember to wake it.
 import { EventEmitter } from 'node:events';
 import { followWithPollRun, IdempotencyKeyReusedError } from './errors.js';
-import { isTerminal, Phase, type CreateRequest, type JsonObject, type ListQuery, type Run, type RunLedger, type RunPage, type StoredAsset, type Usage } from './ledger/index.js';
+import {
+  holderGone,
+  isTerminal,
+  Phase,
+  type CallerPort,
+  type CreateRequest,
+  type Housekeeping,
+  type JsonObject,
+  type ListQuery,
+  type Run,
+  type RunPage,
+  type StoredAsset,
+  type Usage,
+} from './ledger/index.js';
 import { silentLogger, type Logger } from './log.js';
 import type { GenerationTool } from './tool.js';
 
@@ -48,12 +61,15 @@ function createRequest(tenant: string, call: CreateCall): CreateRequest {
  */
 const WAIT_POLL_MS = 250;
 
+/** What the run service needs of the ledger: a caller's verbs, and freeing a run whose holder died. */
+export type RunsLedger = CallerPort & Pick<Housekeeping, 'releaseDeadHolders'>;
+
 export class RunService {
   private readonly changed = new EventEmitter();
   private readonly unsubscribe: () => void;
 
   constructor(
-    readonly ledger: RunLedger,
+    private readonly ledger: RunsLedger,
     private readonly log: Logger = silentLogger,
   ) {
     this.changed.setMaxListeners(0);
@@ -97,6 +113,8 @@ export class RunService {
       const left = deadline - Date.now();
       if (left <= 0) break;
       await this.nextChange(run.id, Math.min(left, WAIT_POLL_MS), opts.signal);
+      // A holder that died on this host need not be waited out: freed, the run is taken over now.
+      if (current.lease !== null && holderGone(current.lease.holder)) await this.ledger.releaseDeadHolders(run.id);
       const next = await this.ledger.getRun(tenant, run.id);
       if (next.phases.length !== current.phases.length || next.progress !== current.progress) await opts.onChange?.(next);
       current = next;

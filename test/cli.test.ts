@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, defaultDbPath } from '../src/config.js';
-import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { CLI, tempDb } from './helpers/mcp.js';
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -123,7 +123,7 @@ describe('runledger CLI', () => {
 
   it('lists and shows runs from the ledger, and names a missing run', async () => {
     const db = tempDb();
-    const ledger = new SqliteLedger({ path: db });
+    const ledger = await openSqliteLedger({ path: db });
     const created = await ledger.createOrReplay({
       tenant: 'local',
       tool: 'social_card',
@@ -146,7 +146,7 @@ describe('runledger CLI', () => {
 
   it('filters runs list by tool and phase, and pages it with --limit and the --cursor it prints', async () => {
     const db = tempDb();
-    const ledger = new SqliteLedger({ path: db });
+    const ledger = await openSqliteLedger({ path: db });
     const keys = ['cli-page-key-000001', 'cli-page-key-000002', 'cli-page-key-000003'];
     for (const [i, key] of keys.entries()) {
       await ledger.createOrReplay({ tenant: 'local', tool: i === 2 ? 'send_email' : 'social_card', idempotencyKey: key, args: { n: i }, cost: 0 });

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../tools/index.js';
 import { Engine } from '../src/engine/engine.js';
 import type { RunLedger } from '../src/ledger/index.js';
-import { SqliteLedger } from '../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { createServer, mcpTools } from '../src/mcp/server.js';
 import { RunService } from '../src/runs.js';
 import { backends } from './helpers/ledgers.js';
@@ -107,6 +107,15 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
         dry_run: { outcome: 'conflict', run_id: created.run.run_id, differing_fields: ['headline'] },
       });
       expect(await ledger.usage('local')).toMatchObject({ runs: 1, replaysAbsorbed: 0 });
+    });
+
+    it('takes the per-call fields off before the ledger sees the arguments: another wait_seconds or dry_run: false is the same request', async () => {
+      const key = randomUUID();
+      const first = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key });
+      const again = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key, wait_seconds: 0.1, dry_run: false });
+      expect(again.run).toMatchObject({ run_id: first.run.run_id, replayed: true });
+      const stored = await ledger.getRun('local', first.run.run_id);
+      for (const field of ['idempotency_key', 'wait_seconds', 'dry_run']) expect(stored.args).not.toHaveProperty(field);
     });
 
     it('echoes a seed derived from the arguments when none is given, the same on replay', async () => {
@@ -276,7 +285,7 @@ describe('storage failures at the MCP boundary', () => {
     const { join } = await import('node:path');
     const Database = (await import('better-sqlite3')).default;
     const path = join(mkdtempSync(join(tmpdir(), 'runledger-busy-')), 'ledger.db');
-    const busyLedger = new SqliteLedger({ path, busyTimeoutMs: 50 });
+    const busyLedger = await openSqliteLedger({ path, busyTimeoutMs: 50 });
     const busyClient = await connect('local', busyLedger);
     const holder = new Database(path);
     try {

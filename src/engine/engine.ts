@@ -7,14 +7,12 @@
 //   rendering   per image n: "upstream/n" (a paid call is about to be made), the image attached,
 //               then "evaluation/n" (its score against the brand rubric)
 //   done        the result and the run's one charge, in one transaction
-import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { nanoid } from 'nanoid';
 import type { PromptPlan } from '../compose/prompt.js';
 import type { Scene, SizeTarget } from '../compose/scene.js';
 import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
-import { MAX_STALLS, Phase, type ClaimedRun, type JsonObject, type RunLedger } from '../ledger/index.js';
+import { Phase, processOwner, type ChangeSource, type ClaimedRun, type Housekeeping, type WorkerPort } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider } from '../providers/builtin.js';
 import { providerSet, type GeneratedImage, type ImageRequest, type Provider, type ProviderSet } from '../providers/index.js';
@@ -23,8 +21,11 @@ import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
 import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
 
+/** What the engine needs of the ledger: a worker's verbs, the change feed, and housekeeping. */
+export type EngineLedger = WorkerPort & ChangeSource & Housekeeping;
+
 export interface EngineOptions {
-  ledger: RunLedger;
+  ledger: EngineLedger;
   tools: readonly GenerationTool[];
   /** Scores images (and renders the built-in ones) off the main thread. Default: a pool of its own. */
   threads?: ThreadPool;
@@ -41,22 +42,31 @@ export interface EngineOptions {
 /** What the composing step stored: the scenes to render, or the prompt to send. */
 type Composed = { scenes: Scene[] } | { prompt: PromptPlan };
 
+/** A paid call about to be made, so a resumed run sends the same key again instead of a new call. */
+interface UpstreamCall {
+  idempotency_key: string;
+  provider: string;
+  requested_at: string;
+  resent: boolean;
+}
+
+/** The recovery points the engine stores, by name. */
+type EngineRecovery = {
+  [Phase.composing]: Composed;
+  [image: `upstream/${number}`]: UpstreamCall;
+  [image: `evaluation/${number}`]: Evaluation;
+};
+
 /** Progress after `done` of `total` images are stored and scored: rendering spans 0.5 → 0.95. */
 function renderProgress(done: number, total: number): number {
   return 0.5 + (0.45 * done) / Math.max(total, 1);
 }
 
 /** Recovery points of image n: its paid call was made (about to be), and its evaluation. */
-const upstreamPoint = (n: number) => `upstream/${n}`;
-const evaluationPoint = (n: number) => `evaluation/${n}`;
+const upstreamPoint = (n: number) => `upstream/${n}` as const;
+const evaluationPoint = (n: number) => `evaluation/${n}` as const;
 
 const SWEEP_EVERY_MS = 3600_000;
-
-/** Where a run stood when its workers kept stopping: what an operator reads in its error. */
-function stalledStep(run: ClaimedRun): string {
-  if (run.phase === Phase.rendering) return `rendering image ${run.assets.length + 1} (phase rendering, ${run.assets.length} image(s) stored)`;
-  return run.phase === Phase.queued ? 'starting it (phase queued)' : 'composing it (phase composing)';
-}
 
 /** The run is no longer this worker's (canceled, deleted or taken over): nothing more may be written. */
 class LeaseLost extends Error {
@@ -67,10 +77,11 @@ class LeaseLost extends Error {
 }
 
 export class Engine {
-  readonly owner = `${hostname()}:${process.pid}:${nanoid(6)}`;
-  private readonly ledger: RunLedger;
+  /** Names this process, so that its leases are taken over at once should it die (see ledger/holders.ts). */
+  readonly owner = processOwner('engine');
+  private readonly ledger: EngineLedger;
   private readonly tools: Map<string, GenerationTool>;
-  /** Run tool names this engine can do: it never claims another's (a proxied call's, say). */
+  /** Run tool names this engine can do: of the engine's runs, it claims only these. */
   private readonly runTools: string[];
   private readonly providers: ProviderSet;
   private readonly threads: ThreadPool;
@@ -84,6 +95,8 @@ export class Engine {
   private running = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** When this engine last looked for runs held by processes that have died, and that look if under way. */
+  private deadHoldersCheck: { at: number; done: Promise<void> } = { at: 0, done: Promise.resolve() };
   /** What this engine made itself (rather than was given), so closes when it stops. */
   private readonly owned: { close(): Promise<void> }[] = [];
 
@@ -149,15 +162,32 @@ export class Engine {
 
   private async work(owner: string): Promise<void> {
     while (this.running) {
-      let run: ClaimedRun | null = null;
+      let run: ClaimedRun<EngineRecovery> | null = null;
       try {
-        run = await this.ledger.claim(owner, this.runTools);
+        await this.freeDeadHolders();
+        run = await this.ledger.claim<EngineRecovery>(owner, { tools: this.runTools });
       } catch (err) {
         this.log.warn('could not claim a run', { error: asRunledgerError(err).message });
       }
       // After nothing to do, or a storage failure, wait before trying again rather than spin.
       if (run === null || !(await this.process(run, owner))) await this.idle();
     }
+  }
+
+  /**
+   * Frees runs whose holder on this host has died, at most once an idle poll however many loops ask:
+   * a killed server's runs resume now rather than when its leases run out.
+   */
+  private freeDeadHolders(): Promise<void> {
+    const now = Date.now();
+    if (now - this.deadHoldersCheck.at >= this.idlePollMs) {
+      const done = this.ledger.releaseDeadHolders().then(
+        (freed) => freed.length > 0 && this.log.info('took over runs whose holder died', { run_ids: freed }),
+        (err: unknown) => this.log.warn('could not look for dead holders', { error: asRunledgerError(err).message }),
+      );
+      this.deadHoldersCheck = { at: now, done: done.then(() => undefined) };
+    }
+    return this.deadHoldersCheck.done;
   }
 
   private async sweep(): Promise<void> {
@@ -170,7 +200,7 @@ export class Engine {
   }
 
   /** Works on one claimed run; false when storage failed and the worker should back off. */
-  private async process(run: ClaimedRun, owner: string): Promise<boolean> {
+  private async process(run: ClaimedRun<EngineRecovery>, owner: string): Promise<boolean> {
     const controller = new AbortController();
     this.active.set(run.id, controller);
     const heartbeat = setInterval(
@@ -183,8 +213,10 @@ export class Engine {
       Math.max(50, Math.floor(this.ledger.leaseMs / 3)),
     );
     if (run.attempts > 1) this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts, stalls: run.stalls });
+    // Where the attempt is, for an operator reading why it failed.
+    const step = { now: 'starting it' };
     try {
-      await this.execute(run, owner, controller.signal);
+      await this.execute(run, owner, controller.signal, step);
     } catch (err) {
       if (err instanceof LeaseLost) {
         this.log.debug('run left by this worker', { run_id: run.id });
@@ -197,10 +229,14 @@ export class Engine {
         await this.ledger.release(run.id, owner).catch(() => undefined);
         return false;
       } else if (err instanceof ThreadDied) {
-        // Not the run's own verdict: a thread can die of things beside its scene. The attempt counts
-        // as a stall if it got nowhere, and a run whose renderer dies every time ends at the bound.
-        this.log.warn('render thread died; leaving the run to be taken over', { run_id: run.id, error: err.message });
-        await this.ledger.abandon(run.id, owner).catch(() => undefined);
+        // The run's own failure (its scene killed the sandbox, or ran past its time), but maybe not for
+        // good: it is tried again after a back-off, and failed at the bound, unbilled.
+        const failure = new GenerationFailedError(`${err.message} while ${step.now}`, { exit_code: err.exitCode, attempt: run.attempts });
+        const after = await this.ledger.abandon(run.id, owner, failure.toJSON()).catch(() => null);
+        this.log.warn(after?.phase === Phase.failed ? 'run failed: its sandbox kept failing on it' : 'sandbox failed on a run; it is tried again after a back-off', {
+          run_id: run.id,
+          error: failure.message,
+        });
       } else {
         const failure = err instanceof GenerationFailedError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
         this.log.warn('run failed', { run_id: run.id, error: failure.message });
@@ -216,15 +252,7 @@ export class Engine {
   }
 
   /** Runs the remaining steps of `run`, resuming after the last stored recovery point. */
-  private async execute(run: ClaimedRun, owner: string, signal: AbortSignal): Promise<void> {
-    // Workers die for reasons of their own (deploys, OOM kills, a closed laptop); a run is failed only
-    // when attempt after attempt stopped without getting any further: then the run is the cause.
-    if (run.stalls >= MAX_STALLS) {
-      throw new GenerationFailedError(
-        `Gave up after ${MAX_STALLS} attempts that made no progress: each worker stopped while ${stalledStep(run)}.`,
-        { attempts: run.attempts - 1, stalls: run.stalls, phase: run.phase },
-      );
-    }
+  private async execute(run: ClaimedRun<EngineRecovery>, owner: string, signal: AbortSignal, step: { now: string }): Promise<void> {
     const tool = this.tools.get(run.tool);
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
     const provider = this.providers.forTool(tool.name);
@@ -236,16 +264,17 @@ export class Engine {
     };
 
     if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
-    let composed = (run.recovery[Phase.composing] as Composed | undefined) ?? null;
+    let composed = run.recovery[Phase.composing] ?? null;
     if (composed === null || run.phase === Phase.queued || run.phase === Phase.composing) {
+      step.now = 'composing it';
       failpoint('compose', run.tool);
       await this.delay(signal);
       composed = provider.accepts === 'scene' ? { scenes: tool.compose(args, seedOf(run)) } : { prompt: tool.prompt(args) };
       failpoint('composed', run.tool);
-      held(await this.ledger.advance(run.id, owner, Phase.rendering, composed as unknown as JsonObject));
+      held(await this.ledger.advance(run.id, owner, Phase.rendering, composed));
     }
 
-    const images: { request: ImageRequest; target: SizeTarget; scene: Scene | null }[] =
+    const planned: { request: ImageRequest; target: SizeTarget; scene: Scene | null }[] =
       'scenes' in composed
         ? composed.scenes.map((scene) => ({ request: { kind: 'scene', scene }, target: scene.target, scene }))
         : Array.from({ length: composed.prompt.count }, () => {
@@ -254,8 +283,8 @@ export class Engine {
           });
     const attached = new Map(run.assets.map((a) => [a.n, a]));
     const evaluations = new Map<number, Evaluation>();
-    for (const [n, planned] of images.entries()) {
-      const stored = run.recovery[evaluationPoint(n)] as unknown as Evaluation | undefined;
+    for (const [n, image] of planned.entries()) {
+      const stored = run.recovery[evaluationPoint(n)];
       if (stored !== undefined && attached.has(n)) {
         evaluations.set(n, stored);
         continue;
@@ -267,16 +296,18 @@ export class Engine {
         generated = { bytes: asset.bytes, mime: asset.mime };
       } else {
         await this.delay(signal);
-        const image = await this.generate(run, owner, provider, n, planned.request, signal, held);
-        const meta = { width: image.width, height: image.height, ...(image.requestId === undefined ? {} : { request_id: image.requestId }) };
-        held(await this.ledger.attachAsset(run.id, owner, n, { bytes: image.bytes, mime: image.mime, meta }, renderProgress(n + 1, images.length)));
-        generated = image;
+        step.now = `rendering image ${n + 1} of ${planned.length}`;
+        const made = await this.generate(run, owner, provider, n, image.request, signal, held);
+        const meta = { width: made.width, height: made.height, ...(made.requestId === undefined ? {} : { request_id: made.requestId }) };
+        held(await this.ledger.attachAsset(run.id, owner, n, { bytes: made.bytes, mime: made.mime, meta }, renderProgress(n + 1, planned.length)));
+        generated = made;
       }
+      step.now = `scoring image ${n + 1} of ${planned.length}`;
       const evaluation = await this.threads.run({
         kind: 'score',
-        input: { bytes: generated.bytes, mime: generated.mime, pixels: generated.pixels, brand: tool.brandKit(args), target: planned.target, scene: planned.scene },
+        input: { bytes: generated.bytes, mime: generated.mime, pixels: generated.pixels, brand: tool.brandKit(args), target: image.target, scene: image.scene },
       });
-      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), evaluation as unknown as JsonObject));
+      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), evaluation));
       evaluations.set(n, evaluation);
     }
 
@@ -294,7 +325,7 @@ export class Engine {
         variants,
       },
     };
-    const finished = await this.ledger.finish(run.id, owner, result as unknown as JsonObject, { provider: provider.id, model: provider.model });
+    const finished = await this.ledger.finish(run.id, owner, result, { provider: provider.id, model: provider.model });
     if (finished !== null) this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
   }
 
@@ -304,7 +335,7 @@ export class Engine {
    * instead of making a new call.
    */
   private async generate(
-    run: ClaimedRun,
+    run: ClaimedRun<EngineRecovery>,
     owner: string,
     provider: Provider,
     n: number,
@@ -316,7 +347,7 @@ export class Engine {
     if (provider.billsPerCall) {
       const before = run.recovery[upstreamPoint(n)];
       if (before !== undefined) this.log.info('re-sending an image request whose answer was lost', { run_id: run.id, key: idempotencyKey });
-      const requested = { idempotency_key: idempotencyKey, provider: provider.id, requested_at: new Date().toISOString(), resent: before !== undefined };
+      const requested: UpstreamCall = { idempotency_key: idempotencyKey, provider: provider.id, requested_at: new Date().toISOString(), resent: before !== undefined };
       held(await this.ledger.checkpoint(run.id, owner, upstreamPoint(n), requested));
     }
     failpoint('generate', run.tool);

@@ -8,6 +8,8 @@ export type ThreadReply = { id: number; ok: true; result: unknown } | { id: numb
 parentPort?.on('message', ({ id, task }: { id: number; task: Task }) => {
   // A test's poison scene: this thread dies as a native crash would, and the process lives on.
   if (task.kind === 'render' && failpointArmed('render-thread', JSON.stringify(task.scene))) process.exit(70);
+  // A scene that never finishes rendering: the pool stops the thread at its time limit.
+  if (task.kind === 'render' && failpointArmed('render-hang', JSON.stringify(task.scene))) for (;;);
   let reply: ThreadReply;
   try {
     reply = { id, ok: true, result: runTask(task) };

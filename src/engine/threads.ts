@@ -11,26 +11,37 @@ import type { ThreadReply } from './thread.js';
 const THREAD_SCRIPT = fileURLToPath(new URL('./thread.js', import.meta.url));
 
 /**
- * The thread running a task died (a native crash, out of memory): not the task's own error. A run
- * whose renderer keeps dying is failed by the stall rule, not at the first death.
+ * The thread running a task died (a native crash, out of memory) or ran past its time and was stopped.
+ * A failure of the run's own, but perhaps not for good: it is tried again, and failed at the bound.
  */
 export class ThreadDied extends Error {
-  constructor(readonly exitCode: number | null) {
-    super(`the render thread died${exitCode === null ? '' : ` (exit code ${exitCode})`}`);
+  constructor(
+    readonly exitCode: number | null,
+    timedOutAfterMs?: number,
+  ) {
+    super(
+      timedOutAfterMs !== undefined
+        ? `the render thread ran past its ${timedOutAfterMs / 1000} s limit and was stopped`
+        : `the render thread died${exitCode === null ? '' : ` (exit code ${exitCode})`}`,
+    );
     this.name = 'ThreadDied';
   }
 }
+
+/** A render or score takes well under a second; a task this long is stuck (a scene that loops, say). */
+export const TASK_TIMEOUT_MS = 60_000;
 
 export interface ThreadPool {
   run<K extends Task['kind']>(task: Extract<Task, { kind: K }>): Promise<TaskResult[K]>;
   close(): Promise<void>;
 }
 
-export function createThreadPool(size: number): ThreadPool {
+export function createThreadPool(size: number, opts: { taskTimeoutMs?: number } = {}): ThreadPool {
   if (size < 1 || !existsSync(THREAD_SCRIPT)) {
     return { run: async (task) => runTask(task) as never, close: async () => undefined };
   }
-  type Job = { task: Task; resolve: (value: unknown) => void; reject: (err: Error) => void };
+  const timeoutMs = opts.taskTimeoutMs ?? TASK_TIMEOUT_MS;
+  type Job = { task: Task; resolve: (value: unknown) => void; reject: (err: Error) => void; timer?: NodeJS.Timeout; timedOut?: boolean };
   const idle: Worker[] = [];
   const queue: Job[] = [];
   const busy = new Map<Worker, Job>();
@@ -43,6 +54,10 @@ export function createThreadPool(size: number): ThreadPool {
       if (worker === undefined) return;
       const job = queue.shift()!;
       busy.set(worker, job);
+      job.timer = setTimeout(() => {
+        job.timedOut = true;
+        void worker.terminate();
+      }, timeoutMs).unref();
       worker.postMessage({ id: nextId++, task: job.task });
     }
   };
@@ -54,6 +69,7 @@ export function createThreadPool(size: number): ThreadPool {
     worker.unref();
     worker.on('message', (reply: ThreadReply) => {
       const job = busy.get(worker);
+      clearTimeout(job?.timer);
       busy.delete(worker);
       idle.push(worker);
       if (reply.ok) job?.resolve(reply.result);
@@ -64,11 +80,12 @@ export function createThreadPool(size: number): ThreadPool {
     worker.on('error', () => undefined);
     worker.on('exit', (code) => {
       const job = busy.get(worker);
+      clearTimeout(job?.timer);
       busy.delete(worker);
       const at = idle.indexOf(worker);
       if (at >= 0) idle.splice(at, 1);
       started--;
-      job?.reject(new ThreadDied(code));
+      job?.reject(new ThreadDied(code, job.timedOut === true ? timeoutMs : undefined));
       dispatch();
     });
     return worker;

@@ -7,9 +7,6 @@ export const KEY_MIN = 16;
 export const KEY_MAX = 128;
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 
-/** Fields that steer one call but are not part of the request itself. */
-const NOT_FINGERPRINTED = new Set(['idempotency_key', 'wait_seconds', 'dry_run']);
-
 export function keyProblem(key: unknown): string | null {
   if (key === undefined || key === null) return 'is required: one new key (a UUID) per logical request, the same key on every retry of it';
   if (typeof key !== 'string') return 'must be a string';
@@ -47,30 +44,18 @@ export function canonicalJson(value: unknown): string {
   return out + '}';
 }
 
-export function fingerprintedArgs(args: JsonObject): JsonObject {
-  const kept: JsonObject = {};
-  for (const [name, value] of Object.entries(args)) {
-    if (!NOT_FINGERPRINTED.has(name) && value !== undefined) kept[name] = value;
-  }
-  return kept;
-}
-
 // crypto.hash (Node ≥ 20.12) skips the Hash object; fall back where it is missing.
 const sha256Hex: (text: string) => string =
   typeof crypto.hash === 'function'
     ? (text) => crypto.hash('sha256', text, 'hex')
     : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
-/** SHA-256 (hex) of the canonical JSON of the arguments, leaving out the per-call fields. */
-export function fingerprint(args: JsonObject): string {
-  return sha256Hex(canonicalJson(fingerprintedArgs(args)));
-}
-
 /**
- * SHA-256 of the canonical JSON of every argument: for an upstream tool behind runledger proxy, a
- * `dry_run` or `wait_seconds` is one of its own arguments, not a per-call field.
+ * SHA-256 (hex) of the canonical JSON of the arguments. Per-call fields (idempotency_key, wait_seconds,
+ * dry_run) are not arguments: mcp/ takes them off before a request reaches the ledger, while for an
+ * upstream tool behind runledger proxy a `dry_run` is one of its own.
  */
-export function fingerprintAll(args: JsonObject): string {
+export function fingerprint(args: JsonObject): string {
   return sha256Hex(canonicalJson(args));
 }
 
@@ -78,7 +63,6 @@ export function fingerprintAll(args: JsonObject): string {
 export function differingFields(a: JsonObject, b: JsonObject): string[] {
   const names = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...names]
-    .filter((name) => !NOT_FINGERPRINTED.has(name))
     .filter((name) => canonicalJson(a[name] ?? null) !== canonicalJson(b[name] ?? null))
     .sort();
 }

@@ -1,11 +1,12 @@
-// The ledger's decisions, written once for every backend: what an existing key means for a create,
-// what a phase move writes, what cancel answers, what a list query may ask. Pure functions over plain
-// rows; each backend calls them inside its own transactions and does only the I/O around them.
+// The ledger's decisions, pure functions over run records: what an existing key means for a create,
+// what a claim, a phase move or a failed attempt makes of a run, what cancel answers, what a list query
+// may ask. The Ledger calls them inside its store transactions and does only the I/O around them.
 import { nanoid } from 'nanoid';
 import { InternalError, NotFoundError, ValidationFailedError } from '../errors.js';
 import { assertValidKey, differingFields, fingerprint } from './fingerprint.js';
 import { canAdvance, isTerminal, Phase, PHASES, phaseProgress } from './phases.js';
-import type { ClaimedRun, Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError } from './types.js';
+import type { CheckedListQuery, RunKey, RunRecord, UsageRows } from './store.js';
+import type { Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError, Usage } from './types.js';
 
 export const DEFAULT_LEASE_MS = 30_000;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -14,61 +15,7 @@ export const EVENT_RETENTION_MS = 24 * 3600 * 1000;
 export const DEFAULT_PAGE = 20;
 export const MAX_PAGE = 100;
 
-/**
- * The hot row of a run, as every backend stores it: what the key lookup reads on each replay. The
- * arguments, the recovery points and the result live apart (cold), so this row stays small.
- * Times are milliseconds since the epoch; JSON columns are text.
- */
-export interface RunRow {
-  id: string;
-  tenant: string;
-  tool: string;
-  idem_key: string;
-  fingerprint: string;
-  cost: number;
-  phase: Phase;
-  progress: number;
-  /** When the run entered each later phase; the queued entry is created_at. */
-  composing_at: number | null;
-  rendering_at: number | null;
-  /** When it reached its terminal phase (done, failed or canceled). */
-  ended_at: number | null;
-  error: string | null;
-  attempts: number;
-  stalls: number;
-  lease_owner: string | null;
-  lease_expires_at: number | null;
-  /** When the lease was last taken, and when its holder last made progress. */
-  claimed_at: number | null;
-  progressed_at: number | null;
-  /** How long after this lease expires another worker must wait, if this attempt stalls. */
-  stall_backoff_ms: number;
-  created_at: number;
-  updated_at: number;
-  deleted_at: number | null;
-}
-
-/** What the fence reads for a key: the caller already knows tenant, tool and key. */
-export type KeyedRow = Omit<RunRow, 'tenant' | 'tool' | 'idem_key' | 'lease_owner'>;
-
-/** The columns of a KeyedRow, in the order every backend selects them. */
-export const KEYED_NAMES = [
-  'id', 'fingerprint', 'cost', 'phase', 'progress', 'composing_at', 'rendering_at', 'ended_at', 'error', 'attempts', 'stalls',
-  'lease_expires_at', 'claimed_at', 'progressed_at', 'stall_backoff_ms', 'created_at', 'updated_at', 'deleted_at',
-] as const satisfies readonly (keyof KeyedRow)[];
-export const KEYED_COLUMNS = KEYED_NAMES.join(', ');
-/** Every column of a RunRow. */
-export const RUN_COLUMNS = `${KEYED_COLUMNS}, tenant, tool, idem_key, lease_owner`;
-
-/** The cold columns of a run. */
-export interface RunData {
-  args: JsonObject;
-  result: JsonObject | null;
-}
-
 const iso = (ms: number): string => new Date(ms).toISOString();
-
-export const newRunId = (): string => `run_${nanoid()}`;
 
 // ---- creates -------------------------------------------------------------------------------------
 
@@ -87,89 +34,94 @@ export function checkCreate(req: CreateRequest): string {
   return req.fingerprint ?? fingerprint(req.args);
 }
 
+export function keyOf(req: CreateRequest): RunKey {
+  return { tenant: req.tenant, executor: req.executor ?? 'engine', tool: req.tool, idempotencyKey: req.idempotencyKey };
+}
+
 /** A key past retention is forgotten: once its run is terminal (or deleted), a create makes a new run. */
-export function isExpired(row: Pick<KeyedRow, 'created_at' | 'phase' | 'deleted_at'>, now: number, retentionMs: number): boolean {
-  return row.created_at <= now - retentionMs && (isTerminal(row.phase) || row.deleted_at !== null);
+export function isExpired(run: Pick<RunRecord, 'createdAt' | 'phase' | 'deletedAt'>, now: number, retentionMs: number): boolean {
+  return run.createdAt <= now - retentionMs && (isTerminal(run.phase) || run.deletedAt !== null);
 }
 
 export type Judgement = 'replay' | 'conflict' | 'deleted' | 'expired';
 
-/** What an existing run under the same (tenant, tool, key) means for a create with `fp`. */
-export function judgeExisting(row: KeyedRow, fp: string, now: number, retentionMs: number): Judgement {
-  if (isExpired(row, now, retentionMs)) return 'expired';
-  if (row.deleted_at !== null) return 'deleted';
-  return row.fingerprint === fp ? 'replay' : 'conflict';
+/** What an existing run under the same key means for a create with fingerprint `fp`. */
+export function judgeExisting(run: RunRecord, fp: string, now: number, retentionMs: number): Judgement {
+  if (isExpired(run, now, retentionMs)) return 'expired';
+  if (run.deletedAt !== null) return 'deleted';
+  return run.fingerprint === fp ? 'replay' : 'conflict';
 }
 
 /** The refusal for a key that belongs to other arguments, naming the fields that differ. */
-export function conflictOf(row: Pick<KeyedRow, 'id' | 'created_at'>, storedArgs: JsonObject, args: JsonObject): Conflict {
-  return { kind: 'conflict', runId: row.id, createdAt: iso(row.created_at), differingFields: differingFields(storedArgs, args) };
+export function conflictOf(run: Pick<RunRecord, 'id' | 'createdAt'>, storedArgs: JsonObject, args: JsonObject): Conflict {
+  return { kind: 'conflict', runId: run.id, createdAt: iso(run.createdAt), differingFields: differingFields(storedArgs, args) };
 }
 
-/** The hot row a new run starts with; one created `startedBy` a worker is already leased to it. */
-export function newRunRow(req: CreateRequest, fp: string, now: number, leaseMs: number): RunRow {
-  const started = req.startedBy !== undefined;
+/** The record a new run starts with; one started by a worker (`startedBy`) is already leased to it. */
+export function newRecord(req: CreateRequest, fp: string, now: number, leaseMs: number, startedBy: string | null = null): RunRecord {
   return {
-    id: newRunId(),
-    tenant: req.tenant,
-    tool: req.tool,
-    idem_key: req.idempotencyKey,
+    id: `run_${nanoid()}`,
+    ...keyOf(req),
     fingerprint: fp,
     cost: req.cost,
     phase: Phase.queued,
     progress: 0,
-    composing_at: null,
-    rendering_at: null,
-    ended_at: null,
+    composingAt: null,
+    renderingAt: null,
+    endedAt: null,
     error: null,
-    attempts: started ? 1 : 0,
+    attempts: startedBy === null ? 0 : 1,
     stalls: 0,
-    lease_owner: req.startedBy ?? null,
-    lease_expires_at: started ? now + leaseMs : null,
-    claimed_at: started ? now : null,
-    progressed_at: null,
-    stall_backoff_ms: 0,
-    created_at: now,
-    updated_at: now,
-    deleted_at: null,
+    leaseOwner: startedBy,
+    leaseExpiresAt: startedBy === null ? null : now + leaseMs,
+    createdAt: now,
+    updatedAt: now,
+    deletedAt: null,
   };
 }
 
 // ---- reading -------------------------------------------------------------------------------------
 
-export function phaseHistory(row: Pick<KeyedRow, 'phase' | 'created_at' | 'composing_at' | 'rendering_at' | 'ended_at'>): PhaseEntry[] {
-  const history: PhaseEntry[] = [{ phase: Phase.queued, at: iso(row.created_at) }];
-  if (row.composing_at !== null) history.push({ phase: Phase.composing, at: iso(row.composing_at) });
-  if (row.rendering_at !== null) history.push({ phase: Phase.rendering, at: iso(row.rendering_at) });
-  if (row.ended_at !== null) history.push({ phase: row.phase, at: iso(row.ended_at) });
+export function phaseHistory(run: Pick<RunRecord, 'phase' | 'createdAt' | 'composingAt' | 'renderingAt' | 'endedAt'>): PhaseEntry[] {
+  const history: PhaseEntry[] = [{ phase: Phase.queued, at: iso(run.createdAt) }];
+  if (run.composingAt !== null) history.push({ phase: Phase.composing, at: iso(run.composingAt) });
+  if (run.renderingAt !== null) history.push({ phase: Phase.rendering, at: iso(run.renderingAt) });
+  if (run.endedAt !== null) history.push({ phase: run.phase, at: iso(run.endedAt) });
   return history;
 }
 
-export function toRun(row: KeyedRow, who: { tenant: string; tool: string; idem_key: string }, data: RunData): Run {
-  const phases = phaseHistory(row);
+export function toRun(run: RunRecord, args: JsonObject, result: JsonObject | null): Run {
+  const phases = phaseHistory(run);
+  const expires = run.leaseExpiresAt === null ? null : iso(run.leaseExpiresAt);
   return {
-    id: row.id,
-    tenant: who.tenant,
-    tool: who.tool,
-    idempotencyKey: who.idem_key,
-    fingerprint: row.fingerprint,
-    args: data.args,
-    cost: row.cost,
-    phase: row.phase,
+    id: run.id,
+    tenant: run.tenant,
+    tool: run.tool,
+    idempotencyKey: run.idempotencyKey,
+    executor: run.executor,
+    fingerprint: run.fingerprint,
+    args,
+    cost: run.cost,
+    phase: run.phase,
     phases,
-    progress: row.progress,
-    result: data.result,
-    error: row.error === null ? null : (JSON.parse(row.error) as RunError),
-    attempts: row.attempts,
-    stalls: row.stalls,
-    lease: row.lease_expires_at === null ? null : { expiresAt: iso(row.lease_expires_at), takeoverAt: iso(takeoverAt(row)) },
-    // The queued entry is stamped with created_at: one date format fewer.
+    progress: run.progress,
+    result,
+    error: run.error,
+    attempts: run.attempts,
+    stalls: run.stalls,
+    lease: run.leaseOwner === null || expires === null ? null : { holder: run.leaseOwner, expiresAt: expires },
+    retryAt: run.leaseOwner === null && !isTerminal(run.phase) ? expires : null,
+    // The queued entry is stamped with createdAt: one date format fewer.
     createdAt: phases[0]!.at,
   };
 }
 
-export function toClaimedRun(run: Run, recovery: ClaimedRun['recovery'], assets: ClaimedRun['assets']): ClaimedRun {
-  return { ...run, recovery, assets };
+/** Whether two reads of a run found the same values: a run unchanged since it was last built. */
+export function sameRecord(a: RunRecord, b: RunRecord): boolean {
+  for (const name of Object.keys(a) as (keyof RunRecord)[]) {
+    if (name === 'error' ? JSON.stringify(a.error) !== JSON.stringify(b.error) : a[name] !== b[name]) return false;
+  }
+  return true;
 }
 
 export function runNotFound(runId: string): NotFoundError {
@@ -197,122 +149,110 @@ export function deletedRunError(runId: string): NotFoundError {
 }
 
 /** The run a tenant may see: another tenant's run, or none, is not found; a deleted one says so. */
-export function visibleRow<R extends Pick<RunRow, 'id' | 'tenant' | 'deleted_at'>>(row: R | undefined, tenant: string, runId: string): R {
-  if (row === undefined || row.tenant !== tenant) throw runNotFound(runId);
-  if (row.deleted_at !== null) throw deletedRunError(runId);
-  return row;
+export function visible<R extends Pick<RunRecord, 'id' | 'tenant' | 'deletedAt'>>(run: R | undefined, tenant: string, runId: string): R {
+  if (run === undefined || run.tenant !== tenant) throw runNotFound(runId);
+  if (run.deletedAt !== null) throw deletedRunError(runId);
+  return run;
 }
 
 /** Whether `owner` may still write to the run: it holds the lease, and the run is live and not deleted. */
-export function holdsLease(row: Pick<RunRow, 'lease_owner' | 'phase' | 'deleted_at'> | undefined, owner: string): boolean {
-  return row !== undefined && row.lease_owner === owner && !isTerminal(row.phase) && row.deleted_at === null;
+export function holdsLease<R extends RunRecord>(run: R | undefined, owner: string): run is R {
+  return run !== undefined && run.leaseOwner === owner && !isTerminal(run.phase) && run.deletedAt === null;
 }
 
-// ---- claims --------------------------------------------------------------------------------------
+// ---- leases --------------------------------------------------------------------------------------
 
-/** After this many stalled attempts in a row the run is the cause, not its workers: it is failed. */
+/**
+ * After this many failed attempts in a row, each failed for the run's own reason (its renderer died
+ * or ran too long on it), the run is the cause: it is failed. Crashes of the workers never count.
+ */
 export const MAX_STALLS = 5;
 
 /**
- * How long a run waits, after its k-th stalled attempt in a row, before another worker takes it: a
- * tenth of the lease, doubling, at most ten leases. It follows the lease, which says how soon this
- * deployment wants a dead worker's run taken over.
+ * How long a run waits after its k-th failed attempt in a row before it is tried again: a tenth of
+ * the lease, doubling, at most ten leases. It follows the lease, which says how soon this deployment
+ * wants a run resumed.
  */
 export function takeoverBackoffMs(stalls: number, leaseMs: number): number {
   return Math.round(Math.min(10 * leaseMs, (leaseMs / 10) * 2 ** Math.max(0, stalls - 1)));
 }
 
 /**
- * When a held lease may be taken over: at its expiry if its attempt made progress, after the back-off
- * otherwise. A released lease (owner NULL) is claimable at once. Written twice, as SQL for the claim
- * query and as a function for what a run shows; keep the two together.
+ * Whether a live run may be claimed now: no holder and no back-off pending, its holder's lease has run
+ * out, or its holder is known to be gone (a crash is no reason to wait, and no failure of the run's).
  */
-export const TAKEOVER_AT_SQL = `lease_expires_at + CASE WHEN progressed_at >= claimed_at THEN 0 ELSE stall_backoff_ms END`;
-
-export function takeoverAt(row: Pick<RunRow, 'lease_expires_at' | 'claimed_at' | 'progressed_at' | 'stall_backoff_ms'>): number {
-  const progressed = row.progressed_at !== null && row.claimed_at !== null && row.progressed_at >= row.claimed_at;
-  return (row.lease_expires_at ?? 0) + (progressed ? 0 : row.stall_backoff_ms);
+export function isClaimable(run: RunRecord, now: number, holderGone: (owner: string) => boolean = () => false): boolean {
+  if (isTerminal(run.phase) || run.deletedAt !== null) return false;
+  if (run.leaseExpiresAt === null || run.leaseExpiresAt <= now) return true;
+  return run.leaseOwner !== null && holderGone(run.leaseOwner);
 }
 
-/** The columns a claim writes. */
-export interface ClaimUpdate {
-  lease_owner: string;
-  lease_expires_at: number;
-  claimed_at: number;
-  attempts: number;
-  stalls: number;
-  stall_backoff_ms: number;
+/** `run` leased to `owner`: a claim counts an attempt and nothing else. */
+export function leasedTo(run: RunRecord, owner: string, now: number, leaseMs: number): RunRecord {
+  return { ...run, leaseOwner: owner, leaseExpiresAt: now + leaseMs, attempts: run.attempts + 1 };
+}
+
+/** No one holds it: claimable at once. */
+export function released(run: RunRecord): RunRecord {
+  return { ...run, leaseOwner: null, leaseExpiresAt: null };
+}
+
+/** The holder made progress (an image, a checkpoint): its lease is extended and failures in a row start again. */
+export function progressed(run: RunRecord, progress: number, now: number, leaseMs: number): RunRecord {
+  return { ...run, progress: Math.max(run.progress, progress), leaseExpiresAt: now + leaseMs, stalls: 0, updatedAt: Math.max(now, run.updatedAt) };
 }
 
 /**
- * Claiming `row` for `owner`. The attempt before this one counts as a stall only if its worker
- * stopped holding the lease (it died, or abandoned the run) with no progress since it claimed;
- * progress resets the count, and a released lease leaves it as it was.
+ * What an attempt that failed for the run's own reason makes of it: no one holds it until a back-off
+ * has passed, or, at the bound, the error that fails it, naming its attempts and the last failure.
  */
-export function claimUpdate(
-  row: Pick<RunRow, 'lease_owner' | 'claimed_at' | 'progressed_at' | 'attempts' | 'stalls'>,
-  owner: string,
-  now: number,
-  leaseMs: number,
-): ClaimUpdate {
-  const progressed = row.claimed_at !== null && row.progressed_at !== null && row.progressed_at >= row.claimed_at;
-  const stalls = progressed ? 0 : row.lease_owner !== null ? row.stalls + 1 : row.stalls;
+export function afterFailedAttempt(run: RunRecord, failure: RunError, now: number, leaseMs: number): { run: RunRecord; giveUp: RunError | null } {
+  const stalls = run.stalls + 1;
+  const waiting = { ...run, stalls, leaseOwner: null, leaseExpiresAt: now + takeoverBackoffMs(stalls, leaseMs) };
+  if (stalls < MAX_STALLS) return { run: waiting, giveUp: null };
   return {
-    lease_owner: owner,
-    lease_expires_at: now + leaseMs,
-    claimed_at: now,
-    attempts: row.attempts + 1,
-    stalls,
-    stall_backoff_ms: takeoverBackoffMs(stalls + 1, leaseMs),
+    run: waiting,
+    giveUp: {
+      code: 'generation_failed',
+      message: `Gave up after ${run.attempts} attempts, the last ${stalls} of them failing in a row on the run itself; the last: ${failure.message}`,
+      details: { attempts: run.attempts, failed_in_a_row: stalls, phase: run.phase, last_failure: failure },
+    },
   };
-}
-
-/** Whether a run may be taken by claimRun: live, not deleted, and its lease free or past its takeover time. */
-export function isClaimable(row: RunRow, now: number): boolean {
-  return !isTerminal(row.phase) && row.deleted_at === null && (row.lease_owner === null || takeoverAt(row) <= now);
 }
 
 // ---- phase moves ---------------------------------------------------------------------------------
 
-/** The columns one phase move writes, and whether it bills the run. */
-export interface RunUpdate {
-  phase: Phase;
-  progress: number;
-  composing_at: number | null;
-  rendering_at: number | null;
-  ended_at: number | null;
-  error: string | null;
-  /** Null for a terminal run: its lease ends with it. */
-  lease_expires_at: number | null;
-  keepLease: boolean;
+export interface PhaseMove {
+  run: RunRecord;
   /** Recovery points only serve a run that may still be resumed; a terminal one drops them. */
   dropRecovery: boolean;
   /** Write the run's one charge, in the same transaction. */
   charge: boolean;
-  /** A phase move is progress: it resets the run's stall count at the next claim. */
-  progressed_at: number;
-  updated_at: number;
 }
 
-/** What moving `row` to `to` writes; refuses a move that is not forward. */
-export function nextRunState(row: RunRow, to: Phase, now: number, leaseMs: number, error?: RunError): RunUpdate {
-  if (!canAdvance(row.phase, to)) throw new InternalError(`run ${row.id} cannot move from ${row.phase} to ${to}`);
+/** Moving `run` to `to`; refuses a move that is not forward. A move is progress. */
+export function moved(run: RunRecord, to: Phase, now: number, leaseMs: number, error?: RunError): PhaseMove {
+  if (!canAdvance(run.phase, to)) throw new InternalError(`run ${run.id} cannot move from ${run.phase} to ${to}`);
   // Timestamps only rise, even if this host's clock is behind the one that wrote last.
-  const at = Math.max(now, row.updated_at);
+  const at = Math.max(now, run.updatedAt);
   const terminal = isTerminal(to);
   return {
-    phase: to,
-    progress: to === Phase.done ? 1 : Math.max(row.progress, phaseProgress(to)),
-    composing_at: to === Phase.composing ? at : row.composing_at,
-    rendering_at: to === Phase.rendering ? at : row.rendering_at,
-    ended_at: terminal ? at : null,
-    error: error === undefined ? row.error : JSON.stringify(error),
-    lease_expires_at: terminal ? null : now + leaseMs,
-    keepLease: !terminal,
+    run: {
+      ...run,
+      phase: to,
+      progress: to === Phase.done ? 1 : Math.max(run.progress, phaseProgress(to)),
+      composingAt: to === Phase.composing ? at : run.composingAt,
+      renderingAt: to === Phase.rendering ? at : run.renderingAt,
+      endedAt: terminal ? at : null,
+      error: error ?? run.error,
+      stalls: terminal ? run.stalls : 0,
+      // A terminal run's lease ends with it.
+      leaseOwner: terminal ? null : run.leaseOwner,
+      leaseExpiresAt: terminal ? null : now + leaseMs,
+      updatedAt: at,
+    },
     dropRecovery: terminal,
     charge: to === Phase.done,
-    progressed_at: now,
-    updated_at: at,
   };
 }
 
@@ -323,18 +263,28 @@ export function cancelDecision(phase: Phase): CancelDecision {
   return isTerminal(phase) ? 'already_finished' : 'cancel';
 }
 
-// ---- listing -------------------------------------------------------------------------------------
-
-export interface CheckedListQuery {
-  limit: number;
-  tool?: string;
-  phase?: Phase;
-  /** Strictly older than this (created_at, id), from the cursor. */
-  before?: { createdAt: number; id: string };
+/** A tenant's usage from its rows: runs and replays by tool, charges by tool and by provider. */
+export function usageOf(tenant: string, rows: UsageRows): Usage {
+  const usage: Usage = { tenant, runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0, byTool: {}, byProvider: {} };
+  const forTool = (tool: string) => (usage.byTool[tool] ??= { runs: 0, charges: 0, credits: 0, replaysAbsorbed: 0 });
+  for (const r of rows.runs) {
+    Object.assign(forTool(r.tool), { runs: r.runs, replaysAbsorbed: r.replays });
+    usage.runs += r.runs;
+    usage.replaysAbsorbed += r.replays;
+  }
+  for (const c of rows.charges) {
+    for (const total of [forTool(c.tool), (usage.byProvider[c.provider] ??= { charges: 0, credits: 0 }), usage]) {
+      total.charges += c.charges;
+      total.credits += c.credits;
+    }
+  }
+  return usage;
 }
 
-export function encodeCursor(row: Pick<RunRow, 'created_at' | 'id'>): string {
-  return Buffer.from(JSON.stringify([row.created_at, row.id])).toString('base64url');
+// ---- listing -------------------------------------------------------------------------------------
+
+export function encodeCursor(run: Pick<RunRecord, 'createdAt' | 'id'>): string {
+  return Buffer.from(JSON.stringify([run.createdAt, run.id])).toString('base64url');
 }
 
 function decodeCursor(cursor: string): { createdAt: number; id: string } {
@@ -363,9 +313,9 @@ export function checkListQuery(query: ListQuery): CheckedListQuery {
   };
 }
 
-/** A page from `limit + 1` rows fetched newest first: the extra row only says there is more. */
-export function pageOf<R extends Pick<RunRow, 'created_at' | 'id'>>(rows: R[], limit: number): { rows: R[]; nextCursor: string | null } {
-  const page = rows.slice(0, limit);
+/** A page from `limit + 1` runs fetched newest first: the extra one only says there is more. */
+export function pageOf<R extends Pick<RunRecord, 'createdAt' | 'id'>>(runs: R[], limit: number): { runs: R[]; nextCursor: string | null } {
+  const page = runs.slice(0, limit);
   const last = page[page.length - 1];
-  return { rows: page, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last) : null };
+  return { runs: page, nextCursor: runs.length > limit && last !== undefined ? encodeCursor(last) : null };
 }

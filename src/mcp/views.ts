@@ -26,8 +26,8 @@ export const runViewSchema = z.object({
   cost_credits: z.number().int(),
   billed: z.boolean(),
   attempts: z.number().int().describe('Workers that have taken the run, this one included'),
-  stalls: z.number().int().describe('Attempts in a row whose worker stopped without making progress'),
-  waiting: z.string().nullable().describe('Why a live run is waiting, when its last worker stopped without finishing'),
+  stalls: z.number().int().describe("Attempts in a row that failed on the run itself (its renderer died or ran too long on it); a worker's crash never counts"),
+  waiting: z.string().nullable().describe('Why a live run is waiting: its last worker stopped, or its last attempt failed on it'),
   assets: z.array(
     z.object({
       n: z.number().int(),
@@ -78,12 +78,14 @@ export function runView(run: Run, replayed: boolean): RunView {
   };
 }
 
-/** A live run whose worker is gone (its lease ran out) waits to be taken over; say so, and until when. */
+/** A live run that waits to be taken over (its worker is gone) or tried again (an attempt failed on it); say so, and until when. */
 function waitingReason(run: Run, now: number): string | null {
+  if (run.retryAt !== null) {
+    const when = Date.parse(run.retryAt) <= now ? 'as soon as a worker is free' : `at ${run.retryAt}`;
+    return `Its last attempt failed on the run itself (${run.stalls} in a row); it is tried again ${when}, resuming from its last recovery point.`;
+  }
   if (run.lease === null || Date.parse(run.lease.expiresAt) > now) return null;
-  const inARow = run.stalls > 0 ? `, ${run.stalls} in a row without progress` : '';
-  const when = Date.parse(run.lease.takeoverAt) <= now ? 'as soon as a worker is free' : `at ${run.lease.takeoverAt}`;
-  return `Its last worker stopped before finishing (attempt ${run.attempts}${inARow}); another worker takes it over ${when}, resuming from its last recovery point.`;
+  return `Its last worker stopped before finishing (attempt ${run.attempts}); another worker takes it over as soon as one is free, resuming from its last recovery point.`;
 }
 
 function nextStep(run: Run): string {

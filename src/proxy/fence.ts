@@ -2,9 +2,8 @@
 // a first call, a retry of a stored answer, a retry of a call still in flight, or a key reused with
 // other arguments. A first call is recorded as started (a run leased to this process) before it is
 // forwarded, and its answer is stored after; between the two, nothing but this process's lease says
-// it is in flight. When that lease runs out, the holder died mid-call: the outcome is unknown.
-import { hostname } from 'node:os';
-import { nanoid } from 'nanoid';
+// it is in flight. When that lease runs out, or its holder is a process of this host known to have
+// exited, the holder died mid-call: the outcome is unknown.
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import {
   CallInProgressError,
@@ -15,7 +14,7 @@ import {
   RunledgerError,
   UpstreamUnavailableError,
 } from '../errors.js';
-import { fingerprintAll, isTerminal, Phase, type JsonObject, type Run } from '../ledger/index.js';
+import { fingerprint, holderGone, isTerminal, Phase, processOwner, type JsonObject, type Run, type WorkerPort } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { errorResult } from '../mcp/tool.js';
 import type { RunService } from '../runs.js';
@@ -50,7 +49,12 @@ export interface FencedCall {
   forward(runId: string): Promise<Forwarded>;
 }
 
+/** The worker verbs the fence uses: it is an executor of its own runs, as the engine is of its. */
+export type FenceLedger = Pick<WorkerPort, 'leaseMs' | 'start' | 'claimRun' | 'renew' | 'finish' | 'fail' | 'forget'>;
+
 export interface FenceOptions {
+  ledger: FenceLedger;
+  /** Follows a run another process is answering. */
   runs: RunService;
   /** How long a retry waits for a call in flight before answering call_in_progress. */
   waitMs: number;
@@ -68,20 +72,19 @@ const FOLLOW_IN_PROXY = 'To get the original call’s answer, call again with th
 const MAX_SENDS_OF_IDEMPOTENT = 2;
 
 export class Fence {
-  readonly owner = `proxy:${hostname()}:${process.pid}:${nanoid(6)}`;
+  readonly owner = processOwner('proxy');
   /** Calls this process is forwarding now: a duplicate here awaits the same answer. */
   private readonly inFlight = new Map<string, Promise<CallToolResult>>();
 
   constructor(private readonly opts: FenceOptions) {}
 
   async call(call: FencedCall): Promise<CallToolResult> {
-    const { runs } = this.opts;
-    const ledger = runs.ledger;
+    const { runs, ledger } = this.opts;
     const deadline = Date.now() + this.opts.waitMs;
     const inProgress = (runId: string) => new CallInProgressError(call.tool, runId, Math.round(this.opts.waitMs / 1000));
-    const fp = fingerprintAll(call.args);
+    const fp = fingerprint(call.args);
     for (;;) {
-      const outcome = await ledger.createOrReplay({ tenant: call.tenant, tool: call.tool, idempotencyKey: call.key, args: call.args, fingerprint: fp, cost: 0, startedBy: this.owner });
+      const outcome = await ledger.start({ tenant: call.tenant, tool: call.tool, executor: 'proxy', idempotencyKey: call.key, args: call.args, fingerprint: fp, cost: 0 }, this.owner);
       if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, FOLLOW_IN_PROXY);
       if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, 'first');
       let run = outcome.run;
@@ -94,15 +97,17 @@ export class Fence {
             if (answer === undefined) throw inProgress(run.id);
             return marked(answer, run.id, 'replayed');
           }
-          if (run.lease === null || Date.parse(run.lease.takeoverAt) <= Date.now()) {
-            // Whoever started it is gone without an answer. Take the run, so only one retry decides.
+          // Its holder's lease ran out, or its holder is a process of this host that has died: whoever
+          // started it is gone without an answer. Take the run, so only one retry decides.
+          const holderLeft = run.lease === null || Date.parse(run.lease.expiresAt) <= Date.now() || holderGone(run.lease.holder);
+          if (holderLeft) {
             const taken = await ledger.claimRun(run.id, this.owner);
             if (taken !== null) return await this.takeOver(call, taken);
           }
           const left = deadline - Date.now();
           if (left <= 0) throw inProgress(run.id);
           // Wake at the latest when the holder's lease would run out, to take over if it has died.
-          const untilTakeover = run.lease === null ? 0 : Date.parse(run.lease.takeoverAt) - Date.now() + 5;
+          const untilTakeover = holderLeft || run.lease === null ? 0 : Date.parse(run.lease.expiresAt) - Date.now() + 5;
           run = (await runs.follow(call.tenant, run, { waitSeconds: Math.max(50, Math.min(left, untilTakeover)) / 1000 })).run;
         }
       } catch (err) {
@@ -123,13 +128,13 @@ export class Fence {
       return marked(await this.send(call, run), run.id, 'resent');
     }
     const error = new OutcomeUnknownError(call.tool, run.id, run.createdAt);
-    const ended = await this.opts.runs.ledger.fail(run.id, this.owner, error.toJSON());
+    const ended = await this.opts.ledger.fail(run.id, this.owner, error.toJSON());
     return marked(storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id))), run.id, 'replayed');
   }
 
   /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
   private send(call: FencedCall, run: Run): Promise<CallToolResult> {
-    const ledger = this.opts.runs.ledger;
+    const { ledger } = this.opts;
     const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
     const answer = this.forward(call, run).finally(() => {
       clearInterval(renew);
@@ -146,7 +151,7 @@ export class Fence {
    * still never be repeated. Duplicates in this process get the answer from the in-flight map.
    */
   private async forward(call: FencedCall, run: Run): Promise<CallToolResult> {
-    const ledger = this.opts.runs.ledger;
+    const { ledger } = this.opts;
     const sent = await call.forward(run.id);
     if (sent.kind === 'refused' || sent.kind === 'unreachable') {
       await ledger.forget(run.id, this.owner);

@@ -1,6 +1,5 @@
 // runledger proxy: another MCP server's tools, served with every mutating one fenced by the ledger.
 // The same transports serve it as serve runledger itself (stdio, or Streamable HTTP with tenants).
-import { catalogue } from '../../tools/index.js';
 import type { Config, ProxyConfig } from '../config.js';
 import { UpstreamUnavailableError } from '../errors.js';
 import { openLedger } from '../ledger/index.js';
@@ -36,8 +35,7 @@ export async function createProxyRuntime(config: Config, log: Logger): Promise<S
   const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize, leaseMs: config.leaseMs });
   const runs = new RunService(ledger, log);
   const upstreamName = session.info?.name ?? 'upstream';
-  const fence = new Fence({ runs, waitMs: proxy.waitSeconds * 1000, retryErrors: proxy.retryErrors, upstreamName, log });
-  const generationTools = new Set(catalogue.map((tool) => tool.name));
+  const fence = new Fence({ ledger, runs, waitMs: proxy.waitSeconds * 1000, retryErrors: proxy.retryErrors, upstreamName, log });
   let stopping: Promise<void> | undefined;
   return {
     ledger,
@@ -49,7 +47,6 @@ export async function createProxyRuntime(config: Config, log: Logger): Promise<S
         perSession: proxy.upstreamPerSession,
         fence,
         policy,
-        generationTools,
         upstreamTimeoutMs: proxy.upstreamTimeoutMs,
         version: VERSION,
         log,

@@ -53,16 +53,6 @@ export interface FencePolicy {
 }
 
 /**
- * The tool name a proxied call is recorded under in the ledger: its own, unless runledger has a
- * generation tool of that name. Then it is kept apart as `proxied:<name>`, because a runledger server
- * on the same ledger takes over unfinished runs of its tools' names (it would render a proxied call
- * whose proxy died), and one key must not name both a generation run and a proxied call.
- */
-export function recordedName(tool: string, generationTools: ReadonlySet<string>): string {
-  return generationTools.has(tool) ? `proxied:${tool}` : tool;
-}
-
-/**
  * Whether the proxy offers the tool. One that must run as an MCP task is not offered (yet): the
  * proxy does not take task-augmented calls, and a plain call to it would spend a key on an error.
  */
@@ -177,8 +167,6 @@ export interface ProxyServerDeps {
   perSession: boolean;
   fence: Fence;
   policy: FencePolicy;
-  /** The names of runledger's own generation tools (see recordedName). */
-  generationTools: ReadonlySet<string>;
   /** How long one upstream call may take (reset by its progress notifications). */
   upstreamTimeoutMs: number;
   version: string;
@@ -246,7 +234,7 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
         assertValidKey(key);
         return await fence.call({
           tenant,
-          tool: recordedName(toolName, deps.generationTools),
+          tool: toolName,
           key,
           args: args as JsonObject,
           idempotent: fenced.annotations?.idempotentHint === true,

@@ -1,8 +1,9 @@
 // Runs survive crashes that are not their fault, at every step, and a run that is the cause ends at a
 // bound. Crashes are real SIGKILLs, landed at named points by failpoints (see src/failpoints.ts).
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callTool, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import { callTool, CLI, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 afterEach(async () => {
@@ -15,6 +16,15 @@ async function start(db: string, failpoints?: string): Promise<StdioServer> {
   const server = await startStdio(db, FLAGS, failpoints === undefined ? {} : { env: { RUNLEDGER_FAILPOINTS: failpoints } });
   servers.push(server);
   return server;
+}
+
+/** Runs a server with a failpoint armed until it kills itself, its stdin kept open as a client's would be. */
+function untilKilled(db: string, failpoints: string): Promise<void> {
+  const child = spawn(process.execPath, [CLI, '--db', db, '--log-level', 'warn', ...FLAGS], {
+    env: { ...process.env, RUNLEDGER_FAILPOINTS: failpoints },
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
+  return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
 /** Resolves once the server's process has exited (a failpoint SIGKILLed it). */
@@ -58,19 +68,17 @@ describe('crashes unrelated to the run', () => {
 
   it('finishes a run, billed once, whose server was SIGKILLed 10 times, each time after it made progress', async () => {
     const db = tempDb();
-    let server = await start(db, 'progress');
-    let gone = died(server);
+    const server = await start(db, 'progress');
+    const gone = died(server);
     const key = randomUUID();
     await callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 4, idempotency_key: key }).catch(() => undefined);
-    for (let kill = 1; kill < 10; kill++) {
-      await gone;
-      server = await start(db, 'progress');
-      gone = died(server);
-    }
     await gone;
-    server = await start(db);
-    const found = await callTool(server.client, 'poll_run', { idempotency_key: key, tool: 'product_shot' });
-    const done = await ended(server, found.run.run_id);
+    // The next servers need no client: each takes the run over as it starts (its holder is known to
+    // be dead) and dies at its first progress, often before a handshake could finish.
+    for (let kill = 1; kill < 10; kill++) await untilKilled(db, 'progress');
+    const finisher = await start(db);
+    const found = await callTool(finisher.client, 'poll_run', { idempotency_key: key, tool: 'product_shot' });
+    const done = await ended(finisher, found.run.run_id);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 11, stalls: 0 });
     expect(done.run.assets).toHaveLength(4);
     expect(await readLedger(db, (ledger) => ledger.usage('local'))).toMatchObject({ runs: 1, charges: 1, credits: 16 });
@@ -78,7 +86,7 @@ describe('crashes unrelated to the run', () => {
 });
 
 describe('a poison run', () => {
-  it('fails after the bound, naming the step, unbilled, while its neighbour finishes', async () => {
+  it('fails after the bound, naming its attempts, unbilled, while the server keeps answering and its neighbour finishes', async () => {
     const db = tempDb();
     // Every render thread given a scene with this text dies; the server process lives on.
     const server = await start(db, 'render-thread=POISON');
@@ -87,8 +95,12 @@ describe('a poison run', () => {
     const healthy = await ended(server, neighbour.run.run_id);
     expect(healthy.run).toMatchObject({ phase: 'done', billed: true });
     const failed = await ended(server, poison.run.run_id);
-    expect(failed.run).toMatchObject({ phase: 'failed', billed: false, stalls: 5, error: { code: 'generation_failed' } });
-    expect(failed.run.error!.message).toMatch(/Gave up after 5 attempts that made no progress: each worker stopped while rendering image 1/);
+    expect(failed.run).toMatchObject({ phase: 'failed', billed: false, stalls: 5, attempts: 5, error: { code: 'generation_failed' } });
+    expect(failed.run.error!.message).toMatch(
+      /^Gave up after 5 attempts, the last 5 of them failing in a row on the run itself; the last: the render thread died \(exit code 70\) while rendering image 1 of 1$/,
+    );
+    // The same process answered all along: a thread died each time, never the server.
+    expect((await callTool(server.client, 'get_usage', {})).result.structuredContent).toMatchObject({ runs: 2, charges: 1 });
     expect(await readLedger(db, (ledger) => ledger.usage('local'))).toMatchObject({ runs: 2, charges: 1 });
   });
 });

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../../src/ledger/sqlite/store.js';
 import { connectHttp, killAll, readSse, startHttp, type SseEvent } from '../helpers/http.js';
 import { callTool, PRODUCT_SHOT, readLedger, tempDb, until } from '../helpers/mcp.js';
 
@@ -50,7 +50,7 @@ async function rawSession(url: string, headers: Record<string, string> = {}): Pr
 describe('Streamable HTTP', () => {
   it('makes one run and one charge from 200 concurrent creates over 20 sessions on 4 processes', async () => {
     const db = tempDb();
-    new SqliteLedger({ path: db }).close();
+    await (await openSqliteLedger({ path: db })).close();
     const servers = await Promise.all(Array.from({ length: 4 }, () => startHttp(db, ['--concurrency', '1'])));
     const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => connect(servers[i % 4]!.url)));
     const key = randomUUID();

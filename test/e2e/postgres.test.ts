@@ -4,7 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openLedger } from '../../src/ledger/index.js';
+import { holderPid, openLedger } from '../../src/ledger/index.js';
 import { connectHttp, killAll, startHttp, type HttpProcess } from '../helpers/http.js';
 import { freshSchema, PG_URL, postgresAvailable } from '../helpers/ledgers.js';
 import { callTool, PRODUCT_SHOT, startStdio, until, type StdioServer } from '../helpers/mcp.js';
@@ -77,7 +77,7 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
     const holder = await until(async () => {
       const row = await admin(PG_URL, async (c) => (await c.query(`SELECT lease_owner, phase FROM ${schema}.runs WHERE id = $1`, [runId])).rows[0]);
       if (row?.phase !== 'rendering' || typeof row.lease_owner !== 'string') return undefined;
-      const pid = Number(String(row.lease_owner).split(':')[1]);
+      const pid = holderPid(String(row.lease_owner));
       return replicas.find((r) => r.child.pid === pid);
     }, 'a replica to be rendering the run');
     holder.child.kill('SIGKILL');

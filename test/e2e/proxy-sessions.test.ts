@@ -140,17 +140,22 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     expect(text(other)).not.toContain('poll_run');
   });
 
-  it('answers outcome_unknown after the proxy was killed mid-call', async () => {
+  it('answers outcome_unknown at once after the proxy on this host was killed mid-call, without waiting for its lease', async () => {
     const db = tempDb();
-    const first = await open(db, [], ['--work-ms', '600000']);
+    // A lease far longer than the test: only noticing that the holder's process is gone can end it.
+    const first = await open(db, ['--lease-ms', '60000'], ['--work-ms', '600000']);
     const lost = call(first.client, 'note', { idempotency_key: key(11), text: 'lost' }).catch(() => 'lost');
     await until(() => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)), 'the call to be recorded');
     process.kill(first.pid, 'SIGKILL');
     expect(await lost).toBe('lost');
-    const second = await open(db, []);
+    const second = await open(db, ['--lease-ms', '60000']);
+    const asked = Date.now();
     const retry = await call(second.client, 'note', { idempotency_key: key(11), text: 'lost' });
+    const waited = Date.now() - asked;
     expect(retry.isError).toBe(true);
     expect(data(retry).error).toMatchObject({ code: 'outcome_unknown', details: { tool: 'note' } });
+    // Under a second here; the bound leaves room for a loaded machine, and is far below the lease.
+    expect(waited).toBeLessThan(5000);
   });
 
   it('answers upstream_unavailable while an HTTP upstream is down, stores nothing, and the same key works once it is back', async () => {

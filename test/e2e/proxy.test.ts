@@ -289,9 +289,9 @@ describe('runledger proxy', () => {
     expect(data(retried)).toEqual({ posted: 'Launch day' });
     expect(effects(log).filter((e) => e.tool === 'social_card')).toHaveLength(1);
     const runs = await readLedger(db, async (ledger) => (await ledger.listRuns('local')).runs);
-    expect(runs.map((run) => [run.tool, run.phase, run.cost]).sort()).toEqual([
-      ['proxied:social_card', 'done', 0],
-      ['social_card', 'done', card.cost_credits],
+    expect(runs.map((run) => [run.executor, run.tool, run.phase, run.cost]).sort()).toEqual([
+      ['engine', 'social_card', 'done', card.cost_credits],
+      ['proxy', 'social_card', 'done', 0],
     ]);
   });
 });

@@ -2,7 +2,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
 import { Engine } from '../../src/engine/engine.js';
-import { MAX_STALLS, Phase, takeoverBackoffMs, type Run, type RunLedger } from '../../src/ledger/index.js';
+import { runTask, type Task } from '../../src/engine/tasks.js';
+import { ThreadDied, type ThreadPool } from '../../src/engine/threads.js';
+import { MAX_STALLS, Phase, type Run, type RunLedger } from '../../src/ledger/index.js';
 import { RunService } from '../../src/runs.js';
 import { backends } from '../helpers/ledgers.js';
 
@@ -85,20 +87,46 @@ describe.each(backends)('engine on $name', ({ open }) => {
     expect(await ledger.usage('local')).toMatchObject({ charges: 1 });
   });
 
-  it(`fails a run, unbilled, once ${MAX_STALLS} workers have died on it without progress`, async () => {
+  it('finishes, billed once, a run whose workers all died on it without progress: a crash never counts against it', async () => {
     let now = Date.UTC(2026, 0, 1);
     const { ledger, engine } = await setup(() => now);
     const created = await ledger.createOrReplay(CARD);
     if (created.kind !== 'created') throw new Error(created.kind);
-    for (let i = 0; i < MAX_STALLS; i++) {
-      const doomed = await ledger.claim(`doomed-${i}`);
-      expect(doomed?.id).toBe(created.run.id);
-      now += 1001 + takeoverBackoffMs(doomed!.stalls + 1, 1000);
+    for (let i = 0; i < 2 * MAX_STALLS; i++) {
+      expect((await ledger.claim(`doomed-${i}`))?.id).toBe(created.run.id);
+      now += 1001;
     }
     engine.start();
     const run = await ended(ledger, created.run.id);
-    expect(run.phase).toBe(Phase.failed);
-    expect(run.error).toMatchObject({ code: 'generation_failed', message: expect.stringMatching(/Gave up after 5 attempts/) });
-    expect(await ledger.usage('local')).toMatchObject({ charges: 0 });
+    expect(run).toMatchObject({ phase: Phase.done, stalls: 0, attempts: 2 * MAX_STALLS + 1 });
+    expect(await ledger.usage('local')).toMatchObject({ charges: 1 });
+  });
+
+  it(`fails a run whose renderer dies on it ${MAX_STALLS} times, unbilled, naming its attempts, while its neighbour finishes`, async () => {
+    const ledger = await open({ leaseMs: 1000 });
+    // A sandbox that dies on one scene, as a poison scene kills its render thread.
+    const threads: ThreadPool = {
+      run: async (task) => {
+        const given = task as Task;
+        if (given.kind === 'render' && JSON.stringify(given.scene).includes('POISON')) throw new ThreadDied(70);
+        return runTask(given) as never;
+      },
+      close: async () => undefined,
+    };
+    const engine = new Engine({ ledger, tools: catalogue, threads, concurrency: 2, idlePollMs: 20 });
+    ledgers.push(ledger);
+    engines.push(engine);
+    const poison = await ledger.createOrReplay({ ...CARD, args: { headline: 'POISON pill' } });
+    const neighbour = await ledger.createOrReplay({ ...CARD, idempotencyKey: 'engine-test-key-0002', args: { headline: 'Healthy' } });
+    if (poison.kind !== 'created' || neighbour.kind !== 'created') throw new Error('expected two new runs');
+    engine.start();
+    expect(await ended(ledger, neighbour.run.id)).toMatchObject({ phase: Phase.done, stalls: 0 });
+    const failed = await ended(ledger, poison.run.id);
+    expect(failed).toMatchObject({ phase: Phase.failed, stalls: MAX_STALLS, attempts: MAX_STALLS });
+    expect(failed.error).toMatchObject({
+      code: 'generation_failed',
+      message: expect.stringMatching(/^Gave up after 5 attempts, .*the last: the render thread died \(exit code 70\) while rendering image 1 of 1$/),
+    });
+    expect(await ledger.usage('local')).toMatchObject({ runs: 2, charges: 1 });
   });
 });

@@ -4,8 +4,8 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll } from 'vitest';
 import type { RunLedger } from '../../src/ledger/index.js';
-import { PostgresLedger } from '../../src/ledger/postgres/index.js';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { openPostgresLedger } from '../../src/ledger/postgres/store.js';
+import { openSqliteLedger } from '../../src/ledger/sqlite/store.js';
 
 /** The PostgreSQL server the tests use; each test gets a schema of its own in it. */
 export const PG_URL = process.env.RUNLEDGER_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -64,8 +64,8 @@ export interface Backend {
   open(settings?: LedgerSettings): Promise<RunLedger>;
 }
 
-const sqlite: Backend = { name: 'SQLite', open: async (settings = {}) => new SqliteLedger({ path: ':memory:', ...settings }) };
-const postgres: Backend = { name: 'PostgreSQL', open: (settings = {}) => PostgresLedger.open({ url: PG_URL, schema: freshSchema(), ...settings }) };
+const sqlite: Backend = { name: 'SQLite', open: (settings = {}) => openSqliteLedger({ path: ':memory:', ...settings }) };
+const postgres: Backend = { name: 'PostgreSQL', open: (settings = {}) => openPostgresLedger({ url: PG_URL, schema: freshSchema(), ...settings }) };
 
 /** The backends to run on here: PostgreSQL only when it is reachable. */
 export const backends: Backend[] = (await postgresAvailable()) ? [sqlite, postgres] : [sqlite];

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../../src/ledger/sqlite/store.js';
+import type { RunLedger } from '../../src/ledger/index.js';
 import type { RunView } from '../../src/mcp/views.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/src/cli.js', import.meta.url));
@@ -72,8 +73,8 @@ export async function until<T>(check: () => Promise<T | undefined>, what: string
 }
 
 /** Opens the ledger file a server uses, reads it, and closes it again. */
-export async function readLedger<T>(db: string, read: (ledger: SqliteLedger) => Promise<T>): Promise<T> {
-  const ledger = new SqliteLedger({ path: db });
+export async function readLedger<T>(db: string, read: (ledger: RunLedger) => Promise<T>): Promise<T> {
+  const ledger = await openSqliteLedger({ path: db });
   try {
     return await read(ledger);
   } finally {

@@ -2,14 +2,16 @@
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { RunledgerError } from '../../src/errors.js';
-import { Phase, takeoverBackoffMs, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
+import { MAX_STALLS, Phase, takeoverBackoffMs, type CreateRequest, type RunLedger } from '../../src/ledger/index.js';
+import type { LedgerProbe } from './probes.js';
 
 export interface LedgerFactoryOptions {
   clock: () => number;
   leaseMs: number;
   retentionMs: number;
 }
-export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<RunLedger>;
+/** A ledger on a fresh store, and a probe of what it stores (see probes.ts). */
+export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<{ ledger: RunLedger; probe: LedgerProbe & { close?(): Promise<void> } }>;
 
 const LEASE_MS = 10_000;
 const RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -40,14 +42,16 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
   describe(`RunLedger contract: ${backend}`, () => {
     let now: number;
     let ledger: RunLedger;
+    let probe: LedgerProbe & { close?(): Promise<void> };
     const tick = (ms: number) => (now += ms);
 
     beforeEach(async () => {
       now = Date.UTC(2026, 0, 1);
-      ledger = await makeLedger({ clock: () => now, leaseMs: LEASE_MS, retentionMs: RETENTION_MS });
+      ({ ledger, probe } = await makeLedger({ clock: () => now, leaseMs: LEASE_MS, retentionMs: RETENTION_MS }));
     });
     afterEach(async () => {
       await ledger.close();
+      await probe.close?.();
     });
 
     /** Claims the next run and drives it to done with one asset. */
@@ -136,11 +140,11 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(await ledger.claim('w2')).toBeNull();
       });
 
-      it('ignores idempotency_key, wait_seconds and dry_run and the order of keys in the fingerprint', async () => {
+      // The per-call fields (idempotency_key, wait_seconds, dry_run) never reach the ledger: mcp/ takes
+      // them off (test/server.test.ts), and for a proxied tool they are arguments like any other.
+      it('ignores the order of keys in the fingerprint', async () => {
         const first = await ledger.createOrReplay(request({ args: { a: 1, b: { y: 2, x: 1 } } }));
-        const again = await ledger.createOrReplay(
-          request({ args: { b: { x: 1, y: 2 }, a: 1, wait_seconds: 30, dry_run: false, idempotency_key: 'x' } }),
-        );
+        const again = await ledger.createOrReplay(request({ args: { b: { x: 1, y: 2 }, a: 1 } }));
         expect(again.kind).toBe('replayed');
         if (first.kind === 'created' && again.kind === 'replayed') expect(again.run.id).toBe(first.run.id);
       });
@@ -362,24 +366,38 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request({ tool: 'send_email', idempotencyKey: 'key-proxied-000000001' }));
         tick(1);
         const own = await ledger.createOrReplay(request({ idempotencyKey: 'key-own-00000000000002' }));
-        expect((await ledger.claim('w1', ['product_shot']))?.id).toBe(own.kind === 'created' ? own.run.id : '');
-        expect(await ledger.claim('w1', ['product_shot', 'social_card'])).toBeNull();
+        expect((await ledger.claim('w1', { tools: ['product_shot'] }))?.id).toBe(own.kind === 'created' ? own.run.id : '');
+        expect(await ledger.claim('w1', { tools: ['product_shot', 'social_card'] })).toBeNull();
         expect((await ledger.claim('w2'))?.tool).toBe('send_email');
       });
 
+      it('keeps one key of each executor apart, and each claims only its own runs', async () => {
+        const rendered = await ledger.createOrReplay(request());
+        const proxied = await ledger.start({ ...request(), executor: 'proxy' }, 'proxy-1');
+        expect([rendered.kind, proxied.kind]).toEqual(['created', 'created']);
+        if (rendered.kind !== 'created' || proxied.kind !== 'created') return;
+        expect(proxied.run).toMatchObject({ executor: 'proxy', tool: 'product_shot', idempotencyKey: KEY });
+        expect(proxied.run.id).not.toBe(rendered.run.id);
+        tick(LEASE_MS + 1);
+        expect(await ledger.claim('w1')).toMatchObject({ id: rendered.run.id, executor: 'engine' });
+        expect(await ledger.claim('w2')).toBeNull();
+        expect(await ledger.claim('proxy-2', { executor: 'proxy' })).toMatchObject({ id: proxied.run.id });
+        expect((await ledger.findRun('acme', 'product_shot', KEY)).id).toBe(rendered.run.id);
+      });
+
       it('creates a run already leased to the worker that starts it, and a replay does not take it', async () => {
-        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        const first = await ledger.start(request(), 'proxy-1');
         expect(first).toMatchObject({ kind: 'created', run: { attempts: 1, phase: 'queued' } });
         const runId = first.kind === 'created' ? first.run.id : '';
         expect((await ledger.getRun('acme', runId)).lease).not.toBeNull();
-        expect(await ledger.createOrReplay(request({ startedBy: 'proxy-2' }))).toMatchObject({ kind: 'replayed', run: { id: runId, attempts: 1 } });
+        expect(await ledger.start(request(), 'proxy-2')).toMatchObject({ kind: 'replayed', run: { id: runId, attempts: 1 } });
         expect(await ledger.claim('w1')).toBeNull();
         expect(await ledger.claimRun(runId, 'proxy-2')).toBeNull();
         expect(await ledger.finish(runId, 'proxy-1', { answer: 1 })).toMatchObject({ phase: 'done', result: { answer: 1 } });
       });
 
       it('hands one run to claimRun only once its holder is gone, counting the attempt', async () => {
-        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        const first = await ledger.start(request(), 'proxy-1');
         const runId = first.kind === 'created' ? first.run.id : '';
         tick(LEASE_MS - 1);
         expect(await ledger.claimRun(runId, 'proxy-2')).toBeNull();
@@ -394,7 +412,7 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       });
 
       it('forgets a run only for its lease holder, freeing the key', async () => {
-        const first = await ledger.createOrReplay(request({ startedBy: 'proxy-1' }));
+        const first = await ledger.start(request(), 'proxy-1');
         const runId = first.kind === 'created' ? first.run.id : '';
         expect(await ledger.forget(runId, 'proxy-2')).toBe(false);
         expect(await ledger.forget(runId, 'proxy-1')).toBe(true);
@@ -426,18 +444,17 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(taken.recovery).toEqual({ 'upstream/0': { requested: true } });
       });
 
-      it('counts an attempt that died without progress as a stall, and progress resets the count', async () => {
+      const RENDERER_DIED = { code: 'generation_failed', message: 'the render thread died (exit code 70)', details: {} } as const;
+
+      it('never counts a lease that ran out against the run: its holder crashed, whatever it had done', async () => {
         await ledger.createOrReplay(request());
         const first = (await ledger.claim('w1'))!;
         expect(first.stalls).toBe(0);
-        tick(LEASE_MS + takeoverBackoffMs(1, LEASE_MS));
-        const second = (await ledger.claim('w2'))!;
-        expect(second).toMatchObject({ attempts: 2, stalls: 1 });
-        await ledger.advance(second.id, 'w2', Phase.composing);
-        tick(LEASE_MS);
-        const third = (await ledger.claim('w3'))!;
-        expect(third).toMatchObject({ attempts: 3, stalls: 0 });
-        expect((await ledger.getRun('acme', third.id)).stalls).toBe(0);
+        for (let i = 2; i <= 2 * MAX_STALLS; i++) {
+          tick(LEASE_MS);
+          expect(await ledger.claim(`w${i}`)).toMatchObject({ id: first.id, attempts: i, stalls: 0 });
+        }
+        expect(await ledger.getRun('acme', first.id)).toMatchObject({ phase: 'queued', stalls: 0 });
       });
 
       it('never counts a released lease as a stall', async () => {
@@ -447,29 +464,51 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(await ledger.claim('w2')).toMatchObject({ id: run.id, attempts: 2, stalls: 0 });
       });
 
-      it('hands a stalled run on only after a back-off that grows with its stalls', async () => {
+      it('tries a run whose attempts fail on it again only after a back-off that grows with them', async () => {
         await ledger.createOrReplay(request());
-        await ledger.claim('w0');
-        for (let i = 1; i <= 3; i++) {
-          tick(LEASE_MS + takeoverBackoffMs(i, LEASE_MS) - 1);
+        let run = (await ledger.claim('w0'))!;
+        for (let i = 1; i < MAX_STALLS; i++) {
+          expect(await ledger.abandon(run.id, `w${i - 1}`, RENDERER_DIED)).toMatchObject({ phase: 'queued', stalls: i, lease: null });
+          expect((await ledger.getRun('acme', run.id)).retryAt).toBe(new Date(now + takeoverBackoffMs(i, LEASE_MS)).toISOString());
+          tick(takeoverBackoffMs(i, LEASE_MS) - 1);
           expect(await ledger.claim(`early-${i}`)).toBeNull();
           tick(1);
-          expect(await ledger.claim(`w${i}`)).toMatchObject({ stalls: i });
+          run = (await ledger.claim(`w${i}`))!;
+          expect(run).toMatchObject({ stalls: i, attempts: i + 1 });
         }
         expect(takeoverBackoffMs(3, LEASE_MS)).toBeGreaterThan(takeoverBackoffMs(1, LEASE_MS));
       });
 
-      it('ends the lease at once when a worker abandons the run, counting a stall only without progress', async () => {
+      it(`fails a run, unbilled, at the ${MAX_STALLS}th attempt in a row that failed on it, naming its attempts`, async () => {
+        await ledger.createOrReplay(request());
+        for (let i = 1; i <= MAX_STALLS; i++) {
+          const run = (await ledger.claim(`w${i}`))!;
+          const after = await ledger.abandon(run.id, `w${i}`, RENDERER_DIED);
+          tick(takeoverBackoffMs(i, LEASE_MS));
+          if (i < MAX_STALLS) continue;
+          expect(after).toMatchObject({ phase: 'failed', stalls: MAX_STALLS, lease: null, retryAt: null });
+          expect(after!.error).toMatchObject({
+            code: 'generation_failed',
+            message: expect.stringMatching(/^Gave up after 5 attempts, the last 5 of them failing in a row on the run itself; the last: the render thread died/),
+            details: { attempts: MAX_STALLS, failed_in_a_row: MAX_STALLS, last_failure: RENDERER_DIED },
+          });
+        }
+        expect(await ledger.claim('w-last')).toBeNull();
+        expect((await ledger.usage('acme')).charges).toBe(0);
+      });
+
+      it('starts counting failed attempts again after progress', async () => {
         await ledger.createOrReplay(request());
         const run = (await ledger.claim('w1'))!;
-        await ledger.abandon(run.id, 'w1');
+        await ledger.abandon(run.id, 'w1', RENDERER_DIED);
         expect(await ledger.claim('w2')).toBeNull();
         tick(takeoverBackoffMs(1, LEASE_MS));
         const second = (await ledger.claim('w2'))!;
         expect(second.stalls).toBe(1);
         await ledger.checkpoint(run.id, 'w2', 'step', { ok: true });
-        await ledger.abandon(run.id, 'w2');
-        expect(await ledger.claim('w3')).toMatchObject({ id: run.id, stalls: 0 });
+        expect((await ledger.getRun('acme', run.id)).stalls).toBe(0);
+        expect(await ledger.abandon(run.id, 'w2', RENDERER_DIED)).toMatchObject({ stalls: 1 });
+        expect(await ledger.abandon(run.id, 'w2', RENDERER_DIED)).toBeNull();
       });
     });
 
@@ -582,6 +621,36 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
 
       it('answers a ping', async () => {
         await expect(ledger.ping()).resolves.toBeUndefined();
+      });
+    });
+
+    // Each of these was written twice before there was one Ledger, and the copies had drifted apart.
+    describe('one behaviour on every store', () => {
+      it("announces an asset attached to a run with the run's own phase", async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        await ledger.advance(run.id, 'w1', Phase.composing);
+        const heard: string[] = [];
+        ledger.subscribe((change) => heard.push(change.phase));
+        await ledger.attachAsset(run.id, 'w1', 0, { bytes: Buffer.from('early'), mime: 'image/png', meta: {} }, 0.3);
+        expect(heard).toEqual(['composing']);
+      });
+
+      it('reads a run once to move it on: the moved run is built from what was written, not read back', async () => {
+        await ledger.createOrReplay(request());
+        const run = (await ledger.claim('w1'))!;
+        expect(await probe.runReads(() => ledger.advance(run.id, 'w1', Phase.composing))).toBe(1);
+        expect(await probe.runReads(() => ledger.finish(run.id, 'w1', { score: 1 }))).toBe(1);
+        expect(await ledger.getRun('acme', run.id)).toMatchObject({ phase: 'done', result: { score: 1 } });
+      });
+
+      it('deletes a run and the bytes only it used in one commit: when the bytes cannot go, nothing goes', async () => {
+        await ledger.createOrReplay(request());
+        const runId = await runToDone();
+        await probe.refuseAssetDeletes();
+        expect((await typedError(ledger.deleteRun('acme', runId))).code).toBe('internal_error');
+        expect(await ledger.getRun('acme', runId)).toMatchObject({ phase: 'done', result: { score: 1 } });
+        expect(await probe.storedAssets()).toBe(1);
       });
     });
 

@@ -1,17 +1,22 @@
 import { describe, expect, it, vi } from 'vitest';
 import { heardChanges } from '../../src/ledger/postgres/announcer.js';
-import { PostgresLedger } from '../../src/ledger/postgres/index.js';
+import { openPostgresLedger } from '../../src/ledger/postgres/store.js';
 import type { RunChange } from '../../src/ledger/index.js';
 import { freshSchema, PG_URL, postgresAvailable } from '../helpers/ledgers.js';
 import { ledgerContract, request } from './contract.js';
+import { postgresProbe } from './probes.js';
 
 describe.skipIf(!(await postgresAvailable()))('PostgreSQL', () => {
-  ledgerContract('PostgreSQL', (opts) => PostgresLedger.open({ url: PG_URL, schema: freshSchema(), ...opts }));
+  ledgerContract('PostgreSQL', async (opts) => {
+    const schema = freshSchema();
+    const ledger = await openPostgresLedger({ url: PG_URL, schema, ...opts });
+    return { ledger, probe: await postgresProbe(PG_URL, schema) };
+  });
 
   describe('announcements between replicas', () => {
     it('tells every other replica of each committed change once, however many come at once', async () => {
       const schema = freshSchema();
-      const [a, b] = await Promise.all([PostgresLedger.open({ url: PG_URL, schema }), PostgresLedger.open({ url: PG_URL, schema })]);
+      const [a, b] = await Promise.all([openPostgresLedger({ url: PG_URL, schema }), openPostgresLedger({ url: PG_URL, schema })]);
       try {
         const heardByA: RunChange[] = [];
         const heardByB: RunChange[] = [];

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RunledgerError, StorageUnavailableError } from '../../src/errors.js';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
-import { sqliteMigrations } from '../../src/ledger/sqlite/migrations.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { MIGRATIONS } from '../../src/ledger/migrations.js';
+import { openSqliteLedger, SqliteStore, type SqliteStoreOptions } from '../../src/ledger/sqlite/store.js';
 import { Phase } from '../../src/ledger/index.js';
 import { request, typedError } from './contract.js';
 
@@ -17,19 +18,26 @@ function tempDir(): string {
   return dir;
 }
 
-const open: SqliteLedger[] = [];
-function ledgerAt(path: string, extra: Partial<ConstructorParameters<typeof SqliteLedger>[0]> = {}): SqliteLedger {
-  const ledger = new SqliteLedger({ path, ...extra });
+const open: Ledger[] = [];
+async function ledgerAt(path: string, extra: Partial<SqliteStoreOptions> & { clock?: () => number; leaseMs?: number } = {}): Promise<Ledger> {
+  const ledger = await openSqliteLedger({ path, ...extra });
   open.push(ledger);
   return ledger;
+}
+
+/** The connection a ledger writes runs on, to ask it for its own settings. */
+async function runsConnection(path: string): Promise<Database.Database> {
+  const store = await SqliteStore.open({ path });
+  open.push({ close: () => store.close() } as Ledger);
+  return store.database;
 }
 afterEach(async () => {
   await Promise.all(open.splice(0).map((l) => l.close()));
 });
 
-function openError(path: string): RunledgerError {
+async function openError(path: string): Promise<RunledgerError> {
   try {
-    ledgerAt(path);
+    await ledgerAt(path);
   } catch (err) {
     expect(err).toBeInstanceOf(RunledgerError);
     return err as RunledgerError;
@@ -40,34 +48,37 @@ function openError(path: string): RunledgerError {
 describe('SQLite ledger file', () => {
   it('uses WAL, synchronous=FULL and a busy timeout, and records its migrations', async () => {
     const path = join(tempDir(), 'nested', 'dir', 'ledger.db');
-    const ledger = ledgerAt(path);
+    const ledger = await ledgerAt(path);
     await ledger.createOrReplay(request());
     const db = new Database(path, { readonly: true });
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       const migrations = db.prepare('SELECT version, name FROM schema_migrations').all();
-      expect(migrations).toEqual(sqliteMigrations.map((m) => ({ version: m.version, name: m.name })));
+      expect(migrations).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
     } finally {
       db.close();
     }
     // synchronous and busy_timeout are per connection: ask the ledger's own.
-    expect((ledger as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(2);
-    expect((ledger as unknown as { db: Database.Database }).db.pragma('busy_timeout', { simple: true })).toBe(5000);
+    const runs = await runsConnection(path);
+    expect(runs.pragma('synchronous', { simple: true })).toBe(2);
+    expect(runs.pragma('busy_timeout', { simple: true })).toBe(5000);
   });
 
   it('stores a short result as its text and a long one deflated; both read back whole, from another process too', async () => {
     const path = join(tempDir(), 'ledger.db');
-    const ledger = ledgerAt(path);
+    const store = await SqliteStore.open({ path });
+    const ledger = new Ledger(store);
+    open.push(ledger);
     const short = { content: [{ type: 'text', text: 'ok' }] };
     const long = { evidence: 'contrast headline 12.1:1 (#16202C on #F7F4EE, needs 3:1); '.repeat(20) };
     const ids: string[] = [];
     for (const [i, result] of [short, long].entries()) {
-      const created = await ledger.createOrReplay(request({ idempotencyKey: `result-form-key-${i}`, startedBy: 'w1' }));
+      const created = await ledger.start(request({ idempotencyKey: `result-form-key-${i}` }), 'w1');
       if (created.kind !== 'created') throw new Error(`expected a new run, got ${created.kind}`);
       ids.push(created.run.id);
       // Stored without an fsync, as the proxy stores answers; the connection then commits durably again.
       expect(await ledger.finish(created.run.id, 'w1', result, undefined, false)).toMatchObject({ phase: Phase.done, result });
-      expect((ledger as unknown as { db: Database.Database }).db.pragma('synchronous', { simple: true })).toBe(2);
+      expect(store.database.pragma('synchronous', { simple: true })).toBe(2);
     }
     const db = new Database(path, { readonly: true });
     try {
@@ -78,17 +89,17 @@ describe('SQLite ledger file', () => {
     } finally {
       db.close();
     }
-    const other = ledgerAt(path);
+    const other = await ledgerAt(path);
     expect((await other.getRun('acme', ids[0]!)).result).toEqual(short);
     expect((await other.getRun('acme', ids[1]!)).result).toEqual(long);
   });
 
   it('reopens an existing ledger without re-running migrations and keeps its runs', async () => {
     const path = join(tempDir(), 'ledger.db');
-    const first = ledgerAt(path);
+    const first = await ledgerAt(path);
     const created = await first.createOrReplay(request());
     await first.close();
-    const second = ledgerAt(path);
+    const second = await ledgerAt(path);
     const again = await second.createOrReplay(request());
     expect(again.kind).toBe('replayed');
     if (created.kind === 'created' && again.kind === 'replayed') expect(again.run.id).toBe(created.run.id);
@@ -99,8 +110,8 @@ describe('SQLite ledger file', () => {
     const old = new Database(path);
     old.pragma('journal_mode = WAL');
     old.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
-    for (const m of sqliteMigrations.filter((m) => m.version <= 2)) {
-      old.exec(m.sql);
+    for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
+      old.exec(m.sqlite);
       old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
     }
     const t0 = Date.UTC(2026, 10, 1, 12);
@@ -121,7 +132,7 @@ describe('SQLite ledger file', () => {
     old.prepare(`INSERT INTO run_assets VALUES ('run_done', 0, 'abc', '{}')`).run();
     old.close();
 
-    const ledger = ledgerAt(path, { clock: () => t0 + 60_000 });
+    const ledger = await ledgerAt(path, { clock: () => t0 + 60_000 });
     const done = await ledger.getRun('acme', 'run_done');
     expect(done.phases).toEqual([
       { phase: 'queued', at: at(0) },
@@ -141,7 +152,7 @@ describe('SQLite ledger file', () => {
   it('gives the pages of swept runs back to the file system, so the file tracks what it keeps', async () => {
     const path = join(tempDir(), 'ledger.db');
     let now = Date.UTC(2026, 0, 1);
-    const ledger = ledgerAt(path, { clock: () => now, leaseMs: 1000 });
+    const ledger = await ledgerAt(path, { clock: () => now, leaseMs: 1000 });
     const fileBytes = () => {
       const db = new Database(path);
       try {
@@ -168,16 +179,16 @@ describe('SQLite ledger file', () => {
 
   it('shares one file between two open ledgers: the fence holds across connections', async () => {
     const path = join(tempDir(), 'ledger.db');
-    const a = ledgerAt(path);
-    const b = ledgerAt(path);
+    const a = await ledgerAt(path);
+    const b = await ledgerAt(path);
     const outs = await Promise.all([a.createOrReplay(request()), b.createOrReplay(request())]);
     expect(outs.map((o) => o.kind).sort()).toEqual(['created', 'replayed']);
   });
 
   it('answers a replay with what is in the file now, after this or another process changed the run', async () => {
     const path = join(tempDir(), 'ledger.db');
-    const a = ledgerAt(path);
-    const b = ledgerAt(path);
+    const a = await ledgerAt(path);
+    const b = await ledgerAt(path);
     const created = await a.createOrReplay(request());
     if (created.kind !== 'created') throw new Error(created.kind);
     const replayPhase = async () => {
@@ -194,24 +205,24 @@ describe('SQLite ledger file', () => {
     expect((await typedError(a.createOrReplay(request()))).code).toBe('not_found');
   });
 
-  it('refuses a ledger written by a newer runledger', () => {
+  it('refuses a ledger written by a newer runledger', async () => {
     const path = join(tempDir(), 'ledger.db');
-    ledgerAt(path);
+    await ledgerAt(path);
     const db = new Database(path);
     db.prepare('INSERT INTO schema_migrations VALUES (999, ?, 0)').run('from the future');
     db.close();
-    const err = openError(path);
+    const err = await openError(path);
     expect(err.code).toBe('storage_unavailable');
     expect(err.message).toMatch(/newer runledger/);
   });
 });
 
 describe('bad storage input', () => {
-  it('names a --db that is not a database, and leaves the file untouched', () => {
+  it('names a --db that is not a database, and leaves the file untouched', async () => {
     const path = join(tempDir(), 'notes.txt');
     const content = 'these are my notes, not a database\n'.repeat(200);
     writeFileSync(path, content);
-    const err = openError(path);
+    const err = await openError(path);
     expect(err).toBeInstanceOf(StorageUnavailableError);
     expect(err.message).toContain(path);
     expect(err.message).toMatch(/not a SQLite database/);
@@ -219,15 +230,15 @@ describe('bad storage input', () => {
     expect(readFileSync(path, 'utf8')).toBe(content);
   });
 
-  it('names a location that is a file where a directory should be', () => {
+  it('names a location that is a file where a directory should be', async () => {
     const file = join(tempDir(), 'plain-file');
     writeFileSync(file, 'x');
-    const err = openError(join(file, 'ledger.db'));
+    const err = await openError(join(file, 'ledger.db'));
     expect(err.code).toBe('storage_unavailable');
     expect(err.message).toContain(file);
   });
 
-  it('names a read-only location', () => {
+  it('names a read-only location', async () => {
     // Directory modes do not stop root, so as root the location is sysfs, which no one may write.
     let dir = '/sys/runledger-ledger';
     if (process.getuid?.() !== 0) {
@@ -236,7 +247,7 @@ describe('bad storage input', () => {
       chmodSync(dir, 0o555);
     }
     for (const path of [join(dir, 'ledger.db'), join(dir, 'deeper', 'ledger.db')]) {
-      const err = openError(path);
+      const err = await openError(path);
       expect(err.code).toBe('storage_unavailable');
       expect(err.message).toContain(path);
       expect(err.message).toMatch(/read-only/);
@@ -245,14 +256,14 @@ describe('bad storage input', () => {
 
   it('reports a full disk as storage_unavailable, writes nothing, and stays usable', async () => {
     const path = join(tempDir(), 'ledger.db');
-    ledgerAt(path).close();
+    await (await ledgerAt(path)).close();
     const pages = (() => {
       const db = new Database(path);
       const n = db.pragma('page_count', { simple: true }) as number;
       db.close();
       return n;
     })();
-    const ledger = ledgerAt(path, { maxPageCount: pages + 2 });
+    const ledger = await ledgerAt(path, { maxPageCount: pages + 2 });
     const small = await ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000001' }));
     expect(small.kind).toBe('created');
     const huge = request({ idempotencyKey: 'key-huge-0000000001', args: { brief: 'x'.repeat(200_000) } });
@@ -270,7 +281,7 @@ describe('bad storage input', () => {
 
   it('reports a ledger locked too long by another process as busy; the same key then succeeds', async () => {
     const path = join(tempDir(), 'ledger.db');
-    const ledger = ledgerAt(path, { busyTimeoutMs: 50 });
+    const ledger = await ledgerAt(path, { busyTimeoutMs: 50 });
     const holder = new Database(path);
     holder.exec('BEGIN IMMEDIATE');
     const err = await typedError(ledger.createOrReplay(request()));
@@ -284,11 +295,11 @@ describe('bad storage input', () => {
 
   it('fails only the create that does not fit, when others arrive in the same moment', async () => {
     const path = join(tempDir(), 'ledger.db');
-    ledgerAt(path).close();
+    await (await ledgerAt(path)).close();
     const db = new Database(path);
     const pages = db.pragma('page_count', { simple: true }) as number;
     db.close();
-    const ledger = ledgerAt(path, { maxPageCount: pages + 3 });
+    const ledger = await ledgerAt(path, { maxPageCount: pages + 3 });
     const huge = request({ idempotencyKey: 'key-huge-0000000002', args: { brief: 'x'.repeat(200_000) } });
     const settled = await Promise.allSettled([
       ledger.createOrReplay(request({ idempotencyKey: 'key-small-000000002' })),

@@ -1,12 +1,15 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
-import { ledgerContract } from './contract.js';
+import { Ledger } from '../../src/ledger/ledger.js';
+import { SqliteStore } from '../../src/ledger/sqlite/store.js';
+import { ledgerContract, type LedgerFactoryOptions } from './contract.js';
+import { sqliteProbe } from './probes.js';
 
-ledgerContract('SQLite :memory:', async (opts) => new SqliteLedger({ path: ':memory:', ...opts }));
+async function sqlite(path: string, opts: LedgerFactoryOptions) {
+  const store = await SqliteStore.open({ path });
+  return { ledger: new Ledger(store, opts), probe: sqliteProbe(store.database) };
+}
 
-ledgerContract('SQLite file', async (opts) => {
-  const dir = mkdtempSync(join(tmpdir(), 'runledger-contract-'));
-  return new SqliteLedger({ path: join(dir, 'ledger.db'), ...opts });
-});
+ledgerContract('SQLite :memory:', (opts) => sqlite(':memory:', opts));
+ledgerContract('SQLite file', (opts) => sqlite(join(mkdtempSync(join(tmpdir(), 'runledger-contract-')), 'ledger.db'), opts));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DEFAULT_BRAND_KIT, type BrandKit } from '../../src/brand.js';
-import { SqliteLedger } from '../../src/ledger/sqlite/index.js';
+import { openSqliteLedger } from '../../src/ledger/sqlite/store.js';
 import { mcpTools } from '../../src/mcp/server.js';
 import { renderScene } from '../../src/providers/builtin.js';
 import { evaluate } from '../../src/rubric/index.js';
@@ -30,7 +30,7 @@ describe('catalogue', () => {
 
   it('tells the agent the key rule, the cost and to poll rather than create again', async () => {
     // What an agent reads is the listed description: the tool's own words plus what the machinery adds.
-    const ledger = new SqliteLedger({ path: ':memory:' });
+    const ledger = await openSqliteLedger({ path: ':memory:' });
     const listed = mcpTools(new RunService(ledger), catalogue).map((entry) => entry.definition);
     for (const tool of catalogue) {
       const description = listed.find((d) => d.name === `create_${tool.name}`)!.description;

@@ -1,6 +1,6 @@
 // PostgreSQL failures as typed errors that name the server (never its password) and the cause.
 import { InternalError, RunledgerError, StorageUnavailableError } from '../../errors.js';
-import { safeLedgerUrl } from '../index.js';
+import { safeLedgerUrl } from '../url.js';
 
 /** The URL as it is safe to print: the password removed, the schema named. */
 export function describeUrl(url: string, schema: string): string {
