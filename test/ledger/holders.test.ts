@@ -31,7 +31,7 @@ describe('holderGone', () => {
     await live.kill();
     expect(holderGone(live.owner)).toBe(true);
     // This process's own pid, but with another start time: the pid was reused.
-    const reused = processOwner('test').replace(/~(\d+)~(\w+)$/, (_all, start: string, nonce: string) => `~${Number(start) + 1}~${nonce}`);
+    const reused = processOwner('test').replace(/~(\d+)~([^~]+)$/, (_all, start: string, nonce: string) => `~${Number(start) + 1}~${nonce}`);
     expect(holderGone(reused)).toBe(true);
     expect(holderGone(processOwner('test'))).toBe(false);
   });
