@@ -56,10 +56,13 @@ function createRequest(tenant: string, call: CreateCall): CreateRequest {
 }
 
 /**
- * How often a waiter re-reads a run it has heard nothing about: another process may be the one
- * running it, and a SQLite ledger only reports this process's own writes.
+ * How often a waiter re-reads a run it has heard nothing about. A SQLite ledger reports only this
+ * process's own writes, so another process running the run is seen by looking again; a shared server
+ * database reports every replica's, and looking again only covers a gap in its feed (a replica that
+ * died between its commit and its announcement, the listening connection reconnecting).
  */
 const WAIT_POLL_MS = 250;
+const FEED_GAP_POLL_MS = 5000;
 
 /** What the run service needs of the ledger: a caller's verbs, and freeing a run whose holder died. */
 export type RunsLedger = CallerPort & Pick<Housekeeping, 'releaseDeadHolders'>;
@@ -112,7 +115,7 @@ export class RunService {
     while (!isTerminal(current.phase) && !opts.signal?.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      await this.nextChange(run.id, Math.min(left, WAIT_POLL_MS), opts.signal);
+      await this.nextChange(run.id, Math.min(left, this.ledger.hearsOtherProcesses ? FEED_GAP_POLL_MS : WAIT_POLL_MS), opts.signal);
       // A holder that died on this host need not be waited out: freed, the run is taken over now.
       if (current.lease !== null && holderGone(current.lease.holder)) await this.ledger.releaseDeadHolders(run.id);
       const next = await this.ledger.getRun(tenant, run.id);

@@ -80,6 +80,10 @@ export class Ledger implements RunLedger {
     return this.changes.subscribe(listener);
   }
 
+  get hearsOtherProcesses(): boolean {
+    return this.store.onAnnounced !== undefined;
+  }
+
   /** After a commit: this process's listeners now, other processes through the store. */
   private publish(changes: RunChange[]): void {
     for (const change of changes) this.changes.emit(change);

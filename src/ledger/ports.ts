@@ -31,6 +31,8 @@ export interface ChangeSource {
    * writes, and (for a shared server database) other processes' too. Returns the unsubscribe.
    */
   subscribe(listener: (change: RunChange) => void): () => void;
+  /** Whether `subscribe` also hears other processes' changes (a shared server database does). */
+  readonly hearsOtherProcesses: boolean;
 }
 
 export interface CallerPort extends ChangeSource {
