@@ -47,8 +47,8 @@ export const brandKitSchema = z
             .describe('What the colour is for: primary, secondary, accent, background or text.'),
         }),
       )
-      .min(1, 'needs at least one colour')
-      .max(8, 'at most 8 colours')
+      .min(1, 'must have at least one colour')
+      .max(8, 'must have at most 8 colours')
       .describe(
         'The brand colours, 1 to 8. Give a "background" and a "text" colour for the best results; missing roles ' +
           'are derived from the other colours. The rubric measures how much of the image uses these colours.',

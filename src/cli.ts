@@ -2,12 +2,14 @@
 // One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
-import { parseConfig, USAGE, UsageError, type Config } from './config.js';
+import { helpText } from './commands.js';
+import { helpFor, parseConfig, UsageError, type Config, type RunsListConfig, type RunsShowConfig, type ServingConfig } from './config.js';
 import { asRunledgerError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
+import type { Serving } from './runtime.js';
 import { VERSION } from './version.js';
 
-async function runsCommand(config: Config): Promise<void> {
+async function runsCommand(config: RunsListConfig | RunsShowConfig): Promise<void> {
   const { openLedger, isBilled } = await import('./ledger/index.js');
   const { RunService } = await import('./runs.js');
   const { runView } = await import('./mcp/views.js');
@@ -15,12 +17,11 @@ async function runsCommand(config: Config): Promise<void> {
   const runs = new RunService(ledger);
   try {
     if (config.command === 'runs-show') {
-      const run = await runs.get(config.tenant, config.rest[0]!);
+      const run = await runs.get(config.tenant, config.runId);
       process.stdout.write(JSON.stringify(runView(run, false), null, 2) + '\n');
       return;
     }
-    const { tool, phase, limit, cursor } = config.list!;
-    const page = await runs.list(config.tenant, { tool, phase, limit, cursor });
+    const page = await runs.list(config.tenant, config.list);
     if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${ledger.describe()}\n`);
     for (const run of page.runs) {
       const billed = isBilled(run.phase) ? `billed ${run.cost}` : 'not billed';
@@ -34,26 +35,14 @@ async function runsCommand(config: Config): Promise<void> {
   }
 }
 
-function usageFailure(err: unknown, help = 'runledger --help'): number {
+function usageFailure(err: unknown): number {
   if (!(err instanceof UsageError)) throw err;
-  process.stderr.write(`runledger: ${err.message}\nRun "${help}" for usage.\n`);
+  process.stderr.write(`runledger: ${err.message}\nRun "${helpFor(err)}" for usage.\n`);
   return 2;
 }
 
-/** record and replay take their own flags and help; everything after record's "--" belongs to the server. */
+/** record and replay read their own flags (checked against the table already) in src/harness. */
 async function harnessCommand(command: 'record' | 'replay', args: string[]): Promise<number> {
-  const ownArgs = command === 'record' && args.includes('--') ? args.slice(0, args.indexOf('--')) : args;
-  if (ownArgs.includes('--help') || ownArgs.includes('-h')) {
-    const { RECORD_USAGE, REPLAY_USAGE } = await import('./harness/usage.js');
-    process.stdout.write(command === 'record' ? RECORD_USAGE : REPLAY_USAGE);
-    return 0;
-  }
-  const schema = command === 'record' ? (ownArgs.includes('--schema') ? 'transcript' : undefined) : ownArgs.includes('--report-schema') ? 'report' : ownArgs.includes('--profile-schema') ? 'profile' : undefined;
-  if (schema !== undefined) {
-    const { jsonSchema } = await import('./harness/schemas.js');
-    process.stdout.write(JSON.stringify(jsonSchema(schema), null, 2) + '\n');
-    return 0;
-  }
   const { parseRecordArgs, parseReplayArgs } = await import('./harness/options.js');
   try {
     if (command === 'record') {
@@ -65,44 +54,56 @@ async function harnessCommand(command: 'record' | 'replay', args: string[]): Pro
     const { runReplay } = await import('./harness/replay.js');
     return await runReplay(options);
   } catch (err) {
-    return usageFailure(err, `runledger ${command} --help`);
+    if (err instanceof UsageError) err.command ??= command;
+    return usageFailure(err);
   }
 }
 
+/** Serves MCP over stdio or HTTP: runledger itself, or the proxy. Answers -1: it runs until stopped. */
+async function serve<C extends ServingConfig>(config: C, open: (config: C, log: Logger) => Promise<Serving>): Promise<number> {
+  const log = createLogger(config.logLevel);
+  if (config.http !== null) {
+    const { serveHttp } = await import('./transports/http.js');
+    const handle = await serveHttp(config, config.http, log, open);
+    const stop = (signal: string) => {
+      log.info(`shutting down (${signal}): finishing in-flight requests`);
+      void handle.close().finally(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    return -1;
+  }
+  const { serveStdio } = await import('./transports/stdio.js');
+  await serveStdio(config, log, open);
+  return -1; // keeps running until stdin closes or a signal arrives
+}
+
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'record' || argv[0] === 'replay') return harnessCommand(argv[0], argv.slice(1));
   let config: Config;
   try {
     config = parseConfig(argv);
   } catch (err) {
     return usageFailure(err);
   }
-  const log = createLogger(config.logLevel);
   switch (config.command) {
     case 'help':
-      process.stdout.write(USAGE);
+      process.stdout.write(helpText(config.topic));
       return 0;
     case 'version':
       process.stdout.write(`runledger ${VERSION}\n`);
       return 0;
-    case 'serve':
-    case 'proxy': {
-      const open = config.command === 'proxy' ? (await import('./proxy/index.js')).createProxyRuntime : undefined;
-      if (config.http !== null) {
-        const { serveHttp } = await import('./transports/http.js');
-        const handle = await serveHttp(config, config.http, log, open);
-        const stop = (signal: string) => {
-          log.info(`shutting down (${signal}): finishing in-flight requests`);
-          void handle.close().finally(() => process.exit(0));
-        };
-        process.once('SIGTERM', () => stop('SIGTERM'));
-        process.once('SIGINT', () => stop('SIGINT'));
-        return -1;
-      }
-      const { serveStdio } = await import('./transports/stdio.js');
-      await serveStdio(config, log, open);
-      return -1; // keeps running until stdin closes or a signal arrives
+    case 'schema': {
+      const { jsonSchema } = await import('./harness/schemas.js');
+      process.stdout.write(JSON.stringify(jsonSchema(config.schema), null, 2) + '\n');
+      return 0;
     }
+    case 'record':
+    case 'replay':
+      return harnessCommand(config.command, config.args);
+    case 'serve':
+      return serve(config, (await import('./runtime.js')).createRuntime);
+    case 'proxy':
+      return serve(config, (await import('./proxy/index.js')).createProxyRuntime);
     case 'runs-list':
     case 'runs-show':
       await runsCommand(config);

@@ -1,36 +1,102 @@
-// Flags and environment, validated once. Bad input exits with code 2 and a message naming the flag.
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+// The command line, routed and validated once, from the table in commands.ts: which command, its
+// flags, their environment variables and defaults. Bad input is a UsageError (exit 2) naming the flag.
 import { parseArgs } from 'node:util';
-import { MAX_PAGE_SIZE, PHASES, type Phase } from './ledger/index.js';
+import {
+  COMMANDS,
+  commandsTaking,
+  defaultOf,
+  FLAGS,
+  flagsOf,
+  LOG_LEVELS,
+  parseArgsOptions,
+  PROVIDERS,
+  type CommandName,
+  type Flag,
+  type FlagName,
+  type Values,
+} from './commands.js';
+import { PHASES, type Phase } from './ledger/index.js';
+
+export { defaultDbPath, PROVIDERS } from './commands.js';
 
 export class UsageError extends Error {
-  constructor(message: string) {
+  /** The command whose flags were wrong, once known: its --help is the one to point to. */
+  command: CommandName | undefined;
+  constructor(message: string, command?: CommandName) {
     super(message);
     this.name = 'UsageError';
+    this.command = command;
   }
 }
 
-export interface Config {
-  command: 'serve' | 'proxy' | 'demo' | 'runs-list' | 'runs-show' | 'help' | 'version';
-  /** Positional arguments after the command (e.g. the run id of `runs show`). */
-  rest: string[];
+/** The help that explains a usage error. */
+export function helpFor(err: UsageError): string {
+  return err.command === undefined ? 'runledger --help' : `runledger ${COMMANDS[err.command].words.join(' ')} --help`;
+}
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** Which ledger, and whose runs in it: every command that opens the ledger has these. */
+export interface LedgerChoice {
   db: string;
   /** PostgreSQL only: the schema, and the most connections a process opens. */
   dbSchema: string | undefined;
   dbPoolSize: number | undefined;
   tenant: string;
+  logLevel: LogLevel;
+}
+
+export interface ServeConfig extends LedgerChoice {
+  command: 'serve';
   concurrency: number;
   phaseDelayMs: number;
   leaseMs: number;
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
-  http: HttpConfig | null;
   providers: ProvidersConfig;
-  /** runledger proxy: the upstream server and which of its tools are fenced. */
-  proxy: ProxyConfig | null;
-  /** runs list: which runs, how many, from where. */
-  list: ListConfig | null;
+  http: HttpConfig | null;
 }
+
+export interface ProxyCommandConfig extends LedgerChoice {
+  command: 'proxy';
+  leaseMs: number;
+  http: HttpConfig | null;
+  proxy: ProxyConfig;
+}
+
+export interface DemoConfig extends LedgerChoice {
+  command: 'demo';
+  /** Chosen by --db or RUNLEDGER_DB; otherwise the demo's own ledger. */
+  dbGiven: boolean;
+  phaseDelayMs: number;
+}
+
+export interface RunsListConfig extends LedgerChoice {
+  command: 'runs-list';
+  list: ListConfig;
+}
+
+export interface RunsShowConfig extends LedgerChoice {
+  command: 'runs-show';
+  runId: string;
+}
+
+/** record and replay: their flags were checked against the table; src/harness/options.ts reads them. */
+export type HarnessConfig = { command: 'record'; args: string[] } | { command: 'replay'; args: string[] };
+
+export type Config =
+  | ServeConfig
+  | ProxyCommandConfig
+  | DemoConfig
+  | RunsListConfig
+  | RunsShowConfig
+  | HarnessConfig
+  | { command: 'help'; topic: CommandName | undefined }
+  | { command: 'version' }
+  /** record --schema, replay --report-schema and --profile-schema: print a JSON Schema. */
+  | { command: 'schema'; schema: 'transcript' | 'report' | 'profile' };
+
+/** What runledger serves MCP as: itself, or the proxy in front of another server. */
+export type ServingConfig = ServeConfig | ProxyCommandConfig;
 
 export interface ListConfig {
   /** As the ledger records it: product_shot, or a proxied tool's own name. */
@@ -58,9 +124,6 @@ export interface ProxyConfig {
   /** Each downstream session gets its own upstream session instead of sharing its tenant's. */
   upstreamPerSession: boolean;
 }
-
-export const PROVIDERS = ['builtin', 'openai'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
 
 export interface ProvidersConfig {
   /** The provider of every tool not named in `perTool`. */
@@ -97,207 +160,205 @@ export interface HttpConfig {
   allowedOrigins: string[];
 }
 
-export const USAGE = `runledger — an MCP server that makes generative tool calls safe to retry
-
-Usage:
-  runledger [options]                serve MCP over stdio (what Claude Desktop, Cursor and VS Code launch)
-  runledger demo [options]           run the server as a child and show create, replay, refusal and billing
-  runledger record --out FILE [--redact REGEX]... -- <server command...>
-                                     proxy an MCP client to a stdio server, writing each tools/call to a transcript
-  runledger replay FILE [options]    replay a transcript with faults and check the idempotency invariants
-  runledger proxy [options] -- <server command...>
-  runledger proxy [options] --upstream-url URL
-                                     serve another MCP server's tools with every mutating one fenced by
-                                     the ledger: a retry with the same idempotency_key never repeats it
-  runledger runs list [options]      list runs in the ledger, newest first, with their keys:
-                                     --tool NAME, --phase PHASE, --limit N (1–${MAX_PAGE_SIZE}, default 50), --cursor C
-  runledger runs show <run_id>       show one run as JSON
-
-Options:
-  --db PATH|URL           the ledger: a SQLite file, or postgres://user:password@host:port/database for
-                          a ledger several replicas share (env RUNLEDGER_DB; default: ${defaultDbPath()})
-  --db-schema NAME        PostgreSQL: the schema for the tables (env RUNLEDGER_DB_SCHEMA; also ?schema= in
-                          the URL; default: runledger)
-  --db-pool-size N        PostgreSQL: most connections this process opens for runs, 1–100 (env
-                          RUNLEDGER_DB_POOL_SIZE; default: 10)
-  --tenant NAME           tenant whose runs this process serves (env RUNLEDGER_TENANT; default: local)
-  --concurrency N         runs rendered at once, 0–32; 0 serves only, leaving rendering to another
-                          runledger process on the same ledger (default: 2)
-  --phase-delay-ms MS     slow every phase by MS, 0–600000, to watch the phase stream (default: 0)
-  --lease-ms MS           worker lease; a dead worker's run is resumed after it, 1000–3600000 (default: 30000)
-  --log-level LEVEL       debug, info, warn or error; logs go to stderr (default: info)
-
-Image providers (the built-in renderer is the default; see README "Providers"):
-  --provider NAME         builtin or openai, for every tool (env RUNLEDGER_PROVIDER; default: builtin)
-  --provider-for TOOL=NAME  this tool's provider, overriding --provider (repeatable)
-  --provider-url URL      OpenAI-compatible API base (env RUNLEDGER_PROVIDER_URL; default: https://api.openai.com/v1)
-  --provider-model NAME   image model (env RUNLEDGER_PROVIDER_MODEL; default: gpt-image-1)
-  --provider-key-env VAR  environment variable holding the API key (default: OPENAI_API_KEY)
-  --provider-timeout-ms MS  cut-off for one provider call, 1000–600000 (default: 120000)
-  --provider-sizes LIST   sizes the model accepts, e.g. 1024x1024,1536x1024, or "any" to send the
-                          tool's exact size (default: 1024x1024,1536x1024,1024x1536)
-
-Streamable HTTP (instead of stdio):
-  --http                  serve MCP over Streamable HTTP at /mcp, and GET /healthz
-  --host HOST             address to bind (default: 127.0.0.1); another than loopback needs tokens
-  --port PORT             port, 0 picks a free one (default: 8787)
-  --stateless             no sessions: every request stands alone (for load-balanced replicas)
-  --tokens FILE           bearer tokens, one "TENANT TOKEN" pair per line, # comments
-                          (env RUNLEDGER_TOKENS: TENANT:TOKEN,TENANT:TOKEN)
-  --max-body-bytes N      largest request body, 1024–67108864 (default: 1048576)
-  --body-timeout-ms MS    a request's headers, then its body, must each arrive within MS, or it is
-                          answered 408 and its connection closed; 1000–600000 (default: 20000)
-  --max-connections N     open connections; past it a request is answered 503 with Retry-After,
-                          1–1000000 (default: 10000)
-  --max-sessions N        sessions this process holds, all tenants together; past it initialize is
-                          answered 503 with Retry-After, 1–1000000 (default: 5000)
-  --max-tenant-sessions N sessions one tenant holds; past it initialize is answered 429 with
-                          Retry-After, 1–1000000 (default: 1000)
-  --session-idle-ms MS    a session with no request or stream open for MS is closed, 1000–86400000
-                          (default: 1800000, 30 minutes)
-  --allowed-hosts LIST    more Host header values to accept, comma-separated (e.g. mcp.example.com)
-  --allowed-origins LIST  more Origin values to accept, comma-separated
-  -h, --help              this help
-  -v, --version           the version
-
-Proxy (the ledger, tenant and --http flags above apply too):
-  --upstream-url URL      the upstream as a Streamable HTTP server, instead of a command after --
-  --upstream-token TOKEN  bearer token for --upstream-url (env RUNLEDGER_UPSTREAM_TOKEN)
-  --fence LIST            also fence these tools, though annotated read-only (comma-separated)
-  --pass LIST             pass these tools through unfenced, though they are not read-only
-  --retry-errors          let a key be tried again after an isError answer, instead of replaying it
-  --wait-seconds N        how long a retry waits for the first call still in flight, 0–300 (default: 25)
-  --upstream-timeout-ms MS  longest silence of one upstream call, 1000–3600000 (default: 600000)
-  --upstream-max N        most upstream sessions open at once, one per tenant: a stdio upstream is one
-                          process per tenant, started with RUNLEDGER_TENANT set and {tenant} in its
-                          command or URL filled in; 1–1000 (default: 16)
-  --upstream-idle-ms MS   over --http, close a tenant's upstream session after MS unused, 1000–86400000
-                          (default: 600000)
-  --upstream-per-session  one upstream session per client session instead of per tenant (not with --stateless)
-
-Record and replay take flags of their own: runledger record --help, runledger replay --help.
-`;
-
-/** Where the ledger lives unless told otherwise: the platform's per-user data directory. */
-export function defaultDbPath(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
-  const home = homedir();
-  let base: string;
-  if (platform === 'win32') base = env.LOCALAPPDATA ?? join(home, 'AppData', 'Local');
-  else if (platform === 'darwin') base = join(home, 'Library', 'Application Support');
-  else base = env.XDG_DATA_HOME || join(home, '.local', 'share');
-  return join(base, 'runledger', 'ledger.db');
-}
-
-export function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
-  if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text.trim())) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${text}"`);
-  const n = Number(text);
-  if (n < min || n > max) throw new UsageError(`${flag} must be from ${min} to ${max}, got ${n}`);
-  return n;
-}
-
 /** What a tenant name may be, wherever one comes from (flag, environment or tokens file). */
 export const TENANT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const TENANT_RULE = '1–64 letters, digits, ".", "_" or "-"';
 
-export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
-  // Everything after "--" is the upstream server's command line (runledger proxy), never our flags.
+const ALL_FLAGS = Object.keys(FLAGS) as FlagName[];
+const ALL_OPTIONS = parseArgsOptions(ALL_FLAGS);
+
+function parseError(err: unknown, harness: 'record' | 'replay' | undefined): UsageError {
+  const message = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
+  return new UsageError(harness === undefined ? message : `${harness}: ${message}`, harness);
+}
+
+const spoken = (command: CommandName) => `runledger ${COMMANDS[command].words.join(' ')}`;
+
+function orList(items: string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
+}
+
+/** A command line split into its command, that command's flags, its positionals, and what follows "--". */
+interface Routed {
+  command: CommandName;
+  /** A command was named (runledger serve --help), rather than implied (runledger --help). */
+  named: boolean;
+  values: Values<CommandName>;
+  positionals: string[];
+  afterDashes: string[];
+}
+
+/**
+ * Finds the command and checks that every flag given is one of its own. Flags may come before the
+ * command (runledger --db x runs list), so the whole line is read once with every flag of the table;
+ * record and replay go first, since what follows them is theirs.
+ */
+export function route(argv: string[]): Routed {
   const dashes = argv.indexOf('--');
-  const upstreamCommand = dashes < 0 ? [] : argv.slice(dashes + 1);
+  const own = dashes < 0 ? argv : argv.slice(0, dashes);
+  const afterDashes = dashes < 0 ? [] : argv.slice(dashes + 1);
+  const harness = own[0] === 'record' || own[0] === 'replay' ? own[0] : undefined;
   let parsed;
   try {
-    parsed = parseArgs({
-      args: dashes < 0 ? argv : argv.slice(0, dashes),
-      allowPositionals: true,
-      strict: true,
-      options: {
-        db: { type: 'string' },
-        'db-schema': { type: 'string' },
-        'db-pool-size': { type: 'string' },
-        tenant: { type: 'string' },
-        concurrency: { type: 'string' },
-        'phase-delay-ms': { type: 'string' },
-        'lease-ms': { type: 'string' },
-        'log-level': { type: 'string' },
-        provider: { type: 'string' },
-        'provider-for': { type: 'string', multiple: true },
-        'provider-url': { type: 'string' },
-        'provider-model': { type: 'string' },
-        'provider-key-env': { type: 'string' },
-        'provider-timeout-ms': { type: 'string' },
-        'provider-sizes': { type: 'string' },
-        http: { type: 'boolean' },
-        host: { type: 'string' },
-        port: { type: 'string' },
-        stateless: { type: 'boolean' },
-        tokens: { type: 'string' },
-        'max-body-bytes': { type: 'string' },
-        'body-timeout-ms': { type: 'string' },
-        'max-connections': { type: 'string' },
-        'max-sessions': { type: 'string' },
-        'max-tenant-sessions': { type: 'string' },
-        'session-idle-ms': { type: 'string' },
-        'allowed-hosts': { type: 'string' },
-        'allowed-origins': { type: 'string' },
-        'upstream-url': { type: 'string' },
-        'upstream-token': { type: 'string' },
-        fence: { type: 'string' },
-        pass: { type: 'string' },
-        'retry-errors': { type: 'boolean' },
-        'wait-seconds': { type: 'string' },
-        'upstream-timeout-ms': { type: 'string' },
-        'upstream-max': { type: 'string' },
-        'upstream-idle-ms': { type: 'string' },
-        'upstream-per-session': { type: 'boolean' },
-        tool: { type: 'string' },
-        phase: { type: 'string' },
-        limit: { type: 'string' },
-        cursor: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'v' },
-      },
-    });
+    parsed = parseArgs({ args: harness === undefined ? own : own.slice(1), options: ALL_OPTIONS, allowPositionals: true, strict: true, tokens: true });
   } catch (err) {
-    throw new UsageError((err as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
+    throw parseError(err, harness);
   }
-  const { values, positionals } = parsed;
-  const [first, second, ...rest] = positionals;
-  let command: Config['command'];
-  let extra: string[] = [];
-  if (values.help) command = 'help';
-  else if (values.version) command = 'version';
-  else if (first === undefined) command = 'serve';
-  else if (first === 'proxy') {
-    command = first;
-    if (second !== undefined) throw new UsageError(`unexpected argument "${second}": the upstream command goes after "--" (runledger proxy -- node server.js)`);
-  } else if (first === 'demo') {
-    command = first;
-    if (second !== undefined) throw new UsageError(`unexpected argument "${second}" after ${first}`);
-  } else if (first === 'runs' && second === 'list') {
-    command = 'runs-list';
-    if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}" after runs list`);
-  } else if (first === 'runs' && second === 'show') {
-    command = 'runs-show';
-    if (rest.length !== 1) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
-    extra = rest;
-  } else if (first === 'record' || first === 'replay') {
-    throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
-  } else if (first === 'runs') {
-    throw new UsageError('runs takes a subcommand: runledger runs list | runledger runs show <run_id>');
-  } else {
-    throw new UsageError(`unknown command "${first}"`);
+  let command: CommandName;
+  let positionals = parsed.positionals;
+  if (harness !== undefined) command = harness;
+  else {
+    const [first, second] = positionals;
+    if (first === undefined || first === 'serve') command = 'serve';
+    else if (first === 'proxy' || first === 'demo') command = first;
+    else if (first === 'runs' && second === 'list') command = 'runs-list';
+    else if (first === 'runs' && second === 'show') command = 'runs-show';
+    else if (first === 'record' || first === 'replay') throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
+    else if (first === 'runs') throw new UsageError('runs takes a subcommand: runledger runs list, or runledger runs show <run_id>.');
+    else throw new UsageError(`unknown command "${first}"; the commands are ${orList(Object.values(COMMANDS).map((c) => c.words.join(' ')))}.`);
+    positionals = positionals.slice(first === undefined ? 0 : COMMANDS[command].words.length);
+  }
+  const allowed = flagsOf(command);
+  for (const token of parsed.tokens) {
+    if (token.kind !== 'option' || allowed.includes(token.name as FlagName)) continue;
+    const takers = commandsTaking(token.name as FlagName).map(spoken);
+    throw new UsageError(`--${token.name} goes with ${orList(takers)}, not with ${spoken(command)}.`, command);
+  }
+  return { command, named: harness !== undefined || parsed.positionals.length > 0, values: parsed.values as Values<CommandName>, positionals, afterDashes };
+}
+
+/**
+ * Reads one command's flags by the table: the flag as given, else its environment variable, else the
+ * command's default. Names in messages are the flags', with the environment variable when it supplied the value.
+ */
+export class FlagReader {
+  constructor(
+    private readonly command: CommandName,
+    private readonly values: Values<CommandName>,
+    private readonly env: NodeJS.ProcessEnv,
+  ) {}
+
+  private raw(name: FlagName): unknown {
+    return (this.values as Record<string, unknown>)[name];
   }
 
-  const tenant = values.tenant ?? env.RUNLEDGER_TENANT ?? 'local';
+  /** Given on the command line. */
+  onLine(name: FlagName): boolean {
+    return this.raw(name) !== undefined;
+  }
+
+  /** Given on the command line or in the environment (not a default). */
+  given(name: FlagName): boolean {
+    const flag: Flag = FLAGS[name];
+    return this.onLine(name) || (flag.env !== undefined && this.env[flag.env] !== undefined);
+  }
+
+  private source(name: FlagName): { text: string | undefined; from: string } {
+    const flag: Flag = FLAGS[name];
+    const given = this.raw(name);
+    if (typeof given === 'string') return { text: given, from: `--${name}` };
+    if (flag.env !== undefined && this.env[flag.env] !== undefined) return { text: this.env[flag.env], from: `--${name} (from ${flag.env})` };
+    return { text: defaultOf(this.command, name, this.env), from: `--${name}` };
+  }
+
+  text(name: FlagName): string | undefined {
+    return this.source(name).text;
+  }
+
+  bool(name: FlagName): boolean {
+    return this.raw(name) === true;
+  }
+
+  list(name: FlagName): string[] {
+    const given = this.raw(name);
+    return Array.isArray(given) ? (given as string[]) : [];
+  }
+
+  /** A whole number within the flag's range; undefined only for a flag with no default, not given. */
+  int(name: FlagName): number | undefined {
+    const { text, from } = this.source(name);
+    if (text === undefined) return undefined;
+    const flag: Flag = FLAGS[name];
+    const [min, max] = flag.range ?? [0, Number.MAX_SAFE_INTEGER];
+    if (!/^\d+$/.test(text.trim())) throw new UsageError(`${from} must be a whole number from ${min} to ${max}, got "${text}"`);
+    const n = Number(text);
+    if (n < min || n > max) throw new UsageError(`${from} must be from ${min} to ${max}, got ${n}`);
+    return n;
+  }
+
+  /** A whole number of a flag that has a default. */
+  number(name: FlagName): number {
+    const n = this.int(name);
+    if (n === undefined) throw new Error(`--${name} has no default in the table`);
+    return n;
+  }
+}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const routed = route(argv);
+  try {
+    return commandConfig(argv, routed, env);
+  } catch (err) {
+    if (err instanceof UsageError) err.command ??= routed.command;
+    throw err;
+  }
+}
+
+function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): Config {
+  const { command, values } = routed;
+  if (values.help === true) return { command: 'help', topic: routed.named ? command : undefined };
+  if (values.version === true) return { command: 'version' };
+  if (command === 'record' || command === 'replay') {
+    if (values.schema === true) return { command: 'schema', schema: 'transcript' };
+    if (values['report-schema'] === true) return { command: 'schema', schema: 'report' };
+    if (values['profile-schema'] === true) return { command: 'schema', schema: 'profile' };
+    return { command, args: argv.slice(1) };
+  }
+  if (command !== 'proxy' && routed.afterDashes.length > 0) {
+    throw new UsageError('a command after "--" goes with runledger proxy (runledger proxy -- node server.js)');
+  }
+  const read = new FlagReader(command, values, env);
+  const ledger = parseLedger(read);
+  const [extra] = routed.positionals;
+  switch (command) {
+    case 'serve':
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"; runledger serve takes flags only`);
+      return {
+        command,
+        ...ledger,
+        concurrency: read.number('concurrency'),
+        phaseDelayMs: read.number('phase-delay-ms'),
+        leaseMs: read.number('lease-ms'),
+        providers: parseProviders(read),
+        http: parseHttp(read),
+      };
+    case 'proxy':
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}": the upstream command goes after "--" (runledger proxy -- node server.js)`);
+      return { command, ...ledger, leaseMs: read.number('lease-ms'), http: parseHttp(read), proxy: parseProxy(read, routed.afterDashes) };
+    case 'demo':
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}" after demo`);
+      return { command, ...ledger, dbGiven: read.given('db'), phaseDelayMs: read.number('phase-delay-ms') };
+    case 'runs-list':
+      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}" after runs list`);
+      return { command, ...ledger, list: parseList(read) };
+    case 'runs-show':
+      if (routed.positionals.length !== 1 || extra === undefined) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
+      return { command, ...ledger, runId: extra };
+  }
+}
+
+function parseLedger(read: FlagReader): LedgerChoice {
+  const tenant = read.text('tenant')!;
   if (!TENANT.test(tenant)) throw new UsageError(`--tenant must be ${TENANT_RULE}, got "${tenant}"`);
-  const db = values.db ?? env.RUNLEDGER_DB ?? defaultDbPath(env);
+  const db = read.text('db')!;
   if (db.trim() === '') throw new UsageError('--db must name a file (or :memory:), or be a postgres:// URL');
   const postgres = /^postgres(ql)?:\/\//i.test(db);
-  const dbSchema = values['db-schema'] ?? env.RUNLEDGER_DB_SCHEMA;
-  const poolText = values['db-pool-size'] ?? env.RUNLEDGER_DB_POOL_SIZE;
-  if (!postgres && (dbSchema !== undefined || poolText !== undefined)) {
-    throw new UsageError(`--${dbSchema !== undefined ? 'db-schema' : 'db-pool-size'} goes with a PostgreSQL --db (postgres://...)`);
+  const schemaGiven = read.given('db-schema');
+  if (!postgres && (schemaGiven || read.given('db-pool-size'))) {
+    throw new UsageError(`--${schemaGiven ? 'db-schema' : 'db-pool-size'} goes with a PostgreSQL --db (postgres://...)`);
   }
+  // Unset unless given: the ledger decides, and reads ?schema= from the URL.
+  const dbSchema = schemaGiven ? read.text('db-schema') : undefined;
   if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
     throw new UsageError(`--db-schema must be lower-case letters, digits and "_" (at most 63, not starting with a digit), got "${dbSchema}"`);
   }
@@ -308,62 +369,53 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
       throw new UsageError('--db is not a valid PostgreSQL URL (postgres://user:password@host:port/database)');
     }
   }
-  const logLevel = values['log-level'] ?? 'info';
-  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
-    throw new UsageError(`--log-level must be debug, info, warn or error, got "${logLevel}"`);
+  const logLevel = read.text('log-level')!;
+  if (!isOneOf(LOG_LEVELS, logLevel)) throw new UsageError(`--log-level must be ${orList([...LOG_LEVELS])}, got "${logLevel}"`);
+  return { db, dbSchema, dbPoolSize: postgres ? read.int('db-pool-size') : undefined, tenant, logLevel };
+}
+
+const HTTP_ONLY = [
+  'host',
+  'port',
+  'stateless',
+  'tokens',
+  'max-body-bytes',
+  'body-timeout-ms',
+  'max-connections',
+  'max-sessions',
+  'max-tenant-sessions',
+  'session-idle-ms',
+  'allowed-hosts',
+  'allowed-origins',
+] as const satisfies readonly FlagName[];
+
+function parseHttp(read: FlagReader): HttpConfig | null {
+  if (!read.bool('http')) {
+    const stray = HTTP_ONLY.find((flag) => read.given(flag));
+    if (stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
+    return null;
   }
-  const httpOnly = [
-    'host',
-    'port',
-    'stateless',
-    'tokens',
-    'max-body-bytes',
-    'body-timeout-ms',
-    'max-connections',
-    'max-sessions',
-    'max-tenant-sessions',
-    'session-idle-ms',
-    'allowed-hosts',
-    'allowed-origins',
-  ] as const;
-  const stray = httpOnly.find((flag) => values[flag] !== undefined);
-  if (!values.http && stray !== undefined) throw new UsageError(`--${stray} goes with --http`);
-  if (values.http && command !== 'serve' && command !== 'proxy') throw new UsageError('--http serves MCP; it does not go with a command');
-  const http: HttpConfig | null = values.http
-    ? {
-        host: values.host ?? '127.0.0.1',
-        port: integer('--port', values.port, 8787, 0, 65535),
-        stateless: values.stateless ?? false,
-        tokensFile: values.tokens,
-        maxBodyBytes: integer('--max-body-bytes', values['max-body-bytes'], 1024 * 1024, 1024, 64 * 1024 * 1024),
-        bodyTimeoutMs: integer('--body-timeout-ms', values['body-timeout-ms'], 20_000, 1000, 600_000),
-        maxConnections: integer('--max-connections', values['max-connections'], 10_000, 1, 1_000_000),
-        maxSessions: integer('--max-sessions', values['max-sessions'], 5000, 1, 1_000_000),
-        maxTenantSessions: integer('--max-tenant-sessions', values['max-tenant-sessions'], 1000, 1, 1_000_000),
-        sessionIdleMs: integer('--session-idle-ms', values['session-idle-ms'], 30 * 60_000, 1000, 86_400_000),
-        allowedHosts: commaList(values['allowed-hosts']),
-        allowedOrigins: commaList(values['allowed-origins']),
-      }
-    : null;
-  if (values['upstream-per-session'] === true && values.stateless === true) {
+  if (read.bool('upstream-per-session') && read.bool('stateless')) {
     throw new UsageError('--upstream-per-session needs sessions: it does not go with --stateless (every request would start an upstream)');
   }
   return {
-    command,
-    rest: extra,
-    http,
-    proxy: parseProxy(command, values, upstreamCommand, env),
-    list: parseList(command, values),
-    providers: parseProviders(values, env),
-    db,
-    dbSchema,
-    dbPoolSize: poolText === undefined ? undefined : integer('--db-pool-size', poolText, 10, 1, 100),
-    tenant,
-    concurrency: integer('--concurrency', values.concurrency, 2, 0, 32),
-    phaseDelayMs: integer('--phase-delay-ms', values['phase-delay-ms'], 0, 0, 600_000),
-    leaseMs: integer('--lease-ms', values['lease-ms'], 30_000, 1000, 3_600_000),
-    logLevel: logLevel as Config['logLevel'],
+    host: read.text('host')!,
+    port: read.number('port'),
+    stateless: read.bool('stateless'),
+    tokensFile: read.text('tokens'),
+    maxBodyBytes: read.number('max-body-bytes'),
+    bodyTimeoutMs: read.number('body-timeout-ms'),
+    maxConnections: read.number('max-connections'),
+    maxSessions: read.number('max-sessions'),
+    maxTenantSessions: read.number('max-tenant-sessions'),
+    sessionIdleMs: read.number('session-idle-ms'),
+    allowedHosts: commaList(read.text('allowed-hosts')),
+    allowedOrigins: commaList(read.text('allowed-origins')),
   };
+}
+
+function isOneOf<T extends string>(allowed: readonly T[], text: string): text is T {
+  return (allowed as readonly string[]).includes(text);
 }
 
 function commaList(text: string | undefined): string[] {
@@ -374,93 +426,57 @@ function requireHttpUrl(flag: string, url: string): void {
   if (!/^https?:\/\/[^\s/]+/.test(url)) throw new UsageError(`${flag} must be an http(s) URL, got "${url}"`);
 }
 
-const LIST_FLAGS = ['tool', 'phase', 'limit', 'cursor'] as const;
-
-function parseList(command: Config['command'], values: { [flag in (typeof LIST_FLAGS)[number]]?: string }): ListConfig | null {
-  if (command !== 'runs-list') {
-    const stray = LIST_FLAGS.find((flag) => values[flag] !== undefined);
-    if (stray !== undefined) throw new UsageError(`--${stray} goes with runledger runs list`);
-    return null;
-  }
-  const phase = values.phase;
-  if (phase !== undefined && !(PHASES as readonly string[]).includes(phase)) {
+function parseList(read: FlagReader): ListConfig {
+  const phase = read.text('phase');
+  if (phase !== undefined && !isOneOf(PHASES, phase)) {
     throw new UsageError(`--phase must be one of ${PHASES.join(', ')}, got "${phase}"`);
   }
-  if (values.tool !== undefined && values.tool.trim() === '') throw new UsageError('--tool must name a tool');
-  return { tool: values.tool, phase: phase as Phase | undefined, limit: integer('--limit', values.limit, 50, 1, MAX_PAGE_SIZE), cursor: values.cursor };
+  const tool = read.text('tool');
+  if (tool !== undefined && tool.trim() === '') throw new UsageError('--tool must name a tool');
+  return { tool, phase, limit: read.number('limit'), cursor: read.text('cursor') };
 }
 
-const PROXY_FLAGS = [
-  'upstream-url',
-  'upstream-token',
-  'fence',
-  'pass',
-  'retry-errors',
-  'wait-seconds',
-  'upstream-timeout-ms',
-  'upstream-max',
-  'upstream-idle-ms',
-  'upstream-per-session',
-] as const;
-
-function parseProxy(
-  command: Config['command'],
-  values: { [flag in (typeof PROXY_FLAGS)[number]]?: string | boolean },
-  upstreamCommand: string[],
-  env: NodeJS.ProcessEnv,
-): ProxyConfig | null {
-  if (command !== 'proxy') {
-    const stray = PROXY_FLAGS.find((flag) => values[flag] !== undefined);
-    if (stray !== undefined) throw new UsageError(`--${stray} goes with runledger proxy`);
-    if (upstreamCommand.length > 0) throw new UsageError('a command after "--" goes with runledger proxy (runledger proxy -- node server.js)');
-    return null;
-  }
-  const url = values['upstream-url'] as string | undefined;
+function parseProxy(read: FlagReader, upstreamCommand: string[]): ProxyConfig {
+  const url = read.text('upstream-url');
   if ((url === undefined) === (upstreamCommand.length === 0)) {
     throw new UsageError('runledger proxy needs one upstream: a command after "--" (runledger proxy -- node server.js), or --upstream-url URL');
   }
   if (url !== undefined) requireHttpUrl('--upstream-url', url);
-  const token = (values['upstream-token'] as string | undefined) ?? env.RUNLEDGER_UPSTREAM_TOKEN;
-  if (url === undefined && values['upstream-token'] !== undefined) throw new UsageError('--upstream-token goes with --upstream-url');
-  const fence = commaList(values.fence as string | undefined);
-  const pass = commaList(values.pass as string | undefined);
+  if (url === undefined && read.onLine('upstream-token')) throw new UsageError('--upstream-token goes with --upstream-url');
+  const fence = commaList(read.text('fence'));
+  const pass = commaList(read.text('pass'));
   const both = fence.find((name) => pass.includes(name));
   if (both !== undefined) throw new UsageError(`${both} is in both --fence and --pass`);
   return {
-    upstream: url === undefined ? { command: upstreamCommand } : { url, token },
+    upstream: url === undefined ? { command: upstreamCommand } : { url, token: read.text('upstream-token') },
     fence,
     pass,
-    retryErrors: values['retry-errors'] === true,
-    waitSeconds: integer('--wait-seconds', values['wait-seconds'] as string | undefined, 25, 0, 300),
-    upstreamTimeoutMs: integer('--upstream-timeout-ms', values['upstream-timeout-ms'] as string | undefined, 600_000, 1000, 3_600_000),
-    upstreamMax: integer('--upstream-max', values['upstream-max'] as string | undefined, 16, 1, 1000),
-    upstreamIdleMs: integer('--upstream-idle-ms', values['upstream-idle-ms'] as string | undefined, 600_000, 1000, 86_400_000),
-    upstreamPerSession: values['upstream-per-session'] === true,
+    retryErrors: read.bool('retry-errors'),
+    waitSeconds: read.number('wait-seconds'),
+    upstreamTimeoutMs: read.number('upstream-timeout-ms'),
+    upstreamMax: read.number('upstream-max'),
+    upstreamIdleMs: read.number('upstream-idle-ms'),
+    upstreamPerSession: read.bool('upstream-per-session'),
   };
 }
 
 function providerName(flag: string, text: string): ProviderName {
-  if (!(PROVIDERS as readonly string[]).includes(text)) throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}, got "${text}"`);
-  return text as ProviderName;
+  if (!isOneOf(PROVIDERS, text)) throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}, got "${text}"`);
+  return text;
 }
 
-function parseProviders(
-  values: { [flag in 'provider' | 'provider-url' | 'provider-model' | 'provider-key-env' | 'provider-timeout-ms' | 'provider-sizes']?: string } & {
-    'provider-for'?: string[];
-  },
-  env: NodeJS.ProcessEnv,
-): ProvidersConfig {
+function parseProviders(read: FlagReader): ProvidersConfig {
   const perTool = new Map<string, ProviderName>();
-  for (const item of values['provider-for'] ?? []) {
+  for (const item of read.list('provider-for')) {
     const match = /^(?:create_)?([a-z][a-z0-9_]*)=(\S+)$/.exec(item.trim());
     if (match === null) throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
     perTool.set(match[1]!, providerName('--provider-for', match[2]!));
   }
-  const url = values['provider-url'] ?? env.RUNLEDGER_PROVIDER_URL ?? 'https://api.openai.com/v1';
+  const url = read.text('provider-url')!;
   requireHttpUrl('--provider-url', url);
-  const keyEnv = values['provider-key-env'] ?? 'OPENAI_API_KEY';
+  const keyEnv = read.text('provider-key-env')!;
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv)) throw new UsageError(`--provider-key-env must name an environment variable, got "${keyEnv}"`);
-  const sizesText = values['provider-sizes'] ?? '1024x1024,1536x1024,1024x1536';
+  const sizesText = read.text('provider-sizes')!;
   const sizes =
     sizesText === 'any'
       ? ('any' as const)
@@ -470,14 +486,8 @@ function parseProviders(
           return { width: Number(match[1]), height: Number(match[2]) };
         });
   return {
-    default: providerName('--provider', values.provider ?? env.RUNLEDGER_PROVIDER ?? 'builtin'),
+    default: providerName('--provider', read.text('provider')!),
     perTool,
-    openai: {
-      url,
-      model: values['provider-model'] ?? env.RUNLEDGER_PROVIDER_MODEL ?? 'gpt-image-1',
-      keyEnv,
-      timeoutMs: integer('--provider-timeout-ms', values['provider-timeout-ms'], 120_000, 1000, 600_000),
-      sizes,
-    },
+    openai: { url, model: read.text('provider-model')!, keyEnv, timeoutMs: read.number('provider-timeout-ms'), sizes },
   };
 }

@@ -1,19 +1,24 @@
 // `runledger demo`: the server as a child over stdio, driven by the SDK's client the way an agent would:
 // create, retry after a "timeout", a conflicting retry, follow the phases, save the images, show billing.
+// Its runs go to a ledger of its own unless --db says otherwise: billed demo runs in the ledger a user
+// serves from would show up later in their get_usage and list_runs.
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import type { Config } from './config.js';
-import { safeLedgerUrl } from './ledger/index.js';
+import { DEMO_OUT_DIR } from './commands.js';
+import type { DemoConfig } from './config.js';
+import { isPostgresUrl, safeLedgerUrl } from './ledger/index.js';
 import { VERSION } from './version.js';
 import type { RunView } from './mcp/views.js';
 
-const OUT_DIR = 'runledger-out';
 const out = (line = '') => process.stdout.write(line + '\n');
+
+/** A path as a shell reads it back: quoted when it holds anything but the plainest characters. */
+const quoted = (text: string) => (/^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", "'\\''")}'`);
 
 function bar(progress: number, label: string): string {
   const width = 24;
@@ -21,18 +26,22 @@ function bar(progress: number, label: string): string {
   return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(Math.round(progress * 100)).padStart(3)}% ${label}`;
 }
 
-export async function runDemo(config: Config): Promise<number> {
+/** The ledger as the child is told it: a file path made absolute, so that the lines printed work from anywhere. */
+function ledgerArg(db: string): string {
+  return isPostgresUrl(db) || db === ':memory:' || isAbsolute(db) ? db : resolve(db);
+}
+
+export async function runDemo(config: DemoConfig): Promise<number> {
   const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
-  const phaseDelayMs = config.phaseDelayMs > 0 ? config.phaseDelayMs : 400;
-  const transport = new StdioClientTransport({
-    command: process.execPath,
-    args: [cli, '--db', config.db, '--tenant', config.tenant, '--phase-delay-ms', String(phaseDelayMs), '--log-level', 'warn'],
-    stderr: 'inherit',
-  });
+  const db = ledgerArg(config.db);
+  const args = [cli, '--db', db, '--tenant', config.tenant, '--phase-delay-ms', String(config.phaseDelayMs), '--log-level', 'warn'];
+  if (config.dbSchema !== undefined) args.push('--db-schema', config.dbSchema);
+  if (config.dbPoolSize !== undefined) args.push('--db-pool-size', String(config.dbPoolSize));
+  const transport = new StdioClientTransport({ command: process.execPath, args, stderr: 'inherit' });
   const client = new Client({ name: 'runledger-demo', version: VERSION });
   await client.connect(transport);
   try {
-    return await script(client, config);
+    return await script(client, { ...config, db });
   } finally {
     await client.close();
   }
@@ -47,7 +56,7 @@ async function call(client: Client, name: string, args: Record<string, unknown>,
   return { result, data: (result.structuredContent ?? {}) as Record<string, unknown> };
 }
 
-async function script(client: Client, config: Config): Promise<number> {
+async function script(client: Client, config: DemoConfig): Promise<number> {
   const key = randomUUID();
   const request = {
     brief: 'A matte ceramic mug on a pale oak table, morning light, room for a headline',
@@ -55,7 +64,8 @@ async function script(client: Client, config: Config): Promise<number> {
     variants: 2,
     style: 'studio',
   };
-  out(`runledger demo — ledger ${safeLedgerUrl(config.db)}, tenant ${config.tenant}`);
+  const whose = config.dbGiven ? 'the ledger you gave' : "the demo's own ledger (--db chooses another)";
+  out(`runledger demo — runs go to ${whose}: ${safeLedgerUrl(config.db)}, tenant ${config.tenant}`);
   const before = (await call(client, 'get_usage', {})).data;
 
   out(`\n1. create_product_shot with a new idempotency_key ${key}`);
@@ -91,7 +101,7 @@ async function script(client: Client, config: Config): Promise<number> {
     return 1;
   }
 
-  const dir = resolve(OUT_DIR);
+  const dir = resolve(DEMO_OUT_DIR);
   mkdirSync(dir, { recursive: true });
   out(`\n5. Saving the images to ${dir}`);
   for (const asset of finished.assets) {
@@ -115,6 +125,8 @@ async function script(client: Client, config: Config): Promise<number> {
   out(`   calls to create_product_shot: 4 (1 new, 2 replays, 1 refused)`);
   out(`   runs created: ${delta('runs')}   charges: ${delta('charges')} (${delta('credits')} credits)   replays absorbed: ${delta('replays_absorbed')}`);
   out(`   → one run, billed once. Brand score ${Number(finished.evaluation?.score ?? 0).toFixed(2)}.`);
+  const schema = config.dbSchema === undefined ? '' : ` --db-schema ${config.dbSchema}`;
+  out(`\nThe run is in ${safeLedgerUrl(config.db)}: runledger runs list --db ${quoted(safeLedgerUrl(config.db))}${schema}`);
   const ok = delta('runs') === 1 && delta('charges') === 1 && late.run_id === first.run_id && retry.replayed && error.code === 'idempotency_key_reused';
   return ok ? 0 : 1;
 }

@@ -41,10 +41,15 @@ export interface FieldProblem {
   rule: string;
 }
 
+/** "size must be one of ...": a rule follows its field's name; a rule of the whole call, "The arguments". */
+function problemSentence({ field, rule }: FieldProblem): string {
+  const sentence = `${field === '(arguments)' ? 'The arguments' : field} ${rule}`;
+  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+}
+
 export class ValidationFailedError extends RunledgerError {
   constructor(problems: FieldProblem[]) {
-    const list = problems.map((p) => `${p.field}: ${p.rule}`).join('; ');
-    super(ErrorCode.validationFailed, `Invalid arguments: ${list}`, {
+    super(ErrorCode.validationFailed, `Invalid arguments: ${problems.map(problemSentence).join(' ')}`, {
       details: { problems },
       fix: 'Correct the named fields and call again; nothing was stored, so the same idempotency_key may be reused.',
     });

@@ -1,8 +1,8 @@
-// One place that wires a ledger, an engine, the run service and the MCP tools from a Config, for every
+// One place that wires a ledger, an engine, the run service and the MCP tools from a ServeConfig, for every
 // transport. The tool entries are built once here; each session's server only binds a tenant.
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { catalogue } from '../tools/index.js';
-import type { Config } from './config.js';
+import type { ServeConfig } from './config.js';
 import { Engine } from './engine/engine.js';
 import { createThreadPool } from './engine/threads.js';
 import { configureProviders } from './providers/configure.js';
@@ -30,7 +30,7 @@ export interface Runtime extends Serving {
   engine: Engine;
 }
 
-export async function createRuntime(config: Config, log: Logger): Promise<Runtime> {
+export async function createRuntime(config: ServeConfig, log: Logger): Promise<Runtime> {
   const threads = createThreadPool(config.concurrency);
   // Before the ledger opens: a missing key or an unknown tool stops start-up with nothing to undo.
   const providers = configureProviders(config.providers, catalogue, (scene) => threads.run({ kind: 'render', scene }), log);

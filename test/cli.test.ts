@@ -1,7 +1,8 @@
 // The CLI as a user types it: flags, bad values, and reading the ledger.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { parseConfig, defaultDbPath } from '../src/config.js';
+import { COMMAND_NAMES, COMMANDS, FLAGS, flagsOf, helpText } from '../src/commands.js';
+import { parseConfig, defaultDbPath, type Config } from '../src/config.js';
 import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { CLI, tempDb } from './helpers/mcp.js';
 
@@ -21,7 +22,7 @@ describe('runledger CLI', () => {
     [['runs', 'show'], /runs show takes exactly one run id/],
     [['--port', '8080'], /--port goes with --http/],
     [['--http', '--port', '70000'], /--port must be from 0 to 65535/],
-    [['--http', 'demo'], /--http serves MCP/],
+    [['--http', 'demo'], /--http goes with runledger serve or runledger proxy, not with runledger demo/],
     [['--max-sessions', '10'], /--max-sessions goes with --http/],
     [['--http', '--body-timeout-ms', '500'], /--body-timeout-ms must be from 1000 to 600000, got 500/],
     [['--http', '--max-tenant-sessions', '0'], /--max-tenant-sessions must be from 1 to 1000000/],
@@ -45,7 +46,7 @@ describe('runledger CLI', () => {
     const result = cli(args);
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
-    expect(result.stderr).toMatch(/runledger --help/);
+    expect(result.stderr).toMatch(/Run "runledger (\S+ )*--help" for usage/);
     expect(result.stdout).toBe('');
   });
 
@@ -103,22 +104,57 @@ describe('runledger CLI', () => {
     expect(result.stderr).toMatch(/refusing to serve on 0\.0\.0\.0 without tokens/);
   });
 
-  it('prints help naming every flag', () => {
+  it('prints the commands and then the flags of serve for --help', () => {
     const result = cli(['--help']);
     expect(result.status).toBe(0);
-    for (const flag of ['--db', '--tenant', '--concurrency', '--phase-delay-ms', '--lease-ms', '--http', '--tokens', '--stateless', 'demo', 'runs list']) {
-      expect(result.stdout).toContain(flag);
+    for (const command of ['runledger serve', 'runledger proxy', 'runledger demo', 'runledger runs list', 'runledger runs show', 'runledger record', 'runledger replay']) {
+      expect(result.stdout).toContain(command);
     }
-    for (const flag of ['--body-timeout-ms', '--max-connections', '--max-sessions', '--max-tenant-sessions', '--session-idle-ms']) {
-      expect(result.stdout).toContain(flag);
-    }
-    for (const flag of ['record --out FILE', '--redact', 'replay FILE', 'runledger record --help', 'runledger replay --help']) {
-      expect(result.stdout).toContain(flag);
-    }
-    // record and replay have help of their own, flags and all.
-    const replay = cli(['replay', '--help']).stdout;
-    for (const flag of ['--server', '--url', '--faults', '--seed', '--settle-ms', '--report', '--profile', '--require-all']) expect(replay).toContain(flag);
+    expect(result.stdout).toContain('runledger record --help');
+    expect(result.stdout).toContain('--max-tenant-sessions');
+    // record and replay have help of their own, flags and all, whatever follows record's "--".
     expect(cli(['record', '-h', '--', 'server', '--help']).stdout).toMatch(/^runledger record — [^]*--out FILE[^]*--schema/);
+    expect(cli(['runs', 'list', '--help']).stdout).toMatch(/^runledger runs list — [^]*--cursor C/);
+  });
+
+  // The flag lines of a help text: "  --db PATH|URL  ..." or "  -h, --help  ...".
+  const flagsIn = (help: string) => [...help.matchAll(/^ {2}(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]);
+
+  it.each(COMMAND_NAMES)('lists in "%s --help" exactly the flags the table gives that command, each once', (command) => {
+    const words = COMMANDS[command].words;
+    const result = cli([...words, '--help']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe(helpText(command));
+    expect(flagsIn(result.stdout)).toEqual(flagsOf(command));
+  });
+
+  it('lists in runledger --help the flags of serve, which runs with no command', () => {
+    expect(flagsIn(helpText(undefined))).toEqual(flagsOf('serve'));
+  });
+
+  it('gives every flag of the table to some command, and every command help and version', () => {
+    const given = new Set(COMMAND_NAMES.flatMap((command) => flagsOf(command)));
+    expect([...given].sort()).toEqual(Object.keys(FLAGS).sort());
+    for (const command of COMMAND_NAMES) expect(flagsOf(command)).toEqual(expect.arrayContaining(['help', 'version']));
+  });
+
+  it.each([
+    [['runs', 'list', '--concurrency', '3'], /--concurrency goes with runledger serve, not with runledger runs list/],
+    [['replay', 't.jsonl', '--db', 'x.db'], /--db goes with runledger serve, runledger proxy, runledger demo, runledger runs list or runledger runs show, not with runledger replay/],
+    [['record', '--seed', '1', '--', 'node'], /--seed goes with runledger replay, not with runledger record/],
+    [['proxy', '--provider', 'openai', '--', 'node'], /--provider goes with runledger serve, not with runledger proxy/],
+    [['runs', 'list', '--limit', 'x'], /--limit must be a whole number from 1 to 100, got "x"/],
+  ])('refuses a flag of another command, naming where it goes, for %j', (args, message) => {
+    const result = cli(args);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expect(result.stdout).toBe('');
+  });
+
+  it('names the environment variable that gave a bad value', () => {
+    const result = cli(['--db', 'postgres://127.0.0.1:1/x'], { RUNLEDGER_DB_POOL_SIZE: '500' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/--db-pool-size \(from RUNLEDGER_DB_POOL_SIZE\) must be from 1 to 100, got 500/);
   });
 
   it('lists and shows runs from the ledger, and names a missing run', async () => {
@@ -179,16 +215,39 @@ describe('runledger CLI', () => {
 });
 
 describe('config', () => {
+  function parsed<C extends Config['command']>(command: C, argv: string[], env: NodeJS.ProcessEnv = {}): Extract<Config, { command: C }> {
+    const config = parseConfig(argv, env);
+    if (config.command !== command) throw new Error(`expected ${command}, got ${config.command}`);
+    return config as Extract<Config, { command: C }>;
+  }
+
   it('puts the ledger under the platform data directory, overridable by RUNLEDGER_DB and --db', () => {
     expect(defaultDbPath({ XDG_DATA_HOME: '/data' }, 'linux')).toBe('/data/runledger/ledger.db');
     expect(defaultDbPath({}, 'darwin')).toMatch(/Library\/Application Support\/runledger\/ledger\.db$/);
-    expect(parseConfig([], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/a.db');
-    expect(parseConfig(['--db', '/tmp/b.db'], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/b.db');
-    expect(parseConfig([], {}).tenant).toBe('local');
+    expect(parsed('serve', [], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/a.db');
+    expect(parsed('serve', ['--db', '/tmp/b.db'], { RUNLEDGER_DB: '/tmp/a.db' }).db).toBe('/tmp/b.db');
+    expect(parsed('serve', ['serve'], {}).tenant).toBe('local');
+  });
+
+  it('gives the demo a ledger of its own unless --db or RUNLEDGER_DB names one', () => {
+    expect(parsed('demo', ['demo'])).toMatchObject({ db: 'runledger-out/demo.db', dbGiven: false, phaseDelayMs: 400 });
+    expect(parsed('demo', ['demo'], { RUNLEDGER_DB: '/tmp/a.db' })).toMatchObject({ db: '/tmp/a.db', dbGiven: true });
+    expect(parsed('demo', ['demo', '--db', '/tmp/b.db'])).toMatchObject({ db: '/tmp/b.db', dbGiven: true });
+  });
+
+  it('routes each command, flags before or after its words', () => {
+    expect(parsed('runs-list', ['--db', '/tmp/r.db', 'runs', 'list', '--limit', '5']).list).toMatchObject({ limit: 5 });
+    expect(parsed('runs-show', ['runs', 'show', 'run_1']).runId).toBe('run_1');
+    expect(parsed('help', ['runs', 'list', '-h']).topic).toBe('runs-list');
+    expect(parsed('help', ['--help']).topic).toBeUndefined();
+    expect(parsed('help', ['serve', '--help']).topic).toBe('serve');
+    expect(parsed('replay', ['replay', 't.jsonl', '--seed', '3']).args).toEqual(['t.jsonl', '--seed', '3']);
+    expect(parsed('schema', ['replay', '--report-schema']).schema).toBe('report');
+    expect(parsed('version', ['proxy', '-v']).command).toBe('version');
   });
 
   it('takes everything after "--" as the upstream command of runledger proxy, never as its own flags', () => {
-    const config = parseConfig(['proxy', '--db', '/tmp/p.db', '--pass', 'a, b', '--', 'npx', '-y', 'some-server', '--db', 'theirs'], {});
+    const config = parsed('proxy', ['proxy', '--db', '/tmp/p.db', '--pass', 'a, b', '--', 'npx', '-y', 'some-server', '--db', 'theirs']);
     expect(config).toMatchObject({ command: 'proxy', db: '/tmp/p.db' });
     expect(config.proxy).toEqual({
       upstream: { command: ['npx', '-y', 'some-server', '--db', 'theirs'] },
@@ -202,12 +261,11 @@ describe('config', () => {
       upstreamPerSession: false,
     });
     expect(() => parseConfig(['proxy', '--http', '--stateless', '--upstream-per-session', '--', 'x'], {})).toThrow('does not go with --stateless');
-    expect(parseConfig(['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy?.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
-    expect(parseConfig([], {}).proxy).toBeNull();
+    expect(parsed('proxy', ['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
   });
 
   it('bounds the HTTP service by default: body deadline, connections, sessions in all and per tenant, idle time', () => {
-    expect(parseConfig(['--http'], {}).http).toMatchObject({
+    expect(parsed('serve', ['--http']).http).toMatchObject({
       maxBodyBytes: 1024 * 1024,
       bodyTimeoutMs: 20_000,
       maxConnections: 10_000,
@@ -215,5 +273,10 @@ describe('config', () => {
       maxTenantSessions: 1000,
       sessionIdleMs: 30 * 60_000,
     });
+  });
+
+  it('takes the lease from the ledger\'s own default', async () => {
+    const { DEFAULT_LEASE_MS } = await import('../src/ledger/index.js');
+    expect(parsed('serve', []).leaseMs).toBe(DEFAULT_LEASE_MS);
   });
 });

@@ -1,8 +1,7 @@
-// Flags of `record` and `replay`, checked once: a bad one is a UsageError (exit 2) naming the flag.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { integer, UsageError } from '../config.js';
+// Flags of `record` and `replay`, as the table in src/commands.ts gives them: a bad one is a UsageError
+// (exit 2) naming the flag.
+import { FlagReader, route, UsageError } from '../config.js';
 import { loadProfile, type ProfileChoice, type ProfileFlags } from './profile.js';
-import { MAX_SEED } from './prng.js';
 
 export const FAULT_KINDS = ['duplicate', 'burst', 'timeout', 'lost-answer', 'changed-args', 'cancel', 'stream-broken', 'kill-between', 'kill-mid-run'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -43,48 +42,39 @@ export interface ReplayOptions {
   requireAll: boolean;
 }
 
-function parseFlags<O extends NonNullable<ParseArgsConfig['options']>>(command: string, args: string[], options: O) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new UsageError(`${command}: ${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '')}`);
-  }
-}
-
-export function parseRecordArgs(argv: string[]): RecordOptions {
-  const dash = argv.indexOf('--');
-  const command = dash < 0 ? [] : argv.slice(dash + 1);
-  const { values, positionals } = parseFlags('record', dash < 0 ? argv : argv.slice(0, dash), {
-    out: { type: 'string' },
-    redact: { type: 'string', multiple: true },
-  });
+/** `argv` is what follows `runledger record`. */
+export function parseRecordArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): RecordOptions {
+  const { values, positionals, afterDashes: command } = route(['record', ...argv]);
+  const read = new FlagReader('record', values, env);
+  const out = read.text('out');
   if (positionals.length > 0) throw new UsageError(`record: unexpected "${positionals[0]}"; the server command goes after --`);
-  if (values.out === undefined || values.out.trim() === '') throw new UsageError('record needs --out FILE, the transcript to write');
+  if (out === undefined || out.trim() === '') throw new UsageError('record needs --out FILE, the transcript to write');
   if (command.length === 0) throw new UsageError('record needs the server command after --: runledger record --out FILE -- <command...>');
-  const redact = (values.redact ?? []).map((pattern) => {
+  const redact = read.list('redact').map((pattern) => {
     try {
       return new RegExp(pattern, 'g');
     } catch (err) {
       throw new UsageError(`--redact "${pattern}" is not a regular expression: ${(err as Error).message}`);
     }
   });
-  return { out: values.out, redact, command };
+  return { out, redact, command };
 }
 
-const CONVENTION_FLAGS = {
-  'key-argument': { type: 'string' },
-  'run-id-field': { type: 'string', multiple: true },
-  'status-field': { type: 'string' },
-  'done-words': { type: 'string' },
-  'failed-words': { type: 'string' },
-  'poll-tool': { type: 'string' },
-  'poll-argument': { type: 'string' },
-  'poll-wait-argument': { type: 'string' },
-  'usage-tool': { type: 'string' },
-  'usage-runs': { type: 'string' },
-  'usage-charges': { type: 'string' },
-  'run-resource': { type: 'string' },
-} as const;
+/** The flags that set a target's conventions, repeated as given in the re-run command. */
+const CONVENTION_FLAGS = [
+  'key-argument',
+  'run-id-field',
+  'status-field',
+  'done-words',
+  'failed-words',
+  'poll-tool',
+  'poll-argument',
+  'poll-wait-argument',
+  'usage-tool',
+  'usage-runs',
+  'usage-charges',
+  'run-resource',
+] as const;
 
 const wordList = (flag: string, text: string | undefined) => {
   if (text === undefined) return undefined;
@@ -104,22 +94,15 @@ function parseUrl(text: string): URL {
   return url;
 }
 
+/** `argv` is what follows `runledger replay`. */
 export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ReplayOptions {
-  const { values, positionals } = parseFlags('replay', argv, {
-    server: { type: 'string' },
-    url: { type: 'string' },
-    token: { type: 'string' },
-    faults: { type: 'string' },
-    seed: { type: 'string' },
-    'settle-ms': { type: 'string' },
-    burst: { type: 'string' },
-    report: { type: 'string' },
-    profile: { type: 'string' },
-    'require-all': { type: 'boolean' },
-    ...CONVENTION_FLAGS,
-  });
+  const routed = route(['replay', ...argv]);
+  const { values } = routed;
+  const read = new FlagReader('replay', values, env);
+  // As parseArgs reads a line, words after "--" are positionals too.
+  const positionals = [...routed.positionals, ...routed.afterDashes];
   if (positionals.length !== 1) throw new UsageError('replay takes one transcript file: runledger replay FILE [--server "<command>"] [--url URL]');
-  const token = values.token ?? env.RUNLEDGER_TOKEN;
+  const token = read.text('token');
   if (values.token !== undefined && values.url === undefined) throw new UsageError('--token goes with --url');
 
   const url = values.url === undefined ? undefined : parseUrl(values.url);
@@ -134,7 +117,7 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
 
   const faults = parseFaults(values.faults, { canRestart: target?.kind !== 'url', overHttp: url !== undefined });
   const conventionArgs: string[] = [];
-  for (const name of Object.keys(CONVENTION_FLAGS) as (keyof typeof CONVENTION_FLAGS)[]) {
+  for (const name of CONVENTION_FLAGS) {
     const value = values[name];
     for (const one of value === undefined ? [] : Array.isArray(value) ? value : [value]) conventionArgs.push(`--${name}`, one);
   }
@@ -143,11 +126,11 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
     target,
     faults,
     faultsAsked: values.faults === undefined ? 'all' : faults.length === FAULT_KINDS.length ? 'all' : faults.join(','),
-    seed: values.seed === undefined ? undefined : integer('--seed', values.seed, 0, 0, MAX_SEED),
-    settleMs: integer('--settle-ms', values['settle-ms'], 120_000, 1000, 3_600_000),
-    burst: integer('--burst', values.burst, 8, 2, 64),
+    seed: read.int('seed'),
+    settleMs: read.number('settle-ms'),
+    burst: read.number('burst'),
     report: values.report,
-    profile: loadProfile(values.profile ?? 'auto'),
+    profile: loadProfile(read.text('profile')!),
     profileAsked: values.profile,
     profileFlags: {
       keyArgument: values['key-argument'],

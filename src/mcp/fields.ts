@@ -1,14 +1,16 @@
 // Argument fields that several MCP tools share, described once, and the parse that turns a zod
-// failure into a typed validation_failed naming each field and rule.
+// failure into a typed validation_failed naming each field and what it allows (see issues.ts).
 import { z } from 'zod';
 import { ValidationFailedError } from '../errors.js';
 import { MAX_JSON_DEPTH, nestedPast } from '../json-depth.js';
 import { keyProblem, PHASES } from '../ledger/index.js';
+import { orList, problemsOf, ruleOf } from './issues.js';
 
 export const MAX_WAIT_SECONDS = 50;
 
 export const keySchema = z
-  .string()
+  // Missing or not a string says what a key is, as a bad one does.
+  .string({ error: (issue) => keyProblem(issue.input) ?? undefined })
   .superRefine((key, ctx) => {
     const rule = keyProblem(key);
     if (rule !== null) ctx.addIssue({ code: 'custom', message: rule });
@@ -37,7 +39,7 @@ export function toolNameSchema(names: readonly string[]) {
   return z
     .string()
     .transform((name) => name.replace(/^create_/, ''))
-    .refine((name) => names.includes(name), { message: `must be one of ${names.join(', ')}` });
+    .refine((name) => names.includes(name), { message: `must be one of ${orList(names.map((n) => JSON.stringify(n)))}` });
 }
 
 /**
@@ -52,12 +54,7 @@ export function assertNotTooDeep(args: unknown): void {
 }
 
 export function parse<S extends z.ZodType>(schema: S, args: unknown): z.output<S> {
-  const parsed = schema.safeParse(args ?? {});
+  const parsed = schema.safeParse(args ?? {}, { error: ruleOf });
   if (parsed.success) return parsed.data;
-  throw new ValidationFailedError(
-    parsed.error.issues.map((issue) => ({
-      field: issue.path.length > 0 ? issue.path.join('.') : issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '(arguments)',
-      rule: issue.message,
-    })),
-  );
+  throw new ValidationFailedError(problemsOf(parsed.error.issues));
 }

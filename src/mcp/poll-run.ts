@@ -22,7 +22,7 @@ function schema(toolNames: string[]) {
     })
     .strict()
     .refine((a) => a.run_id !== undefined || (a.idempotency_key !== undefined && a.tool !== undefined), {
-      message: 'give run_id, or idempotency_key together with tool',
+      message: 'must name the run: give run_id, or idempotency_key together with tool',
     });
 }
 

@@ -1,6 +1,6 @@
 // runledger proxy: another MCP server's tools, served with every mutating one fenced by the ledger.
 // The same transports serve it as serve runledger itself (stdio, or Streamable HTTP with tenants).
-import type { Config, ProxyConfig } from '../config.js';
+import type { ProxyCommandConfig } from '../config.js';
 import { UpstreamUnavailableError } from '../errors.js';
 import { openLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
@@ -11,8 +11,8 @@ import { Fence } from './fence.js';
 import { createProxyServer, isFenced, isOffered } from './server.js';
 import { UpstreamPool } from './upstreams.js';
 
-export async function createProxyRuntime(config: Config, log: Logger): Promise<Serving> {
-  const proxy = config.proxy as ProxyConfig;
+export async function createProxyRuntime(config: ProxyCommandConfig, log: Logger): Promise<Serving> {
+  const proxy = config.proxy;
   // Over stdio there is one tenant and one session: its upstream lives as long as the proxy.
   const upstreams = new UpstreamPool({ target: proxy.upstream, max: proxy.upstreamMax, idleMs: config.http === null ? 0 : proxy.upstreamIdleMs, log });
   // Before the ledger opens: an upstream that cannot start stops the proxy with nothing to undo. The

@@ -9,11 +9,11 @@ import { createServer as createHttpServer, type IncomingMessage, type Server as 
 import type { AddressInfo, Socket } from 'node:net';
 import { StreamableHTTPServerTransport, type EventId, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { UsageError, type Config, type HttpConfig } from '../config.js';
+import { UsageError, type HttpConfig, type ServingConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
 import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
-import { createRuntime, type Serving } from '../runtime.js';
+import type { Serving } from '../runtime.js';
 import { refuseDeepMessages } from './guard.js';
 import { SessionTable } from './sessions.js';
 import { loadTokens, type TokenTable } from './tokens.js';
@@ -157,11 +157,11 @@ function createTally(log: Logger) {
   };
 }
 
-export async function serveHttp(
-  config: Config,
+export async function serveHttp<C extends ServingConfig>(
+  config: C,
   http: HttpConfig,
   log: Logger,
-  open: (config: Config, log: Logger) => Promise<Serving> = createRuntime,
+  open: (config: C, log: Logger) => Promise<Serving>,
 ): Promise<HttpHandle> {
   const tokens = loadTokens(http.tokensFile, process.env.RUNLEDGER_TOKENS);
   if (tokens.size === 0 && !isLoopback(http.host)) {

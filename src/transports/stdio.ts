@@ -1,11 +1,11 @@
 // MCP over stdio: what Claude Desktop, Cursor and VS Code launch. stdout carries protocol messages only.
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import type { Config } from '../config.js';
+import type { ServingConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { createRuntime, type Serving } from '../runtime.js';
+import type { Serving } from '../runtime.js';
 import { refuseDeepMessages } from './guard.js';
 
-export async function serveStdio(config: Config, log: Logger, open: (config: Config, log: Logger) => Promise<Serving> = createRuntime): Promise<void> {
+export async function serveStdio<C extends ServingConfig>(config: C, log: Logger, open: (config: C, log: Logger) => Promise<Serving>): Promise<void> {
   const runtime = await open(config, log);
   const { server } = runtime.createMcpServer(config.tenant);
   const transport = new StdioServerTransport();

@@ -126,7 +126,7 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     const { client: c } = await open(db, ['--wait-seconds', '0'], ['--work-ms', '3000']);
     const missing = await call(c, 'note', { text: 'no key' });
     expect(data(missing).error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'idempotency_key' }] } });
-    expect(text(missing)).toMatch(/idempotency_key: is required.*\. Correct the named fields/);
+    expect(text(missing)).toMatch(/idempotency_key is required: .*\. Correct the named fields/);
 
     const first = call(c, 'note', { idempotency_key: key(10), text: 'slow' });
     await until(() => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)), 'the call to be recorded');

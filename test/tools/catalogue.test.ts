@@ -99,7 +99,7 @@ describe('product_shot input', () => {
   it('rejects a brand kit with 9 colours, an unknown role or an unknown rubric check', () => {
     const nine = Array.from({ length: 9 }, () => ({ hex: '#000000', role: 'accent' }));
     expect(rejection(productShot.input, { ...minimal, brand_kit: { ...DEFAULT_BRAND_KIT, palette: nine } })).toBe(
-      'brand_kit.palette: at most 8 colours',
+      'brand_kit.palette: must have at most 8 colours',
     );
     const role = [{ hex: '#000000', role: 'highlight' }];
     expect(rejection(productShot.input, { ...minimal, brand_kit: { ...DEFAULT_BRAND_KIT, palette: role } })).toMatch(

@@ -6,6 +6,7 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
+import { createRuntime } from '../../src/runtime.js';
 import { serveHttp, type HttpHandle } from '../../src/transports/http.js';
 import { connectHttp } from '../helpers/http.js';
 import { callTool, tempDb } from '../helpers/mcp.js';
@@ -54,7 +55,8 @@ describe('HTTP session limits', () => {
     writeFileSync(tokens, `acme ${ACME}\nglobex ${GLOBEX}\n`);
     const cap = 200;
     const config = parseConfig(['--http', '--port', '0', '--db', db, '--concurrency', '0', '--tokens', tokens, '--max-tenant-sessions', String(cap)], {});
-    handle = await serveHttp(config, config.http!, silentLogger);
+    if (config.command !== 'serve' || config.http === null) throw new Error('expected runledger serve --http');
+    handle = await serveHttp(config, config.http, silentLogger, createRuntime);
     const url = `${handle.origin}/mcp`;
     const openMany = async (n: number) => {
       const statuses: { status: number; retryAfter: string | null }[] = [];
