@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { isPostgresUrl } from '../src/ledger/index.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createPrng, type Prng } from '../src/compose/prng.js';
+import { createPrng, type Prng } from '../src/prng.js';
 
 export interface TrialOptions {
   seed: number;

@@ -3,8 +3,9 @@
 // Cheap imports only: --help and bad flags answer before anything heavy loads.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_LEASE_MS, MAX_PAGE_SIZE, PHASES } from './ledger/index.js';
-import { MAX_SEED } from './harness/prng.js';
+import { DEFAULT_CONCURRENCY } from './engine/defaults.js';
+import { DEFAULT_LEASE_MS, DEFAULT_POOL_SIZE, MAX_PAGE_SIZE, PHASES } from './ledger/index.js';
+import { MAX_SEED } from './prng.js';
 
 export interface Flag {
   type: 'string' | 'boolean';
@@ -63,8 +64,7 @@ export const FLAGS = {
     help: 'PostgreSQL: most connections this process opens for runs',
     env: 'RUNLEDGER_DB_POOL_SIZE',
     range: [1, 100],
-    // The PostgreSQL ledger's own default; it exports no constant for it (yet), so it is restated here.
-    default: 10,
+    default: DEFAULT_POOL_SIZE,
   },
   tenant: { type: 'string', arg: 'NAME', help: 'the tenant whose runs this process serves', env: 'RUNLEDGER_TENANT', default: 'local' },
   'log-level': { type: 'string', arg: 'LEVEL', help: `${LOG_LEVELS.slice(0, -1).join(', ')} or ${LOG_LEVELS.at(-1)}; logs go to stderr, since stdout is the stdio protocol channel`, default: 'info' },
@@ -75,8 +75,7 @@ export const FLAGS = {
     arg: 'N',
     help: 'runs rendered at once; 0 serves only, leaving rendering to another runledger process on the same ledger',
     range: [0, 32],
-    // The engine's own default; it exports no constant for it (yet), so it is restated here.
-    default: 2,
+    default: DEFAULT_CONCURRENCY,
   },
   'phase-delay-ms': { type: 'string', arg: 'MS', help: 'slow every phase by MS, to watch the phase stream', range: [0, 600_000], default: 0 },
   'lease-ms': {

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { brandKitSchema, DEFAULT_BRAND_KIT, type BrandKit } from './brand.js';
 import type { PromptPlan } from './compose/prompt.js';
-import { MAX_SEED } from './compose/prng.js';
+import { MAX_SEED } from './prng.js';
 import type { Scene } from './compose/scene.js';
 
 /** Fields every generation tool shares, described once. */

@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { taglineFrom } from '../src/compose/copy.js';
 import { brandRoles, readableOn, standsOut, textStack, type Roles } from '../src/compose/layout.js';
-import { createPrng, variantSeed, type Prng } from '../src/compose/prng.js';
+import { variantSeed } from '../src/compose/prng.js';
+import { createPrng, type Prng } from '../src/prng.js';
 import { contrastRatio, parseHex } from '../src/color.js';
 import {
   drawProduct,

@@ -1,7 +1,7 @@
 // create_social_card: a branded text card sized for a social channel.
 import { z } from 'zod';
 import { brandRoles, readableOn, textStack, type Roles } from '../src/compose/layout.js';
-import { createPrng, type Prng } from '../src/compose/prng.js';
+import { createPrng, type Prng } from '../src/prng.js';
 import type { Box, Hex, Scene, Shape } from '../src/compose/scene.js';
 import { describeBrand, type PromptPlan } from '../src/compose/prompt.js';
 import { commonFields, type GenerationTool } from '../src/tool.js';

@@ -20,6 +20,7 @@ import type { Evaluation } from '../rubric/index.js';
 import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
 import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
+import { DEFAULT_CONCURRENCY } from './defaults.js';
 
 /** What the engine needs of the ledger: a worker's verbs, the change feed, and housekeeping. */
 export type EngineLedger = WorkerPort & ChangeSource & Housekeeping;
@@ -104,7 +105,7 @@ export class Engine {
     this.ledger = opts.ledger;
     this.tools = new Map(opts.tools.map((t) => [t.name, t]));
     this.runTools = [...this.tools.keys()];
-    this.concurrency = opts.concurrency ?? 2;
+    this.concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
     const threads = opts.threads ?? createThreadPool(this.concurrency);
     if (opts.threads === undefined) this.owned.push(threads);
     this.threads = threads;

@@ -15,7 +15,7 @@ import { runCase, runKillBatch, type CaseContext, type CaseResult } from './faul
 import { checkInvariants, runsOf, type Surface } from './invariants.js';
 import type { ReplayOptions, ReplayTarget } from './options.js';
 import { classify, freshKey, makePlan, wasRefused, type Case } from './plan.js';
-import { MAX_SEED } from './prng.js';
+import { MAX_SEED } from '../prng.js';
 import { resolveConventions, type Conventions } from './profile.js';
 import { buildReport, createProgress, formatReport, writeReport } from './report.js';
 import { Session, type Exchange, type RunResource } from './session.js';

@@ -8,6 +8,8 @@ import { canAdvance, isTerminal, Phase, PHASES, phaseProgress } from './phases.j
 import type { CheckedListQuery, RunKey, RunRecord, UsageRows } from './store.js';
 import type { Conflict, CreateRequest, JsonObject, ListQuery, PhaseEntry, Run, RunError, Usage } from './types.js';
 
+/** PostgreSQL: how many connections a process opens for runs, unless told. */
+export const DEFAULT_POOL_SIZE = 10;
 export const DEFAULT_LEASE_MS = 30_000;
 export const DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000;
 /** Stream events only serve reconnects, so they are kept a day. */

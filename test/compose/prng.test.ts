@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createPrng, variantSeed } from '../../src/compose/prng.js';
+import { variantSeed } from '../../src/compose/prng.js';
+import { createPrng } from '../../src/prng.js';
 
 const draw = (seed: number, n = 5) => {
   const rng = createPrng(seed);

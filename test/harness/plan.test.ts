@@ -4,7 +4,7 @@ import { readAnswer as read, type ToolInfo, type ToolResult } from '../../src/ha
 import { checkInvariants, type Evidence, type InvariantId } from '../../src/harness/invariants.js';
 import { FAULT_KINDS, LAUNCH_ONLY } from '../../src/harness/options.js';
 import { changeArgument, classify as classifyWith, freshKey, makePlan as makePlanWith, type PlanOptions, type Subject } from '../../src/harness/plan.js';
-import { createPrng } from '../../src/harness/prng.js';
+import { createPrng } from '../../src/prng.js';
 import { defaultConventions } from '../../src/harness/profile.js';
 import type { Exchange } from '../../src/harness/session.js';
 import type { RecordedCall } from '../../src/harness/transcript.js';

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { RunledgerError, StorageUnavailableError } from '../../errors.js';
 import { Ledger, type LedgerOptions } from '../ledger.js';
 import { migrate } from '../migrations.js';
+import { DEFAULT_POOL_SIZE } from '../rules.js';
 import { SqlOps, type SqlDialect, type SqlDriver } from '../sql.js';
 import type { Awaitable, LedgerStore, RunRecord, StoreOps } from '../store.js';
 import type { JsonObject, RunChange } from '../types.js';
@@ -119,7 +120,7 @@ export class PostgresStore implements LedgerStore {
       throw new StorageUnavailableError(`The PostgreSQL schema name "${schema}" is not usable: lower-case letters, digits and "_", at most 63.`, { schema });
     }
     parsed.searchParams.delete('schema');
-    const store = new PostgresStore(parsed.toString(), schema, opts.poolSize ?? 10);
+    const store = new PostgresStore(parsed.toString(), schema, opts.poolSize ?? DEFAULT_POOL_SIZE);
     try {
       await migrate('postgres', store.location, (body) => store.migrationStep(body));
       await store.listen();
