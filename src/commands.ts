@@ -287,7 +287,7 @@ export const COMMANDS = {
     groups: [
       LEDGER,
       { title: 'The work', flags: ['concurrency', 'phase-delay-ms', 'lease-ms'] },
-      { title: 'Image providers (the built-in renderer is the default; see README "Image providers")', flags: ['provider', 'provider-for', 'provider-url', 'provider-model', 'provider-key-env', 'provider-timeout-ms', 'provider-sizes'] },
+      { title: 'Image providers (the built-in renderer is the default; see docs/providers.md)', flags: ['provider', 'provider-for', 'provider-url', 'provider-model', 'provider-key-env', 'provider-timeout-ms', 'provider-sizes'] },
       HTTP,
       GENERAL,
     ],

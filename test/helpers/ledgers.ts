@@ -24,7 +24,7 @@ export function postgresAvailable(): Promise<boolean> {
       if (process.env.CI) throw new Error(`CI needs PostgreSQL at ${PG_URL} (${(err as Error).message}); .ci/run starts it`, { cause: err });
       process.stderr.write(
         `PostgreSQL tests skipped: nothing answers at ${PG_URL} (${(err as Error).message}). ` +
-          'Start PostgreSQL (see README "Development"), or point RUNLEDGER_TEST_PG at one.\n',
+          'Start PostgreSQL (see docs/development.md), or point RUNLEDGER_TEST_PG at one.\n',
       );
       return false;
     } finally {
