@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show.
+// One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show, providers check/schema.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { parseConfig, USAGE, UsageError, type Config } from './config.js';
@@ -71,6 +71,7 @@ async function harnessCommand(command: 'record' | 'replay', args: string[]): Pro
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'record' || argv[0] === 'replay') return harnessCommand(argv[0], argv.slice(1));
+  if (argv[0] === 'providers') return (await import('./providers/command.js')).providersCommand(argv.slice(1));
   let config: Config;
   try {
     config = parseConfig(argv);

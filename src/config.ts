@@ -30,6 +30,8 @@ export interface Config {
   proxy: ProxyConfig | null;
   /** runs list: which runs, how many, from where. */
   list: ListConfig | null;
+  /** Job providers declared in files, and what serves them (see the JOB PROVIDERS block). */
+  jobs: JobsConfig;
 }
 
 export interface ListConfig {
@@ -60,7 +62,8 @@ export interface ProxyConfig {
 }
 
 export const PROVIDERS = ['builtin', 'openai'] as const;
-export type ProviderName = (typeof PROVIDERS)[number];
+/** builtin, openai, or the name of a job provider defined by a --provider-file (checked at start-up). */
+export type ProviderName = string;
 
 export interface ProvidersConfig {
   /** The provider of every tool not named in `perTool`. */
@@ -97,6 +100,64 @@ export interface HttpConfig {
   allowedOrigins: string[];
 }
 
+// ==== JOB PROVIDERS (issue 20) ===================================================================
+// Queue APIs declared in definition files (Replicate, fal, ...): the flags, their usage lines and their
+// parsing, in one block, hooked in above by `...JOB_OPTIONS`, `${JOB_USAGE}` and `parseJobs`. A job
+// provider is chosen per tool like any other (--provider, --provider-for TOOL=NAME).
+
+export const JOB_OPTIONS = {
+  'provider-file': { type: 'string', multiple: true },
+  'public-url': { type: 'string' },
+  'orphan-search-ms': { type: 'string' },
+  'max-output-bytes': { type: 'string' },
+} as const;
+
+export const JOB_USAGE = `
+Job providers (queue APIs such as Replicate or fal, declared in files; see docs/providers.md):
+  --provider-file FILE    a provider definition (JSON), or the name of a shipped one: replicate, fal
+                          (repeatable); its name then goes in --provider or --provider-for, e.g.
+                          --provider-file replicate --provider-for product_video=replicate
+  --public-url URL        the public base URL of this server (--http), where providers send webhooks
+                          (URL/webhooks/<name>); without it jobs are polled, which always works
+                          (env RUNLEDGER_PUBLIC_URL)
+  --orphan-search-ms MS   how long a run whose submit's answer was lost in a crash looks for its job
+                          (webhooks, the list endpoint) before ending outcome_unknown, never submitting
+                          again; 1000–86400000 (default: 120000)
+  --max-output-bytes N    the largest output (image or video) fetched and stored, 1024–1073741824
+                          (default: 268435456)
+`;
+
+export interface JobsConfig {
+  /** Definition files (or shipped names), in the order given. */
+  files: string[];
+  /** Where providers send webhooks (…/webhooks/<name>); null: polling only. */
+  publicUrl: string | null;
+  orphanSearchMs: number;
+  maxOutputBytes: number;
+}
+
+function parseJobs(
+  command: Config['command'],
+  values: { 'provider-file'?: string[]; 'public-url'?: string; 'orphan-search-ms'?: string; 'max-output-bytes'?: string },
+  env: NodeJS.ProcessEnv,
+): JobsConfig {
+  const files = values['provider-file'] ?? [];
+  if (files.some((f) => f.trim() === '')) throw new UsageError('--provider-file must name a file, or a shipped definition (replicate, fal)');
+  if (command === 'proxy' && files.length > 0) throw new UsageError('--provider-file goes with serving runledger\'s own tools, not with runledger proxy');
+  const publicUrl = values['public-url'] ?? env.RUNLEDGER_PUBLIC_URL ?? null;
+  if (publicUrl !== null) {
+    requireHttpUrl('--public-url', publicUrl);
+    if (/[?#]/.test(publicUrl)) throw new UsageError(`--public-url is a base URL, without query or fragment; got "${publicUrl}"`);
+  }
+  return {
+    files,
+    publicUrl: publicUrl?.replace(/\/+$/, '') ?? null,
+    orphanSearchMs: integer('--orphan-search-ms', values['orphan-search-ms'], 120_000, 1000, 86_400_000),
+    maxOutputBytes: integer('--max-output-bytes', values['max-output-bytes'], 256 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+  };
+}
+// ==== end JOB PROVIDERS ===========================================================================
+
 export const USAGE = `runledger — an MCP server that makes generative tool calls safe to retry
 
 Usage:
@@ -112,6 +173,8 @@ Usage:
   runledger runs list [options]      list runs in the ledger, newest first, with their keys:
                                      --tool NAME, --phase PHASE, --limit N (1–${MAX_PAGE_SIZE}, default 50), --cursor C
   runledger runs show <run_id>       show one run as JSON
+  runledger providers check FILE     check a job provider definition and print what it understood
+  runledger providers schema         print the JSON Schema of provider definitions
 
 Options:
   --db PATH|URL           the ledger: a SQLite file, or postgres://user:password@host:port/database for
@@ -136,7 +199,7 @@ Image providers (the built-in renderer is the default; see README "Providers"):
   --provider-timeout-ms MS  cut-off for one provider call, 1000–600000 (default: 120000)
   --provider-sizes LIST   sizes the model accepts, e.g. 1024x1024,1536x1024, or "any" to send the
                           tool's exact size (default: 1024x1024,1536x1024,1024x1536)
-
+${JOB_USAGE}
 Streamable HTTP (instead of stdio):
   --http                  serve MCP over Streamable HTTP at /mcp, and GET /healthz
   --host HOST             address to bind (default: 127.0.0.1); another than loopback needs tokens
@@ -226,6 +289,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
         'provider-key-env': { type: 'string' },
         'provider-timeout-ms': { type: 'string' },
         'provider-sizes': { type: 'string' },
+        ...JOB_OPTIONS,
         http: { type: 'boolean' },
         host: { type: 'string' },
         port: { type: 'string' },
@@ -355,6 +419,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
     proxy: parseProxy(command, values, upstreamCommand, env),
     list: parseList(command, values),
     providers: parseProviders(values, env),
+    jobs: parseJobs(command, values, env),
     db,
     dbSchema,
     dbPoolSize: poolText === undefined ? undefined : integer('--db-pool-size', poolText, 10, 1, 100),
@@ -439,22 +504,26 @@ function parseProxy(
   };
 }
 
-function providerName(flag: string, text: string): ProviderName {
-  if (!(PROVIDERS as readonly string[]).includes(text)) throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}, got "${text}"`);
-  return text as ProviderName;
+function providerName(flag: string, text: string, defined: boolean): ProviderName {
+  if ((PROVIDERS as readonly string[]).includes(text)) return text;
+  // A job provider's name: whether a --provider-file defines it is checked when the files are read.
+  if (defined && /^[a-z][a-z0-9-]{0,31}$/.test(text)) return text;
+  throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}${defined ? ', or the name of a provider a --provider-file defines' : ' (or a job provider defined with --provider-file)'}, got "${text}"`);
 }
 
 function parseProviders(
   values: { [flag in 'provider' | 'provider-url' | 'provider-model' | 'provider-key-env' | 'provider-timeout-ms' | 'provider-sizes']?: string } & {
     'provider-for'?: string[];
+    'provider-file'?: string[];
   },
   env: NodeJS.ProcessEnv,
 ): ProvidersConfig {
+  const defined = (values['provider-file'] ?? []).length > 0;
   const perTool = new Map<string, ProviderName>();
   for (const item of values['provider-for'] ?? []) {
     const match = /^(?:create_)?([a-z][a-z0-9_]*)=(\S+)$/.exec(item.trim());
     if (match === null) throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
-    perTool.set(match[1]!, providerName('--provider-for', match[2]!));
+    perTool.set(match[1]!, providerName('--provider-for', match[2]!, defined));
   }
   const url = values['provider-url'] ?? env.RUNLEDGER_PROVIDER_URL ?? 'https://api.openai.com/v1';
   requireHttpUrl('--provider-url', url);
@@ -470,7 +539,7 @@ function parseProviders(
           return { width: Number(match[1]), height: Number(match[2]) };
         });
   return {
-    default: providerName('--provider', values.provider ?? env.RUNLEDGER_PROVIDER ?? 'builtin'),
+    default: providerName('--provider', values.provider ?? env.RUNLEDGER_PROVIDER ?? 'builtin', defined),
     perTool,
     openai: {
       url,

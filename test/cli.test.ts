@@ -26,7 +26,7 @@ describe('runledger CLI', () => {
     [['--http', '--body-timeout-ms', '500'], /--body-timeout-ms must be from 1000 to 600000, got 500/],
     [['--http', '--max-tenant-sessions', '0'], /--max-tenant-sessions must be from 1 to 1000000/],
     [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
-    [['--provider', 'midjourney'], /--provider must be builtin or openai, got "midjourney"/],
+    [['--provider', 'midjourney'], /--provider must be builtin or openai \(or a job provider defined with --provider-file\), got "midjourney"/],
     [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
     [['--provider-sizes', '1024'], /--provider-sizes takes WxH sizes/],
     [['--provider-url', 'ftp://x'], /--provider-url must be an http\(s\) URL/],
