@@ -65,8 +65,7 @@ const JWKS_REFETCH_MS = 60_000;
 /** fal's Ed25519 webhooks, the keys read from `jwksUrl`. */
 export function falEd25519(jwksUrl: string, idHeader = 'x-fal-webhook-request-id', fetchKeys = defaultFetchKeys): WebhookVerifier {
   let keys: { at: number; list: KeyObject[] } | null = null;
-  const load = async (force: boolean): Promise<KeyObject[]> => {
-    const now = Date.now();
+  const load = async (force: boolean, now: number): Promise<KeyObject[]> => {
     if (keys !== null && now - keys.at < (force ? JWKS_REFETCH_MS : JWKS_TTL_MS)) return keys.list;
     const list = (await fetchKeys(jwksUrl))
       .filter((k) => k.kty === 'OKP' && k.crv === 'Ed25519' && typeof k.x === 'string')
@@ -91,7 +90,7 @@ export function falEd25519(jwksUrl: string, idHeader = 'x-fal-webhook-request-id
       for (const force of [false, true]) {
         let list: KeyObject[];
         try {
-          list = await load(force);
+          list = await load(force, nowMs);
         } catch (err) {
           return { ok: false, reason: `the provider's public keys could not be read: ${(err as Error).message}` };
         }
