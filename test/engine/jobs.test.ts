@@ -70,7 +70,8 @@ describe('a job run followed by its caller', () => {
     fake.finish(job.id, 'succeeded');
     const result = (await answer) as unknown as { structuredContent: { phase: string; progress: number } };
     expect(result.structuredContent).toMatchObject({ phase: 'done', progress: 1 });
-    // One more round trip: anything sent late would be here by now.
+    // Turns of the event loop and one more round trip: anything sent late would be here by now.
+    for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
     await client.listTools();
 
     const progress = received.flatMap((m) => ('method' in m && m.method === 'notifications/progress' ? [m.params as { progress: number; message: string }] : []));
