@@ -51,6 +51,9 @@ export async function createRuntime(config: Config, log: Logger): Promise<Runtim
   });
   const tools = mcpTools(runs, served);
   const takesWebhooks = providers.jobProviders().some((p) => p.webhooks !== null);
+  if (config.jobs.publicUrl !== null && config.http === null && takesWebhooks) {
+    log.info('webhooks are asked for at --public-url, but this process serves no /webhooks route (no --http): another replica on this ledger must, or jobs are polled');
+  }
   let stopping: Promise<void> | undefined;
   return {
     ledger,

@@ -287,6 +287,7 @@ export class JobRunner {
       by: searchedBy,
     });
     const rejected = new Set<string>();
+    const seen = new Set<string>();
     let ambiguous: string[];
     let pause = 250;
     for (;;) {
@@ -335,7 +336,7 @@ export class JobRunner {
           candidates: ambiguous,
         });
       }
-      await this.waitForNews(run.id, Math.min(pause, left), signal, new Set());
+      await this.waitForNews(run.id, Math.min(pause, left), signal, seen);
       pause = Math.min(pause * 2, 5000);
     }
   }
@@ -532,8 +533,11 @@ export class JobRunner {
     }
     if (job === null) return;
     const provider = this.opts.providers.named(job.provider);
-    if (provider?.kind !== 'job') {
-      this.log.warn('a canceled run\'s job is at a provider this server does not know: it was not canceled upstream', { run_id: runId, provider: job.provider, job_id: job.jobId });
+    if (provider?.kind !== 'job' || !provider.canCancel) {
+      this.log.warn(
+        provider?.kind === 'job' ? "a canceled run's job runs on upstream: its provider's definition has no cancel" : "a canceled run's job is at a provider this server does not know: it was not canceled upstream",
+        { run_id: runId, provider: job.provider, job_id: job.jobId },
+      );
       return;
     }
     for (let attempt = 1; ; attempt++) {

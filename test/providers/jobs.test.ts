@@ -51,6 +51,12 @@ describe('definition templates', () => {
     ]);
   });
 
+  it("accepts the README's example definition", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const example = /## Job providers[\s\S]*?```json\n([\s\S]*?)```/.exec(readme)![1]!;
+    expect(parseDefinition(JSON.parse(example), 'README.md').name).toBe('my-queue');
+  });
+
   it('builds the submit a definition describes, with the webhook only when there is a URL', () => {
     const replicate = createJobProvider(parseDefinition(shipped('replicate'), 'replicate.json'), { REPLICATE_API_TOKEN: 'r8_x' });
     const request = { prompt: 'p', image: 'data:image/png;base64,AA', duration_seconds: 5, aspect: '16:9', seed: 3 };
