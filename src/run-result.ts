@@ -20,7 +20,8 @@ export interface RunEvaluation {
   score: number | null;
   passed: number;
   tested: number;
-  variants: (Evaluation & { n: number })[];
+  /** Each scored output; `scored: "poster frame"` where a video was scored by its poster frame. */
+  variants: (Evaluation & { n: number; scored?: 'poster frame' })[];
   /** Outputs the rubric did not score, each with why (a video without a poster frame): never a made-up score. */
   unscored?: { n: number; mime: string; reason: string }[];
 }

@@ -51,7 +51,8 @@ const description =
   'Make a short product video (MP4) from a product shot and a brief: 5 or 10 seconds, 16:9, 9:16 or 1:1. The still ' +
   '(an image of a create_product_shot run, or a URL) is the first frame; the brief says how it moves. The clip is made by ' +
   'a video generation service and takes one to several minutes: the call answers at once, and poll_run follows it. The ' +
-  'brand rubric scores still images only, so the result says the video was not scored, and why. ' +
+  'brand rubric scores still images: the video is scored by its poster frame where the service gives one, else the result ' +
+  'says it was not scored, and why. ' +
   `Cost: ${CREDITS_PER_5_SECONDS} credits per 5 seconds of video.`;
 
 function job(args: Args, seed: number): JobPlan {

@@ -158,13 +158,16 @@ export class JobRunner {
     const final = await this.follow(run, owner, provider, job, signal, held);
 
     step.now = 'fetching the outputs';
-    const assets = await this.keepOutputs(run, owner, provider, job, final, signal, held);
+    const { assets, poster } = await this.keepOutputs(run, owner, provider, job, final, signal, held);
+    // A poster frame stands for a video only when there is one video it can belong to.
+    const videos = assets.filter((a) => a.mime.startsWith('video/'));
+    const posterOf = (a: AssetRef) => (poster !== null && videos.length === 1 && videos[0] === a ? poster : null);
 
     const evaluations = new Map<number, Evaluation | Unscored>();
     for (const asset of assets) {
       step.now = `scoring output ${asset.n + 1} of ${assets.length}`;
       const stored = run.recovery[evaluationPoint(asset.n)];
-      const evaluation = stored ?? (await this.evaluate(run, tool, args, plan, asset));
+      const evaluation = stored ?? (await this.evaluate(run, tool, args, plan, asset, posterOf(asset), provider, signal));
       if (stored === undefined) held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(asset.n), evaluation, 0.9 + (0.09 * (asset.n + 1)) / assets.length));
       evaluations.set(asset.n, evaluation);
     }
@@ -464,8 +467,8 @@ export class JobRunner {
     final: JobStatus,
     signal: AbortSignal,
     held: (ok: unknown) => void,
-  ): Promise<AssetRef[]> {
-    const { outputs } = await this.retrying(() => provider.outputsOf(job, final, signal), signal);
+  ): Promise<{ assets: AssetRef[]; poster: string | null }> {
+    const { outputs, poster } = await this.retrying(() => provider.outputsOf(job, final, signal), signal);
     if (outputs.length === 0) {
       throw new JobRefused(`${provider.id} job ${job.jobId} succeeded without an output at "${provider.definition.outputs.path}".`, { provider: provider.id, job_id: job.jobId });
     }
@@ -482,7 +485,7 @@ export class JobRunner {
       };
       held(await this.ledger.attachAsset(run.id, owner, n, { bytes, mime, meta }, 0.9));
     }
-    return this.ledger.listAssets(run.tenant, run.id);
+    return { assets: await this.ledger.listAssets(run.tenant, run.id), poster };
   }
 
   private async download(url: string, n: number, provider: JobProvider, signal: AbortSignal): Promise<{ bytes: Buffer; mime: string }> {
@@ -508,16 +511,36 @@ export class JobRunner {
     }
   }
 
-  private async evaluate(run: ClaimedRun<JobRecovery>, tool: GenerationTool, args: ReturnType<GenerationTool['input']['parse']>, plan: JobPlan, asset: AssetRef): Promise<Evaluation | Unscored> {
-    if (!SCORABLE.has(asset.mime)) {
-      return {
-        unscored: asset.mime.startsWith('video/')
-          ? `the brand rubric scores still images; this output is a video (${asset.mime}), and the provider gave no poster frame to score`
-          : `the brand rubric reads PNG and JPEG; this output is ${asset.mime}`,
-      };
+  /**
+   * An image is scored; a video by its poster frame when the provider gives one (said so in the
+   * evaluation), else not at all, saying why.
+   */
+  private async evaluate(
+    run: ClaimedRun<JobRecovery>,
+    tool: GenerationTool,
+    args: ReturnType<GenerationTool['input']['parse']>,
+    plan: JobPlan,
+    asset: AssetRef,
+    poster: string | null,
+    provider: JobProvider,
+    signal: AbortSignal,
+  ): Promise<Evaluation | Unscored> {
+    const score = (bytes: Uint8Array, mime: string) =>
+      this.opts.threads.run({ kind: 'score', input: { bytes, mime, brand: tool.brandKit(args), target: plan.target, scene: null } });
+    if (SCORABLE.has(asset.mime)) {
+      const { bytes, mime } = await this.ledger.readAsset(run.tenant, run.id, asset.n);
+      return score(bytes, mime);
     }
-    const { bytes, mime } = await this.ledger.readAsset(run.tenant, run.id, asset.n);
-    return this.opts.threads.run({ kind: 'score', input: { bytes, mime, brand: tool.brandKit(args), target: plan.target, scene: null } });
+    if (!asset.mime.startsWith('video/')) return { unscored: `the brand rubric reads PNG and JPEG; this output is ${asset.mime}` };
+    if (poster === null) return { unscored: `the brand rubric scores still images; this output is a video (${asset.mime}), and the provider gave no poster frame to score` };
+    try {
+      const frame = await this.download(poster, asset.n, provider, signal);
+      if (!SCORABLE.has(frame.mime)) return { unscored: `the brand rubric scores still images; the video's poster frame is ${frame.mime}, which it does not read` };
+      return { ...(await score(frame.bytes, frame.mime)), scored: 'poster frame' } as Evaluation;
+    } catch (err) {
+      if (!(err instanceof OutputFailed)) throw err;
+      return { unscored: `the brand rubric scores still images; the video's poster frame could not be fetched (${err.problem})` };
+    }
   }
 
   // ---- cancels ---------------------------------------------------------------------------------

@@ -188,6 +188,22 @@ describe('a job at a Replicate-style provider', () => {
     expect(provider.stats.downloads[job.id]).toBe(2); // one by the server, one by this test's check of the expiry
   });
 
+  it("scores a video by its poster frame where the definition says where the provider gives one, and says so", async () => {
+    const provider = await fake('replicate');
+    const db = tempDb();
+    const server = await serve(db, 'replicate', provider, [], { outputs: { poster: 'poster' } });
+    const created = await callTool(server.client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
+    const job = await provider.waitForJob();
+    provider.finish(job.id, 'succeeded');
+    const done = await ended(server, created.run.run_id);
+    const evaluation = done.run.evaluation as { score: number; unscored: unknown[]; variants: { n: number; scored: string; checks: { id: string }[] }[] };
+    expect(done.run.assets).toEqual([expect.objectContaining({ mime: 'video/mp4' })]);
+    expect(evaluation.score).toEqual(expect.any(Number));
+    expect(evaluation.unscored).toEqual([]);
+    expect(evaluation.variants).toEqual([expect.objectContaining({ n: 0, scored: 'poster frame' })]);
+    expect(evaluation.variants[0]!.checks.map((c) => c.id)).toEqual(['size', 'palette_coverage']);
+  });
+
   it('fails the run with a typed error, unbilled, when an output is larger than --max-output-bytes or was gone before it was fetched', async () => {
     const provider = await fake('replicate');
     const db = tempDb();
