@@ -328,7 +328,8 @@ export class JobRunner {
         continue;
       }
       const left = deadline - Date.now();
-      if (left <= 0) {
+      // With no webhook asked for and no list to read, nothing can turn up: no reason to wait out the bound.
+      if (left <= 0 || searchedBy.length === 0) {
         throw new JobOutcomeUnknownError({
           provider: provider.id,
           runId: run.id,

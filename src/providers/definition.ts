@@ -281,6 +281,10 @@ export function describeDefinition(def: ProviderDefinition, env: NodeJS.ProcessE
     `  webhooks  ${def.webhook === undefined ? '(none: polling only)' : `${def.webhook.signing.scheme}${def.webhook.signing.scheme === 'standard-webhooks' ? ` (secret in $${def.webhook.signing.secret_env}, ${has(def.webhook.signing.secret_env)} here)` : ` (keys from ${def.webhook.signing.jwks_url})`}, id in ${def.webhook.id_header}, job id at "${def.webhook.job_id}"`}`,
     `            ${def.submit.webhook === undefined ? 'submits ask for none' : `submits ask for them with ${[...Object.keys(def.submit.webhook.body ?? {}).map((k) => `body.${k}`), ...Object.keys(def.submit.webhook.query ?? {}).map((k) => `?${k}`)].join(', ')} (with --public-url)`}`,
   ];
+  const needs = placeholders([def.status.url, def.result?.url, def.cancel?.url]).filter((p) => p.namespace === 'job' && p.field !== 'id');
+  if (def.webhook !== undefined && needs.length > 0) {
+    lines.push(`  note      ${[...new Set(needs.map((p) => p.text))].join(', ')}: a job found by its webhook after a crash carries only its id, so it could not be followed; prefer {job.id} in these URLs`);
+  }
   return lines.join('\n') + '\n';
 }
 
