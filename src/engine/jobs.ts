@@ -100,6 +100,8 @@ const RUN_IMAGE_MAX_BYTES = 10 * 1024 * 1024;
 const RUN_IMAGE_WAIT_MS = 10 * 60_000;
 /** Tries of one output download the host answered 5xx, or did not answer. */
 const FETCH_ATTEMPTS = 4;
+/** The least time one output download is given. */
+const DOWNLOAD_TIMEOUT_MS = 5 * 60_000;
 /** Tries of a job's cancel the provider answered 5xx/429. */
 const CANCEL_ATTEMPTS = 4;
 
@@ -492,7 +494,8 @@ export class JobRunner {
   private async download(url: string, n: number, provider: JobProvider, signal: AbortSignal): Promise<{ bytes: Buffer; mime: string }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fetchOutput(url, n, this.opts.maxOutputBytes, provider.definition.timeout_ms, signal);
+        // A video of a few hundred MB may take minutes: a download gets at least five of them.
+        return await fetchOutput(url, n, this.opts.maxOutputBytes, Math.max(provider.definition.timeout_ms, DOWNLOAD_TIMEOUT_MS), signal);
       } catch (err) {
         if (!(err instanceof OutputFailed) || !err.retryable || attempt >= FETCH_ATTEMPTS) throw err;
         await sleep(jittered(1000 * 2 ** attempt), undefined, { signal });
