@@ -15,5 +15,8 @@ export default defineConfig({
     maxWorkers: 3,
     // The HTTP session test measures the heap after a forced collection (globalThis.gc).
     execArgv: ['--expose-gc'],
+    // expect.poll waits on a condition (a page re-rendering, say); its default second is too short
+    // when three files share two cores, and a condition that holds ends the wait at once anyway.
+    expect: { poll: { timeout: 20_000 } },
   },
 });

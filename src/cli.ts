@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show.
+// One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show, providers check/schema.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { helpText } from './commands.js';
@@ -112,6 +112,10 @@ async function main(argv: string[]): Promise<number> {
       const { runDemo } = await import('./demo.js');
       return runDemo(config);
     }
+    case 'providers-check':
+      return (await import('./providers/command.js')).providersCheck(config.file);
+    case 'providers-schema':
+      return (await import('./providers/command.js')).providersSchema();
   }
 }
 

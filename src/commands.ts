@@ -87,7 +87,7 @@ export const FLAGS = {
   },
 
   // Image providers
-  provider: { type: 'string', arg: 'NAME', help: `${PROVIDERS.join(' or ')}, for every tool`, env: 'RUNLEDGER_PROVIDER', default: 'builtin' },
+  provider: { type: 'string', arg: 'NAME', help: `${PROVIDERS.join(' or ')} (or a job provider a --provider-file defines), for every tool`, env: 'RUNLEDGER_PROVIDER', default: 'builtin' },
   'provider-for': { type: 'string', multiple: true, arg: 'TOOL=NAME', help: "this tool's provider, overriding --provider (repeatable), e.g. product_shot=openai" },
   'provider-url': { type: 'string', arg: 'URL', help: 'OpenAI-compatible API base', env: 'RUNLEDGER_PROVIDER_URL', default: 'https://api.openai.com/v1' },
   'provider-model': { type: 'string', arg: 'NAME', help: 'image model', env: 'RUNLEDGER_PROVIDER_MODEL', default: 'gpt-image-1' },
@@ -99,6 +99,28 @@ export const FLAGS = {
     help: 'sizes the model accepts, e.g. 1024x1024,1536x1024, or "any" to send the tool\'s exact size',
     default: '1024x1024,1536x1024,1024x1536',
   },
+
+  // Job providers
+  'provider-file': {
+    type: 'string',
+    multiple: true,
+    arg: 'FILE',
+    help: 'a job provider definition (JSON), or the name of a shipped one: replicate, fal (repeatable); its name then goes in --provider or --provider-for, e.g. --provider-file replicate --provider-for product_video=replicate',
+  },
+  'public-url': {
+    type: 'string',
+    arg: 'URL',
+    help: 'the public base URL of this server (--http), where providers send webhooks (URL/webhooks/<name>); without it jobs are polled, which always works',
+    env: 'RUNLEDGER_PUBLIC_URL',
+  },
+  'orphan-search-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: "how long a run whose submit's answer a crash lost looks for its job (webhooks, the list endpoint) before ending outcome_unknown, never submitting again",
+    range: [1000, 86_400_000],
+    default: 120_000,
+  },
+  'max-output-bytes': { type: 'string', arg: 'N', help: 'the largest output (image or video) fetched from a job provider and stored', range: [1024, 1024 * 1024 * 1024], default: 256 * 1024 * 1024 },
 
   // Streamable HTTP
   http: { type: 'boolean', help: 'serve MCP over Streamable HTTP at /mcp (and GET /healthz, /viewer) instead of stdio' },
@@ -288,6 +310,7 @@ export const COMMANDS = {
       LEDGER,
       { title: 'The work', flags: ['concurrency', 'phase-delay-ms', 'lease-ms'] },
       { title: 'Image providers (the built-in renderer is the default; see docs/providers.md)', flags: ['provider', 'provider-for', 'provider-url', 'provider-model', 'provider-key-env', 'provider-timeout-ms', 'provider-sizes'] },
+      { title: 'Job providers (queue APIs such as Replicate or fal, declared in files; see docs/providers.md)', flags: ['provider-file', 'public-url', 'orphan-search-ms', 'max-output-bytes'] },
       HTTP,
       GENERAL,
     ],
@@ -325,6 +348,19 @@ export const COMMANDS = {
     summary: 'show one run as JSON',
     usage: ['runs show <run_id> [options]'],
     groups: [LEDGER, GENERAL],
+  },
+  'providers-check': {
+    words: ['providers', 'check'],
+    summary: 'check a job provider definition and print what it understood, or name each wrong field',
+    usage: ['providers check FILE      a definition (JSON), or a shipped one: replicate, fal'],
+    about: 'Exit 0 with what the definition says; exit 2 naming each field that is wrong.',
+    groups: [GENERAL],
+  },
+  'providers-schema': {
+    words: ['providers', 'schema'],
+    summary: 'print the JSON Schema job provider definitions are checked against',
+    usage: ['providers schema'],
+    groups: [GENERAL],
   },
   record: {
     words: ['record'],

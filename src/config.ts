@@ -35,7 +35,8 @@ export function helpFor(err: UsageError): string {
 }
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export type ProviderName = (typeof PROVIDERS)[number];
+/** builtin, openai, or the name of a job provider a --provider-file defines (checked when the files are read). */
+export type ProviderName = string;
 
 /** Which ledger, and whose runs in it: every command that opens the ledger has these. */
 export interface LedgerChoice {
@@ -53,7 +54,18 @@ export interface ServeConfig extends LedgerChoice {
   phaseDelayMs: number;
   leaseMs: number;
   providers: ProvidersConfig;
+  jobs: JobsConfig;
   http: HttpConfig | null;
+}
+
+/** Job providers declared in files (Replicate, fal, ...), and what serves them. */
+export interface JobsConfig {
+  /** Definition files (or shipped names), in the order given. */
+  files: string[];
+  /** Where providers send webhooks (…/webhooks/<name>); null: polling only. */
+  publicUrl: string | null;
+  orphanSearchMs: number;
+  maxOutputBytes: number;
 }
 
 export interface ProxyCommandConfig extends LedgerChoice {
@@ -90,6 +102,8 @@ export type Config =
   | RunsListConfig
   | RunsShowConfig
   | HarnessConfig
+  | { command: 'providers-check'; file: string }
+  | { command: 'providers-schema' }
   | { command: 'help'; topic: CommandName | undefined }
   | { command: 'version' }
   /** record --schema, replay --report-schema and --profile-schema: print a JSON Schema. */
@@ -213,8 +227,11 @@ export function route(argv: string[]): Routed {
     else if (first === 'proxy' || first === 'demo') command = first;
     else if (first === 'runs' && second === 'list') command = 'runs-list';
     else if (first === 'runs' && second === 'show') command = 'runs-show';
+    else if (first === 'providers' && second === 'check') command = 'providers-check';
+    else if (first === 'providers' && second === 'schema') command = 'providers-schema';
     else if (first === 'record' || first === 'replay') throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
     else if (first === 'runs') throw new UsageError('runs takes a subcommand: runledger runs list, or runledger runs show <run_id>.');
+    else if (first === 'providers') throw new UsageError('providers takes a subcommand: runledger providers check FILE, or runledger providers schema.');
     else throw new UsageError(`unknown command "${first}"; the commands are ${orList(Object.values(COMMANDS).map((c) => c.words.join(' ')))}.`);
     positionals = positionals.slice(first === undefined ? 0 : COMMANDS[command].words.length);
   }
@@ -314,6 +331,15 @@ function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): 
     if (values['profile-schema'] === true) return { command: 'schema', schema: 'profile' };
     return { command, args: argv.slice(1) };
   }
+  if (command === 'providers-check') {
+    const [file, more] = routed.positionals;
+    if (file === undefined || more !== undefined || file.trim() === '') throw new UsageError('providers check takes one definition: runledger providers check FILE');
+    return { command, file };
+  }
+  if (command === 'providers-schema') {
+    if (routed.positionals.length > 0) throw new UsageError(`unexpected argument "${routed.positionals[0]}" after providers schema`);
+    return { command };
+  }
   if (command !== 'proxy' && routed.afterDashes.length > 0) {
     throw new UsageError('a command after "--" goes with runledger proxy (runledger proxy -- node server.js)');
   }
@@ -330,6 +356,7 @@ function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): 
         phaseDelayMs: read.number('phase-delay-ms'),
         leaseMs: read.number('lease-ms'),
         providers: parseProviders(read),
+        jobs: parseJobs(read),
         http: parseHttp(read),
       };
     case 'proxy':
@@ -460,17 +487,37 @@ function parseProxy(read: FlagReader, upstreamCommand: string[]): ProxyConfig {
   };
 }
 
-function providerName(flag: string, text: string): ProviderName {
-  if (!isOneOf(PROVIDERS, text)) throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}, got "${text}"`);
-  return text;
+function providerName(flag: string, text: string, defined: boolean): ProviderName {
+  if (isOneOf(PROVIDERS, text)) return text;
+  // A job provider's name: whether a --provider-file defines it is checked when the files are read.
+  if (defined && /^[a-z][a-z0-9-]{0,31}$/.test(text)) return text;
+  const others = defined ? ', or the name of a provider a --provider-file defines' : ' (or a job provider defined with --provider-file)';
+  throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}${others}, got "${text}"`);
+}
+
+function parseJobs(read: FlagReader): JobsConfig {
+  const files = read.list('provider-file');
+  if (files.some((file) => file.trim() === '')) throw new UsageError('--provider-file must name a file, or a shipped definition (replicate, fal)');
+  const publicUrl = read.text('public-url') ?? null;
+  if (publicUrl !== null) {
+    requireHttpUrl('--public-url', publicUrl);
+    if (/[?#]/.test(publicUrl)) throw new UsageError(`--public-url is a base URL, without query or fragment; got "${publicUrl}"`);
+  }
+  return {
+    files,
+    publicUrl: publicUrl?.replace(/\/+$/, '') ?? null,
+    orphanSearchMs: read.number('orphan-search-ms'),
+    maxOutputBytes: read.number('max-output-bytes'),
+  };
 }
 
 function parseProviders(read: FlagReader): ProvidersConfig {
+  const defined = read.list('provider-file').length > 0;
   const perTool = new Map<string, ProviderName>();
   for (const item of read.list('provider-for')) {
     const match = /^(?:create_)?([a-z][a-z0-9_]*)=(\S+)$/.exec(item.trim());
     if (match === null) throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
-    perTool.set(match[1]!, providerName('--provider-for', match[2]!));
+    perTool.set(match[1]!, providerName('--provider-for', match[2]!, defined));
   }
   const url = read.text('provider-url')!;
   requireHttpUrl('--provider-url', url);
@@ -486,7 +533,7 @@ function parseProviders(read: FlagReader): ProvidersConfig {
           return { width: Number(match[1]), height: Number(match[2]) };
         });
   return {
-    default: providerName('--provider', read.text('provider')!),
+    default: providerName('--provider', read.text('provider')!, defined),
     perTool,
     openai: { url, model: read.text('provider-model')!, keyEnv, timeoutMs: read.number('provider-timeout-ms'), sizes },
   };

@@ -127,6 +127,31 @@ export class OutcomeUnknownError extends RunledgerError {
   }
 }
 
+/**
+ * A job provider's job: the submit was sent (and perhaps answered) but the process died before the
+ * job's handle was stored, and no job found within the search bound could be shown to be this run's.
+ * It is not submitted again: that could pay for the same clip twice. The run ends unbilled.
+ */
+export class JobOutcomeUnknownError extends RunledgerError {
+  constructor(opts: { provider: string; runId: string; tool: string; submittedAt: string; searchedMs: number; searchedBy: string[]; candidates: string[] }) {
+    const { provider, runId, tool, submittedAt, searchedMs, searchedBy, candidates } = opts;
+    super(
+      ErrorCode.outcomeUnknown,
+      `The ${tool} job of run ${runId} was submitted to ${provider} at ${submittedAt}, but the server stopped before it stored the job's id, ` +
+        `and ${Math.round(searchedMs / 1000)} s of looking (${searchedBy.join(', ')}) found no job that is surely this run's` +
+        (candidates.length > 0 ? ` (${candidates.length} could be: ${candidates.join(', ')})` : '') +
+        '. It may or may not exist upstream, so it was not submitted again.',
+      {
+        details: { run_id: runId, provider, submitted_at: submittedAt, searched_ms: searchedMs, searched_by: searchedBy, candidates },
+        fix:
+          `Look in ${provider}'s dashboard for a job created around ${submittedAt}${candidates.length > 0 ? ` (perhaps ${candidates.join(' or ')})` : ''}: ` +
+          'if one is there, its output is yours to fetch there. This run was not billed. To make it again, call with a NEW idempotency_key; ' +
+          'this key keeps answering outcome_unknown.',
+      },
+    );
+  }
+}
+
 /** runledger proxy: the first call with this key is still being answered upstream. */
 export class CallInProgressError extends RunledgerError {
   constructor(tool: string, runId: string, waitedSeconds: number) {

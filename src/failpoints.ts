@@ -18,6 +18,10 @@ export type FailpointName =
   | 'billing'
   /** Right after any write that counts as progress for the run. */
   | 'progress'
+  /** A job provider's submit (the paid step) is about to be sent; "submitting" is stored. */
+  | 'submit'
+  /** The job provider answered the submit; the job's handle is not yet stored. */
+  | 'submitted'
   /** A render thread is given a scene: the thread dies (not the process). */
   | 'render-thread'
   /** A render thread is given a scene: it never finishes. */

@@ -8,22 +8,30 @@ export interface AssetSummary {
   sha256: string;
   mime: string;
   size: number;
-  width: number;
-  height: number;
+  /** Null when the file's header does not say (a video in a container read no further). */
+  width: number | null;
+  height: number | null;
+  /** A video's length, when its header says. */
+  duration_seconds?: number;
 }
 
 export interface RunEvaluation {
-  /** Mean of the variants' scores; each honours the brand kit's weights. */
-  score: number;
+  /** Mean of the variants' scores, each honouring the brand kit's weights; null when nothing could be scored (a video). */
+  score: number | null;
   passed: number;
   tested: number;
-  variants: (Evaluation & { n: number })[];
+  /** Each scored output; `scored: "poster frame"` where a video was scored by its poster frame. */
+  variants: (Evaluation & { n: number; scored?: 'poster frame' })[];
+  /** Outputs the rubric did not score, each with why (a video without a poster frame): never a made-up score. */
+  unscored?: { n: number; mime: string; reason: string }[];
 }
 
 export interface RunResult {
   seed: number;
   /** What made the images: the provider, its version, and the model a remote provider used. */
   generator: { provider: string; version: string; model: string | null };
+  /** A job provider's job that made the outputs. */
+  job?: { provider: string; id: string };
   assets: AssetSummary[];
   evaluation: RunEvaluation;
 }

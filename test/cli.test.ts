@@ -1,5 +1,8 @@
 // The CLI as a user types it: flags, bad values, and reading the ledger.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COMMAND_NAMES, COMMANDS, FLAGS, flagsOf, helpText } from '../src/commands.js';
 import { parseConfig, defaultDbPath, type Config } from '../src/config.js';
@@ -27,7 +30,7 @@ describe('runledger CLI', () => {
     [['--http', '--body-timeout-ms', '500'], /--body-timeout-ms must be from 1000 to 600000, got 500/],
     [['--http', '--max-tenant-sessions', '0'], /--max-tenant-sessions must be from 1 to 1000000/],
     [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
-    [['--provider', 'midjourney'], /--provider must be builtin or openai, got "midjourney"/],
+    [['--provider', 'midjourney'], /--provider must be builtin or openai \(or a job provider defined with --provider-file\), got "midjourney"/],
     [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
     [['--provider-sizes', '1024'], /--provider-sizes takes WxH sizes/],
     [['--provider-url', 'ftp://x'], /--provider-url must be an http\(s\) URL/],
@@ -42,6 +45,12 @@ describe('runledger CLI', () => {
     [['runs', 'list', '--phase', 'finished'], /--phase must be one of queued, composing, rendering, done, failed, canceled, got "finished"/],
     [['runs', 'list', '--limit', '0'], /--limit must be from 1 to 100, got 0/],
     [['--tool', 'product_shot'], /--tool goes with runledger runs list/],
+    [['--public-url', 'example.com'], /--public-url must be an http\(s\) URL, got "example.com"/],
+    [['--public-url', 'https://example.com/?x=1'], /--public-url is a base URL, without query or fragment/],
+    [['--orphan-search-ms', '10'], /--orphan-search-ms must be from 1000 to 86400000, got 10/],
+    [['--max-output-bytes', '1'], /--max-output-bytes must be from 1024 to 1073741824, got 1/],
+    [['--provider-file', 'replicate', '--provider', 'Replicate!'], /--provider must be builtin or openai, or the name of a provider a --provider-file defines, got "Replicate!"/],
+    [['proxy', '--provider-file', 'replicate', '--', 'node'], /--provider-file goes with runledger serve, not with runledger proxy/],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -56,7 +65,75 @@ describe('runledger CLI', () => {
     expect(noKey.stderr).toMatch(/needs its API key in the environment variable NO_SUCH_KEY_VAR, which is not set/);
     const noTool = cli(['--provider-for', 'video=openai', '--db', tempDb()], { OPENAI_API_KEY: 'sk-x' });
     expect(noTool.status).toBe(2);
-    expect(noTool.stderr).toMatch(/--provider-for names no tool "video"; the tools are product_shot, social_card/);
+    expect(noTool.stderr).toMatch(/--provider-for names no tool "video"; the tools are product_shot, social_card, product_video/);
+  });
+
+  it('refuses to start a job provider that is unknown, without its key or its webhook secret, or that cannot serve the tool given it', () => {
+    const db = tempDb();
+    const refused = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+      const result = cli([...args, '--db', db], env);
+      expect(result.status).toBe(2);
+      return result.stderr;
+    };
+    expect(refused(['--provider-for', 'product_video=replicate'])).toMatch(/--provider-for must be builtin or openai \(or a job provider defined with --provider-file\), got "replicate"/);
+    expect(refused(['--provider-file', 'fal', '--provider-for', 'product_video=replicate'])).toMatch(/no provider is named "replicate": the providers are builtin, fal/);
+    expect(refused(['--provider-file', '/nowhere/def.json'])).toMatch(/--provider-file \/nowhere\/def\.json: \(the file\): cannot be read/);
+    expect(refused(['--provider-file', 'replicate', '--provider-for', 'product_video=replicate'], { REPLICATE_API_TOKEN: '' })).toMatch(
+      /the replicate provider \(.*replicate\.json\) needs its API key in the environment variable REPLICATE_API_TOKEN, which is not set/,
+    );
+    expect(
+      refused(['--provider-file', 'replicate', '--provider-for', 'product_video=replicate', '--http', '--port', '0', '--public-url', 'https://rl.example'], {
+        REPLICATE_API_TOKEN: 'r8_x',
+        REPLICATE_WEBHOOK_SECRET: '',
+      }),
+    ).toMatch(/webhooks are signed with the secret in REPLICATE_WEBHOOK_SECRET, which is not set: set it, or leave out --public-url/);
+    expect(refused(['--provider-file', 'replicate', '--provider-for', 'social_card=replicate'], { REPLICATE_API_TOKEN: 'r8_x' })).toMatch(
+      /the replicate provider cannot serve social_card: its definition uses \{request\.duration_seconds\}, \{request\.image\}, which social_card does not give/,
+    );
+  });
+
+  it('checks a provider definition: what it understood (exit 0), or each wrong field by name (exit 2)', () => {
+    const good = cli(['providers', 'check', 'replicate']);
+    expect(good.status).toBe(0);
+    expect(good.stdout).toMatch(/replicate\.json: a valid provider definition\nreplicate \(Replicate predictions/);
+    expect(good.stdout).toMatch(/submit {4}POST \{base_url\}\/models\/\{model\}\/predictions\n {12}request fields used: aspect, duration_seconds, image, prompt, seed/);
+    expect(good.stdout).toMatch(/idempotency keys: not honoured: a run submits once, and a lost handle is looked for, never re-sent blindly/);
+    expect(good.stdout).toMatch(/webhooks {2}standard-webhooks \(secret in \$REPLICATE_WEBHOOK_SECRET/);
+    expect(cli(['providers', 'check', 'fal']).status).toBe(0);
+
+    const dir = mkdtempSync(join(tmpdir(), 'runledger-def-'));
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a definition edited field by field to break it
+    const shipped = JSON.parse(readFileSync(new URL('../providers/replicate.json', import.meta.url), 'utf8')) as Record<string, any>;
+    const write = (name: string, value: unknown) => {
+      const file = join(dir, name);
+      writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
+      return file;
+    };
+    const broken = structuredClone(shipped);
+    broken.submit.method = 'FETCH';
+    delete broken.status.done;
+    broken.outputs.pth = 'output';
+    const bad = cli(['providers', 'check', write('broken.json', broken)]);
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toMatch(/broken\.json is not a valid provider definition:\n/);
+    expect(bad.stderr).toMatch(/^ {2}submit\.method: Invalid option: expected one of "GET"\|"POST"\|"PUT"\|"PATCH"\|"DELETE"$/m);
+    expect(bad.stderr).toMatch(/^ {2}status\.done: is missing \(expected array, received undefined\)$/m);
+    expect(bad.stderr).toMatch(/^ {2}outputs\.pth: is not a field of a provider definition \(misspelt\?\)$/m);
+
+    const crossed = structuredClone(shipped);
+    crossed.cancel.url = '{base_url}/predictions/{job.cancel_url}';
+    crossed.status.running = ['processing', 'succeeded'];
+    const wrong = cli(['providers', 'check', write('crossed.json', crossed)]);
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toMatch(/^ {2}cancel\.url: \{job\.cancel_url\} is not captured: the job has "id" and "web_url" \(add it to submit\.response\.capture\)$/m);
+    expect(wrong.stderr).toMatch(/^ {2}status\.running\[1\]: "succeeded" is also in status\.done$/m);
+    expect(cli(['providers', 'check', write('not.json', '{ nope')]).stderr).toMatch(/\(the file\): is not JSON/);
+
+    const schema = cli(['providers', 'schema']);
+    expect(schema.status).toBe(0);
+    // The published schema is the one in the repository, next to the shipped definitions.
+    expect(JSON.parse(schema.stdout)).toEqual(JSON.parse(readFileSync(new URL('../providers/definition.schema.json', import.meta.url), 'utf8')));
   });
 
   it('names the PostgreSQL server it cannot reach, never the password, and exits', () => {

@@ -15,7 +15,7 @@ import {
 } from '../src/compose/products.js';
 import type { Box, Hex, Scene, SceneElement, Shape } from '../src/compose/scene.js';
 import { describeBrand, type PromptPlan } from '../src/compose/prompt.js';
-import { commonFields, type GenerationTool } from '../src/tool.js';
+import { commonFields, type ImageTool } from '../src/tool.js';
 
 export const ASPECT_SIZES = {
   '1:1': { width: 1080, height: 1080 },
@@ -421,7 +421,7 @@ function prompt(args: Args): PromptPlan {
   };
 }
 
-const productShot: GenerationTool<typeof input> = {
+const productShot: ImageTool<typeof input> = {
   name,
   title: 'Product shot',
   description,

@@ -4,7 +4,7 @@ import { brandRoles, readableOn, textStack, type Roles } from '../src/compose/la
 import { createPrng, type Prng } from '../src/prng.js';
 import type { Box, Hex, Scene, Shape } from '../src/compose/scene.js';
 import { describeBrand, type PromptPlan } from '../src/compose/prompt.js';
-import { commonFields, type GenerationTool } from '../src/tool.js';
+import { commonFields, type ImageTool } from '../src/tool.js';
 
 export const CHANNELS = {
   square: { width: 1080, height: 1080 },
@@ -176,7 +176,7 @@ function prompt(args: Args): PromptPlan {
   };
 }
 
-const socialCard: GenerationTool<typeof input> = {
+const socialCard: ImageTool<typeof input> = {
   name,
   title: 'Social card',
   description,

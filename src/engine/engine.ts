@@ -10,20 +10,24 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PromptPlan } from '../compose/prompt.js';
 import type { Scene, SizeTarget } from '../compose/scene.js';
-import { asRunledgerError, GenerationFailedError, StorageUnavailableError } from '../errors.js';
+import { asRunledgerError, GenerationFailedError, JobOutcomeUnknownError, StorageUnavailableError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
-import { Phase, processOwner, type ChangeSource, type ClaimedRun, type Housekeeping, type WorkerPort } from '../ledger/index.js';
+import { Phase, processOwner, type CallerPort, type ChangeSource, type ClaimedRun, type Housekeeping, type WorkerPort } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider } from '../providers/builtin.js';
 import { providerSet, type GeneratedImage, type ImageRequest, type Provider, type ProviderSet } from '../providers/index.js';
 import type { Evaluation } from '../rubric/index.js';
 import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
+import { AttemptFailed, JobRunner, type JobRun } from './jobs.js';
 import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
 import { DEFAULT_CONCURRENCY } from './defaults.js';
 
-/** What the engine needs of the ledger: a worker's verbs, the change feed, and housekeeping. */
-export type EngineLedger = WorkerPort & ChangeSource & Housekeeping;
+/**
+ * What the engine needs of the ledger: a worker's verbs, the change feed, and housekeeping (and, for a
+ * job that starts from an earlier run's image, reading that run).
+ */
+export type EngineLedger = WorkerPort & ChangeSource & Housekeeping & Pick<CallerPort, 'getRun'>;
 
 export interface EngineOptions {
   ledger: EngineLedger;
@@ -38,7 +42,12 @@ export interface EngineOptions {
   /** How often an idle worker looks for runs queued by other processes or left by dead workers. */
   idlePollMs?: number;
   log?: Logger;
+  /** For job providers (queue APIs): where webhooks are sent, how long a lost job is looked for, the largest output kept. */
+  jobs?: { publicUrl: string | null; orphanSearchMs: number; maxOutputBytes: number };
 }
+
+/** How often canceled runs' jobs that nobody has canceled upstream are looked for. */
+const CANCEL_SWEEP_MS = 5000;
 
 /** What the composing step stored: the scenes to render, or the prompt to send. */
 type Composed = { scenes: Scene[] } | { prompt: PromptPlan };
@@ -100,6 +109,9 @@ export class Engine {
   private deadHoldersCheck: { at: number; done: Promise<void> } = { at: 0, done: Promise.resolve() };
   /** What this engine made itself (rather than was given), so closes when it stops. */
   private readonly owned: { close(): Promise<void> }[] = [];
+  /** Carries out the runs of job providers; null when this engine has none. */
+  private readonly jobs: JobRunner | null;
+  private cancelSweep: NodeJS.Timeout | undefined;
 
   constructor(opts: EngineOptions) {
     this.ledger = opts.ledger;
@@ -113,6 +125,11 @@ export class Engine {
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.log = opts.log ?? silentLogger;
+    const jobs = opts.jobs ?? { publicUrl: null, orphanSearchMs: 120_000, maxOutputBytes: 256 * 1024 * 1024 };
+    this.jobs =
+      this.providers.jobProviders().length === 0
+        ? null
+        : new JobRunner({ ledger: this.ledger, providers: this.providers, threads, log: this.log, ...jobs });
   }
 
   start(): void {
@@ -122,8 +139,19 @@ export class Engine {
       // A run queued here (or, on a shared server database, anywhere) wakes an idle worker at once;
       // a run canceled while its provider call is in flight has that call aborted now.
       if (change.phase === Phase.queued) this.wake();
-      if (change.phase === Phase.canceled) this.active.get(change.runId)?.abort();
+      if (change.phase === Phase.canceled) {
+        this.active.get(change.runId)?.abort();
+        // The provider's cancel is sent once, by whichever replica claims it first.
+        void this.jobs?.cancelUpstream(change.runId);
+      }
+      // A webhook stored for a run this engine follows (on any replica) wakes its follower.
+      this.jobs?.heard(change.runId);
     });
+    if (this.jobs !== null) {
+      const jobs = this.jobs;
+      this.cancelSweep = setInterval(() => void jobs.sweepCancels().catch(() => undefined), CANCEL_SWEEP_MS);
+      this.cancelSweep.unref();
+    }
     this.loops = Array.from({ length: this.concurrency }, (_, i) => this.work(`${this.owner}/${i}`));
     void this.sweep();
     this.sweepTimer = setInterval(() => void this.sweep(), SWEEP_EVERY_MS);
@@ -136,6 +164,7 @@ export class Engine {
       this.running = false;
       this.unsubscribe?.();
       clearInterval(this.sweepTimer);
+      clearInterval(this.cancelSweep);
       for (const controller of this.active.values()) controller.abort();
       this.wake();
       await Promise.all(this.loops);
@@ -229,6 +258,13 @@ export class Engine {
         this.log.warn('storage unavailable mid-run; leaving it for a retry', { run_id: run.id, error: err.message });
         await this.ledger.release(run.id, owner).catch(() => undefined);
         return false;
+      } else if (err instanceof AttemptFailed) {
+        // The provider would not take the job now (throttled at the door): tried again after a back-off.
+        const after = await this.ledger.abandon(run.id, owner, err.failure).catch(() => null);
+        this.log.warn(after?.phase === Phase.failed ? 'run failed: its provider kept refusing it' : 'provider refused the job for now; it is tried again after a back-off', {
+          run_id: run.id,
+          error: err.message,
+        });
       } else if (err instanceof ThreadDied) {
         // The run's own failure (its scene killed the sandbox, or ran past its time), but maybe not for
         // good: it is tried again after a back-off, and failed at the bound, unbilled.
@@ -239,7 +275,7 @@ export class Engine {
           error: failure.message,
         });
       } else {
-        const failure = err instanceof GenerationFailedError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
+        const failure = err instanceof GenerationFailedError || err instanceof JobOutcomeUnknownError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
         this.log.warn('run failed', { run_id: run.id, error: failure.message });
         await this.ledger.fail(run.id, owner, failure.toJSON()).catch((e: unknown) => {
           this.log.error('could not record a failed run', { run_id: run.id, error: asRunledgerError(e).message });
@@ -257,12 +293,16 @@ export class Engine {
     const tool = this.tools.get(run.tool);
     if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
     const provider = this.providers.forTool(tool.name);
-    const args = tool.input.parse(run.args);
     // False or null from the ledger: the run is no longer ours. Stop quietly.
     const held = (ok: unknown) => {
       if (ok === null || ok === false) throw new LeaseLost();
       failpoint('progress', run.tool);
     };
+    if (provider.kind === 'job') {
+      return this.jobs!.execute(run as unknown as JobRun, owner, tool, provider, signal, held, step, () => this.delay(signal));
+    }
+    if (tool.kind === 'job') throw new GenerationFailedError(`${tool.name} needs a job provider, and this server has none configured for it.`, { tool: tool.name });
+    const args = tool.input.parse(run.args);
 
     if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
     let composed = run.recovery[Phase.composing] ?? null;

@@ -17,11 +17,11 @@ import {
   leasedTo, moved, newRecord, pageOf, progressed, released, sameRecord, toRun,
   usageOf, visible,
 } from './rules.js';
-import type { LedgerStore, RunRecord, StoreOps, StoredRun } from './store.js';
+import type { DeliveryRow, JobRow, LedgerStore, RunRecord, StoreOps, StoredRun } from './store.js';
 import type {
   AssetRef, CancelOutcome, ChargeSource, ClaimedRun, Conflict, CreateOutcome, CreatePreview, CreateRequest,
-  JsonObject, ListQuery, NewAsset, RecoveryPoints, Run, RunChange, RunError, RunPage,
-  StoredAsset, StoredEvent, SweepReport, Usage,
+  JobAttach, JobHandle, JsonObject, ListQuery, NewAsset, RecoveryPoints, Run, RunChange, RunError, RunPage,
+  StoredAsset, StoredDelivery, StoredEvent, StoredJob, SweepReport, Usage, WebhookDelivery, WebhookOutcome,
 } from './types.js';
 
 export interface LedgerOptions {
@@ -47,6 +47,28 @@ type ReplayCacheEntry = { cacheKey: string; epoch: number; known: KnownReplay | 
 
 /** Sweeps delete in slices, so a large sweep never holds the write lock for long. */
 const SWEEP_SLICE = 500;
+/** A run's latest webhooks are what its holder reads; a provider sends a handful. */
+const DELIVERIES_READ = 20;
+/** Canceled runs' jobs handed out at a time to send their cancels. */
+const CANCELS_READ = 50;
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const storedJob = (j: JobRow): StoredJob => ({
+  runId: j.runId,
+  provider: j.provider,
+  jobId: j.jobId,
+  fields: j.fields,
+  createdAt: iso(j.createdAt),
+  cancelRequestedAt: j.cancelRequestedAt === null ? null : iso(j.cancelRequestedAt),
+});
+const storedDelivery = (d: DeliveryRow): StoredDelivery => ({
+  provider: d.provider,
+  webhookId: d.webhookId,
+  runId: d.runId,
+  jobId: d.jobId,
+  status: d.status,
+  receivedAt: iso(d.receivedAt),
+});
 
 export class Ledger implements RunLedger {
   readonly leaseMs: number;
@@ -304,12 +326,16 @@ export class Ledger implements RunLedger {
     return this.heldMove(runId, owner, to, { output });
   }
 
-  async checkpoint(runId: string, owner: string, name: string, value: object): Promise<boolean> {
-    const stored = this.held(runId, owner, async (tx, run) => {
+  async checkpoint(runId: string, owner: string, name: string, value: object, progress?: number): Promise<boolean> {
+    const rose = await this.held(runId, owner, async (tx, run) => {
       await tx.putRecovery(runId, { ...(await tx.recoveryOf(runId)), [name]: value });
-      await tx.writeRun(progressed(run, run.progress, this.now(), this.leaseMs));
+      const next = progressed(run, progress ?? run.progress, this.now(), this.leaseMs);
+      await tx.writeRun(next);
+      return next.progress > run.progress ? run.phase : undefined;
     });
-    return (await stored) !== null;
+    // Progress is what followers are told of; a checkpoint that moves none is nobody's news.
+    if (rose != null) this.publish([{ runId, phase: rose }]);
+    return rose !== null;
   }
 
   async attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean> {
@@ -347,6 +373,69 @@ export class Ledger implements RunLedger {
     const gone = (await this.held(runId, owner, async (tx) => tx.dropOrphanAssets(await tx.deleteRuns([runId])))) !== null;
     if (gone) this.forgotten([runId]);
     return gone;
+  }
+
+  // ---- jobs at job providers ---------------------------------------------------------------------
+
+  async attachJob(runId: string, owner: string, job: JobHandle): Promise<JobAttach> {
+    const attached = await this.store.write(async (tx) => {
+      const run = await tx.runById(runId, true);
+      if (run === undefined || run.deletedAt !== null) return { job: null, held: false, phase: null };
+      const held = holdsLease(run, owner);
+      const existing = await tx.jobOf(runId);
+      if (existing !== undefined) return { job: storedJob(existing), held, phase: null };
+      const row: JobRow = { runId, provider: job.provider, jobId: job.jobId, fields: job.fields, createdAt: this.now(), cancelRequestedAt: null };
+      // Refused when the job is another run's: an orphan two runs found is adopted by one.
+      if (!(await tx.insertJob(row))) return { job: null, held, phase: null };
+      if (held) await tx.writeRun(progressed(run, run.progress, this.now(), this.leaseMs));
+      return { job: storedJob(row), held, phase: run.phase };
+    });
+    if (attached.phase !== null) this.publish([{ runId, phase: attached.phase }]);
+    return { job: attached.job, held: attached.held };
+  }
+
+  async jobOf(runId: string): Promise<StoredJob | null> {
+    const row = await this.store.read((s) => s.jobOf(runId));
+    return row === undefined ? null : storedJob(row);
+  }
+
+  async webhookDeliveries(runId: string): Promise<StoredDelivery[]> {
+    return (await this.store.read((s) => s.deliveriesOf(runId, DELIVERIES_READ))).map(storedDelivery);
+  }
+
+  async claimJobCancel(runId: string): Promise<StoredJob | null> {
+    return this.store.write(async (tx) => {
+      const run = await tx.runById(runId, true);
+      if (run?.phase !== Phase.canceled) return null;
+      const job = await tx.jobOf(runId);
+      if (job === undefined || !(await tx.markJobCancel(runId, this.now()))) return null;
+      return storedJob({ ...job, cancelRequestedAt: this.now() });
+    });
+  }
+
+  async jobsAwaitingCancel(): Promise<StoredJob[]> {
+    return (await this.store.read((s) => s.jobsToCancel(CANCELS_READ))).map(storedJob);
+  }
+
+  async recordWebhook(delivery: WebhookDelivery): Promise<WebhookOutcome> {
+    const outcome = await this.store.write(async (tx): Promise<WebhookOutcome & { phase?: Phase }> => {
+      const byJob = delivery.runId === null && delivery.jobId !== null ? await tx.jobByProviderId(delivery.provider, delivery.jobId) : undefined;
+      const runId = delivery.runId ?? byJob?.runId;
+      const run = runId === undefined ? undefined : await tx.runById(runId, true);
+      if (run === undefined || run.deletedAt !== null) return { kind: 'ignored', reason: 'unknown_run' };
+      if (isTerminal(run.phase)) return { kind: 'ignored', reason: 'finished_run' };
+      const job = byJob ?? (await tx.jobOf(run.id));
+      if (job !== undefined && delivery.jobId !== null && (job.provider !== delivery.provider || job.jobId !== delivery.jobId)) {
+        return { kind: 'ignored', reason: 'other_job' };
+      }
+      const row: DeliveryRow = { ...delivery, runId: run.id, receivedAt: this.now() };
+      if (!(await tx.insertDelivery(row))) return { kind: 'duplicate', runId: run.id };
+      return { kind: 'stored', runId: run.id, phase: run.phase };
+    });
+    if (outcome.kind !== 'stored') return outcome;
+    // The run's holder, on whichever replica, hears of it here and asks the provider at once.
+    this.publish([{ runId: outcome.runId, phase: outcome.phase! }]);
+    return { kind: 'stored', runId: outcome.runId };
   }
 
   private async heldMove(runId: string, owner: string, to: Phase, data: MoveData, durable = true): Promise<Run | null> {

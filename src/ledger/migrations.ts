@@ -345,6 +345,62 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE runs DROP COLUMN claimed_at, DROP COLUMN progressed_at, DROP COLUMN stall_backoff_ms;
     `,
   },
+  {
+    version: 5,
+    name: "jobs at job providers (a run's job handle) and their webhooks, deduped by the provider's webhook id",
+    // A job is its run's: one a run, and one run a job, so an orphan found by two runs is adopted by one.
+    // Webhooks are kept only for live runs that exist, and go with their run.
+    sqlite: `
+      CREATE TABLE run_jobs (
+        run_id              TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        provider            TEXT NOT NULL,
+        job_id              TEXT NOT NULL,
+        -- What the submit's answer said that later calls need (status, cancel, result URLs), as JSON.
+        fields              TEXT NOT NULL,
+        created_at          INTEGER NOT NULL,
+        -- Set once, by whoever sends the provider's cancel for a canceled run.
+        cancel_requested_at INTEGER,
+        UNIQUE (provider, job_id)
+      ) STRICT, WITHOUT ROWID;
+
+      CREATE TABLE webhook_deliveries (
+        provider    TEXT NOT NULL,
+        webhook_id  TEXT NOT NULL,
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        job_id      TEXT,
+        status      TEXT,
+        received_at INTEGER NOT NULL,
+        -- The dedupe: a provider retries a webhook with the same id.
+        PRIMARY KEY (provider, webhook_id)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, received_at);
+    `,
+    postgres: `
+      CREATE TABLE run_jobs (
+        run_id              TEXT PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+        provider            TEXT NOT NULL,
+        job_id              TEXT NOT NULL,
+        -- What the submit's answer said that later calls need (status, cancel, result URLs), as JSON.
+        fields              TEXT NOT NULL,
+        created_at          BIGINT NOT NULL,
+        -- Set once, by whoever sends the provider's cancel for a canceled run, on whichever replica.
+        cancel_requested_at BIGINT,
+        UNIQUE (provider, job_id)
+      );
+
+      CREATE TABLE webhook_deliveries (
+        provider    TEXT NOT NULL,
+        webhook_id  TEXT NOT NULL,
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        job_id      TEXT,
+        status      TEXT,
+        received_at BIGINT NOT NULL,
+        -- The dedupe, across every replica: a provider retries a webhook with the same id.
+        PRIMARY KEY (provider, webhook_id)
+      );
+      CREATE INDEX webhook_deliveries_by_run ON webhook_deliveries (run_id, received_at);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -12,6 +12,8 @@ import type {
   CreatePreview,
   CreateRequest,
   Executor,
+  JobAttach,
+  JobHandle,
   ListQuery,
   NewAsset,
   RecoveryPoints,
@@ -20,9 +22,13 @@ import type {
   RunError,
   RunPage,
   StoredAsset,
+  StoredDelivery,
   StoredEvent,
+  StoredJob,
   SweepReport,
   Usage,
+  WebhookDelivery,
+  WebhookOutcome,
 } from './types.js';
 
 export interface ChangeSource {
@@ -81,8 +87,11 @@ export interface WorkerPort {
   release(runId: string, owner: string): Promise<void>;
   /** Move forward to `to`, storing `output` as the recovery point of the phase being left. Null: lease lost. */
   advance(runId: string, owner: string, to: Phase, output?: object): Promise<Run | null>;
-  /** Store a named recovery point without changing phase, so a worker that takes the run over knows. False: lease lost. */
-  checkpoint(runId: string, owner: string, name: string, value: object): Promise<boolean>;
+  /**
+   * Store a named recovery point without changing phase, so a worker that takes the run over knows;
+   * with `progress`, the run's progress rises to it too (and is announced). False: lease lost.
+   */
+  checkpoint(runId: string, owner: string, name: string, value: object, progress?: number): Promise<boolean>;
   /** Store an asset content-addressed and attach it to the run as asset `n`. False: lease lost. */
   attachAsset(runId: string, owner: string, n: number, asset: NewAsset, progress: number): Promise<boolean>;
   /** The assets of a run this worker holds, and their bytes. */
@@ -106,6 +115,25 @@ export interface WorkerPort {
    * again (a proxied call whose upstream failed before doing anything). False: lease lost.
    */
   forget(runId: string, owner: string): Promise<boolean>;
+
+  // A run carried out by a job provider (a queue API): its job, the webhooks that named it, its cancel.
+  /**
+   * Store the run's job the moment the provider names it: whenever the run exists, held by `owner`
+   * or not (a holder that lost the run mid-submit still leaves what it learned for the next one).
+   */
+  attachJob(runId: string, owner: string, job: JobHandle): Promise<JobAttach>;
+  jobOf(runId: string): Promise<StoredJob | null>;
+  /** The webhooks stored for a run, the latest first. */
+  webhookDeliveries(runId: string): Promise<StoredDelivery[]>;
+  /** The canceled run's job, when this caller is the one (on any replica) to send the provider its cancel; else null. */
+  claimJobCancel(runId: string): Promise<StoredJob | null>;
+  /** Canceled runs' jobs whose cancel nobody has claimed yet (a cancel nobody here heard of). */
+  jobsAwaitingCancel(): Promise<StoredJob[]>;
+}
+
+/** Where the HTTP server's webhook route hands a verified webhook: stored (deduped) for the run it names. */
+export interface WebhookPort {
+  recordWebhook(delivery: WebhookDelivery): Promise<WebhookOutcome>;
 }
 
 export interface Housekeeping {
@@ -133,7 +161,7 @@ export interface StreamEventStore {
 }
 
 /** The whole ledger, as the process that opens it holds it. */
-export interface RunLedger extends CallerPort, WorkerPort, Housekeeping, StreamEventStore {
+export interface RunLedger extends CallerPort, WorkerPort, Housekeeping, StreamEventStore, WebhookPort {
   /** Where the ledger lives, safe to print: a path, or a database URL without its password. */
   describe(): string;
   /** A trivial read, for health checks. */

@@ -1,8 +1,8 @@
 // The storage primitives in SQL, written once for both databases (as Kysely keeps one query layer over
 // small drivers): a store supplies a driver, which runs a statement and says what its dialect writes
 // differently, and gets every primitive of the LedgerStore port.
-import { LIVE_PHASES, type Phase, sqlPhaseList, TERMINAL_PHASES } from './phases.js';
-import type { AssetRow, Awaitable, ChargeRow, CheckedListQuery, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from './store.js';
+import { LIVE_PHASES, Phase, sqlPhaseList, TERMINAL_PHASES } from './phases.js';
+import type { AssetRow, Awaitable, ChargeRow, CheckedListQuery, DeliveryRow, JobRow, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from './store.js';
 import type { AssetRef, Executor, JsonObject, RecoveryPoints, StoredAsset } from './types.js';
 
 export interface SqlDialect {
@@ -31,6 +31,7 @@ export interface SqlDriver {
 
 const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
 const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
+const CANCELED = sqlPhaseList([Phase.canceled]);
 /** What changes over a run's life, in the order records are read and written. */
 const STATE = 'phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, lease_owner, lease_expires_at, updated_at, deleted_at';
 /** What the fence reads for a key: the caller knows the key itself. */
@@ -62,6 +63,25 @@ function recordOf(v: unknown[], key?: RunKey): RunRecord {
     deletedAt: v[15] as number | null,
   };
 }
+
+const JOB = 'run_id, provider, job_id, fields, created_at, cancel_requested_at';
+const jobRow = (v: unknown[]): JobRow => ({
+  runId: v[0] as string,
+  provider: v[1] as string,
+  jobId: v[2] as string,
+  fields: JSON.parse(v[3] as string) as Record<string, string>,
+  createdAt: v[4] as number,
+  cancelRequestedAt: v[5] as number | null,
+});
+const DELIVERY = 'provider, webhook_id, run_id, job_id, status, received_at';
+const deliveryRow = (v: unknown[]): DeliveryRow => ({
+  provider: v[0] as string,
+  webhookId: v[1] as string,
+  runId: v[2] as string,
+  jobId: v[3] as string | null,
+  status: v[4] as string | null,
+  receivedAt: v[5] as number,
+});
 
 const storedRun = (v: unknown[]): StoredRun => ({ ...recordOf(v), args: JSON.parse(v[20] as string) as JsonObject });
 const parseJson = (text: unknown): JsonObject | null => (text == null ? null : (JSON.parse(text as string) as JsonObject));
@@ -242,5 +262,50 @@ export class SqlOps implements StoreOps {
        ON CONFLICT (run_id) DO UPDATE SET count = run_replays.count + excluded.count`,
       [JSON.stringify(counts)],
     );
+  }
+
+  // ---- jobs at job providers, and their webhooks ------------------------------------------------
+
+  async insertJob(j: JobRow): Promise<boolean> {
+    // Either unique constraint (one job a run; one run a job) leaves the row unwritten.
+    const inserted = await this.db.run(`INSERT INTO run_jobs (${JOB}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, [
+      j.runId, j.provider, j.jobId, JSON.stringify(j.fields), j.createdAt, j.cancelRequestedAt,
+    ]);
+    return inserted === 1;
+  }
+
+  async jobOf(runId: string): Promise<JobRow | undefined> {
+    const row = await this.first(`SELECT ${JOB} FROM run_jobs WHERE run_id = ?`, [runId]);
+    return row === undefined ? undefined : jobRow(row);
+  }
+
+  async jobByProviderId(provider: string, jobId: string): Promise<JobRow | undefined> {
+    const row = await this.first(`SELECT ${JOB} FROM run_jobs WHERE provider = ? AND job_id = ?`, [provider, jobId]);
+    return row === undefined ? undefined : jobRow(row);
+  }
+
+  async markJobCancel(runId: string, at: number): Promise<boolean> {
+    return (await this.db.run('UPDATE run_jobs SET cancel_requested_at = ? WHERE run_id = ? AND cancel_requested_at IS NULL', [at, runId])) === 1;
+  }
+
+  async jobsToCancel(limit: number): Promise<JobRow[]> {
+    const rows = await this.db.rows(
+      `SELECT ${JOB.split(', ').map((c) => `j.${c}`).join(', ')} FROM run_jobs j JOIN runs r ON r.id = j.run_id
+       WHERE j.cancel_requested_at IS NULL AND r.phase = ${CANCELED} ORDER BY j.created_at LIMIT ?`,
+      [limit],
+    );
+    return rows.map(jobRow);
+  }
+
+  async insertDelivery(d: DeliveryRow): Promise<boolean> {
+    const inserted = await this.db.run(`INSERT INTO webhook_deliveries (${DELIVERY}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, [
+      d.provider, d.webhookId, d.runId, d.jobId, d.status, d.receivedAt,
+    ]);
+    return inserted === 1;
+  }
+
+  async deliveriesOf(runId: string, limit: number): Promise<DeliveryRow[]> {
+    const rows = await this.db.rows(`SELECT ${DELIVERY} FROM webhook_deliveries WHERE run_id = ? ORDER BY received_at DESC, webhook_id LIMIT ?`, [runId, limit]);
+    return rows.map(deliveryRow);
   }
 }

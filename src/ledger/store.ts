@@ -59,6 +59,26 @@ export interface AssetRow {
   meta: JsonObject;
 }
 
+/** A run's job as stored (run_jobs). Times in ms. */
+export interface JobRow {
+  runId: string;
+  provider: string;
+  jobId: string;
+  fields: Record<string, string>;
+  createdAt: number;
+  cancelRequestedAt: number | null;
+}
+
+/** A webhook as stored (webhook_deliveries), for the run it named. */
+export interface DeliveryRow {
+  provider: string;
+  webhookId: string;
+  runId: string;
+  jobId: string | null;
+  status: string | null;
+  receivedAt: number;
+}
+
 /** A list query once checked (rules.ts): at most `limit`, strictly older than `before` (createdAt, id). */
 export interface CheckedListQuery {
   limit: number;
@@ -109,6 +129,18 @@ export interface StoreOps {
   /** Live runs whose holder's lease has not run out: whose holder may be checked for life. */
   heldRuns(now: number): Awaitable<{ id: string; owner: string }[]>;
   addReplays(counts: readonly (readonly [runId: string, count: number])[]): Awaitable<void>;
+  /** A run's job. False, with nothing written, when the run has one already or the job is another run's. */
+  insertJob(job: JobRow): Awaitable<boolean>;
+  jobOf(runId: string): Awaitable<JobRow | undefined>;
+  jobByProviderId(provider: string, jobId: string): Awaitable<JobRow | undefined>;
+  /** Marks the job's cancel as claimed; false when it was claimed already. */
+  markJobCancel(runId: string, at: number): Awaitable<boolean>;
+  /** Jobs of canceled runs whose cancel nobody has claimed, oldest first. */
+  jobsToCancel(limit: number): Awaitable<JobRow[]>;
+  /** False, with nothing written, when a webhook with this (provider, id) was stored already. */
+  insertDelivery(delivery: DeliveryRow): Awaitable<boolean>;
+  /** A run's webhooks, the latest first, at most `limit`. */
+  deliveriesOf(runId: string, limit: number): Awaitable<DeliveryRow[]>;
 }
 
 export interface EventStoreOps {

@@ -152,6 +152,57 @@ export interface StoredEvent {
   message: string;
 }
 
+/**
+ * A run's job at a job provider (a queue API): the job's id there, and what the submit's answer said
+ * that later calls need (its status, cancel or result URLs). Stored the moment the submit answers.
+ */
+export interface JobHandle {
+  /** The provider's name in configuration (its definition's name). */
+  provider: string;
+  jobId: string;
+  /** Values taken from the submit's answer, by name (see the definition's submit.response.capture). */
+  fields: Record<string, string>;
+}
+
+export interface StoredJob extends JobHandle {
+  runId: string;
+  createdAt: string;
+  /** When the provider's cancel was claimed for this job (the run was canceled); null while nobody has. */
+  cancelRequestedAt: string | null;
+}
+
+/** A verified webhook, as the HTTP server hands it to the ledger. */
+export interface WebhookDelivery {
+  provider: string;
+  /** The provider's id of this delivery: a retry of it carries the same one. */
+  webhookId: string;
+  /** The run the webhook named (a parameter of the URL it was sent to), when it named one. */
+  runId: string | null;
+  jobId: string | null;
+  /** The job's status as the webhook gave it: for the log; the holder asks the provider itself. */
+  status: string | null;
+}
+
+export interface StoredDelivery extends WebhookDelivery {
+  runId: string;
+  receivedAt: string;
+}
+
+/**
+ * What became of a webhook: stored for its run (whose holder hears of it through the change feed), a
+ * repeat of one already stored, or ignored: no live run of this ledger is its run.
+ */
+export type WebhookOutcome =
+  | { kind: 'stored'; runId: string }
+  | { kind: 'duplicate'; runId: string }
+  | { kind: 'ignored'; reason: 'unknown_run' | 'finished_run' | 'other_job' };
+
+/** What attaching a job to a run left: the run's job (this one, or one it had already; null when the job is another run's), and whether `owner` still holds the run. */
+export interface JobAttach {
+  job: StoredJob | null;
+  held: boolean;
+}
+
 /** A run changed: created (queued), moved to a phase, made progress, was freed, or was deleted. */
 export interface RunChange {
   runId: string;

@@ -22,7 +22,7 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
     resourceTemplates: [
       { uriTemplate: 'runs://{run_id}', name: 'run', title: 'A run as JSON', mimeType: 'application/json' },
-      { uriTemplate: 'runs://{run_id}/assets/{n}', name: 'run-asset', title: 'An image a run produced', mimeType: 'image/png' },
+      { uriTemplate: 'runs://{run_id}/assets/{n}', name: 'run-asset', title: 'An image or video a run produced (read gives its own MIME type)' },
     ],
   }));
 

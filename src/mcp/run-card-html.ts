@@ -166,7 +166,8 @@ function render() {
   const evaluation = view.evaluation;
   if (view.assets.length > 0) {
     const byN = new Map(((evaluation && evaluation.variants) || []).map((v) => [v.n, v]));
-    root.append(el('div', { class: 'images', id: 'images' }, view.assets.map((a) => figure(a, byN.get(a.n)))));
+    const unscored = new Map(((evaluation && evaluation.unscored) || []).map((u) => [u.n, u.reason]));
+    root.append(el('div', { class: 'images', id: 'images' }, view.assets.map((a) => figure(a, byN.get(a.n), unscored.get(a.n)))));
   } else if (running) {
     root.append(el('p', { class: 'empty' }, 'Images appear here when the run is done.'));
   }
@@ -186,19 +187,24 @@ function render() {
   if (note) root.append(el('p', { class: 'note' + (note.error ? ' error' : ''), id: 'note' }, note.text));
 }
 
-function figure(asset, variant) {
+function figure(asset, variant, unscored) {
   const src = images[asset.n];
   const score = variant ? variant.score : null;
   const band = score === null ? '' : score >= 0.99 ? 'high' : score >= 0.75 ? 'mid' : 'low';
+  const video = (asset.mime || '').startsWith('video/');
+  const size = asset.width && asset.height ? asset.width + '×' + asset.height : '';
   return el('figure', { 'data-n': asset.n },
     el('div', { class: 'frame' }, src
-      ? el('img', { src, alt: 'Image ' + (asset.n + 1) + ', ' + asset.width + '×' + asset.height, width: asset.width, height: asset.height })
-      : el('div', { class: 'placeholder' }, 'loading image…')),
+      ? video
+        ? el('video', { src, controls: true, muted: true, playsinline: true, preload: 'metadata', 'aria-label': 'Video ' + (asset.n + 1), width: asset.width, height: asset.height })
+        : el('img', { src, alt: 'Image ' + (asset.n + 1) + ', ' + size, width: asset.width, height: asset.height })
+      : el('div', { class: 'placeholder' }, video ? 'loading video…' : 'loading image…')),
     el('figcaption', {},
       el('div', {},
-        el('span', { class: 'score ' + band }, score === null ? 'not scored' : 'brand score ' + score.toFixed(2)),
+        el('span', { class: 'score ' + band, title: unscored || null }, score === null ? (unscored ? 'not scored: ' + unscored : 'not scored') : 'brand score ' + score.toFixed(2)),
         variant ? ' · ' + variant.passed + ' of ' + variant.tested + ' checks passed' : '',
-        ' · ' + asset.width + '×' + asset.height),
+        size ? ' · ' + size : '',
+        asset.duration_seconds ? ' · ' + asset.duration_seconds + ' s' : ''),
       variant ? el('ul', { class: 'checks' },
         variant.checks.map((c) => el('li', { class: c.passed ? 'pass' : 'fail', 'data-check': c.id },
           el('span', { class: 'mark' }, c.passed ? '✓ ' : '✗ '), el('span', { class: 'id' }, c.id),

@@ -35,8 +35,9 @@ export const runViewSchema = z.object({
       mime: z.string(),
       size: z.number().int(),
       sha256: z.string(),
-      width: z.number().int(),
-      height: z.number().int(),
+      width: z.number().int().nullable().describe("null when the file's header does not say"),
+      height: z.number().int().nullable(),
+      duration_seconds: z.number().optional().describe("A video's length, when its header says"),
     }),
   ),
   evaluation: z.record(z.string(), z.unknown()).nullable(),
@@ -106,9 +107,9 @@ export function runText(view: RunView): string {
   const lines = [head];
   if (view.phase === Phase.done) {
     const score = view.evaluation?.score;
-    lines.push(
-      `${view.assets.length} image(s), ${view.cost_credits} credits billed once. Brand score ${typeof score === 'number' ? score.toFixed(2) : 'n/a'}.`,
-    );
+    const unscored = (view.evaluation?.unscored as { reason: string }[] | undefined) ?? [];
+    const scoreText = typeof score === 'number' ? `Brand score ${score.toFixed(2)}` : unscored.length > 0 ? `Not scored: ${unscored[0]!.reason}` : 'Brand score n/a';
+    lines.push(`${describeAssets(view.assets)}, ${view.cost_credits} credits billed once. ${scoreText}.`);
   } else if (!isTerminal(view.phase)) {
     lines.push(`Progress ${Math.round(view.progress * 100)}%.`);
     if (view.waiting !== null) lines.push(view.waiting);
@@ -143,12 +144,14 @@ function linkedResult(run: Run, replayed: boolean): CallToolResult {
   const view = runView(run, replayed);
   const content: ContentBlock[] = [{ type: 'text', text: runText(view) }];
   for (const asset of view.assets) {
+    const size = asset.width === null || asset.height === null ? '' : `, ${asset.width}×${asset.height}`;
+    const length = asset.duration_seconds === undefined ? '' : `, ${asset.duration_seconds} s`;
     content.push({
       type: 'resource_link',
       uri: asset.uri,
-      name: `${run.tool}-${run.id}-${asset.n}.png`,
+      name: `${run.tool}-${run.id}-${asset.n}.${EXTENSIONS[asset.mime] ?? 'bin'}`,
       mimeType: asset.mime,
-      description: `Image ${asset.n + 1} of ${view.assets.length}, ${asset.width}×${asset.height}, sha256 ${asset.sha256}; read it with resources/read`,
+      description: `${kindOf(asset.mime)} ${asset.n + 1} of ${view.assets.length}${size}${length}, sha256 ${asset.sha256}; read it with resources/read`,
     });
   }
   return {
@@ -160,9 +163,20 @@ function linkedResult(run: Run, replayed: boolean): CallToolResult {
   };
 }
 
+const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'video/mp4': 'mp4', 'video/webm': 'webm' };
+const kindOf = (mime: string) => (mime.startsWith('video/') ? 'Video' : 'Image');
+
+/** "2 image(s)", "1 video". */
+function describeAssets(assets: RunView['assets']): string {
+  const videos = assets.filter((a) => a.mime.startsWith('video/')).length;
+  const images = assets.length - videos;
+  return [images > 0 || videos === 0 ? `${images} image(s)` : null, videos > 0 ? `${videos} video(s)` : null].filter((p) => p !== null).join(' and ');
+}
+
 async function withInlineImage(result: CallToolResult, image: () => Promise<{ bytes: Buffer; mime: string }>): Promise<CallToolResult> {
   const first = (result.structuredContent as RunView).assets[0];
-  if (first === undefined || first.size > INLINE_IMAGE_MAX_BYTES) return result;
+  // Only a small image goes inline; a video is always a link.
+  if (first === undefined || !first.mime.startsWith('image/') || first.size > INLINE_IMAGE_MAX_BYTES) return result;
   const { bytes, mime } = await image();
   return { ...result, content: [...result.content, { type: 'image', data: bytes.toString('base64'), mimeType: mime }] };
 }

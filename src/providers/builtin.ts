@@ -34,6 +34,7 @@ export function renderScene(scene: Scene): RenderedImage {
 /** The built-in provider; `render` runs renderScene, on the engine's threads. */
 export function createBuiltinProvider(render: (scene: Scene) => Promise<RenderedImage>): Provider {
   return {
+    kind: 'image',
     id: 'builtin',
     model: null,
     version: GENERATOR_VERSION,

@@ -3,6 +3,7 @@
 // engine's own step afterwards, whatever drew it. Providers are chosen per tool, by configuration.
 import type { Scene } from '../compose/scene.js';
 import type { Pixels } from '../rubric/index.js';
+import type { JobProvider } from './jobs.js';
 
 /** What a tool asks a provider to draw: one image. */
 export type ImageRequest =
@@ -21,6 +22,7 @@ export interface GeneratedImage {
 }
 
 export interface Provider {
+  readonly kind: 'image';
   /** Its name in configuration and in charges: `builtin`, `openai`. */
   readonly id: string;
   /** The model charged, when the provider has models. */
@@ -38,13 +40,20 @@ export interface Provider {
   close(): Promise<void>;
 }
 
+/** An image provider (one call, one image), or a job provider (a queue API: submit, status, outputs). */
+export type AnyProvider = Provider | JobProvider;
+
 /** The provider each tool uses: one default, and overrides by tool name. */
 export interface ProviderSet {
-  forTool(tool: string): Provider;
+  forTool(tool: string): AnyProvider;
+  /** A provider by its name in configuration. */
+  named(name: string): AnyProvider | undefined;
+  /** The job providers among them. */
+  jobProviders(): JobProvider[];
   close(): Promise<void>;
 }
 
-export function providerSet(byName: Map<string, Provider>, defaultName: string, perTool: Map<string, string>): ProviderSet {
+export function providerSet(byName: Map<string, AnyProvider>, defaultName: string, perTool: Map<string, string>): ProviderSet {
   const get = (name: string) => {
     const provider = byName.get(name);
     if (provider === undefined) throw new Error(`no provider named ${name}`);
@@ -54,6 +63,8 @@ export function providerSet(byName: Map<string, Provider>, defaultName: string, 
   for (const name of perTool.values()) get(name);
   return {
     forTool: (tool) => get(perTool.get(tool) ?? defaultName),
+    named: (name) => byName.get(name),
+    jobProviders: () => [...byName.values()].filter((p): p is JobProvider => p.kind === 'job'),
     close: async () => {
       await Promise.all([...byName.values()].map((p) => p.close()));
     },

@@ -123,6 +123,7 @@ export function createOpenAiProvider(opts: OpenAiOptions): Provider {
   }
 
   return {
+    kind: 'image',
     id: 'openai',
     model: opts.model,
     version: `openai:${opts.model}`,

@@ -3,7 +3,8 @@
 // (401) → content type (415) → body size (413) and deadline (408) → JSON (parse error) → one message,
 // not a batch (400) → session (400/404, or 429/503 past a cap) → the SDK transport. Every limit is
 // listed in docs/deploy.md. Nothing a client sends can crash it. /viewer is the operators' run viewer
-// (viewer.ts), behind the same connection cap, Host/Origin checks and tokens.
+// (viewer.ts), behind the same connection cap, Host/Origin checks and tokens. /webhooks/<provider> takes
+// job providers' webhooks (webhooks.ts): the connection cap and body limits, then their signature.
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -14,10 +15,12 @@ import { asRunledgerError } from '../errors.js';
 import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import type { Serving } from '../runtime.js';
+import { BodyTooLarge, BodyTooSlow, readBody } from './body.js';
 import { refuseDeepMessages } from './guard.js';
 import { SessionTable } from './sessions.js';
 import { loadTokens, type TokenTable } from './tokens.js';
 import { createViewer, isViewerPath } from './viewer.js';
+import { createWebhookRoute, isWebhookPath } from './webhooks.js';
 
 export interface HttpHandle {
   /** e.g. http://127.0.0.1:8787 */
@@ -100,30 +103,6 @@ function lastAnswer(res: ServerResponse): Record<string, string> {
 /** Answers a request refused before its body was read (or while it still trickles in), and closes. */
 function refuse(res: ServerResponse, status: number, code: number, message: string, data?: object, headers: Record<string, string> = {}): void {
   rpcError(res, status, code, message, data, { ...headers, ...lastAnswer(res) });
-}
-
-class BodyTooLarge extends Error {}
-class BodyTooSlow extends Error {}
-
-/** The body, if all of it (at most `limit` bytes) arrives within `timeoutMs`. */
-function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
-  if (Number(req.headers['content-length']) > limit) return Promise.reject(new BodyTooLarge());
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => reject(new BodyTooSlow()), timeoutMs);
-    const settle = (end: () => void) => {
-      clearTimeout(timer);
-      end();
-    };
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size <= limit) chunks.push(chunk);
-      else settle(() => reject(new BodyTooLarge()));
-    });
-    req.on('end', () => settle(() => resolve(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', (err) => settle(() => reject(err)));
-  });
 }
 
 /** Whether a request failed because its client went away mid-request (an aborted upload, a reset). */
@@ -292,6 +271,13 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
   }
 
   const viewer = createViewer({ ledger: runtime.ledger, allowed, authenticate, log });
+  const webhooks = createWebhookRoute({
+    receive: runtime.receiveWebhook,
+    http,
+    answer: (res, status, body, last = false, headers = {}) => sendJson(res, status, body, { ...headers, ...(last ? lastAnswer(res) : {}) }),
+    count: tally.count,
+    log,
+  });
 
   async function handleMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (!allowed(req, res)) return;
@@ -436,6 +422,8 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
           await handleMcp(req, res);
         } else if (isViewerPath(path!)) {
           await viewer.handle(req, res, req.url ?? '/');
+        } else if (isWebhookPath(path!)) {
+          await webhooks(req, res, req.url ?? '/');
         } else {
           sendJson(res, 404, { error: `nothing at ${path}; MCP is served at /mcp` }, lastAnswer(res));
         }

@@ -47,12 +47,12 @@ code { font-size: 12px; }
 ol.phases { list-style: none; margin: 4px 0 0; padding: 0; display: flex; gap: 6px; flex-wrap: wrap; font-size: 11px; color: var(--fg2); }
 ol.phases li::after { content: " →"; } ol.phases li:last-child::after { content: ""; }
 .thumbs { display: flex; gap: 4px; }
-.thumbs img, .thumbs .ph { width: 56px; height: 56px; object-fit: contain; background: var(--bg); border: 1px solid var(--line); border-radius: 4px; }
+.thumbs img, .thumbs video, .thumbs .ph { width: 56px; height: 56px; object-fit: contain; background: var(--bg); border: 1px solid var(--line); border-radius: 4px; }
 .score { font-weight: 700; } .score.high { color: var(--ok); } .score.mid { color: var(--warn); } .score.low { color: var(--bad); }
 .failing { color: var(--bad); font-size: 12px; display: block; }
 tr.detail td { background: var(--bg); }
 .variant { margin: 4px 0 14px; display: grid; grid-template-columns: 220px 1fr; gap: 14px; } .variant h3 { font-size: 13px; margin: 0 0 4px; }
-.variant img.large { width: 220px; height: auto; border: 1px solid var(--line); border-radius: 6px; display: block; }
+.variant img.large, .variant video.large { width: 220px; height: auto; border: 1px solid var(--line); border-radius: 6px; display: block; }
 .variant ul { margin: 0; padding-left: 18px; } .variant li.fail { color: var(--bad); }
 .variant li .ev { color: var(--fg2); } .variant li .fix { display: block; color: var(--fg); }
 .empty { color: var(--fg2); }
@@ -172,8 +172,10 @@ export const VIEWER_JS = `
           el('ol', { class: 'phases' }, run.phases.map((p) => el('li', { 'data-phase': p.phase }, p.phase + ' ' + since(run, p.at))))),
         el('td', {}, el('div', { class: 'thumbs' }, run.assets.map((a) => {
           const url = state.images.get(run.run_id + '/' + a.n);
-          return url ? el('img', { src: url, alt: 'image ' + (a.n + 1) + ' of ' + run.run_id, 'data-n': a.n, title: a.width + '×' + a.height })
-                     : el('span', { class: 'ph', title: 'loading' });
+          if (!url) return el('span', { class: 'ph', title: 'loading' });
+          return a.mime.startsWith('video/')
+            ? el('video', { src: url, muted: '', preload: 'metadata', 'data-n': a.n, title: 'video' + (a.width ? ', ' + a.width + '×' + a.height : '') })
+            : el('img', { src: url, alt: 'image ' + (a.n + 1) + ' of ' + run.run_id, 'data-n': a.n, title: a.width + '×' + a.height });
         })), run.assets.length === 0 ? el('span', { class: 'sub' }, live ? 'not yet' : 'none') : null),
         el('td', {}, run.score === null ? el('span', { class: 'sub' }, '—')
           : [el('span', { class: 'score ' + scoreBand(run.score) }, run.score.toFixed(2)),
@@ -192,6 +194,12 @@ export const VIEWER_JS = `
     const parts = [];
     if (run.error) parts.push(el('p', { class: 'failing' }, run.error.code + ': ' + run.error.message));
     parts.push(el('p', { class: 'sub' }, 'attempts ' + run.attempts + ' · cost ' + run.cost_credits + ' credits · charged ' + run.charged));
+    for (const a of run.assets.filter((a) => a.mime.startsWith('video/'))) {
+      const url = state.images.get(run.run_id + '/' + a.n);
+      parts.push(el('div', { class: 'variant' },
+        el('div', {}, url ? el('video', { src: url, controls: '', muted: '', class: 'large' }) : null),
+        el('div', {}, el('h3', {}, 'Video ' + (a.n + 1) + ': not scored'), el('p', { class: 'sub' }, run.unscored.find((u) => u.n === a.n)?.reason || ''))));
+    }
     for (const v of run.variants) {
       const url = state.images.get(run.run_id + '/' + v.n);
       parts.push(el('div', { class: 'variant' },

@@ -57,6 +57,8 @@ export interface ViewerRun {
   generator: string | null;
   assets: { n: number; mime: string; width: number | null; height: number | null; size: number; sha256: string }[];
   variants: { n: number; score: number; passed: number; tested: number; checks: ViewerCheck[]; skipped: { id: string; reason: string }[] }[];
+  /** Outputs the rubric did not score (a video), each with why. */
+  unscored: { n: number; reason: string }[];
 }
 
 type Json = Record<string, unknown>;
@@ -92,6 +94,7 @@ export function viewerRun(run: Run): ViewerRun {
     })),
     skipped: (Array.isArray(v.skipped) ? v.skipped : []).filter(isObject).map((s) => ({ id: String(s.id), reason: String(s.reason ?? '') })),
   }));
+  const unscored = (Array.isArray(evaluation.unscored) ? evaluation.unscored : []).filter(isObject).map((u) => ({ n: num(u.n) ?? 0, reason: String(u.reason ?? '') }));
   return {
     run_id: run.id,
     tool: run.tool,
@@ -108,6 +111,7 @@ export function viewerRun(run: Run): ViewerRun {
     generator: generator === null ? null : [generator.provider, generator.version].filter((s) => typeof s === 'string').join(' '),
     assets,
     variants,
+    unscored,
   };
 }
 

@@ -1,6 +1,7 @@
 // The engine in process: phases, recovery points and the give-up rule, on every ledger backend.
 import { afterEach, describe, expect, it } from 'vitest';
 import { catalogue } from '../../tools/index.js';
+import productShot from '../../tools/product_shot.js';
 import { Engine } from '../../src/engine/engine.js';
 import { runTask, type Task } from '../../src/engine/tasks.js';
 import { ThreadDied, type ThreadPool } from '../../src/engine/threads.js';
@@ -54,7 +55,7 @@ describe.each(backends)('engine on $name', ({ open }) => {
     // A first worker composed, rendered image 0 with bytes of its own, then died.
     const first = (await ledger.claim('dead-worker'))!;
     await ledger.advance(first.id, 'dead-worker', Phase.composing);
-    const scenes = catalogue[0]!.compose(catalogue[0]!.input.parse(first.args), 7);
+    const scenes = productShot.compose(productShot.input.parse(first.args), 7);
     await ledger.advance(first.id, 'dead-worker', Phase.rendering, { scenes: scenes as never });
     await ledger.checkpoint(first.id, 'dead-worker', 'evaluation/0', { score: 1, passed: 6, tested: 6, checks: [], skipped: [] });
     const marker = { bytes: Buffer.from('rendered-before-the-crash'), mime: 'image/png', meta: { width: 1, height: 1 } };

@@ -2,14 +2,13 @@
 // thread or never finishes fails its task as ThreadDied, and the pool goes on serving the next one.
 import { afterEach, describe, expect, it } from 'vitest';
 import type * as Threads from '../../src/engine/threads.js';
-import { catalogue } from '../../tools/index.js';
+import card from '../../tools/social_card.js';
 
 // Read by the failpoints of each thread as it starts.
 process.env.RUNLEDGER_FAILPOINTS = 'render-thread=KILLS,render-hang=LOOPS';
 const built = new URL('../../dist/src/engine/threads.js', import.meta.url).href;
 const { createThreadPool, ThreadDied } = (await import(built)) as typeof Threads;
 
-const card = catalogue.find((tool) => tool.name === 'social_card')!;
 const scene = (headline: string) => card.compose(card.input.parse({ headline }), 1)[0]!;
 
 const pools: { close(): Promise<void> }[] = [];

@@ -676,5 +676,113 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect((await typedError(ledger.listRuns('acme', { limit: 0 }))).code).toBe('validation_failed');
       });
     });
+
+    describe('jobs at job providers and their webhooks', () => {
+      const JOB = { provider: 'replicate', jobId: 'pred_0001', fields: { status_url: 'https://api.example/p/pred_0001' } };
+
+      /** A run claimed by w1 and moved to rendering, where a job is submitted. */
+      async function rendering(key = KEY): Promise<string> {
+        await ledger.createOrReplay(request({ idempotencyKey: key }));
+        const run = await ledger.claim('w1');
+        await ledger.advance(run!.id, 'w1', Phase.composing);
+        await ledger.advance(run!.id, 'w1', Phase.rendering, { job: { prompt: 'p' } });
+        return run!.id;
+      }
+
+      it("stores a run's job once: the first handle stands, and a job is one run's only", async () => {
+        const runId = await rendering();
+        const first = await ledger.attachJob(runId, 'w1', JOB);
+        expect(first).toEqual({ held: true, job: { ...JOB, runId, createdAt: new Date(now).toISOString(), cancelRequestedAt: null } });
+        // A second submit's handle (there must never be one) does not replace the first.
+        expect((await ledger.attachJob(runId, 'w1', { ...JOB, jobId: 'pred_0002' })).job?.jobId).toBe('pred_0001');
+        expect(await ledger.jobOf(runId)).toEqual(first.job);
+        // Another run that finds the same orphan cannot adopt it.
+        const other = await rendering('key-0002-other-run-xxxx');
+        expect(await ledger.attachJob(other, 'w1', JOB)).toEqual({ job: null, held: true });
+        expect(await ledger.jobOf(other)).toBeNull();
+      });
+
+      it('stores a handle learned by a holder that lost the run, and says it no longer holds it', async () => {
+        const runId = await rendering();
+        tick(LEASE_MS + 1);
+        await ledger.claimRun(runId, 'w2');
+        expect(await ledger.attachJob(runId, 'w1', JOB)).toMatchObject({ held: false, job: { jobId: 'pred_0001' } });
+        expect((await ledger.jobOf(runId))?.jobId).toBe('pred_0001');
+      });
+
+      it('stores a webhook once however often it comes, announcing it once, and ignores those of no live run', async () => {
+        const runId = await rendering();
+        await ledger.attachJob(runId, 'w1', JOB);
+        const heard: string[] = [];
+        ledger.subscribe((change) => heard.push(change.runId));
+        const delivery = { provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_0001', status: 'succeeded' };
+        const outcomes = [];
+        for (let i = 0; i < 5; i++) outcomes.push(await ledger.recordWebhook(delivery));
+        expect(outcomes).toEqual([{ kind: 'stored', runId }, ...Array.from({ length: 4 }, () => ({ kind: 'duplicate', runId }))]);
+        expect(heard).toEqual([runId]);
+        expect(await ledger.webhookDeliveries(runId)).toEqual([{ ...delivery, receivedAt: new Date(now).toISOString() }]);
+        // Found by its job when the URL named no run; another job's webhook for this run is not its own.
+        tick(1);
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_2', runId: null })).toEqual({ kind: 'stored', runId });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_3', jobId: 'pred_9999' })).toEqual({ kind: 'ignored', reason: 'other_job' });
+        expect((await ledger.webhookDeliveries(runId)).map((d) => d.webhookId)).toEqual(['msg_2', 'msg_1']);
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_4', runId: 'run_unknown' })).toEqual({ kind: 'ignored', reason: 'unknown_run' });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_5', runId: null, jobId: 'pred_unknown' })).toEqual({ kind: 'ignored', reason: 'unknown_run' });
+        await ledger.finish(runId, 'w1', { score: 1 });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_6' })).toEqual({ kind: 'ignored', reason: 'finished_run' });
+        expect(heard).toEqual([runId, runId, runId]);
+      });
+
+      it("keeps a webhook naming a run without a job yet: the holder adopts the orphan it names", async () => {
+        const runId = await rendering();
+        const outcome = await ledger.recordWebhook({ provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_orphan', status: 'processing' });
+        expect(outcome).toEqual({ kind: 'stored', runId });
+        expect((await ledger.webhookDeliveries(runId))[0]?.jobId).toBe('pred_orphan');
+      });
+
+      it("hands a canceled run's job to one canceller only, and lists the cancels nobody has claimed", async () => {
+        const runId = await rendering();
+        await ledger.attachJob(runId, 'w1', JOB);
+        expect(await ledger.claimJobCancel(runId)).toBeNull(); // not canceled
+        expect(await ledger.jobsAwaitingCancel()).toEqual([]);
+        await ledger.cancel('acme', runId);
+        expect((await ledger.jobsAwaitingCancel()).map((j) => j.jobId)).toEqual(['pred_0001']);
+        const claims = await Promise.all([ledger.claimJobCancel(runId), ledger.claimJobCancel(runId), ledger.claimJobCancel(runId)]);
+        expect(claims.filter((c) => c !== null)).toEqual([{ ...JOB, runId, createdAt: expect.any(String), cancelRequestedAt: new Date(now).toISOString() }]);
+        expect(await ledger.jobsAwaitingCancel()).toEqual([]);
+        // A handle stored after the cancel (the submit answered late) is still there to cancel.
+        const late = await rendering('key-0003-late-handle-xx');
+        await ledger.cancel('acme', late);
+        expect(await ledger.attachJob(late, 'w1', { ...JOB, jobId: 'pred_late' })).toMatchObject({ held: false, job: { jobId: 'pred_late' } });
+        expect((await ledger.claimJobCancel(late))?.jobId).toBe('pred_late');
+      });
+
+      it('raises progress with a checkpoint and announces it; a checkpoint without progress announces nothing', async () => {
+        const runId = await rendering();
+        const heard: number[] = [];
+        ledger.subscribe(() => heard.push(1));
+        expect(await ledger.checkpoint(runId, 'w1', 'job/status', { state: 'processing' }, 0.6)).toBe(true);
+        expect((await ledger.getRun('acme', runId)).progress).toBe(0.6);
+        expect(await ledger.checkpoint(runId, 'w1', 'job/status', { state: 'processing' }, 0.55)).toBe(true);
+        expect(await ledger.checkpoint(runId, 'w1', 'other', { x: 1 })).toBe(true);
+        expect((await ledger.getRun('acme', runId)).progress).toBe(0.6);
+        expect(heard).toHaveLength(1);
+        expect(await ledger.checkpoint(runId, 'w2', 'job/status', { state: 'x' }, 0.9)).toBe(false);
+      });
+
+      it("forgets a run's job and webhooks with the run", async () => {
+        const runId = await rendering();
+        await ledger.attachJob(runId, 'w1', JOB);
+        await ledger.recordWebhook({ provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_0001', status: null });
+        await ledger.finish(runId, 'w1', { score: 1 });
+        tick(RETENTION_MS + 1);
+        await ledger.sweep();
+        expect(await ledger.jobOf(runId)).toBeNull();
+        expect(await ledger.webhookDeliveries(runId)).toEqual([]);
+        // The job is free again for a run that (improbably) meets the same id.
+        const again = await rendering('key-0004-after-retention');
+        expect((await ledger.attachJob(again, 'w1', JOB)).job?.runId).toBe(again);
+      });
+    });
   });
 }

@@ -55,7 +55,7 @@ describe('validation_failed', () => {
     ['create_product_shot', { ...SHOT, style: 'gritty' }, 'style must be one of "studio", "lifestyle", "minimal" or "bold", not "gritty".'],
     ['create_social_card', { ...CARD, channel: 'banner' }, 'channel must be one of "square", "landscape" or "story", not "banner".'],
     ['list_runs', { phase: 'finished' }, 'phase must be one of "queued", "composing", "rendering", "done", "failed" or "canceled", not "finished".'],
-    ['poll_run', { idempotency_key: KEY, tool: 'video' }, 'tool must be one of "product_shot" or "social_card".'],
+    ['poll_run', { idempotency_key: KEY, tool: 'video' }, 'tool must be one of "product_shot", "social_card" or "product_video".'],
     // numbers out of range, and not whole
     ['create_product_shot', { ...SHOT, variants: 9 }, 'variants must be a whole number from 1 to 4, not 9.'],
     ['create_product_shot', { ...SHOT, variants: 1.5 }, 'variants must be a whole number from 1 to 4, not 1.5.'],

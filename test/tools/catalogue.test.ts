@@ -24,7 +24,7 @@ function rejection(schema: z.ZodType, value: unknown): string {
 
 describe('catalogue', () => {
   it('lists the tools in a stable order with unique snake_case names', () => {
-    expect(catalogue.map((t) => t.name)).toEqual(['product_shot', 'social_card']);
+    expect(catalogue.map((t) => t.name)).toEqual(['product_shot', 'social_card', 'product_video']);
     for (const tool of catalogue) expect(tool.name).toMatch(/^[a-z][a-z0-9_]*$/);
   });
 
