@@ -3,7 +3,7 @@
 // Cheap imports only: --help and bad flags answer before anything heavy loads.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_CONCURRENCY } from './engine/defaults.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_ORPHAN_SEARCH_MS } from './engine/defaults.js';
 import { DEFAULT_LEASE_MS, DEFAULT_POOL_SIZE, MAX_PAGE_SIZE, PHASES } from './ledger/index.js';
 import { MAX_SEED } from './prng.js';
 
@@ -118,9 +118,9 @@ export const FLAGS = {
     arg: 'MS',
     help: "how long a run whose submit's answer a crash lost looks for its job (webhooks, the list endpoint) before ending outcome_unknown, never submitting again",
     range: [1000, 86_400_000],
-    default: 120_000,
+    default: DEFAULT_ORPHAN_SEARCH_MS,
   },
-  'max-output-bytes': { type: 'string', arg: 'N', help: 'the largest output (image or video) fetched from a job provider and stored', range: [1024, 1024 * 1024 * 1024], default: 256 * 1024 * 1024 },
+  'max-output-bytes': { type: 'string', arg: 'N', help: 'the largest output (image or video) fetched from a job provider and stored', range: [1024, 1024 * 1024 * 1024], default: DEFAULT_MAX_OUTPUT_BYTES },
 
   // Streamable HTTP
   http: { type: 'boolean', help: 'serve MCP over Streamable HTTP at /mcp (and GET /healthz, /viewer) instead of stdio' },

@@ -21,7 +21,7 @@ import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
 import { AttemptFailed, JobRunner, type JobRun } from './jobs.js';
 import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
-import { DEFAULT_CONCURRENCY } from './defaults.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_ORPHAN_SEARCH_MS } from './defaults.js';
 
 /**
  * What the engine needs of the ledger: a worker's verbs, the change feed, and housekeeping (and, for a
@@ -125,7 +125,7 @@ export class Engine {
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.log = opts.log ?? silentLogger;
-    const jobs = opts.jobs ?? { publicUrl: null, orphanSearchMs: 120_000, maxOutputBytes: 256 * 1024 * 1024 };
+    const jobs = opts.jobs ?? { publicUrl: null, orphanSearchMs: DEFAULT_ORPHAN_SEARCH_MS, maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES };
     this.jobs =
       this.providers.jobProviders().length === 0
         ? null
