@@ -170,7 +170,8 @@ export async function benchLedger(): Promise<Comparison[]> {
     });
     return [
       ratioRow('fresh create (fenced insert, durable)', rates.create, 'raw durable insert', rates.rawInsert, 0.5, 'ops/s'),
-      ratioRow('replay (same key, same arguments)', rates.replay, 'raw indexed point lookup', rates.rawLookup, 0.5, 'ops/s'),
+      // Issue 19's bound: the one ledger must not fall behind the two it replaced (0.85× then).
+      ratioRow('replay (same key, same arguments)', rates.replay, 'raw indexed point lookup', rates.rawLookup, 0.8, 'ops/s'),
       {
         ...ratioRow(
           `replay of random keys, ledger of ${LARGE_LEDGER.toLocaleString('en-US')} runs`,

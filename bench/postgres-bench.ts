@@ -104,7 +104,8 @@ async function ledgerRates(): Promise<Comparison[]> {
         baselineLabel,
         baseline: median(baseline),
         ratio: median(measured) / median(baseline),
-        target: 0.7,
+        // Issue 19's bound for the one ledger on PostgreSQL.
+        target: 0.9,
         unit: 'ops/s',
         note,
       });

@@ -6,7 +6,7 @@ import { BoundedMap } from '../bounded-map.js';
 import { InternalError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import { ChangeFeed } from './change-feed.js';
-import { assertValidKey } from './fingerprint.js';
+import { assertValidKey, fingerprint } from './fingerprint.js';
 import { holderGone } from './holders.js';
 import { isTerminal, Phase } from './phases.js';
 import type { ClaimFilter, RunLedger } from './ports.js';
@@ -123,13 +123,14 @@ export class Ledger implements RunLedger {
   }
 
   private async fence(req: CreateRequest, startedBy: string | null): Promise<CreateOutcome> {
-    const fp = checkCreate(req);
     const key = keyOf(req);
     const cacheKey = `${key.tenant}\u0000${key.executor}\u0000${key.tool}\u0000${key.idempotencyKey}`;
     // A repeat of a key whose row nothing has changed since it was read needs no read at all. Only a
     // key answered before is worth the epoch, taken before the row's read so that a change committed
     // in between shows next time. It decides nothing alone: a miss still goes through the insert.
-    const known = this.replayed.get(cacheKey);
+    const known = typeof req.idempotencyKey === 'string' ? this.replayed.get(cacheKey) : undefined;
+    // A key answered before was checked then: the same tenant, tool and key strings need no second look.
+    const fp = known === undefined ? checkCreate(req) : (req.fingerprint ?? fingerprint(req.args));
     const epoch = known === undefined ? NaN : (this.store.changeEpoch?.() ?? NaN);
     if (known !== undefined && known.epoch === epoch && known.run.fingerprint === fp && this.kept(known.record)) return this.replayOf(known.run);
     // A key this process has met is most likely a retry, and where reads cost microseconds any key is

@@ -77,7 +77,9 @@ export class SqliteStore implements LedgerStore {
   private readonly tx;
   private readonly inserts = new TickBatch<PendingInsert>((batch) => void this.commitInserts(batch));
   private epoch = 0;
-  private seen: [dataVersion: number, ownChanges: number] = [-1, -1];
+  private seen: [dataVersion: number, ownCommits: number] = [-1, -1];
+  /** Transactions this connection has committed: its own changes, which data_version does not count. */
+  private ownCommits = 0;
 
   private constructor(
     private readonly db: Database.Database,
@@ -92,9 +94,8 @@ export class SqliteStore implements LedgerStore {
       begin: db.prepare('BEGIN IMMEDIATE'),
       commit: db.prepare('COMMIT'),
       rollback: db.prepare('ROLLBACK'),
-      // Two statements, not one query of pragma_data_version: that table compiles a PRAGMA on every read.
+      // A prepared PRAGMA, not a query of pragma_data_version: that table compiles a PRAGMA on every read.
       dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),
-      ownChanges: db.prepare<[], number>('SELECT total_changes()').pluck(),
       ping: db.prepare('SELECT 1'),
     }));
   }
@@ -115,10 +116,11 @@ export class SqliteStore implements LedgerStore {
 
   changeEpoch(): number {
     try {
+      // Other connections' commits move data_version; this one's are counted as they commit (every
+      // write to runs goes through transaction()), which saves a statement on every replay.
       const dataVersion = this.tx.dataVersion.get()!;
-      const ownChanges = this.tx.ownChanges.get()!;
-      if (dataVersion !== this.seen[0] || ownChanges !== this.seen[1]) {
-        this.seen = [dataVersion, ownChanges];
+      if (dataVersion !== this.seen[0] || this.ownCommits !== this.seen[1]) {
+        this.seen = [dataVersion, this.ownCommits];
         this.epoch++;
       }
       return this.epoch;
@@ -150,6 +152,7 @@ export class SqliteStore implements LedgerStore {
     try {
       const result = await body();
       this.tx.commit.run();
+      this.ownCommits++;
       return result;
     } catch (err) {
       if (this.db.inTransaction) this.tx.rollback.run();
