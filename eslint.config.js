@@ -5,8 +5,16 @@ import tseslint from 'typescript-eslint';
 // the last matching block's options of a rule, so each block below repeats the rules it inherits.
 const DRIVERS = {
   paths: [
-    { name: 'better-sqlite3', message: 'SQL stays in the ledger: only src/ledger/sqlite/ opens SQLite. Go through the ledger (src/ledger/index.js).' },
-    { name: 'pg', message: 'SQL stays in the ledger: only src/ledger/postgres/ opens PostgreSQL. Go through the ledger (src/ledger/index.js).' },
+    {
+      name: 'better-sqlite3',
+      message:
+        'SQL stays in the ledger: only src/ledger/sqlite/ opens SQLite. Go through the ledger (src/ledger/index.js).',
+    },
+    {
+      name: 'pg',
+      message:
+        'SQL stays in the ledger: only src/ledger/postgres/ opens PostgreSQL. Go through the ledger (src/ledger/index.js).',
+    },
   ],
 };
 const HARNESS = {
@@ -14,7 +22,8 @@ const HARNESS = {
   patterns: [
     {
       regex: '(^|/)(ledger|compose)/',
-      message: 'The harness records and replays any MCP server: it imports neither the ledger nor compose (src/harness keeps its own helpers).',
+      message:
+        'The harness records and replays any MCP server: it imports neither the ledger nor compose (src/harness keeps its own helpers).',
     },
   ],
 };
@@ -23,9 +32,13 @@ const PROXY = {
   patterns: [
     {
       regex: '(^|/)ledger/(?!index\\.js$)',
-      message: "The proxy is an executor over the ledger's ports: import src/ledger/index.js, never its stores, SQL or internals.",
+      message:
+        "The proxy is an executor over the ledger's ports: import src/ledger/index.js, never its stores, SQL or internals.",
     },
-    { regex: '(^|/)engine/', message: 'The proxy is its own executor over the worker port: it does not import the engine.' },
+    {
+      regex: '(^|/)engine/',
+      message: 'The proxy is its own executor over the worker port: it does not import the engine.',
+    },
   ],
 };
 

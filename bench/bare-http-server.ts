@@ -42,7 +42,9 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   }
   if (req.method !== 'POST' || !isInitializeRequest(body)) return reject(res, 400, 'send initialize first');
   const server = new McpServer({ name: 'runledger-bench-bare-http', version: '0.0.0' });
-  server.registerTool('noop', { description: 'Does nothing.' }, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
+  server.registerTool('noop', { description: 'Does nothing.' }, async () => ({
+    content: [{ type: 'text', text: 'ok' }],
+  }));
   const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
     sessionIdGenerator: randomUUID,
     onsessioninitialized: (id) => void sessions.set(id, transport),

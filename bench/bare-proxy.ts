@@ -7,7 +7,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { CallToolRequestSchema, CallToolResultSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  CallToolResultSchema,
+  ListToolsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import Database from 'better-sqlite3';
 
 const [dbPath, ...upstreamArgs] = process.argv.slice(2);
@@ -27,7 +31,10 @@ server.setRequestHandler(ListToolsRequestSchema, () => upstream.listTools());
 server.setRequestHandler(CallToolRequestSchema, async ({ params }) => {
   const { idempotency_key: key, ...args } = params.arguments ?? {};
   if (typeof key === 'string') start.run(key, params.name);
-  return upstream.request({ method: 'tools/call', params: { name: params.name, arguments: args } }, CallToolResultSchema);
+  return upstream.request(
+    { method: 'tools/call', params: { name: params.name, arguments: args } },
+    CallToolResultSchema,
+  );
 });
 // The client closing our stdin ends the session, as it does for the real proxy.
 process.stdin.once('end', () => void upstream.close().finally(() => process.exit(0)));

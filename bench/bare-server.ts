@@ -32,12 +32,17 @@ const readKey = randomUUID();
 insert.run(readKey, 'x'.repeat(300));
 
 const server = new McpServer({ name: 'runledger-bench-bare', version: '0.0.0' });
-server.registerTool('noop', { description: 'Does nothing.' }, async () => ({ content: [{ type: 'text', text: 'ok' }] }));
+server.registerTool('noop', { description: 'Does nothing.' }, async () => ({
+  content: [{ type: 'text', text: 'ok' }],
+}));
 server.registerTool('durable_insert', { description: 'One durable insert.' }, async () => {
   insert.run(randomUUID(), 'x'.repeat(300));
   return { content: [{ type: 'text', text: 'ok' }] };
 });
-const answers = JSON.parse(readFileSync(answersPath, 'utf8')) as { replays?: Record<string, CallToolResult>; create?: CallToolResult };
+const answers = JSON.parse(readFileSync(answersPath, 'utf8')) as {
+  replays?: Record<string, CallToolResult>;
+  create?: CallToolResult;
+};
 for (const [name, answer] of Object.entries(answers.replays ?? {})) {
   server.registerTool(`floor_${name}`, { description: 'One point read, then a fixed answer.' }, async () => {
     if (lookup.get(readKey) === undefined) throw new Error('the floor row is missing');
@@ -49,13 +54,19 @@ if (createAnswer !== undefined) {
   db.exec(`CREATE TABLE IF NOT EXISTS creates (
     id TEXT PRIMARY KEY, tenant TEXT NOT NULL, tool TEXT NOT NULL, idem_key TEXT NOT NULL, fingerprint TEXT NOT NULL, args TEXT NOT NULL,
     UNIQUE (tenant, tool, idem_key))`);
-  const fence = db.prepare('INSERT INTO creates (id, tenant, tool, idem_key, fingerprint, args) VALUES (?, ?, ?, ?, ?, ?)');
+  const fence = db.prepare(
+    'INSERT INTO creates (id, tenant, tool, idem_key, fingerprint, args) VALUES (?, ?, ?, ?, ?, ?)',
+  );
   const inputSchema = productShot.input.extend({ idempotency_key: z.string() });
-  server.registerTool('floor_create', { description: 'Validate, fingerprint, one durable insert, a fixed answer.', inputSchema: inputSchema.shape }, async (input) => {
-    const { idempotency_key: key, ...args } = input;
-    fence.run(randomUUID(), 'local', productShot.name, key, fingerprint(args as JsonObject), JSON.stringify(args));
-    return createAnswer;
-  });
+  server.registerTool(
+    'floor_create',
+    { description: 'Validate, fingerprint, one durable insert, a fixed answer.', inputSchema: inputSchema.shape },
+    async (input) => {
+      const { idempotency_key: key, ...args } = input;
+      fence.run(randomUUID(), 'local', productShot.name, key, fingerprint(args as JsonObject), JSON.stringify(args));
+      return createAnswer;
+    },
+  );
 }
 // The client closing our stdin ends the session, as it does for the real server.
 process.stdin.once('end', () => process.exit(0));

@@ -57,7 +57,10 @@ export async function start(
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
     let found = false;
     const timeoutMs = opts.timeoutMs ?? START_TIMEOUT_MS;
-    const timer = setTimeout(() => reject(new Error(`bench: ${args[0]} did not start in ${timeoutMs} ms:\n${tail}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`bench: ${args[0]} did not start in ${timeoutMs} ms:\n${tail}`)),
+      timeoutMs,
+    );
     const onData = (chunk: Buffer) => {
       tail = (tail + chunk.toString('utf8')).slice(-4000);
       const m = found ? null : ready.exec(tail);
@@ -71,7 +74,8 @@ export async function start(
     proc.stderr!.on('data', onData);
     void exited.then(() => {
       clearTimeout(timer);
-      if (!found) reject(new Error(`bench: ${args[0]} exited (${proc.exitCode ?? proc.signalCode}) before listening:\n${tail}`));
+      if (!found)
+        reject(new Error(`bench: ${args[0]} exited (${proc.exitCode ?? proc.signalCode}) before listening:\n${tail}`));
     });
   }).catch(async (err: unknown) => {
     await stop(child);
@@ -158,7 +162,10 @@ export async function benchHttp(): Promise<Comparison[]> {
   const children: Child[] = [];
   const clients: Client[] = [];
   try {
-    const bareServer = await start([fileURLToPath(new URL('./bare-http-server.js', import.meta.url))], /\{"port":(\d+)\}/);
+    const bareServer = await start(
+      [fileURLToPath(new URL('./bare-http-server.js', import.meta.url))],
+      /\{"port":(\d+)\}/,
+    );
     children.push(bareServer.child);
     const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
     const ledgerServer = await start(
@@ -175,27 +182,36 @@ export async function benchHttp(): Promise<Comparison[]> {
       if (result.isError) throw new Error('bench: the bare server answered noop with an error');
     };
     const create = async (client: Client, key: string) => {
-      const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key } })) as CallToolResult;
+      const result = (await client.callTool({
+        name: 'create_product_shot',
+        arguments: { ...BENCH_REQUEST, idempotency_key: key },
+      })) as CallToolResult;
       const data = (result.structuredContent ?? {}) as { run_id?: string; replayed?: boolean };
       if (result.isError || typeof data.run_id !== 'string') {
-        throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
+        throw new Error(
+          `bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`,
+        );
       }
       return { runId: data.run_id, replayed: data.replayed };
     };
 
     const replayKey = `bench-replay-${randomUUID()}`;
     const original = await create(ledger[0]!, replayKey);
-    if (original.replayed !== false) throw new Error(`bench: the first create of a new key was a replay: ${JSON.stringify(original)}`);
+    if (original.replayed !== false)
+      throw new Error(`bench: the first create of a new key was a replay: ${JSON.stringify(original)}`);
     // Every answer is checked: a replay must name the original run, and a fresh key must not replay.
     const replay = async (client: Client) => {
       const answer = await create(client, replayKey);
       if (answer.replayed !== true || answer.runId !== original.runId) {
-        throw new Error(`bench: a retry with the same key was not a replay of ${original.runId}: ${JSON.stringify(answer)}`);
+        throw new Error(
+          `bench: a retry with the same key was not a replay of ${original.runId}: ${JSON.stringify(answer)}`,
+        );
       }
     };
     const fresh = async (client: Client) => {
       const answer = await create(client, randomUUID());
-      if (answer.replayed !== false) throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
+      if (answer.replayed !== false)
+        throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
     };
 
     const side = (name: string, sideClients: Client[], op: Side['op'], pid: number | undefined): Side => ({
@@ -225,7 +241,9 @@ export async function benchHttp(): Promise<Comparison[]> {
     const rounds = (s: Side) => s.rates.map(perSec).join(', ');
     const cpu = (s: Side) => {
       const per = (seconds: number) => `${Math.round((seconds / s.calls) * 1e6)} µs`;
-      return s.pid === undefined || s.serverCpu === 0 ? `client ${per(s.clientCpu)}` : `server ${per(s.serverCpu)}, client ${per(s.clientCpu)}`;
+      return s.pid === undefined || s.serverCpu === 0
+        ? `client ${per(s.clientCpu)}`
+        : `server ${per(s.serverCpu)}, client ${per(s.clientCpu)}`;
     };
     const shared =
       `${CLIENTS} SDK client sessions per server on loopback, ${ROUNDS} interleaved rounds of ${ROUND_MS / 1000} s per side; ` +

@@ -23,10 +23,14 @@ async function runBench(): Promise<number> {
     process.stdout.write('Measuring replicas sharing PostgreSQL, each capped by a CPU quota (about 2 minutes) ...\n');
     const replicas = await benchReplicas();
     process.stdout.write(
-      'skipped' in replicas ? `Replica scaling skipped: ${replicas.skipped}.\n\n` : formatTable('## Replicas sharing PostgreSQL, each capped by a CPU quota', replicas.rows) + '\n\n',
+      'skipped' in replicas
+        ? `Replica scaling skipped: ${replicas.skipped}.\n\n`
+        : formatTable('## Replicas sharing PostgreSQL, each capped by a CPU quota', replicas.rows) + '\n\n',
     );
   } else {
-    process.stdout.write('PostgreSQL benchmarks skipped: nothing answers at RUNLEDGER_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test).\n');
+    process.stdout.write(
+      'PostgreSQL benchmarks skipped: nothing answers at RUNLEDGER_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test).\n',
+    );
   }
   return 0;
 }

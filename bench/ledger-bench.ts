@@ -28,7 +28,13 @@ const MAX_BYTES_PER_RUN = 2048;
 const productShot = catalogue.find((t) => t.name === 'product_shot')!;
 /** A product_shot request after schema defaults (brand kit included), as the MCP surface sends it. */
 const ARGS = productShot.input.parse(BENCH_REQUEST) as JsonObject;
-const request = (key: string): CreateRequest => ({ tenant: 'bench', tool: 'product_shot', idempotencyKey: key, args: ARGS, cost: 8 });
+const request = (key: string): CreateRequest => ({
+  tenant: 'bench',
+  tool: 'product_shot',
+  idempotencyKey: key,
+  args: ARGS,
+  cost: 8,
+});
 
 function rawDatabase(path: string): Database.Database {
   const db = new Database(path);
@@ -42,7 +48,10 @@ function bytesBesideImages(path: string): number {
   const db = new Database(path);
   try {
     db.pragma('wal_checkpoint(TRUNCATE)');
-    return db.prepare<[], number>(`SELECT sum(pgsize) FROM dbstat WHERE name NOT IN ('assets', 'sqlite_autoindex_assets_1')`).pluck().get()!;
+    return db
+      .prepare<[], number>(`SELECT sum(pgsize) FROM dbstat WHERE name NOT IN ('assets', 'sqlite_autoindex_assets_1')`)
+      .pluck()
+      .get()!;
   } finally {
     db.close();
   }
@@ -68,7 +77,9 @@ async function bulkFill(path: string, count: number, sample: number, storedResul
            ? + i, ? + i, ? + i, 1, ? + i, ? + i FROM n`,
       ).run(count, fp, JSON.stringify(ARGS), start, start, start, start, start);
       db.prepare(`INSERT INTO run_data (run_id, result) SELECT id, ? FROM runs`).run(storedResult);
-      db.prepare(`INSERT INTO charges (run_id, tenant, tool, credits, provider, created_at) SELECT id, tenant, tool, cost, 'builtin', created_at FROM runs`).run();
+      db.prepare(
+        `INSERT INTO charges (run_id, tenant, tool, credits, provider, created_at) SELECT id, tenant, tool, cost, 'builtin', created_at FROM runs`,
+      ).run();
     })();
     return db.prepare<[number], string>(`SELECT idem_key FROM runs ORDER BY random() LIMIT ?`).pluck().all(sample);
   } finally {
@@ -93,7 +104,11 @@ async function finishedRunBytes(dir: string): Promise<{ perRun: number; imageByt
   try {
     const created = [];
     for (let i = 0; i < FINISHED_RUNS; i++) {
-      const args = productShot.input.parse({ ...BENCH_REQUEST, variants: 1, product_name: `Mug no. ${i}` }) as JsonObject;
+      const args = productShot.input.parse({
+        ...BENCH_REQUEST,
+        variants: 1,
+        product_name: `Mug no. ${i}`,
+      }) as JsonObject;
       created.push(await ledger.createOrReplay({ ...request(randomUUID()), args }));
     }
     engine.start();
@@ -109,7 +124,10 @@ async function finishedRunBytes(dir: string): Promise<{ perRun: number; imageByt
   }
   const db = new Database(path, { readonly: true });
   const imageBytes = db.prepare<[], number>(`SELECT sum(size) FROM assets`).pluck().get()! / FINISHED_RUNS;
-  const storedResult = db.prepare<[], Buffer>(`SELECT result FROM run_data WHERE result IS NOT NULL LIMIT 1`).pluck().get()!;
+  const storedResult = db
+    .prepare<[], Buffer>(`SELECT result FROM run_data WHERE result IS NOT NULL LIMIT 1`)
+    .pluck()
+    .get()!;
   db.close();
   return { perRun: (bytesBesideImages(path) - empty) / FINISHED_RUNS, imageBytes, storedResult };
 }
@@ -125,14 +143,25 @@ export async function benchLedger(): Promise<Comparison[]> {
     const fp = fingerprint(ARGS);
     const ledger = await openSqliteLedger({ path: join(dir, 'ledger.db') });
 
-    const rates = { rawInsert: [] as number[], create: [] as number[], rawLookup: [] as number[], replay: [] as number[] };
+    const rates = {
+      rawInsert: [] as number[],
+      create: [] as number[],
+      rawLookup: [] as number[],
+      replay: [] as number[],
+    };
     for (let round = 0; round < ROUNDS; round++) {
       // Interleaved rounds, so drift in the machine's load falls on both sides alike. UUID keys, as agents send.
       const keys = Array.from({ length: WRITES_PER_ROUND }, () => randomUUID());
       rates.rawInsert.push(await opsPerSecond(keys.length, (i) => rawInsert.run(keys[i], fp, argsText)));
-      rates.create.push(await opsPerSecond(keys.length, (i) => ledger.createOrReplay({ ...request(keys[i]!), fingerprint: fp })));
+      rates.create.push(
+        await opsPerSecond(keys.length, (i) => ledger.createOrReplay({ ...request(keys[i]!), fingerprint: fp })),
+      );
       rates.rawLookup.push(await opsPerSecond(READS_PER_ROUND, (i) => rawLookup.get(keys[i % keys.length])));
-      rates.replay.push(await opsPerSecond(READS_PER_ROUND, (i) => ledger.createOrReplay({ ...request(keys[i % keys.length]!), fingerprint: fp })));
+      rates.replay.push(
+        await opsPerSecond(READS_PER_ROUND, (i) =>
+          ledger.createOrReplay({ ...request(keys[i % keys.length]!), fingerprint: fp }),
+        ),
+      );
     }
     raw.close();
     await ledger.close();
@@ -140,7 +169,9 @@ export async function benchLedger(): Promise<Comparison[]> {
     process.stderr.write(`  rendering ${FINISHED_RUNS} runs to weigh them ...\n`);
     const finished = await finishedRunBytes(dir);
 
-    process.stderr.write(`  filling ledgers of ${SMALL_LEDGER.toLocaleString('en-US')} and ${LARGE_LEDGER.toLocaleString('en-US')} runs ...\n`);
+    process.stderr.write(
+      `  filling ledgers of ${SMALL_LEDGER.toLocaleString('en-US')} and ${LARGE_LEDGER.toLocaleString('en-US')} runs ...\n`,
+    );
     const smallKeys = await bulkFill(join(dir, 'small.db'), SMALL_LEDGER, SMALL_LEDGER, finished.storedResult);
     const coldKeys = await bulkFill(join(dir, 'large.db'), LARGE_LEDGER, COLD_SAMPLE, finished.storedResult);
     // The same number of distinct keys on both sides, drawn at random from the whole ledger: what
@@ -150,7 +181,11 @@ export async function benchLedger(): Promise<Comparison[]> {
     const large = await openSqliteLedger({ path: join(dir, 'large.db') });
     const scale = { small: [] as number[], large: [] as number[], cold: [] as number[] };
     // One pass first, so every side starts from a warm OS page cache, as a running server would.
-    for (const [ledger, keys] of [[large, coldKeys], [small, smallKeys]] as const) await replayRate(ledger, keys, keys.length);
+    for (const [ledger, keys] of [
+      [large, coldKeys],
+      [small, smallKeys],
+    ] as const)
+      await replayRate(ledger, keys, keys.length);
     for (let round = 0; round < ROUNDS; round++) {
       scale.small.push(await replayRate(small, smallKeys, READS_PER_ROUND));
       scale.large.push(await replayRate(large, largeKeys, READS_PER_ROUND));
@@ -159,7 +194,14 @@ export async function benchLedger(): Promise<Comparison[]> {
     await small.close();
     await large.close();
 
-    const ratioRow = (operation: string, measured: number[], baselineLabel: string, baseline: number[], target: number, unit: string): Comparison => ({
+    const ratioRow = (
+      operation: string,
+      measured: number[],
+      baselineLabel: string,
+      baseline: number[],
+      target: number,
+      unit: string,
+    ): Comparison => ({
       operation,
       measured: median(measured),
       baselineLabel,
@@ -169,9 +211,23 @@ export async function benchLedger(): Promise<Comparison[]> {
       unit,
     });
     return [
-      ratioRow('fresh create (fenced insert, durable)', rates.create, 'raw durable insert', rates.rawInsert, 0.5, 'ops/s'),
+      ratioRow(
+        'fresh create (fenced insert, durable)',
+        rates.create,
+        'raw durable insert',
+        rates.rawInsert,
+        0.5,
+        'ops/s',
+      ),
       // Issue 19's bound: the one ledger must not fall behind the two it replaced (0.85× then).
-      ratioRow('replay (same key, same arguments)', rates.replay, 'raw indexed point lookup', rates.rawLookup, 0.8, 'ops/s'),
+      ratioRow(
+        'replay (same key, same arguments)',
+        rates.replay,
+        'raw indexed point lookup',
+        rates.rawLookup,
+        0.8,
+        'ops/s',
+      ),
       {
         ...ratioRow(
           `replay of random keys, ledger of ${LARGE_LEDGER.toLocaleString('en-US')} runs`,

@@ -79,7 +79,10 @@ export const side = (op: () => Promise<unknown>): Side => ({ op, samples: [] });
  * them in interleaved rounds, each starting with a different side, so that drift in the machine's
  * load falls on all alike.
  */
-export async function interleavedRounds(sides: Side[], opts: { warmup: number; rounds: number; callsPerRound: number }): Promise<void> {
+export async function interleavedRounds(
+  sides: Side[],
+  opts: { warmup: number; rounds: number; callsPerRound: number },
+): Promise<void> {
   for (const s of sides) await timeEach(opts.warmup, s.op);
   for (let round = 0; round < opts.rounds; round++) {
     for (let i = 0; i < sides.length; i++) {

@@ -23,7 +23,14 @@ const READS_PER_ROUND = 3000;
 const productShot = catalogue.find((t) => t.name === 'product_shot')!;
 const ARGS = productShot.input.parse(BENCH_REQUEST) as JsonObject;
 const FP = fingerprint(ARGS);
-const request = (key: string): CreateRequest => ({ tenant: 'bench', tool: 'product_shot', idempotencyKey: key, args: ARGS, fingerprint: FP, cost: 8 });
+const request = (key: string): CreateRequest => ({
+  tenant: 'bench',
+  tool: 'product_shot',
+  idempotencyKey: key,
+  args: ARGS,
+  fingerprint: FP,
+  cost: 8,
+});
 
 /** Whether PostgreSQL answers; the section is skipped, saying so, when it does not. */
 export async function postgresReachable(): Promise<boolean> {
@@ -53,18 +60,35 @@ async function withSchema<T>(body: (schema: string) => Promise<T>): Promise<T> {
 /** The ledger's statements for a create and a replay, sent raw on a pool of the same size. */
 async function rawStatements(schema: string) {
   const pool = new pg.Pool({ connectionString: PG_URL, max: 10, options: `-c search_path=${schema}` });
-  await pool.query(`CREATE SCHEMA ${schema}; SET search_path = ${schema}; ${MIGRATIONS.map((m) => m.postgres).join('\n')}`);
+  await pool.query(
+    `CREATE SCHEMA ${schema}; SET search_path = ${schema}; ${MIGRATIONS.map((m) => m.postgres).join('\n')}`,
+  );
   return {
     insert: async (key: string) => {
       const run = newRecord(request(key), FP, Date.now(), 30_000);
       await pool.query(
         `INSERT INTO runs (id, tenant, executor, tool, idem_key, fingerprint, cost, args, phase, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (tenant, executor, tool, idem_key) DO NOTHING`,
-        [run.id, run.tenant, run.executor, run.tool, run.idempotencyKey, FP, run.cost, JSON.stringify(ARGS), run.phase, run.createdAt, run.updatedAt],
+        [
+          run.id,
+          run.tenant,
+          run.executor,
+          run.tool,
+          run.idempotencyKey,
+          FP,
+          run.cost,
+          JSON.stringify(ARGS),
+          run.phase,
+          run.createdAt,
+          run.updatedAt,
+        ],
       );
     },
     lookup: (key: string) =>
-      pool.query(`SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $1 AND executor = $2 AND tool = $3 AND idem_key = $4`, ['bench', 'engine', 'product_shot', key]),
+      pool.query(
+        `SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = $1 AND executor = $2 AND tool = $3 AND idem_key = $4`,
+        ['bench', 'engine', 'product_shot', key],
+      ),
     close: () => pool.end(),
   };
 }
@@ -76,9 +100,18 @@ async function ledgerRates(): Promise<Comparison[]> {
       const raw = await rawStatements(rawSchema);
       const ledger = await openPostgresLedger({ url: PG_URL, schema });
       const sqlite = await openSqliteLedger({ path: join(dir, 'ledger.db') });
-      const rates = { rawInsert: [] as number[], create: [] as number[], sqliteCreate: [] as number[], rawLookup: [] as number[], replay: [] as number[], sqliteReplay: [] as number[] };
-      const creates = (target: RunLedger, keys: string[]) => opsPerSecond(keys.length, (i) => target.createOrReplay(request(keys[i]!)));
-      const replays = (target: RunLedger, keys: string[]) => opsPerSecond(READS_PER_ROUND, (i) => target.createOrReplay(request(keys[i % keys.length]!)));
+      const rates = {
+        rawInsert: [] as number[],
+        create: [] as number[],
+        sqliteCreate: [] as number[],
+        rawLookup: [] as number[],
+        replay: [] as number[],
+        sqliteReplay: [] as number[],
+      };
+      const creates = (target: RunLedger, keys: string[]) =>
+        opsPerSecond(keys.length, (i) => target.createOrReplay(request(keys[i]!)));
+      const replays = (target: RunLedger, keys: string[]) =>
+        opsPerSecond(READS_PER_ROUND, (i) => target.createOrReplay(request(keys[i % keys.length]!)));
       try {
         for (let round = 0; round < ROUNDS; round++) {
           // Interleaved rounds, so drift in the machine's load falls on every side alike.
@@ -98,7 +131,13 @@ async function ledgerRates(): Promise<Comparison[]> {
         rmSync(dir, { recursive: true, force: true });
       }
       const perSec = (n: number) => `${Math.round(n).toLocaleString('en-US')} ops/s`;
-      const row = (operation: string, measured: number[], baselineLabel: string, baseline: number[], note: string): Comparison => ({
+      const row = (
+        operation: string,
+        measured: number[],
+        baselineLabel: string,
+        baseline: number[],
+        note: string,
+      ): Comparison => ({
         operation,
         measured: median(measured),
         baselineLabel,
@@ -110,7 +149,13 @@ async function ledgerRates(): Promise<Comparison[]> {
         note,
       });
       return [
-        row('fresh create, PostgreSQL ledger (one at a time)', rates.create, 'the same INSERT raw through pg', rates.rawInsert, `The SQLite ledger on this disk: ${perSec(median(rates.sqliteCreate))}.`),
+        row(
+          'fresh create, PostgreSQL ledger (one at a time)',
+          rates.create,
+          'the same INSERT raw through pg',
+          rates.rawInsert,
+          `The SQLite ledger on this disk: ${perSec(median(rates.sqliteCreate))}.`,
+        ),
         row(
           'replay, PostgreSQL ledger (one at a time)',
           rates.replay,

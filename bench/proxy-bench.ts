@@ -37,7 +37,17 @@ export async function benchProxy(): Promise<Comparison[]> {
     writeFileSync(answers, '{}');
     const upstream = [BARE, join(dir, 'upstream.db'), answers];
     const direct = await connect(upstream);
-    const proxy = await connect([CLI, 'proxy', '--db', join(dir, 'ledger.db'), '--log-level', 'warn', '--', process.execPath, ...upstream]);
+    const proxy = await connect([
+      CLI,
+      'proxy',
+      '--db',
+      join(dir, 'ledger.db'),
+      '--log-level',
+      'warn',
+      '--',
+      process.execPath,
+      ...upstream,
+    ]);
     const bareProxy = await connect([BARE_PROXY, join(dir, 'bare-proxy.db'), ...upstream]);
     const rawProxy = await connect([RAW_PROXY, join(dir, 'raw-proxy.db'), ...upstream]);
     const storingProxy = await connect([RAW_PROXY, '--store-answers', join(dir, 'storing-proxy.db'), ...upstream]);
@@ -49,21 +59,33 @@ export async function benchProxy(): Promise<Comparison[]> {
       directCommit: side(() => call(direct, 'durable_insert', {})),
       first: side(async () => {
         const result = await call(proxy, 'noop', { idempotency_key: randomUUID() });
-        if (result._meta?.['io.runledger/replayed'] !== false) throw new Error('bench: a new key through the proxy was not a first call');
+        if (result._meta?.['io.runledger/replayed'] !== false)
+          throw new Error('bench: a new key through the proxy was not a first call');
       }),
       bareProxyFirst: side(() => call(bareProxy, 'noop', { idempotency_key: randomUUID() })),
       rawProxyFirst: side(() => call(rawProxy, 'noop', { idempotency_key: randomUUID() })),
       storingProxyFirst: side(() => call(storingProxy, 'noop', { idempotency_key: randomUUID() })),
       replay: side(async () => {
         const result = await call(proxy, 'noop', { idempotency_key: replayKey });
-        if (result._meta?.['io.runledger/replayed'] !== true) throw new Error('bench: a retry through the proxy was not a replay');
+        if (result._meta?.['io.runledger/replayed'] !== true)
+          throw new Error('bench: a retry through the proxy was not a replay');
       }),
     };
-    await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
+    await interleavedRounds(Object.values(sides), {
+      warmup: WARMUP_CALLS,
+      rounds: ROUNDS,
+      callsPerRound: CALLS_PER_ROUND,
+    });
     const us = (n: number) => `${Math.round(n).toLocaleString('en-US')} µs`;
     const p50 = (s: Side) => median(s.samples);
     const times = (a: Side, b: Side) => `${(p50(a) / p50(b)).toFixed(2)}×`;
-    const row = (operation: string, measured: Side, baselineLabel: string, baseline: Side, context = ''): Comparison => ({
+    const row = (
+      operation: string,
+      measured: Side,
+      baselineLabel: string,
+      baseline: Side,
+      context = '',
+    ): Comparison => ({
       operation,
       measured: median(measured.samples),
       baselineLabel,

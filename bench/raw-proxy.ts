@@ -11,7 +11,8 @@ import Database from 'better-sqlite3';
 
 const storeAnswers = process.argv[2] === '--store-answers';
 const [dbPath, ...upstreamArgs] = process.argv.slice(storeAnswers ? 3 : 2);
-if (dbPath === undefined || upstreamArgs.length === 0) throw new Error('usage: raw-proxy [--store-answers] DB UPSTREAM_ARGS...');
+if (dbPath === undefined || upstreamArgs.length === 0)
+  throw new Error('usage: raw-proxy [--store-answers] DB UPSTREAM_ARGS...');
 
 const db = new Database(dbPath);
 db.pragma('journal_mode = WAL');

@@ -26,7 +26,11 @@ const shot = (i: number) => ({ brief: `A ceramic mug, take ${i}`, product_name: 
 /** An agent's session of exactly CALLS calls: creates, their retries, changed arguments, polls, cards, the bill. */
 async function record(out: string): Promise<void> {
   const server = [process.execPath, CLI, '--db', join(dir(), 'ledger.db'), ...SERVER_FLAGS];
-  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'record', '--out', out, '--', ...server], stderr: 'inherit' });
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'record', '--out', out, '--', ...server],
+    stderr: 'inherit',
+  });
   const client = new Client({ name: 'replay-bench', version: '0' });
   await client.connect(transport);
   let calls = 0;
@@ -42,7 +46,8 @@ async function record(out: string): Promise<void> {
     if (i < 10) await call('create_product_shot', { ...shot(i), idempotency_key: key });
     if (i < 5) await call('create_product_shot', { ...shot(i), style: 'lifestyle', idempotency_key: key });
   }
-  for (let i = 0; i < 8; i++) await call('create_social_card', { headline: `Sale ${i}`, idempotency_key: randomUUID() });
+  for (let i = 0; i < 8; i++)
+    await call('create_social_card', { headline: `Sale ${i}`, idempotency_key: randomUUID() });
   for (const runId of runs.slice(0, 8)) await call('poll_run', { run_id: runId, wait_seconds: 50 });
   while (calls < CALLS) await call('get_usage', {});
   await client.close();
@@ -72,7 +77,9 @@ interface Measured {
 async function replay(transcript: string, args: string[]): Promise<Measured> {
   const report = join(dir(), 'report.json');
   const started = performance.now();
-  const child = spawn(process.execPath, [CLI, 'replay', transcript, '--report', report, '--seed', '1', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'replay', transcript, '--report', report, '--seed', '1', ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
@@ -99,16 +106,36 @@ async function main(): Promise<number> {
   const rounds = Number(values.rounds);
   const transcript = join(dir(), 'session.jsonl');
   await record(transcript);
-  const recorded = readFileSync(transcript, 'utf8').split('\n').filter((line) => line.includes('"type":"call"')).length;
-  process.stdout.write(`## runledger replay: ${recorded} recorded calls against runledger (--phase-delay-ms 20), every fault, seed 1\n\n`);
-  process.stdout.write('| target | faults run | cases | calls | restarts | wall time (median of ' + rounds + ') | within 10 s |\n|---|---|---|---|---|---|---|\n');
+  const recorded = readFileSync(transcript, 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('"type":"call"')).length;
+  process.stdout.write(
+    `## runledger replay: ${recorded} recorded calls against runledger (--phase-delay-ms 20), every fault, seed 1\n\n`,
+  );
+  process.stdout.write(
+    '| target | faults run | cases | calls | restarts | wall time (median of ' +
+      rounds +
+      ') | within 10 s |\n|---|---|---|---|---|---|---|\n',
+  );
   const targets: [string, () => Promise<string[]>][] = [
-    ['stdio (--server)', async () => ['--server', [process.execPath, CLI, '--db', join(dir(), 'ledger.db'), ...SERVER_FLAGS].join(' ')]],
+    [
+      'stdio (--server)',
+      async () => ['--server', [process.execPath, CLI, '--db', join(dir(), 'ledger.db'), ...SERVER_FLAGS].join(' ')],
+    ],
     [
       'HTTP (--server with --url)',
       async () => {
         const port = await freePort();
-        const server = [process.execPath, CLI, '--http', '--port', String(port), '--db', join(dir(), 'ledger.db'), ...SERVER_FLAGS].join(' ');
+        const server = [
+          process.execPath,
+          CLI,
+          '--http',
+          '--port',
+          String(port),
+          '--db',
+          join(dir(), 'ledger.db'),
+          ...SERVER_FLAGS,
+        ].join(' ');
         return ['--server', server, '--url', `http://127.0.0.1:${port}/mcp`];
       },
     ],
@@ -121,7 +148,9 @@ async function main(): Promise<number> {
     const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
     worst = Math.max(worst, median.ms);
     if (median.broken.length > 0) process.stderr.write(`${label}: broken: ${median.broken.join(', ')}\n`);
-    process.stdout.write(`| ${label} | ${median.faults} | ${median.cases} | ${median.calls} | ${median.restarts} | ${(median.ms / 1000).toFixed(1)} s (${runs.map((r) => (r.ms / 1000).toFixed(1)).join(', ')}) | ${median.ms <= TARGET_MS ? 'yes' : 'NO'} |\n`);
+    process.stdout.write(
+      `| ${label} | ${median.faults} | ${median.cases} | ${median.calls} | ${median.restarts} | ${(median.ms / 1000).toFixed(1)} s (${runs.map((r) => (r.ms / 1000).toFixed(1)).join(', ')}) | ${median.ms <= TARGET_MS ? 'yes' : 'NO'} |\n`,
+    );
   }
   return worst <= TARGET_MS ? 0 : 1;
 }

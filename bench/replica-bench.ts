@@ -118,19 +118,35 @@ function removeStaleCaps(): void {
 function quotaUnavailable(): string | undefined {
   if (process.platform !== 'linux') return `the CPU quota needs Linux cgroups, and this is ${process.platform}`;
   if (process.getuid?.() !== 0) return `setting a CPU quota needs root, and this runs as uid ${process.getuid?.()}`;
-  if (!existsSync(`${CPU_ROOT}/cpu.cfs_quota_us`)) return `no cgroup v1 cpu controller at ${CPU_ROOT} (cpu.cfs_quota_us is missing)`;
+  if (!existsSync(`${CPU_ROOT}/cpu.cfs_quota_us`))
+    return `no cgroup v1 cpu controller at ${CPU_ROOT} (cpu.cfs_quota_us is missing)`;
   return undefined;
 }
 
 /** One POST on a kept-alive connection; the whole answer as text. */
-function post(agent: http.Agent, url: URL, headers: Record<string, string>, body: unknown): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+function post(
+  agent: http.Agent,
+  url: URL,
+  headers: Record<string, string>,
+  body: unknown,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', (err) => reject(new Error(`bench: POST ${url.href} failed: ${err.message}`)));
     req.end(JSON.stringify(body));
   });
@@ -151,18 +167,32 @@ class LightSession {
   ) {}
 
   async open(): Promise<void> {
-    const init = await this.request('initialize', { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'runledger-bench', version: VERSION } });
+    const init = await this.request('initialize', {
+      protocolVersion: '2025-06-18',
+      capabilities: {},
+      clientInfo: { name: 'runledger-bench', version: VERSION },
+    });
     if (init.sessionId === undefined) throw new Error(`bench: initialize at ${this.url.href} gave no mcp-session-id`);
     this.id = init.sessionId;
-    const note = await post(this.agent, this.url, this.headers(), { jsonrpc: '2.0', method: 'notifications/initialized' });
+    const note = await post(this.agent, this.url, this.headers(), {
+      jsonrpc: '2.0',
+      method: 'notifications/initialized',
+    });
     if (note.status !== 202) throw new Error(`bench: notifications/initialized answered ${note.status}: ${note.text}`);
   }
 
   /** One fresh create; throws unless it made a new run. */
   async create(): Promise<void> {
-    const { result } = await this.request('tools/call', { name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: randomUUID() } });
+    const { result } = await this.request('tools/call', {
+      name: 'create_product_shot',
+      arguments: { ...BENCH_REQUEST, idempotency_key: randomUUID() },
+    });
     const answer = result as { isError?: boolean; structuredContent?: { run_id?: unknown; replayed?: unknown } };
-    if (answer.isError === true || typeof answer.structuredContent?.run_id !== 'string' || answer.structuredContent.replayed !== false) {
+    if (
+      answer.isError === true ||
+      typeof answer.structuredContent?.run_id !== 'string' ||
+      answer.structuredContent.replayed !== false
+    ) {
       throw new Error(`bench: a fresh create did not make a new run: ${JSON.stringify(result)}`);
     }
   }
@@ -261,11 +291,20 @@ async function drive(side: Side, ms: number, record: boolean, backends: () => Pr
   );
   side.clientCores.push((client.user + client.system) / 1e6 / seconds);
   // A backend that ended during the round is left out; the pool keeps its connections while busy.
-  side.postgresCores.push(sum(pgPids.map((pid, i) => (postgres0[i] === undefined ? undefined : (cpuSeconds(pid) ?? postgres0[i]!) - postgres0[i]!))) / seconds);
+  side.postgresCores.push(
+    sum(
+      pgPids.map((pid, i) =>
+        postgres0[i] === undefined ? undefined : (cpuSeconds(pid) ?? postgres0[i]!) - postgres0[i]!,
+      ),
+    ) / seconds,
+  );
   side.machineCores.push(((machine.busy - machine0.busy) / (machine.total - machine0.total)) * machineCores());
 }
 
-const machineCores = () => readFileSync('/proc/stat', 'utf8').split('\n').filter((line) => /^cpu\d/.test(line)).length;
+const machineCores = () =>
+  readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .filter((line) => /^cpu\d/.test(line)).length;
 
 export async function benchReplicas(): Promise<ReplicaBench> {
   const unavailable = quotaUnavailable();
@@ -284,7 +323,19 @@ export async function benchReplicas(): Promise<ReplicaBench> {
     }
     const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
     // Serve only (--concurrency 0): no rendering shares the cores, so the rates are the fence's.
-    const flags = ['--http', '--port', '0', '--db', PG_URL, '--db-schema', schema, '--concurrency', '0', '--log-level', 'info'];
+    const flags = [
+      '--http',
+      '--port',
+      '0',
+      '--db',
+      PG_URL,
+      '--db-schema',
+      schema,
+      '--concurrency',
+      '0',
+      '--log-level',
+      'info',
+    ];
     const ready = /serving MCP over Streamable HTTP \{"url":"(http:\/\/127\.0\.0\.1:\d+\/mcp)"/;
     for (const [i, cap] of caps.entries()) {
       const appName = `runledger-bench-${process.pid}-${i}`;
@@ -294,11 +345,21 @@ export async function benchReplicas(): Promise<ReplicaBench> {
         onSpawn: (pid) => cap.add(pid),
         timeoutMs: START_TIMEOUT_MS,
       });
-      replicas.push({ child, pid: child.process.pid!, cap, url: new URL(match[1]!), agent: new http.Agent({ keepAlive: true }), appName });
+      replicas.push({
+        child,
+        pid: child.process.pid!,
+        cap,
+        url: new URL(match[1]!),
+        agent: new http.Agent({ keepAlive: true }),
+        appName,
+      });
     }
     const sessions = async (on: Replica[]) => {
       // Round-robin, as a load balancer spreads new sessions.
-      const opened = Array.from({ length: CLIENTS }, (_, i) => new LightSession(on[i % on.length]!.agent, on[i % on.length]!.url));
+      const opened = Array.from(
+        { length: CLIENTS },
+        (_, i) => new LightSession(on[i % on.length]!.agent, on[i % on.length]!.url),
+      );
       await Promise.all(opened.map((s) => s.open()));
       return opened;
     };
@@ -316,7 +377,11 @@ export async function benchReplicas(): Promise<ReplicaBench> {
     const one = await side('one replica', replicas.slice(0, 1));
     const three = await side('three replicas', replicas);
     const backends = async () =>
-      (await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)', [replicas.map((r) => r.appName)])).rows.map((r) => r.pid);
+      (
+        await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)', [
+          replicas.map((r) => r.appName),
+        ])
+      ).rows.map((r) => r.pid);
 
     await drive(three, WARMUP_THREE_MS, false, backends);
     await drive(one, WARMUP_ONE_MS, false, backends);
@@ -332,7 +397,8 @@ export async function benchReplicas(): Promise<ReplicaBench> {
     const removed = await Promise.allSettled(caps.map((cap) => cap.remove()));
     await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
     await admin.end();
-    for (const r of removed) if (r.status === 'rejected') process.stderr.write(`bench: a cgroup was left behind: ${String(r.reason)}\n`);
+    for (const r of removed)
+      if (r.status === 'rejected') process.stderr.write(`bench: a cgroup was left behind: ${String(r.reason)}\n`);
   }
 }
 

@@ -12,7 +12,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { BENCH_REQUEST, connect, median, interleavedRounds, quantile, side, type Comparison, type Side } from './measure.js';
+import {
+  BENCH_REQUEST,
+  connect,
+  median,
+  interleavedRounds,
+  quantile,
+  side,
+  type Comparison,
+  type Side,
+} from './measure.js';
 
 const ROUNDS = 5;
 const CALLS_PER_ROUND = 200;
@@ -30,7 +39,10 @@ interface Answer {
 }
 
 async function create(client: Client, key: string, extra: Record<string, unknown> = {}): Promise<Answer> {
-  const result = (await client.callTool({ name: 'create_product_shot', arguments: { ...BENCH_REQUEST, idempotency_key: key, ...extra } })) as CallToolResult;
+  const result = (await client.callTool({
+    name: 'create_product_shot',
+    arguments: { ...BENCH_REQUEST, idempotency_key: key, ...extra },
+  })) as CallToolResult;
   const data = (result.structuredContent ?? {}) as { run_id?: string; phase?: string; replayed?: boolean };
   if (result.isError || typeof data.run_id !== 'string') {
     throw new Error(`bench: create_product_shot failed: ${JSON.stringify(result.structuredContent ?? result.content)}`);
@@ -58,20 +70,30 @@ export async function benchStdio(): Promise<Comparison[]> {
     const freshAnswer = await create(ledger, randomUUID());
     const replayAnswer = async (key: string, runId: string) => {
       const answer = await create(ledger, key);
-      if (!answer.replayed || answer.runId !== runId) throw new Error(`bench: a retry of ${runId} was not a replay: ${JSON.stringify(answer)}`);
+      if (!answer.replayed || answer.runId !== runId)
+        throw new Error(`bench: a retry of ${runId} was not a replay: ${JSON.stringify(answer)}`);
       return answer;
     };
-    const answers = { queued: (await replayAnswer(queuedKey, queued.runId)).result, done: (await replayAnswer(doneKey, rendered.runId)).result };
+    const answers = {
+      queued: (await replayAnswer(queuedKey, queued.runId)).result,
+      done: (await replayAnswer(doneKey, rendered.runId)).result,
+    };
     const answersFile = join(dir, 'answers.json');
     writeFileSync(answersFile, JSON.stringify({ replays: answers, create: freshAnswer.result }));
 
-    const bare = await connect([fileURLToPath(new URL('./bare-server.js', import.meta.url)), join(dir, 'bare.db'), answersFile]);
+    const bare = await connect([
+      fileURLToPath(new URL('./bare-server.js', import.meta.url)),
+      join(dir, 'bare.db'),
+      answersFile,
+    ]);
     clients.push(bare);
     // The floors receive the very arguments a replay sends, so both sides parse and validate the same request.
-    const bareCall = (name: string, args: Record<string, unknown> = {}) => async () => {
-      const result = (await bare.callTool({ name, arguments: args })) as CallToolResult;
-      if (result.isError) throw new Error(`bench: the bare server answered ${name} with an error`);
-    };
+    const bareCall =
+      (name: string, args: Record<string, unknown> = {}) =>
+      async () => {
+        const result = (await bare.callTool({ name, arguments: args })) as CallToolResult;
+        if (result.isError) throw new Error(`bench: the bare server answered ${name} with an error`);
+      };
     const fresh = async () => {
       const answer = await create(ledger, randomUUID());
       if (answer.replayed) throw new Error(`bench: a new key was answered as a replay: ${JSON.stringify(answer)}`);
@@ -87,7 +109,11 @@ export async function benchStdio(): Promise<Comparison[]> {
       durableInsert: side(bareCall('durable_insert', { ...BENCH_REQUEST, idempotency_key: randomUUID() })),
       floorCreate: side(() => bareCall('floor_create', { ...BENCH_REQUEST, idempotency_key: randomUUID() })()),
     };
-    await interleavedRounds(Object.values(sides), { warmup: WARMUP_CALLS, rounds: ROUNDS, callsPerRound: CALLS_PER_ROUND });
+    await interleavedRounds(Object.values(sides), {
+      warmup: WARMUP_CALLS,
+      rounds: ROUNDS,
+      callsPerRound: CALLS_PER_ROUND,
+    });
 
     const p50 = (s: { samples: number[] }) => median(s.samples);
     const p90 = (s: { samples: number[] }) => quantile(s.samples, 0.9);
@@ -95,7 +121,14 @@ export async function benchStdio(): Promise<Comparison[]> {
     const times = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
     const bytes = (r: CallToolResult) => JSON.stringify(r).length.toLocaleString('en-US');
     const n = ROUNDS * CALLS_PER_ROUND;
-    const latency = (operation: string, measured: Side, baselineLabel: string, baseline: Side, limit: number, note: string): Comparison => ({
+    const latency = (
+      operation: string,
+      measured: Side,
+      baselineLabel: string,
+      baseline: Side,
+      limit: number,
+      note: string,
+    ): Comparison => ({
       operation,
       measured: p50(measured),
       baselineLabel,

@@ -28,7 +28,16 @@ function positive(name: string, text: string | undefined, fallback: number): num
 export async function main(argv: string[]): Promise<number> {
   let options;
   try {
-    const { values } = parseArgs({ args: argv, options: { trials: { type: 'string' }, seed: { type: 'string' }, 'chaos-ms': { type: 'string' }, db: { type: 'string' }, help: { type: 'boolean' } } });
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        trials: { type: 'string' },
+        seed: { type: 'string' },
+        'chaos-ms': { type: 'string' },
+        db: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    });
     if (values.help) {
       process.stdout.write(USAGE);
       return 0;
@@ -39,20 +48,31 @@ export async function main(argv: string[]): Promise<number> {
       chaosMs: positive('chaos-ms', values['chaos-ms'], 2500),
       postgres: values.db,
     };
-    if (options.postgres !== undefined && !isPostgresUrl(options.postgres)) throw new Error(`--db takes a postgres:// URL, got "${options.postgres}"`);
+    if (options.postgres !== undefined && !isPostgresUrl(options.postgres))
+      throw new Error(`--db takes a postgres:// URL, got "${options.postgres}"`);
   } catch (err) {
     process.stderr.write(`chaos: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
   const cli = fileURLToPath(new URL('../src/cli.js', import.meta.url));
-  process.stdout.write(`chaos: ${options.trials} trials from seed ${options.seed} on ${options.postgres === undefined ? 'SQLite' : 'PostgreSQL'}\n`);
+  process.stdout.write(
+    `chaos: ${options.trials} trials from seed ${options.seed} on ${options.postgres === undefined ? 'SQLite' : 'PostgreSQL'}\n`,
+  );
   const reports: TrialReport[] = [];
   for (let i = 0; i < options.trials; i++) {
     const ledger = await freshLedger(options.postgres, options.seed + i);
     try {
-      const report = await runTrial({ seed: options.seed + i, db: ledger.db, cli, chaosMs: options.chaosMs, finishMs: 120_000 });
+      const report = await runTrial({
+        seed: options.seed + i,
+        db: ledger.db,
+        cli,
+        chaosMs: options.chaosMs,
+        finishMs: 120_000,
+      });
       reports.push(report);
-      process.stderr.write(`  trial ${i + 1}/${options.trials} seed ${report.seed}: ${passed(report) ? 'ok' : 'BROKEN'} (${report.kills} kills, ${report.runs} runs)\n`);
+      process.stderr.write(
+        `  trial ${i + 1}/${options.trials} seed ${report.seed}: ${passed(report) ? 'ok' : 'BROKEN'} (${report.kills} kills, ${report.runs} runs)\n`,
+      );
     } finally {
       await ledger.remove();
     }
@@ -62,7 +82,10 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** A ledger for one trial: a SQLite file in a new directory, or a new schema on the PostgreSQL server. */
-export async function freshLedger(postgres: string | undefined, seed: number): Promise<{ db: string; remove: () => Promise<void> }> {
+export async function freshLedger(
+  postgres: string | undefined,
+  seed: number,
+): Promise<{ db: string; remove: () => Promise<void> }> {
   if (postgres === undefined) {
     const dir = mkdtempSync(join(tmpdir(), 'runledger-chaos-'));
     return { db: join(dir, 'ledger.db'), remove: async () => rmSync(dir, { recursive: true, force: true }) };
@@ -87,7 +110,8 @@ export async function freshLedger(postgres: string | undefined, seed: number): P
 
 function refusals(reports: TrialReport[]): string {
   const total = new Map<string, number>();
-  for (const r of reports) for (const [code, n] of Object.entries(r.refusals)) total.set(code, (total.get(code) ?? 0) + n);
+  for (const r of reports)
+    for (const [code, n] of Object.entries(r.refusals)) total.set(code, (total.get(code) ?? 0) + n);
   return total.size === 0 ? 'none' : [...total].map(([code, n]) => `${n.toLocaleString('en-US')} ${code}`).join(', ');
 }
 
@@ -95,7 +119,10 @@ export function summary(reports: TrialReport[]): string {
   const sum = (f: (r: TrialReport) => number) => reports.reduce((n, r) => n + f(r), 0);
   const rows: [string, string | number][] = [
     ['trials', reports.length],
-    ['servers per trial', `${Math.min(...reports.map((r) => r.servers))}–${Math.max(...reports.map((r) => r.servers))}`],
+    [
+      'servers per trial',
+      `${Math.min(...reports.map((r) => r.servers))}–${Math.max(...reports.map((r) => r.servers))}`,
+    ],
     ['SIGKILLs', sum((r) => r.kills)],
     ['creates sent', sum((r) => r.creates)],
     ['creates acknowledged', sum((r) => r.acknowledged)],
@@ -110,7 +137,13 @@ export function summary(reports: TrialReport[]): string {
     ['most attempts on one run', Math.max(0, ...reports.map((r) => r.maxAttempts))],
     ['servers that did not come up', sum((r) => r.startFailures.length)],
   ];
-  const lines = ['', '| | |', '|---|---:|', ...rows.map(([k, v]) => `| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |`), ''];
+  const lines = [
+    '',
+    '| | |',
+    '|---|---:|',
+    ...rows.map(([k, v]) => `| ${k} | ${typeof v === 'number' ? v.toLocaleString('en-US') : v} |`),
+    '',
+  ];
   for (const r of reports.filter((x) => !passed(x))) {
     lines.push(`BROKEN trial seed ${r.seed} (re-run: npm run chaos -- --trials 1 --seed ${r.seed}):`);
     const findings = [

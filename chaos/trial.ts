@@ -54,7 +54,10 @@ function keyPool(seed: number, size: number): { key: string; tool: string; args:
   return Array.from({ length: size }, (_, i) => ({
     key: `chaos-trial-${seed}-key-${String(i).padStart(3, '0')}`,
     tool: i % 2 === 0 ? 'create_social_card' : 'create_product_shot',
-    args: i % 2 === 0 ? { headline: `Chaos card ${i}`, channel: 'landscape' } : { brief: `A jar, take ${i}`, product_name: `Jar ${i}`, variants: 2, size: { width: 512, height: 512 } },
+    args:
+      i % 2 === 0
+        ? { headline: `Chaos card ${i}`, channel: 'landscape' }
+        : { brief: `A jar, take ${i}`, product_name: `Jar ${i}`, variants: 2, size: { width: 512, height: 512 } },
   }));
 }
 
@@ -79,7 +82,10 @@ async function startServer(cli: string, db: string, flags: string[]): Promise<Se
     await client.connect(transport);
   } catch (err) {
     await client.close().catch(() => {});
-    throw new Error(`${err instanceof Error ? err.message : String(err)}${stderrTail === '' ? '' : `; stderr: ${stderrTail.trim()}`}`, { cause: err });
+    throw new Error(
+      `${err instanceof Error ? err.message : String(err)}${stderrTail === '' ? '' : `; stderr: ${stderrTail.trim()}`}`,
+      { cause: err },
+    );
   }
   return { client, pid: transport.pid!, closed };
 }
@@ -87,7 +93,10 @@ async function startServer(cli: string, db: string, flags: string[]): Promise<Se
 type Answer = { runId: string } | { error: string };
 
 async function create(server: Server, entry: ReturnType<typeof keyPool>[number]): Promise<Answer> {
-  const result = (await server.client.callTool({ name: entry.tool, arguments: { ...entry.args, idempotency_key: entry.key } })) as CallToolResult;
+  const result = (await server.client.callTool({
+    name: entry.tool,
+    arguments: { ...entry.args, idempotency_key: entry.key },
+  })) as CallToolResult;
   const data = (result.structuredContent ?? {}) as { run_id?: string; error?: { code: string } };
   return typeof data.run_id === 'string' ? { runId: data.run_id } : { error: data.error?.code ?? 'no run id' };
 }
@@ -101,8 +110,22 @@ export async function runTrial(opts: TrialOptions): Promise<TrialReport> {
   const serverCount = rng.int(2, 4);
   const serverFlags = () => ['--concurrency', '1', '--phase-delay-ms', String(rng.int(0, 120))];
   const report: TrialReport = {
-    seed: opts.seed, servers: serverCount, kills: 0, creates: 0, acknowledged: 0, refusals: {}, runs: 0, done: 0, failed: 0,
-    unfinished: [], lost: [], duplicates: [], chargeErrors: [], maxAttempts: 0, startFailures: [], ms: 0,
+    seed: opts.seed,
+    servers: serverCount,
+    kills: 0,
+    creates: 0,
+    acknowledged: 0,
+    refusals: {},
+    runs: 0,
+    done: 0,
+    failed: 0,
+    unfinished: [],
+    lost: [],
+    duplicates: [],
+    chargeErrors: [],
+    maxAttempts: 0,
+    startFailures: [],
+    ms: 0,
   };
   // A server that does not come up is a finding of the trial, not the end of the run: it is noted,
   // and started again, a few times at most.
@@ -182,7 +205,10 @@ async function finishRuns(finisher: Server, answered: Map<string, Set<string>>, 
       for (const runId of ids) {
         for (;;) {
           const left = Math.max(0, Math.min(50, (deadline - Date.now()) / 1000));
-          const polled = (await finisher.client.callTool({ name: 'poll_run', arguments: { run_id: runId, wait_seconds: left } })) as CallToolResult;
+          const polled = (await finisher.client.callTool({
+            name: 'poll_run',
+            arguments: { run_id: runId, wait_seconds: left },
+          })) as CallToolResult;
           const phase = (polled.structuredContent as { phase?: string } | undefined)?.phase;
           if (phase !== 'queued' && phase !== 'composing' && phase !== 'rendering') break;
           if (Date.now() >= deadline) break;
@@ -235,7 +261,9 @@ function check(runs: RunRow[], answered: Map<string, Set<string>>, report: Trial
   report.done = runs.filter((r) => r.phase === 'done').length;
   report.failed = runs.filter((r) => r.phase === 'failed').length;
   report.maxAttempts = Math.max(0, ...runs.map((r) => r.attempts));
-  for (const r of runs) if (r.charges !== (r.phase === 'done' ? 1 : 0)) report.chargeErrors.push(`${r.id} (${r.phase}, ${r.charges} charges)`);
+  for (const r of runs)
+    if (r.charges !== (r.phase === 'done' ? 1 : 0))
+      report.chargeErrors.push(`${r.id} (${r.phase}, ${r.charges} charges)`);
   const keysInLedger = new Map<string, number>();
   for (const r of runs) keysInLedger.set(r.idem_key, (keysInLedger.get(r.idem_key) ?? 0) + 1);
   for (const [key, ids] of answered) {

@@ -25,10 +25,7 @@ const weight = z.number().min(0).max(1);
 
 const rubricWeightsSchema = z
   .strictObject(
-    Object.fromEntries(CHECK_IDS.map((id) => [id, weight.optional()])) as Record<
-      CheckId,
-      z.ZodOptional<typeof weight>
-    >,
+    Object.fromEntries(CHECK_IDS.map((id) => [id, weight.optional()])) as Record<CheckId, z.ZodOptional<typeof weight>>,
   )
   .describe(
     `Optional weight 0..1 per rubric check (${CHECK_IDS.join(', ')}); a missing check weighs 1. ` +
@@ -42,9 +39,7 @@ export const brandKitSchema = z
       .array(
         z.strictObject({
           hex: hexColorSchema,
-          role: z
-            .enum(COLOR_ROLES)
-            .describe('What the colour is for: primary, secondary, accent, background or text.'),
+          role: z.enum(COLOR_ROLES).describe('What the colour is for: primary, secondary, accent, background or text.'),
         }),
       )
       .min(1, 'must have at least one colour')

@@ -3,7 +3,15 @@
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
 import { helpText } from './commands.js';
-import { helpFor, parseConfig, UsageError, type Config, type RunsListConfig, type RunsShowConfig, type ServingConfig } from './config.js';
+import {
+  helpFor,
+  parseConfig,
+  UsageError,
+  type Config,
+  type RunsListConfig,
+  type RunsShowConfig,
+  type ServingConfig,
+} from './config.js';
 import { asRunledgerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { Serving } from './runtime.js';
@@ -25,7 +33,9 @@ async function runsCommand(config: RunsListConfig | RunsShowConfig): Promise<voi
     if (page.runs.length === 0) process.stdout.write(`No runs for tenant ${config.tenant} in ${ledger.describe()}\n`);
     for (const run of page.runs) {
       const billed = isBilled(run.phase) ? `billed ${run.cost}` : 'not billed';
-      process.stdout.write(`${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed.padEnd(10)}  key ${run.idempotencyKey}\n`);
+      process.stdout.write(
+        `${run.id}  ${run.tool.padEnd(14)} ${run.phase.padEnd(10)} ${run.createdAt}  ${billed.padEnd(10)}  key ${run.idempotencyKey}\n`,
+      );
     }
     // On stderr, so that stdout stays one run a line for scripts.
     if (page.nextCursor !== null) process.stderr.write(`More: runledger runs list --cursor ${page.nextCursor}\n`);
@@ -60,7 +70,10 @@ async function harnessCommand(command: 'record' | 'replay', args: string[]): Pro
 }
 
 /** Serves MCP over stdio or HTTP: runledger itself, or the proxy. Answers -1: it runs until stopped. */
-async function serve<C extends ServingConfig>(config: C, open: (config: C, log: Logger) => Promise<Serving>): Promise<number> {
+async function serve<C extends ServingConfig>(
+  config: C,
+  open: (config: C, log: Logger) => Promise<Serving>,
+): Promise<number> {
   const log = createLogger(config.logLevel);
   if (config.http !== null) {
     const { serveHttp } = await import('./transports/http.js');

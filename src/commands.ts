@@ -66,8 +66,19 @@ export const FLAGS = {
     range: [1, 100],
     default: DEFAULT_POOL_SIZE,
   },
-  tenant: { type: 'string', arg: 'NAME', help: 'the tenant whose runs this process serves', env: 'RUNLEDGER_TENANT', default: 'local' },
-  'log-level': { type: 'string', arg: 'LEVEL', help: `${LOG_LEVELS.slice(0, -1).join(', ')} or ${LOG_LEVELS.at(-1)}; logs go to stderr, since stdout is the stdio protocol channel`, default: 'info' },
+  tenant: {
+    type: 'string',
+    arg: 'NAME',
+    help: 'the tenant whose runs this process serves',
+    env: 'RUNLEDGER_TENANT',
+    default: 'local',
+  },
+  'log-level': {
+    type: 'string',
+    arg: 'LEVEL',
+    help: `${LOG_LEVELS.slice(0, -1).join(', ')} or ${LOG_LEVELS.at(-1)}; logs go to stderr, since stdout is the stdio protocol channel`,
+    default: 'info',
+  },
 
   // The work
   concurrency: {
@@ -77,7 +88,13 @@ export const FLAGS = {
     range: [0, 32],
     default: DEFAULT_CONCURRENCY,
   },
-  'phase-delay-ms': { type: 'string', arg: 'MS', help: 'slow every phase by MS, to watch the phase stream', range: [0, 600_000], default: 0 },
+  'phase-delay-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: 'slow every phase by MS, to watch the phase stream',
+    range: [0, 600_000],
+    default: 0,
+  },
   'lease-ms': {
     type: 'string',
     arg: 'MS',
@@ -87,12 +104,46 @@ export const FLAGS = {
   },
 
   // Image providers
-  provider: { type: 'string', arg: 'NAME', help: `${PROVIDERS.join(' or ')} (or a job provider a --provider-file defines), for every tool`, env: 'RUNLEDGER_PROVIDER', default: 'builtin' },
-  'provider-for': { type: 'string', multiple: true, arg: 'TOOL=NAME', help: "this tool's provider, overriding --provider (repeatable), e.g. product_shot=openai" },
-  'provider-url': { type: 'string', arg: 'URL', help: 'OpenAI-compatible API base', env: 'RUNLEDGER_PROVIDER_URL', default: 'https://api.openai.com/v1' },
-  'provider-model': { type: 'string', arg: 'NAME', help: 'image model', env: 'RUNLEDGER_PROVIDER_MODEL', default: 'gpt-image-1' },
-  'provider-key-env': { type: 'string', arg: 'VAR', help: 'the environment variable holding the API key; the key itself never passes through flags', default: 'OPENAI_API_KEY' },
-  'provider-timeout-ms': { type: 'string', arg: 'MS', help: 'cut-off for one provider call', range: [1000, 600_000], default: 120_000 },
+  provider: {
+    type: 'string',
+    arg: 'NAME',
+    help: `${PROVIDERS.join(' or ')} (or a job provider a --provider-file defines), for every tool`,
+    env: 'RUNLEDGER_PROVIDER',
+    default: 'builtin',
+  },
+  'provider-for': {
+    type: 'string',
+    multiple: true,
+    arg: 'TOOL=NAME',
+    help: "this tool's provider, overriding --provider (repeatable), e.g. product_shot=openai",
+  },
+  'provider-url': {
+    type: 'string',
+    arg: 'URL',
+    help: 'OpenAI-compatible API base',
+    env: 'RUNLEDGER_PROVIDER_URL',
+    default: 'https://api.openai.com/v1',
+  },
+  'provider-model': {
+    type: 'string',
+    arg: 'NAME',
+    help: 'image model',
+    env: 'RUNLEDGER_PROVIDER_MODEL',
+    default: 'gpt-image-1',
+  },
+  'provider-key-env': {
+    type: 'string',
+    arg: 'VAR',
+    help: 'the environment variable holding the API key; the key itself never passes through flags',
+    default: 'OPENAI_API_KEY',
+  },
+  'provider-timeout-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: 'cut-off for one provider call',
+    range: [1000, 600_000],
+    default: 120_000,
+  },
   'provider-sizes': {
     type: 'string',
     arg: 'LIST',
@@ -120,11 +171,25 @@ export const FLAGS = {
     range: [1000, 86_400_000],
     default: DEFAULT_ORPHAN_SEARCH_MS,
   },
-  'max-output-bytes': { type: 'string', arg: 'N', help: 'the largest output (image or video) fetched from a job provider and stored', range: [1024, 1024 * 1024 * 1024], default: DEFAULT_MAX_OUTPUT_BYTES },
+  'max-output-bytes': {
+    type: 'string',
+    arg: 'N',
+    help: 'the largest output (image or video) fetched from a job provider and stored',
+    range: [1024, 1024 * 1024 * 1024],
+    default: DEFAULT_MAX_OUTPUT_BYTES,
+  },
 
   // Streamable HTTP
-  http: { type: 'boolean', help: 'serve MCP over Streamable HTTP at /mcp (and GET /healthz, /viewer) instead of stdio' },
-  host: { type: 'string', arg: 'HOST', help: 'address to bind; another than loopback needs tokens', default: '127.0.0.1' },
+  http: {
+    type: 'boolean',
+    help: 'serve MCP over Streamable HTTP at /mcp (and GET /healthz, /viewer) instead of stdio',
+  },
+  host: {
+    type: 'string',
+    arg: 'HOST',
+    help: 'address to bind; another than loopback needs tokens',
+    default: '127.0.0.1',
+  },
   port: { type: 'string', arg: 'PORT', help: 'port; 0 picks a free one', range: [0, 65535], default: 8787 },
   stateless: { type: 'boolean', help: 'no sessions: every request stands alone (for load-balanced replicas)' },
   tokens: {
@@ -132,7 +197,13 @@ export const FLAGS = {
     arg: 'FILE',
     help: 'bearer tokens, one "TENANT TOKEN" pair a line, # comments (or RUNLEDGER_TOKENS=TENANT:TOKEN,TENANT:TOKEN in the environment)',
   },
-  'max-body-bytes': { type: 'string', arg: 'N', help: 'largest request body', range: [1024, 64 * 1024 * 1024], default: 1024 * 1024 },
+  'max-body-bytes': {
+    type: 'string',
+    arg: 'N',
+    help: 'largest request body',
+    range: [1024, 64 * 1024 * 1024],
+    default: 1024 * 1024,
+  },
   'body-timeout-ms': {
     type: 'string',
     arg: 'MS',
@@ -140,7 +211,13 @@ export const FLAGS = {
     range: [1000, 600_000],
     default: 20_000,
   },
-  'max-connections': { type: 'string', arg: 'N', help: 'open connections; past it a request is answered 503 with Retry-After', range: [1, 1_000_000], default: 10_000 },
+  'max-connections': {
+    type: 'string',
+    arg: 'N',
+    help: 'open connections; past it a request is answered 503 with Retry-After',
+    range: [1, 1_000_000],
+    default: 10_000,
+  },
   'max-sessions': {
     type: 'string',
     arg: 'N',
@@ -162,13 +239,32 @@ export const FLAGS = {
     range: [1000, 86_400_000],
     default: 30 * 60_000,
   },
-  'allowed-hosts': { type: 'string', arg: 'LIST', help: 'more Host header values to accept, comma-separated (e.g. mcp.example.com)' },
+  'allowed-hosts': {
+    type: 'string',
+    arg: 'LIST',
+    help: 'more Host header values to accept, comma-separated (e.g. mcp.example.com)',
+  },
   'allowed-origins': { type: 'string', arg: 'LIST', help: 'more Origin values to accept, comma-separated' },
 
   // runledger proxy
-  'upstream-url': { type: 'string', arg: 'URL', help: 'the upstream as a Streamable HTTP server, instead of a command after --' },
-  'upstream-token': { type: 'string', arg: 'TOKEN', help: 'bearer token for --upstream-url', env: 'RUNLEDGER_UPSTREAM_TOKEN' },
-  'upstream-timeout-ms': { type: 'string', arg: 'MS', help: 'longest silence of one upstream call', range: [1000, 3_600_000], default: 600_000 },
+  'upstream-url': {
+    type: 'string',
+    arg: 'URL',
+    help: 'the upstream as a Streamable HTTP server, instead of a command after --',
+  },
+  'upstream-token': {
+    type: 'string',
+    arg: 'TOKEN',
+    help: 'bearer token for --upstream-url',
+    env: 'RUNLEDGER_UPSTREAM_TOKEN',
+  },
+  'upstream-timeout-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: 'longest silence of one upstream call',
+    range: [1000, 3_600_000],
+    default: 600_000,
+  },
   'upstream-max': {
     type: 'string',
     arg: 'N',
@@ -178,21 +274,51 @@ export const FLAGS = {
     range: [1, 1000],
     default: 16,
   },
-  'upstream-idle-ms': { type: 'string', arg: 'MS', help: "over --http, close a tenant's upstream session after MS unused", range: [1000, 86_400_000], default: 600_000 },
-  'upstream-per-session': { type: 'boolean', help: 'one upstream session per client session instead of per tenant (not with --stateless)' },
+  'upstream-idle-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: "over --http, close a tenant's upstream session after MS unused",
+    range: [1000, 86_400_000],
+    default: 600_000,
+  },
+  'upstream-per-session': {
+    type: 'boolean',
+    help: 'one upstream session per client session instead of per tenant (not with --stateless)',
+  },
   fence: { type: 'string', arg: 'LIST', help: 'also fence these tools, though annotated read-only (comma-separated)' },
-  pass: { type: 'string', arg: 'LIST', help: 'pass these tools through unfenced, though they are not read-only (comma-separated)' },
-  'retry-errors': { type: 'boolean', help: 'let a key be tried again after an isError answer, instead of replaying it' },
-  'wait-seconds': { type: 'string', arg: 'N', help: 'how long a retry waits for the first call, still in flight, before answering call_in_progress', range: [0, 300], default: 25 },
+  pass: {
+    type: 'string',
+    arg: 'LIST',
+    help: 'pass these tools through unfenced, though they are not read-only (comma-separated)',
+  },
+  'retry-errors': {
+    type: 'boolean',
+    help: 'let a key be tried again after an isError answer, instead of replaying it',
+  },
+  'wait-seconds': {
+    type: 'string',
+    arg: 'N',
+    help: 'how long a retry waits for the first call, still in flight, before answering call_in_progress',
+    range: [0, 300],
+    default: 25,
+  },
 
   // runledger runs list
-  tool: { type: 'string', arg: 'NAME', help: 'only runs of this tool, as the ledger records it (product_shot, or a proxied tool\'s own name)' },
+  tool: {
+    type: 'string',
+    arg: 'NAME',
+    help: "only runs of this tool, as the ledger records it (product_shot, or a proxied tool's own name)",
+  },
   phase: { type: 'string', arg: 'PHASE', help: `only runs in this phase: ${PHASES.join(', ')}` },
   limit: { type: 'string', arg: 'N', help: 'runs to show', range: [1, MAX_PAGE_SIZE], default: 50 },
   cursor: { type: 'string', arg: 'C', help: 'the next page, from the "More:" line the previous page printed' },
 
   // runledger record
-  out: { type: 'string', arg: 'FILE', help: 'the transcript to write, one JSON object a line (format: record --schema)' },
+  out: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'the transcript to write, one JSON object a line (format: record --schema)',
+  },
   redact: {
     type: 'string',
     multiple: true,
@@ -221,11 +347,28 @@ export const FLAGS = {
       'kill-mid-run; stream-broken needs --url, and the two kills need a server that replay launches',
     shown: 'all that apply',
   },
-  seed: { type: 'string', arg: 'N', help: 'the same seed sends the same calls with the same faults', range: [0, MAX_SEED], shown: 'random' },
-  'settle-ms': { type: 'string', arg: 'MS', help: 'how long every run may take to end after the faults', range: [1000, 3_600_000], default: 120_000 },
+  seed: {
+    type: 'string',
+    arg: 'N',
+    help: 'the same seed sends the same calls with the same faults',
+    range: [0, MAX_SEED],
+    shown: 'random',
+  },
+  'settle-ms': {
+    type: 'string',
+    arg: 'MS',
+    help: 'how long every run may take to end after the faults',
+    range: [1000, 3_600_000],
+    default: 120_000,
+  },
   burst: { type: 'string', arg: 'N', help: 'concurrent copies of a call in a burst', range: [2, 64], default: 8 },
   // runledger replay: the server's conventions
-  profile: { type: 'string', arg: 'NAME|FILE', help: 'auto, runledger, proxy, or a JSON profile file (--profile-schema)', default: 'auto' },
+  profile: {
+    type: 'string',
+    arg: 'NAME|FILE',
+    help: 'auto, runledger, proxy, or a JSON profile file (--profile-schema)',
+    default: 'auto',
+  },
   'key-argument': { type: 'string', arg: 'NAME', help: 'the argument that carries the idempotency key' },
   'run-id-field': {
     type: 'string',
@@ -234,21 +377,37 @@ export const FLAGS = {
     help: 'where an answer names its run: a dot path ("job.id"), or "_meta.NAME" for an entry of the result\'s _meta (repeatable, tried in order)',
   },
   'status-field': { type: 'string', arg: 'FIELD', help: "where an answer gives its run's status" },
-  'done-words': { type: 'string', arg: 'LIST', help: 'status words of a run that ended well and is billed (comma-separated)' },
+  'done-words': {
+    type: 'string',
+    arg: 'LIST',
+    help: 'status words of a run that ended well and is billed (comma-separated)',
+  },
   'failed-words': { type: 'string', arg: 'LIST', help: 'status words of a run that ended otherwise' },
   'poll-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that answers for one run ...' },
   'poll-argument': { type: 'string', arg: 'NAME', help: '... the argument it takes the run id in ...' },
-  'poll-wait-argument': { type: 'string', arg: 'NAME', help: '... and the one, in seconds, that makes it wait for the run to end' },
+  'poll-wait-argument': {
+    type: 'string',
+    arg: 'NAME',
+    help: '... and the one, in seconds, that makes it wait for the run to end',
+  },
   'usage-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that counts runs and charges ...' },
   'usage-runs': { type: 'string', arg: 'FIELD', help: '... the field that counts runs ...' },
   'usage-charges': { type: 'string', arg: 'FIELD', help: '... and the field that counts charges' },
-  'run-resource': { type: 'string', arg: 'TEMPLATE', help: 'a resource URI template that shows one run ("runs://{run_id}")' },
+  'run-resource': {
+    type: 'string',
+    arg: 'TEMPLATE',
+    help: 'a resource URI template that shows one run ("runs://{run_id}")',
+  },
   // runledger replay: the verdict
   'require-all': {
     type: 'boolean',
     help: 'exit 4 unless every invariant was checked; the report names what was missing and the flag or profile field that supplies it',
   },
-  report: { type: 'string', arg: 'FILE', help: 'write the whole report, every call included, as JSON (--report-schema)' },
+  report: {
+    type: 'string',
+    arg: 'FILE',
+    help: 'write the whole report, every call included, as JSON (--report-schema)',
+  },
   'report-schema': { type: 'boolean', help: "print the report's JSON Schema and exit" },
   'profile-schema': { type: 'boolean', help: "print a target profile's JSON Schema and exit" },
 
@@ -309,18 +468,43 @@ export const COMMANDS = {
     groups: [
       LEDGER,
       { title: 'The work', flags: ['concurrency', 'phase-delay-ms', 'lease-ms'] },
-      { title: 'Image providers (the built-in renderer is the default; see docs/providers.md)', flags: ['provider', 'provider-for', 'provider-url', 'provider-model', 'provider-key-env', 'provider-timeout-ms', 'provider-sizes'] },
-      { title: 'Job providers (queue APIs such as Replicate or fal, declared in files; see docs/providers.md)', flags: ['provider-file', 'public-url', 'orphan-search-ms', 'max-output-bytes'] },
+      {
+        title: 'Image providers (the built-in renderer is the default; see docs/providers.md)',
+        flags: [
+          'provider',
+          'provider-for',
+          'provider-url',
+          'provider-model',
+          'provider-key-env',
+          'provider-timeout-ms',
+          'provider-sizes',
+        ],
+      },
+      {
+        title: 'Job providers (queue APIs such as Replicate or fal, declared in files; see docs/providers.md)',
+        flags: ['provider-file', 'public-url', 'orphan-search-ms', 'max-output-bytes'],
+      },
       HTTP,
       GENERAL,
     ],
   },
   proxy: {
     words: ['proxy'],
-    summary: "serve another MCP server's tools with every mutating one fenced by the ledger: a retry with the same idempotency_key never repeats it",
+    summary:
+      "serve another MCP server's tools with every mutating one fenced by the ledger: a retry with the same idempotency_key never repeats it",
     usage: ['proxy [options] -- <server command...>', 'proxy [options] --upstream-url URL'],
     groups: [
-      { title: 'The upstream', flags: ['upstream-url', 'upstream-token', 'upstream-timeout-ms', 'upstream-max', 'upstream-idle-ms', 'upstream-per-session'] },
+      {
+        title: 'The upstream',
+        flags: [
+          'upstream-url',
+          'upstream-token',
+          'upstream-timeout-ms',
+          'upstream-max',
+          'upstream-idle-ms',
+          'upstream-per-session',
+        ],
+      },
       { title: 'The fence', flags: ['fence', 'pass', 'retry-errors', 'wait-seconds', 'lease-ms'] },
       LEDGER,
       HTTP,
@@ -365,7 +549,10 @@ export const COMMANDS = {
   record: {
     words: ['record'],
     summary: 'sit between an MCP client and a stdio server, and write each tools/call to a transcript',
-    usage: ['record --out FILE [--redact REGEX]... -- <server command...>', 'record --schema          print the JSON Schema of a transcript line'],
+    usage: [
+      'record --out FILE [--redact REGEX]... -- <server command...>',
+      'record --schema          print the JSON Schema of a transcript line',
+    ],
     about:
       'Point your MCP client at "runledger record --out session.jsonl -- <your server command>" instead of the server ' +
       'itself. Every byte passes through unchanged; stdout stays the protocol channel, and what record has to say goes ' +
@@ -442,7 +629,11 @@ export function parseArgsOptions(flags: readonly FlagName[]) {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
   for (const name of flags) {
     const flag: Flag = FLAGS[name];
-    options[name] = { type: flag.type, ...(flag.short === undefined ? {} : { short: flag.short }), ...(flag.multiple ? { multiple: true } : {}) };
+    options[name] = {
+      type: flag.type,
+      ...(flag.short === undefined ? {} : { short: flag.short }),
+      ...(flag.multiple ? { multiple: true } : {}),
+    };
   }
   return options;
 }
@@ -497,7 +688,8 @@ function commandBody(command: CommandName, env: NodeJS.ProcessEnv): string {
   const spec: Command = COMMANDS[command];
   const parts = [`Usage:\n${spec.usage.map((u) => `  runledger ${u}`).join('\n')}`];
   if (spec.about !== undefined) parts.push(paragraphs(spec.about));
-  for (const group of spec.groups) parts.push(`${group.title}:\n${group.flags.map((f) => flagLine(command, f, env)).join('\n')}`);
+  for (const group of spec.groups)
+    parts.push(`${group.title}:\n${group.flags.map((f) => flagLine(command, f, env)).join('\n')}`);
   if (spec.after !== undefined) parts.push(paragraphs(spec.after));
   return parts.join('\n\n') + '\n';
 }

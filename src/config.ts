@@ -214,7 +214,13 @@ export function route(argv: string[]): Routed {
   const harness = own[0] === 'record' || own[0] === 'replay' ? own[0] : undefined;
   let parsed;
   try {
-    parsed = parseArgs({ args: harness === undefined ? own : own.slice(1), options: ALL_OPTIONS, allowPositionals: true, strict: true, tokens: true });
+    parsed = parseArgs({
+      args: harness === undefined ? own : own.slice(1),
+      options: ALL_OPTIONS,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+    });
   } catch (err) {
     throw parseError(err, harness);
   }
@@ -229,10 +235,18 @@ export function route(argv: string[]): Routed {
     else if (first === 'runs' && second === 'show') command = 'runs-show';
     else if (first === 'providers' && second === 'check') command = 'providers-check';
     else if (first === 'providers' && second === 'schema') command = 'providers-schema';
-    else if (first === 'record' || first === 'replay') throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
-    else if (first === 'runs') throw new UsageError('runs takes a subcommand: runledger runs list, or runledger runs show <run_id>.');
-    else if (first === 'providers') throw new UsageError('providers takes a subcommand: runledger providers check FILE, or runledger providers schema.');
-    else throw new UsageError(`unknown command "${first}"; the commands are ${orList(Object.values(COMMANDS).map((c) => c.words.join(' ')))}.`);
+    else if (first === 'record' || first === 'replay')
+      throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
+    else if (first === 'runs')
+      throw new UsageError('runs takes a subcommand: runledger runs list, or runledger runs show <run_id>.');
+    else if (first === 'providers')
+      throw new UsageError(
+        'providers takes a subcommand: runledger providers check FILE, or runledger providers schema.',
+      );
+    else
+      throw new UsageError(
+        `unknown command "${first}"; the commands are ${orList(Object.values(COMMANDS).map((c) => c.words.join(' ')))}.`,
+      );
     positionals = positionals.slice(first === undefined ? 0 : COMMANDS[command].words.length);
   }
   const allowed = flagsOf(command);
@@ -241,7 +255,13 @@ export function route(argv: string[]): Routed {
     const takers = commandsTaking(token.name as FlagName).map(spoken);
     throw new UsageError(`--${token.name} goes with ${orList(takers)}, not with ${spoken(command)}.`, command);
   }
-  return { command, named: harness !== undefined || parsed.positionals.length > 0, values: parsed.values as Values<CommandName>, positionals, afterDashes };
+  return {
+    command,
+    named: harness !== undefined || parsed.positionals.length > 0,
+    values: parsed.values as Values<CommandName>,
+    positionals,
+    afterDashes,
+  };
 }
 
 /**
@@ -274,7 +294,8 @@ export class FlagReader {
     const flag: Flag = FLAGS[name];
     const given = this.raw(name);
     if (typeof given === 'string') return { text: given, from: `--${name}` };
-    if (flag.env !== undefined && this.env[flag.env] !== undefined) return { text: this.env[flag.env], from: `--${name} (from ${flag.env})` };
+    if (flag.env !== undefined && this.env[flag.env] !== undefined)
+      return { text: this.env[flag.env], from: `--${name} (from ${flag.env})` };
     return { text: defaultOf(this.command, name, this.env), from: `--${name}` };
   }
 
@@ -297,7 +318,8 @@ export class FlagReader {
     if (text === undefined) return undefined;
     const flag: Flag = FLAGS[name];
     const [min, max] = flag.range ?? [0, Number.MAX_SAFE_INTEGER];
-    if (!/^\d+$/.test(text.trim())) throw new UsageError(`${from} must be a whole number from ${min} to ${max}, got "${text}"`);
+    if (!/^\d+$/.test(text.trim()))
+      throw new UsageError(`${from} must be a whole number from ${min} to ${max}, got "${text}"`);
     const n = Number(text);
     if (n < min || n > max) throw new UsageError(`${from} must be from ${min} to ${max}, got ${n}`);
     return n;
@@ -333,11 +355,13 @@ function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): 
   }
   if (command === 'providers-check') {
     const [file, more] = routed.positionals;
-    if (file === undefined || more !== undefined || file.trim() === '') throw new UsageError('providers check takes one definition: runledger providers check FILE');
+    if (file === undefined || more !== undefined || file.trim() === '')
+      throw new UsageError('providers check takes one definition: runledger providers check FILE');
     return { command, file };
   }
   if (command === 'providers-schema') {
-    if (routed.positionals.length > 0) throw new UsageError(`unexpected argument "${routed.positionals[0]}" after providers schema`);
+    if (routed.positionals.length > 0)
+      throw new UsageError(`unexpected argument "${routed.positionals[0]}" after providers schema`);
     return { command };
   }
   if (command !== 'proxy' && routed.afterDashes.length > 0) {
@@ -360,8 +384,17 @@ function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): 
         http: parseHttp(read),
       };
     case 'proxy':
-      if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}": the upstream command goes after "--" (runledger proxy -- node server.js)`);
-      return { command, ...ledger, leaseMs: read.number('lease-ms'), http: parseHttp(read), proxy: parseProxy(read, routed.afterDashes) };
+      if (extra !== undefined)
+        throw new UsageError(
+          `unexpected argument "${extra}": the upstream command goes after "--" (runledger proxy -- node server.js)`,
+        );
+      return {
+        command,
+        ...ledger,
+        leaseMs: read.number('lease-ms'),
+        http: parseHttp(read),
+        proxy: parseProxy(read, routed.afterDashes),
+      };
     case 'demo':
       if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}" after demo`);
       return { command, ...ledger, dbGiven: read.given('db'), phaseDelayMs: read.number('phase-delay-ms') };
@@ -369,7 +402,8 @@ function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): 
       if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}" after runs list`);
       return { command, ...ledger, list: parseList(read) };
     case 'runs-show':
-      if (routed.positionals.length !== 1 || extra === undefined) throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
+      if (routed.positionals.length !== 1 || extra === undefined)
+        throw new UsageError('runs show takes exactly one run id: runledger runs show <run_id>');
       return { command, ...ledger, runId: extra };
   }
 }
@@ -382,12 +416,16 @@ function parseLedger(read: FlagReader): LedgerChoice {
   const postgres = /^postgres(ql)?:\/\//i.test(db);
   const schemaGiven = read.given('db-schema');
   if (!postgres && (schemaGiven || read.given('db-pool-size'))) {
-    throw new UsageError(`--${schemaGiven ? 'db-schema' : 'db-pool-size'} goes with a PostgreSQL --db (postgres://...)`);
+    throw new UsageError(
+      `--${schemaGiven ? 'db-schema' : 'db-pool-size'} goes with a PostgreSQL --db (postgres://...)`,
+    );
   }
   // Unset unless given: the ledger decides, and reads ?schema= from the URL.
   const dbSchema = schemaGiven ? read.text('db-schema') : undefined;
   if (dbSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(dbSchema)) {
-    throw new UsageError(`--db-schema must be lower-case letters, digits and "_" (at most 63, not starting with a digit), got "${dbSchema}"`);
+    throw new UsageError(
+      `--db-schema must be lower-case letters, digits and "_" (at most 63, not starting with a digit), got "${dbSchema}"`,
+    );
   }
   if (postgres) {
     try {
@@ -397,7 +435,8 @@ function parseLedger(read: FlagReader): LedgerChoice {
     }
   }
   const logLevel = read.text('log-level')!;
-  if (!isOneOf(LOG_LEVELS, logLevel)) throw new UsageError(`--log-level must be ${orList([...LOG_LEVELS])}, got "${logLevel}"`);
+  if (!isOneOf(LOG_LEVELS, logLevel))
+    throw new UsageError(`--log-level must be ${orList([...LOG_LEVELS])}, got "${logLevel}"`);
   return { db, dbSchema, dbPoolSize: postgres ? read.int('db-pool-size') : undefined, tenant, logLevel };
 }
 
@@ -423,7 +462,9 @@ function parseHttp(read: FlagReader): HttpConfig | null {
     return null;
   }
   if (read.bool('upstream-per-session') && read.bool('stateless')) {
-    throw new UsageError('--upstream-per-session needs sessions: it does not go with --stateless (every request would start an upstream)');
+    throw new UsageError(
+      '--upstream-per-session needs sessions: it does not go with --stateless (every request would start an upstream)',
+    );
   }
   return {
     host: read.text('host')!,
@@ -446,7 +487,10 @@ function isOneOf<T extends string>(allowed: readonly T[], text: string): text is
 }
 
 function commaList(text: string | undefined): string[] {
-  return (text ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+  return (text ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 }
 
 function requireHttpUrl(flag: string, url: string): void {
@@ -466,10 +510,13 @@ function parseList(read: FlagReader): ListConfig {
 function parseProxy(read: FlagReader, upstreamCommand: string[]): ProxyConfig {
   const url = read.text('upstream-url');
   if ((url === undefined) === (upstreamCommand.length === 0)) {
-    throw new UsageError('runledger proxy needs one upstream: a command after "--" (runledger proxy -- node server.js), or --upstream-url URL');
+    throw new UsageError(
+      'runledger proxy needs one upstream: a command after "--" (runledger proxy -- node server.js), or --upstream-url URL',
+    );
   }
   if (url !== undefined) requireHttpUrl('--upstream-url', url);
-  if (url === undefined && read.onLine('upstream-token')) throw new UsageError('--upstream-token goes with --upstream-url');
+  if (url === undefined && read.onLine('upstream-token'))
+    throw new UsageError('--upstream-token goes with --upstream-url');
   const fence = commaList(read.text('fence'));
   const pass = commaList(read.text('pass'));
   const both = fence.find((name) => pass.includes(name));
@@ -491,17 +538,21 @@ function providerName(flag: string, text: string, defined: boolean): ProviderNam
   if (isOneOf(PROVIDERS, text)) return text;
   // A job provider's name: whether a --provider-file defines it is checked when the files are read.
   if (defined && /^[a-z][a-z0-9-]{0,31}$/.test(text)) return text;
-  const others = defined ? ', or the name of a provider a --provider-file defines' : ' (or a job provider defined with --provider-file)';
+  const others = defined
+    ? ', or the name of a provider a --provider-file defines'
+    : ' (or a job provider defined with --provider-file)';
   throw new UsageError(`${flag} must be ${PROVIDERS.join(' or ')}${others}, got "${text}"`);
 }
 
 function parseJobs(read: FlagReader): JobsConfig {
   const files = read.list('provider-file');
-  if (files.some((file) => file.trim() === '')) throw new UsageError('--provider-file must name a file, or a shipped definition (replicate, fal)');
+  if (files.some((file) => file.trim() === ''))
+    throw new UsageError('--provider-file must name a file, or a shipped definition (replicate, fal)');
   const publicUrl = read.text('public-url') ?? null;
   if (publicUrl !== null) {
     requireHttpUrl('--public-url', publicUrl);
-    if (/[?#]/.test(publicUrl)) throw new UsageError(`--public-url is a base URL, without query or fragment; got "${publicUrl}"`);
+    if (/[?#]/.test(publicUrl))
+      throw new UsageError(`--public-url is a base URL, without query or fragment; got "${publicUrl}"`);
   }
   return {
     files,
@@ -516,20 +567,23 @@ function parseProviders(read: FlagReader): ProvidersConfig {
   const perTool = new Map<string, ProviderName>();
   for (const item of read.list('provider-for')) {
     const match = /^(?:create_)?([a-z][a-z0-9_]*)=(\S+)$/.exec(item.trim());
-    if (match === null) throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
+    if (match === null)
+      throw new UsageError(`--provider-for takes TOOL=PROVIDER (e.g. product_shot=openai), got "${item}"`);
     perTool.set(match[1]!, providerName('--provider-for', match[2]!, defined));
   }
   const url = read.text('provider-url')!;
   requireHttpUrl('--provider-url', url);
   const keyEnv = read.text('provider-key-env')!;
-  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv)) throw new UsageError(`--provider-key-env must name an environment variable, got "${keyEnv}"`);
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyEnv))
+    throw new UsageError(`--provider-key-env must name an environment variable, got "${keyEnv}"`);
   const sizesText = read.text('provider-sizes')!;
   const sizes =
     sizesText === 'any'
       ? ('any' as const)
       : sizesText.split(',').map((size) => {
           const match = /^(\d{2,5})x(\d{2,5})$/.exec(size.trim());
-          if (match === null) throw new UsageError(`--provider-sizes takes WxH sizes separated by commas, or "any"; got "${size}"`);
+          if (match === null)
+            throw new UsageError(`--provider-sizes takes WxH sizes separated by commas, or "any"; got "${size}"`);
           return { width: Number(match[1]), height: Number(match[2]) };
         });
   return {

@@ -34,7 +34,17 @@ function ledgerArg(db: string): string {
 export async function runDemo(config: DemoConfig): Promise<number> {
   const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
   const db = ledgerArg(config.db);
-  const args = [cli, '--db', db, '--tenant', config.tenant, '--phase-delay-ms', String(config.phaseDelayMs), '--log-level', 'warn'];
+  const args = [
+    cli,
+    '--db',
+    db,
+    '--tenant',
+    config.tenant,
+    '--phase-delay-ms',
+    String(config.phaseDelayMs),
+    '--log-level',
+    'warn',
+  ];
   if (config.dbSchema !== undefined) args.push('--db-schema', config.dbSchema);
   if (config.dbPoolSize !== undefined) args.push('--db-pool-size', String(config.dbPoolSize));
   const transport = new StdioClientTransport({ command: process.execPath, args, stderr: 'inherit' });
@@ -47,11 +57,18 @@ export async function runDemo(config: DemoConfig): Promise<number> {
   }
 }
 
-async function call(client: Client, name: string, args: Record<string, unknown>, onProgress?: (p: number, m?: string) => void) {
+async function call(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+  onProgress?: (p: number, m?: string) => void,
+) {
   const result = (await client.callTool(
     { name, arguments: args },
     undefined,
-    onProgress ? { onprogress: (p) => onProgress(p.progress, p.message), timeout: 120_000, resetTimeoutOnProgress: true } : undefined,
+    onProgress
+      ? { onprogress: (p) => onProgress(p.progress, p.message), timeout: 120_000, resetTimeoutOnProgress: true }
+      : undefined,
   )) as CallToolResult;
   return { result, data: (result.structuredContent ?? {}) as Record<string, unknown> };
 }
@@ -69,15 +86,23 @@ async function script(client: Client, config: DemoConfig): Promise<number> {
   const before = (await call(client, 'get_usage', {})).data;
 
   out(`\n1. create_product_shot with a new idempotency_key ${key}`);
-  const first = (await call(client, 'create_product_shot', { ...request, idempotency_key: key })).data as unknown as RunView;
+  const first = (await call(client, 'create_product_shot', { ...request, idempotency_key: key }))
+    .data as unknown as RunView;
   out(`   → run ${first.run_id}, phase ${first.phase}, replayed ${first.replayed}`);
 
   out('\n2. The agent timed out and retries with the SAME key');
-  const retry = (await call(client, 'create_product_shot', { ...request, idempotency_key: key })).data as unknown as RunView;
-  out(`   → run ${retry.run_id}, phase ${retry.phase}, replayed ${retry.replayed}  (${retry.run_id === first.run_id ? 'same run, no new work' : 'DIFFERENT RUN'})`);
+  const retry = (await call(client, 'create_product_shot', { ...request, idempotency_key: key }))
+    .data as unknown as RunView;
+  out(
+    `   → run ${retry.run_id}, phase ${retry.phase}, replayed ${retry.replayed}  (${retry.run_id === first.run_id ? 'same run, no new work' : 'DIFFERENT RUN'})`,
+  );
 
   out('\n3. A different request under that same key');
-  const conflict = await call(client, 'create_product_shot', { ...request, brief: 'A teapot instead', idempotency_key: key });
+  const conflict = await call(client, 'create_product_shot', {
+    ...request,
+    brief: 'A teapot instead',
+    idempotency_key: key,
+  });
   const error = (conflict.data.error ?? {}) as { code?: string; message?: string };
   out(`   → refused: ${error.code} — ${error.message}`);
 
@@ -111,22 +136,38 @@ async function script(client: Client, config: DemoConfig): Promise<number> {
     const sha = createHash('sha256').update(bytes).digest('hex');
     const file = join(dir, `${finished.run_id}-${asset.n}.png`);
     writeFileSync(file, bytes);
-    const variant = (finished.evaluation?.variants as { n: number; score: number }[] | undefined)?.find((v) => v.n === asset.n);
-    out(`   ${file}  ${asset.width}×${asset.height}  sha256 ${sha === asset.sha256 ? 'verified' : 'MISMATCH'}  brand score ${variant?.score.toFixed(2) ?? 'n/a'}`);
+    const variant = (finished.evaluation?.variants as { n: number; score: number }[] | undefined)?.find(
+      (v) => v.n === asset.n,
+    );
+    out(
+      `   ${file}  ${asset.width}×${asset.height}  sha256 ${sha === asset.sha256 ? 'verified' : 'MISMATCH'}  brand score ${variant?.score.toFixed(2) ?? 'n/a'}`,
+    );
   }
 
   out('\n6. One more retry after it finished');
-  const late = (await call(client, 'create_product_shot', { ...request, idempotency_key: key })).data as unknown as RunView;
-  out(`   → run ${late.run_id}, replayed ${late.replayed}, same images: ${late.assets.map((a) => a.sha256).join() === finished.assets.map((a) => a.sha256).join()}`);
+  const late = (await call(client, 'create_product_shot', { ...request, idempotency_key: key }))
+    .data as unknown as RunView;
+  out(
+    `   → run ${late.run_id}, replayed ${late.replayed}, same images: ${late.assets.map((a) => a.sha256).join() === finished.assets.map((a) => a.sha256).join()}`,
+  );
 
   const after = (await call(client, 'get_usage', {})).data;
   const delta = (field: string) => Number(after[field]) - Number(before[field]);
   out('\nSummary');
   out(`   calls to create_product_shot: 4 (1 new, 2 replays, 1 refused)`);
-  out(`   runs created: ${delta('runs')}   charges: ${delta('charges')} (${delta('credits')} credits)   replays absorbed: ${delta('replays_absorbed')}`);
+  out(
+    `   runs created: ${delta('runs')}   charges: ${delta('charges')} (${delta('credits')} credits)   replays absorbed: ${delta('replays_absorbed')}`,
+  );
   out(`   → one run, billed once. Brand score ${Number(finished.evaluation?.score ?? 0).toFixed(2)}.`);
   const schema = config.dbSchema === undefined ? '' : ` --db-schema ${config.dbSchema}`;
-  out(`\nThe run is in ${safeLedgerUrl(config.db)}: runledger runs list --db ${quoted(safeLedgerUrl(config.db))}${schema}`);
-  const ok = delta('runs') === 1 && delta('charges') === 1 && late.run_id === first.run_id && retry.replayed && error.code === 'idempotency_key_reused';
+  out(
+    `\nThe run is in ${safeLedgerUrl(config.db)}: runledger runs list --db ${quoted(safeLedgerUrl(config.db))}${schema}`,
+  );
+  const ok =
+    delta('runs') === 1 &&
+    delta('charges') === 1 &&
+    late.run_id === first.run_id &&
+    retry.replayed &&
+    error.code === 'idempotency_key_reused';
   return ok ? 0 : 1;
 }

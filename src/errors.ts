@@ -57,7 +57,8 @@ export class ValidationFailedError extends RunledgerError {
 }
 
 /** How to get the first request's outcome, where a run tool can follow it. */
-export const followWithPollRun = (runId: string): string => `To follow the original request, poll_run with run_id ${runId}.`;
+export const followWithPollRun = (runId: string): string =>
+  `To follow the original request, poll_run with run_id ${runId}.`;
 
 export class IdempotencyKeyReusedError extends RunledgerError {
   /** `follow` says how to get the original request's outcome on this surface (see followWithPollRun). */
@@ -133,7 +134,15 @@ export class OutcomeUnknownError extends RunledgerError {
  * It is not submitted again: that could pay for the same clip twice. The run ends unbilled.
  */
 export class JobOutcomeUnknownError extends RunledgerError {
-  constructor(opts: { provider: string; runId: string; tool: string; submittedAt: string; searchedMs: number; searchedBy: string[]; candidates: string[] }) {
+  constructor(opts: {
+    provider: string;
+    runId: string;
+    tool: string;
+    submittedAt: string;
+    searchedMs: number;
+    searchedBy: string[];
+    candidates: string[];
+  }) {
     const { provider, runId, tool, submittedAt, searchedMs, searchedBy, candidates } = opts;
     super(
       ErrorCode.outcomeUnknown,
@@ -142,7 +151,14 @@ export class JobOutcomeUnknownError extends RunledgerError {
         (candidates.length > 0 ? ` (${candidates.length} could be: ${candidates.join(', ')})` : '') +
         '. It may or may not exist upstream, so it was not submitted again.',
       {
-        details: { run_id: runId, provider, submitted_at: submittedAt, searched_ms: searchedMs, searched_by: searchedBy, candidates },
+        details: {
+          run_id: runId,
+          provider,
+          submitted_at: submittedAt,
+          searched_ms: searchedMs,
+          searched_by: searchedBy,
+          candidates,
+        },
         fix:
           `Look in ${provider}'s dashboard for a job created around ${submittedAt}${candidates.length > 0 ? ` (perhaps ${candidates.join(' or ')})` : ''}: ` +
           'if one is there, its output is yours to fetch there. This run was not billed. To make it again, call with a NEW idempotency_key; ' +
@@ -155,10 +171,14 @@ export class JobOutcomeUnknownError extends RunledgerError {
 /** runledger proxy: the first call with this key is still being answered upstream. */
 export class CallInProgressError extends RunledgerError {
   constructor(tool: string, runId: string, waitedSeconds: number) {
-    super(ErrorCode.callInProgress, `The first ${tool} call with this idempotency_key (run ${runId}) is still running upstream after ${waitedSeconds} s.`, {
-      details: { run_id: runId, tool, waited_seconds: waitedSeconds },
-      fix: 'Retry later with the SAME idempotency_key to get its answer; a new key would perform the action a second time.',
-    });
+    super(
+      ErrorCode.callInProgress,
+      `The first ${tool} call with this idempotency_key (run ${runId}) is still running upstream after ${waitedSeconds} s.`,
+      {
+        details: { run_id: runId, tool, waited_seconds: waitedSeconds },
+        fix: 'Retry later with the SAME idempotency_key to get its answer; a new key would perform the action a second time.',
+      },
+    );
   }
 }
 

@@ -25,12 +25,14 @@ export function nestedPast(value: unknown, limit: number): (string | number)[] |
     if (Array.isArray(node)) {
       for (let i = 0; i < node.length; i++) {
         const child = node[i];
-        if (typeof child === 'object' && child !== null) stack.push({ node: child, level: step.level + 1, key: i, parent: step });
+        if (typeof child === 'object' && child !== null)
+          stack.push({ node: child, level: step.level + 1, key: i, parent: step });
       }
     } else {
       for (const key of Object.keys(node)) {
         const child = node[key];
-        if (typeof child === 'object' && child !== null) stack.push({ node: child, level: step.level + 1, key, parent: step });
+        if (typeof child === 'object' && child !== null)
+          stack.push({ node: child, level: step.level + 1, key, parent: step });
       }
     }
   }

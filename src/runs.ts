@@ -81,10 +81,18 @@ export class RunService {
 
   async create(tenant: string, call: CreateCall, follow: FollowOptions): Promise<Created> {
     const outcome = await this.ledger.createOrReplay(createRequest(tenant, call));
-    if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, followWithPollRun(outcome.runId));
-    if (outcome.kind === 'created') this.log.info('run created', { run_id: outcome.run.id, tool: call.tool.name, tenant });
+    if (outcome.kind === 'conflict')
+      throw new IdempotencyKeyReusedError(
+        outcome.runId,
+        outcome.differingFields,
+        outcome.createdAt,
+        followWithPollRun(outcome.runId),
+      );
+    if (outcome.kind === 'created')
+      this.log.info('run created', { run_id: outcome.run.id, tool: call.tool.name, tenant });
     const replayed = outcome.kind === 'replayed';
-    if (follow.waitSeconds <= 0 || isTerminal(outcome.run.phase)) return { run: outcome.run, reachedDone: false, replayed };
+    if (follow.waitSeconds <= 0 || isTerminal(outcome.run.phase))
+      return { run: outcome.run, reachedDone: false, replayed };
     const followed = await this.follow(tenant, outcome.run, follow);
     return { run: followed.run, reachedDone: followed.reachedDone, replayed };
   }
@@ -115,11 +123,16 @@ export class RunService {
     while (!isTerminal(current.phase) && !opts.signal?.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      await this.nextChange(run.id, Math.min(left, this.ledger.hearsOtherProcesses ? FEED_GAP_POLL_MS : WAIT_POLL_MS), opts.signal);
+      await this.nextChange(
+        run.id,
+        Math.min(left, this.ledger.hearsOtherProcesses ? FEED_GAP_POLL_MS : WAIT_POLL_MS),
+        opts.signal,
+      );
       // A holder that died on this host need not be waited out: freed, the run is taken over now.
       if (current.lease !== null && holderGone(current.lease.holder)) await this.ledger.releaseDeadHolders(run.id);
       const next = await this.ledger.getRun(tenant, run.id);
-      if (next.phases.length !== current.phases.length || next.progress !== current.progress) await opts.onChange?.(next);
+      if (next.phases.length !== current.phases.length || next.progress !== current.progress)
+        await opts.onChange?.(next);
       current = next;
     }
     return { run: current, reachedDone: current.phase === Phase.done };

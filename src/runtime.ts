@@ -36,8 +36,20 @@ export interface Runtime extends Serving {
 export async function createRuntime(config: ServeConfig, log: Logger): Promise<Runtime> {
   const threads = createThreadPool(config.concurrency);
   // Before the ledger opens: a missing key or an unknown tool stops start-up with nothing to undo.
-  const { providers, served } = configureProviders(config.providers, catalogue, (scene) => threads.run({ kind: 'render', scene }), log, process.env, config.jobs);
-  const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize, leaseMs: config.leaseMs });
+  const { providers, served } = configureProviders(
+    config.providers,
+    catalogue,
+    (scene) => threads.run({ kind: 'render', scene }),
+    log,
+    process.env,
+    config.jobs,
+  );
+  const ledger = await openLedger({
+    url: config.db,
+    schema: config.dbSchema,
+    poolSize: config.dbPoolSize,
+    leaseMs: config.leaseMs,
+  });
   const runs = new RunService(ledger, log);
   const engine = new Engine({
     ledger,
@@ -52,7 +64,9 @@ export async function createRuntime(config: ServeConfig, log: Logger): Promise<R
   const tools = mcpTools(runs, served);
   const takesWebhooks = providers.jobProviders().some((p) => p.webhooks !== null);
   if (config.jobs.publicUrl !== null && config.http === null && takesWebhooks) {
-    log.info('webhooks are asked for at --public-url, but this process serves no /webhooks route (no --http): another replica on this ledger must, or jobs are polled');
+    log.info(
+      'webhooks are asked for at --public-url, but this process serves no /webhooks route (no --http): another replica on this ledger must, or jobs are polled',
+    );
   }
   let stopping: Promise<void> | undefined;
   return {

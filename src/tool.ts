@@ -73,7 +73,11 @@ export const IMAGE_JOB_FIELDS = ['prompt', 'width', 'height', 'aspect', 'count',
 /** An image tool's job plan: its prompt plan as request fields. */
 export function imageJobPlan(plan: PromptPlan, seed: number): JobPlan {
   const { width, height } = plan.target;
-  return { fields: { prompt: plan.prompt, width, height, aspect: aspectOf(width, height), count: plan.count, seed }, runImages: {}, target: plan.target };
+  return {
+    fields: { prompt: plan.prompt, width, height, aspect: aspectOf(width, height), count: plan.count, seed },
+    runImages: {},
+    target: plan.target,
+  };
 }
 
 /** "16:9" for 1920×1080: the ratio in lowest terms. */

@@ -30,7 +30,10 @@ describe('runledger CLI', () => {
     [['--http', '--body-timeout-ms', '500'], /--body-timeout-ms must be from 1000 to 600000, got 500/],
     [['--http', '--max-tenant-sessions', '0'], /--max-tenant-sessions must be from 1 to 1000000/],
     [['--db', 'x.db', 'replay', 't.jsonl'], /replay goes first, before its flags/],
-    [['--provider', 'midjourney'], /--provider must be builtin or openai \(or a job provider defined with --provider-file\), got "midjourney"/],
+    [
+      ['--provider', 'midjourney'],
+      /--provider must be builtin or openai \(or a job provider defined with --provider-file\), got "midjourney"/,
+    ],
     [['--provider-for', 'product_shot'], /--provider-for takes TOOL=PROVIDER/],
     [['--provider-sizes', '1024'], /--provider-sizes takes WxH sizes/],
     [['--provider-url', 'ftp://x'], /--provider-url must be an http\(s\) URL/],
@@ -42,15 +45,24 @@ describe('runledger CLI', () => {
     [['--fence', 'send_email'], /--fence goes with runledger proxy/],
     [['--', 'node', 's.js'], /a command after "--" goes with runledger proxy/],
     [['proxy', '--wait-seconds', '301', '--', 'node'], /--wait-seconds must be from 0 to 300/],
-    [['runs', 'list', '--phase', 'finished'], /--phase must be one of queued, composing, rendering, done, failed, canceled, got "finished"/],
+    [
+      ['runs', 'list', '--phase', 'finished'],
+      /--phase must be one of queued, composing, rendering, done, failed, canceled, got "finished"/,
+    ],
     [['runs', 'list', '--limit', '0'], /--limit must be from 1 to 100, got 0/],
     [['--tool', 'product_shot'], /--tool goes with runledger runs list/],
     [['--public-url', 'example.com'], /--public-url must be an http\(s\) URL, got "example.com"/],
     [['--public-url', 'https://example.com/?x=1'], /--public-url is a base URL, without query or fragment/],
     [['--orphan-search-ms', '10'], /--orphan-search-ms must be from 1000 to 86400000, got 10/],
     [['--max-output-bytes', '1'], /--max-output-bytes must be from 1024 to 1073741824, got 1/],
-    [['--provider-file', 'replicate', '--provider', 'Replicate!'], /--provider must be builtin or openai, or the name of a provider a --provider-file defines, got "Replicate!"/],
-    [['proxy', '--provider-file', 'replicate', '--', 'node'], /--provider-file goes with runledger serve, not with runledger proxy/],
+    [
+      ['--provider-file', 'replicate', '--provider', 'Replicate!'],
+      /--provider must be builtin or openai, or the name of a provider a --provider-file defines, got "Replicate!"/,
+    ],
+    [
+      ['proxy', '--provider-file', 'replicate', '--', 'node'],
+      /--provider-file goes with runledger serve, not with runledger proxy/,
+    ],
   ])('exits 2 with a clear message for %j', (args, message) => {
     const result = cli(args);
     expect(result.status).toBe(2);
@@ -60,12 +72,17 @@ describe('runledger CLI', () => {
   });
 
   it('refuses to start a provider without its key, or for a tool that does not exist, naming what is missing', () => {
-    const noKey = cli(['--provider-for', 'social_card=openai', '--provider-key-env', 'NO_SUCH_KEY_VAR', '--db', tempDb()], { NO_SUCH_KEY_VAR: '' });
+    const noKey = cli(
+      ['--provider-for', 'social_card=openai', '--provider-key-env', 'NO_SUCH_KEY_VAR', '--db', tempDb()],
+      { NO_SUCH_KEY_VAR: '' },
+    );
     expect(noKey.status).toBe(2);
     expect(noKey.stderr).toMatch(/needs its API key in the environment variable NO_SUCH_KEY_VAR, which is not set/);
     const noTool = cli(['--provider-for', 'video=openai', '--db', tempDb()], { OPENAI_API_KEY: 'sk-x' });
     expect(noTool.status).toBe(2);
-    expect(noTool.stderr).toMatch(/--provider-for names no tool "video"; the tools are product_shot, social_card, product_video/);
+    expect(noTool.stderr).toMatch(
+      /--provider-for names no tool "video"; the tools are product_shot, social_card, product_video/,
+    );
   });
 
   it('refuses to start a job provider that is unknown, without its key or its webhook secret, or that cannot serve the tool given it', () => {
@@ -75,19 +92,48 @@ describe('runledger CLI', () => {
       expect(result.status).toBe(2);
       return result.stderr;
     };
-    expect(refused(['--provider-for', 'product_video=replicate'])).toMatch(/--provider-for must be builtin or openai \(or a job provider defined with --provider-file\), got "replicate"/);
-    expect(refused(['--provider-file', 'fal', '--provider-for', 'product_video=replicate'])).toMatch(/no provider is named "replicate": the providers are builtin, fal/);
-    expect(refused(['--provider-file', '/nowhere/def.json'])).toMatch(/--provider-file \/nowhere\/def\.json: \(the file\): cannot be read/);
-    expect(refused(['--provider-file', 'replicate', '--provider-for', 'product_video=replicate'], { REPLICATE_API_TOKEN: '' })).toMatch(
+    expect(refused(['--provider-for', 'product_video=replicate'])).toMatch(
+      /--provider-for must be builtin or openai \(or a job provider defined with --provider-file\), got "replicate"/,
+    );
+    expect(refused(['--provider-file', 'fal', '--provider-for', 'product_video=replicate'])).toMatch(
+      /no provider is named "replicate": the providers are builtin, fal/,
+    );
+    expect(refused(['--provider-file', '/nowhere/def.json'])).toMatch(
+      /--provider-file \/nowhere\/def\.json: \(the file\): cannot be read/,
+    );
+    expect(
+      refused(['--provider-file', 'replicate', '--provider-for', 'product_video=replicate'], {
+        REPLICATE_API_TOKEN: '',
+      }),
+    ).toMatch(
       /the replicate provider \(.*replicate\.json\) needs its API key in the environment variable REPLICATE_API_TOKEN, which is not set/,
     );
     expect(
-      refused(['--provider-file', 'replicate', '--provider-for', 'product_video=replicate', '--http', '--port', '0', '--public-url', 'https://rl.example'], {
+      refused(
+        [
+          '--provider-file',
+          'replicate',
+          '--provider-for',
+          'product_video=replicate',
+          '--http',
+          '--port',
+          '0',
+          '--public-url',
+          'https://rl.example',
+        ],
+        {
+          REPLICATE_API_TOKEN: 'r8_x',
+          REPLICATE_WEBHOOK_SECRET: '',
+        },
+      ),
+    ).toMatch(
+      /webhooks are signed with the secret in REPLICATE_WEBHOOK_SECRET, which is not set: set it, or leave out --public-url/,
+    );
+    expect(
+      refused(['--provider-file', 'replicate', '--provider-for', 'social_card=replicate'], {
         REPLICATE_API_TOKEN: 'r8_x',
-        REPLICATE_WEBHOOK_SECRET: '',
       }),
-    ).toMatch(/webhooks are signed with the secret in REPLICATE_WEBHOOK_SECRET, which is not set: set it, or leave out --public-url/);
-    expect(refused(['--provider-file', 'replicate', '--provider-for', 'social_card=replicate'], { REPLICATE_API_TOKEN: 'r8_x' })).toMatch(
+    ).toMatch(
       /the replicate provider cannot serve social_card: its definition uses \{request\.duration_seconds\}, \{request\.image\}, which social_card does not give/,
     );
   });
@@ -96,14 +142,21 @@ describe('runledger CLI', () => {
     const good = cli(['providers', 'check', 'replicate']);
     expect(good.status).toBe(0);
     expect(good.stdout).toMatch(/replicate\.json: a valid provider definition\nreplicate \(Replicate predictions/);
-    expect(good.stdout).toMatch(/submit {4}POST \{base_url\}\/models\/\{model\}\/predictions\n {12}request fields used: aspect, duration_seconds, image, prompt, seed/);
-    expect(good.stdout).toMatch(/idempotency keys: not honoured: a run submits once, and a lost handle is looked for, never re-sent blindly/);
+    expect(good.stdout).toMatch(
+      /submit {4}POST \{base_url\}\/models\/\{model\}\/predictions\n {12}request fields used: aspect, duration_seconds, image, prompt, seed/,
+    );
+    expect(good.stdout).toMatch(
+      /idempotency keys: not honoured: a run submits once, and a lost handle is looked for, never re-sent blindly/,
+    );
     expect(good.stdout).toMatch(/webhooks {2}standard-webhooks \(secret in \$REPLICATE_WEBHOOK_SECRET/);
     expect(cli(['providers', 'check', 'fal']).status).toBe(0);
 
     const dir = mkdtempSync(join(tmpdir(), 'runledger-def-'));
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a definition edited field by field to break it
-    const shipped = JSON.parse(readFileSync(new URL('../providers/replicate.json', import.meta.url), 'utf8')) as Record<string, any>;
+    const shipped = JSON.parse(readFileSync(new URL('../providers/replicate.json', import.meta.url), 'utf8')) as Record<
+      string,
+      any
+    >;
     const write = (name: string, value: unknown) => {
       const file = join(dir, name);
       writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
@@ -117,7 +170,9 @@ describe('runledger CLI', () => {
     expect(bad.status).toBe(2);
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toMatch(/broken\.json is not a valid provider definition:\n/);
-    expect(bad.stderr).toMatch(/^ {2}submit\.method: Invalid option: expected one of "GET"\|"POST"\|"PUT"\|"PATCH"\|"DELETE"$/m);
+    expect(bad.stderr).toMatch(
+      /^ {2}submit\.method: Invalid option: expected one of "GET"\|"POST"\|"PUT"\|"PATCH"\|"DELETE"$/m,
+    );
     expect(bad.stderr).toMatch(/^ {2}status\.done: is missing \(expected array, received undefined\)$/m);
     expect(bad.stderr).toMatch(/^ {2}outputs\.pth: is not a field of a provider definition \(misspelt\?\)$/m);
 
@@ -126,20 +181,27 @@ describe('runledger CLI', () => {
     crossed.status.running = ['processing', 'succeeded'];
     const wrong = cli(['providers', 'check', write('crossed.json', crossed)]);
     expect(wrong.status).toBe(2);
-    expect(wrong.stderr).toMatch(/^ {2}cancel\.url: \{job\.cancel_url\} is not captured: the job has "id" and "web_url" \(add it to submit\.response\.capture\)$/m);
+    expect(wrong.stderr).toMatch(
+      /^ {2}cancel\.url: \{job\.cancel_url\} is not captured: the job has "id" and "web_url" \(add it to submit\.response\.capture\)$/m,
+    );
     expect(wrong.stderr).toMatch(/^ {2}status\.running\[1\]: "succeeded" is also in status\.done$/m);
     expect(cli(['providers', 'check', write('not.json', '{ nope')]).stderr).toMatch(/\(the file\): is not JSON/);
 
     const schema = cli(['providers', 'schema']);
     expect(schema.status).toBe(0);
     // The published schema is the one in the repository, next to the shipped definitions.
-    expect(JSON.parse(schema.stdout)).toEqual(JSON.parse(readFileSync(new URL('../providers/definition.schema.json', import.meta.url), 'utf8')));
+    expect(JSON.parse(schema.stdout)).toEqual(
+      JSON.parse(readFileSync(new URL('../providers/definition.schema.json', import.meta.url), 'utf8')),
+    );
   });
 
   it('names the PostgreSQL server it cannot reach, never the password, and exits', () => {
     // Port 1 on loopback: nothing listens there.
     const url = 'postgres://runledger:s3cret-pass@127.0.0.1:1/ledger';
-    for (const args of [['--db', url], ['runs', 'list', '--db', url]]) {
+    for (const args of [
+      ['--db', url],
+      ['runs', 'list', '--db', url],
+    ]) {
       const result = cli(args);
       expect(result.status).toBe(1);
       expect(result.stderr).toMatch(/storage_unavailable: The PostgreSQL ledger at 127\.0\.0\.1:1 is unavailable/);
@@ -152,7 +214,9 @@ describe('runledger CLI', () => {
   it('names an upstream server that will not start, and exits before serving', () => {
     const result = cli(['proxy', '--db', tempDb(), '--', process.execPath, '-e', 'process.exit(3)']);
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/upstream_unavailable: Could not reach the upstream MCP server \(.* -e process\.exit\(3\)\)/);
+    expect(result.stderr).toMatch(
+      /upstream_unavailable: Could not reach the upstream MCP server \(.* -e process\.exit\(3\)\)/,
+    );
     expect(result.stdout).toBe('');
   });
 
@@ -184,26 +248,39 @@ describe('runledger CLI', () => {
   it('prints the commands and then the flags of serve for --help', () => {
     const result = cli(['--help']);
     expect(result.status).toBe(0);
-    for (const command of ['runledger serve', 'runledger proxy', 'runledger demo', 'runledger runs list', 'runledger runs show', 'runledger record', 'runledger replay']) {
+    for (const command of [
+      'runledger serve',
+      'runledger proxy',
+      'runledger demo',
+      'runledger runs list',
+      'runledger runs show',
+      'runledger record',
+      'runledger replay',
+    ]) {
       expect(result.stdout).toContain(command);
     }
     expect(result.stdout).toContain('runledger record --help');
     expect(result.stdout).toContain('--max-tenant-sessions');
     // record and replay have help of their own, flags and all, whatever follows record's "--".
-    expect(cli(['record', '-h', '--', 'server', '--help']).stdout).toMatch(/^runledger record — [^]*--out FILE[^]*--schema/);
+    expect(cli(['record', '-h', '--', 'server', '--help']).stdout).toMatch(
+      /^runledger record — [^]*--out FILE[^]*--schema/,
+    );
     expect(cli(['runs', 'list', '--help']).stdout).toMatch(/^runledger runs list — [^]*--cursor C/);
   });
 
   // The flag lines of a help text: "  --db PATH|URL  ..." or "  -h, --help  ...".
   const flagsIn = (help: string) => [...help.matchAll(/^ {2}(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1]);
 
-  it.each(COMMAND_NAMES)('lists in "%s --help" exactly the flags the table gives that command, each once', (command) => {
-    const words = COMMANDS[command].words;
-    const result = cli([...words, '--help']);
-    expect(result.status).toBe(0);
-    expect(result.stdout).toBe(helpText(command));
-    expect(flagsIn(result.stdout)).toEqual(flagsOf(command));
-  });
+  it.each(COMMAND_NAMES)(
+    'lists in "%s --help" exactly the flags the table gives that command, each once',
+    (command) => {
+      const words = COMMANDS[command].words;
+      const result = cli([...words, '--help']);
+      expect(result.status).toBe(0);
+      expect(result.stdout).toBe(helpText(command));
+      expect(flagsIn(result.stdout)).toEqual(flagsOf(command));
+    },
+  );
 
   it('lists in runledger --help the flags of serve, which runs with no command', () => {
     expect(flagsIn(helpText(undefined))).toEqual(flagsOf('serve'));
@@ -217,7 +294,10 @@ describe('runledger CLI', () => {
 
   it.each([
     [['runs', 'list', '--concurrency', '3'], /--concurrency goes with runledger serve, not with runledger runs list/],
-    [['replay', 't.jsonl', '--db', 'x.db'], /--db goes with runledger serve, runledger proxy, runledger demo, runledger runs list or runledger runs show, not with runledger replay/],
+    [
+      ['replay', 't.jsonl', '--db', 'x.db'],
+      /--db goes with runledger serve, runledger proxy, runledger demo, runledger runs list or runledger runs show, not with runledger replay/,
+    ],
     [['record', '--seed', '1', '--', 'node'], /--seed goes with runledger replay, not with runledger record/],
     [['proxy', '--provider', 'openai', '--', 'node'], /--provider goes with runledger serve, not with runledger proxy/],
     [['runs', 'list', '--limit', 'x'], /--limit must be a whole number from 1 to 100, got "x"/],
@@ -262,10 +342,20 @@ describe('runledger CLI', () => {
     const ledger = await openSqliteLedger({ path: db });
     const keys = ['cli-page-key-000001', 'cli-page-key-000002', 'cli-page-key-000003'];
     for (const [i, key] of keys.entries()) {
-      await ledger.createOrReplay({ tenant: 'local', tool: i === 2 ? 'send_email' : 'social_card', idempotencyKey: key, args: { n: i }, cost: 0 });
+      await ledger.createOrReplay({
+        tenant: 'local',
+        tool: i === 2 ? 'send_email' : 'social_card',
+        idempotencyKey: key,
+        args: { n: i },
+        cost: 0,
+      });
     }
     await ledger.close();
-    const keysIn = (stdout: string) => stdout.trim().split('\n').map((line) => line.split(' key ')[1] ?? line);
+    const keysIn = (stdout: string) =>
+      stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' key ')[1] ?? line);
 
     const emails = cli(['runs', 'list', '--db', db, '--tool', 'send_email', '--phase', 'queued']);
     expect(keysIn(emails.stdout)).toEqual(['cli-page-key-000003']);
@@ -292,7 +382,11 @@ describe('runledger CLI', () => {
 });
 
 describe('config', () => {
-  function parsed<C extends Config['command']>(command: C, argv: string[], env: NodeJS.ProcessEnv = {}): Extract<Config, { command: C }> {
+  function parsed<C extends Config['command']>(
+    command: C,
+    argv: string[],
+    env: NodeJS.ProcessEnv = {},
+  ): Extract<Config, { command: C }> {
     const config = parseConfig(argv, env);
     if (config.command !== command) throw new Error(`expected ${command}, got ${config.command}`);
     return config as Extract<Config, { command: C }>;
@@ -324,7 +418,19 @@ describe('config', () => {
   });
 
   it('takes everything after "--" as the upstream command of runledger proxy, never as its own flags', () => {
-    const config = parsed('proxy', ['proxy', '--db', '/tmp/p.db', '--pass', 'a, b', '--', 'npx', '-y', 'some-server', '--db', 'theirs']);
+    const config = parsed('proxy', [
+      'proxy',
+      '--db',
+      '/tmp/p.db',
+      '--pass',
+      'a, b',
+      '--',
+      'npx',
+      '-y',
+      'some-server',
+      '--db',
+      'theirs',
+    ]);
     expect(config).toMatchObject({ command: 'proxy', db: '/tmp/p.db' });
     expect(config.proxy).toEqual({
       upstream: { command: ['npx', '-y', 'some-server', '--db', 'theirs'] },
@@ -337,8 +443,14 @@ describe('config', () => {
       upstreamIdleMs: 600_000,
       upstreamPerSession: false,
     });
-    expect(() => parseConfig(['proxy', '--http', '--stateless', '--upstream-per-session', '--', 'x'], {})).toThrow('does not go with --stateless');
-    expect(parsed('proxy', ['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], { RUNLEDGER_UPSTREAM_TOKEN: 't' }).proxy.upstream).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
+    expect(() => parseConfig(['proxy', '--http', '--stateless', '--upstream-per-session', '--', 'x'], {})).toThrow(
+      'does not go with --stateless',
+    );
+    expect(
+      parsed('proxy', ['proxy', '--http', '--upstream-url', 'http://127.0.0.1:9/mcp'], {
+        RUNLEDGER_UPSTREAM_TOKEN: 't',
+      }).proxy.upstream,
+    ).toEqual({ url: 'http://127.0.0.1:9/mcp', token: 't' });
   });
 
   it('bounds the HTTP service by default: body deadline, connections, sessions in all and per tenant, idle time', () => {
@@ -352,7 +464,7 @@ describe('config', () => {
     });
   });
 
-  it('takes the lease from the ledger\'s own default', async () => {
+  it("takes the lease from the ledger's own default", async () => {
     const { DEFAULT_LEASE_MS } = await import('../src/ledger/index.js');
     expect(parsed('serve', []).leaseMs).toBe(DEFAULT_LEASE_MS);
   });

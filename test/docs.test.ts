@@ -8,7 +8,12 @@ import { COMMAND_NAMES, helpText } from '../src/commands.js';
 import { parseConfig } from '../src/config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PAGES = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const PAGES = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 function slug(heading: string): string {
@@ -26,7 +31,9 @@ function anchorsOf(file: string): Set<string> {
 
 /** Relative links of a markdown page, code blocks left out. */
 function linksOf(page: string): string[] {
-  const text = readFileSync(join(ROOT, page), 'utf8').replace(/```[^]*?```/g, '').replace(/`[^`\n]*`/g, '');
+  const text = readFileSync(join(ROOT, page), 'utf8')
+    .replace(/```[^]*?```/g, '')
+    .replace(/`[^`\n]*`/g, '');
   return [...text.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((target) => !/^[a-z]+:/.test(target));
 }
 
@@ -37,7 +44,8 @@ describe('the documentation', () => {
       const [path, anchor] = link.split('#') as [string, string | undefined];
       const target = path === '' ? join(ROOT, page) : resolve(dirname(join(ROOT, page)), path);
       if (!existsSync(target)) broken.push(`${link} (no such file)`);
-      else if (anchor !== undefined && target.endsWith('.md') && !anchorsOf(target).has(anchor)) broken.push(`${link} (no such heading)`);
+      else if (anchor !== undefined && target.endsWith('.md') && !anchorsOf(target).has(anchor))
+        broken.push(`${link} (no such heading)`);
     }
     expect(broken).toEqual([]);
   });
@@ -47,14 +55,18 @@ describe('the documentation', () => {
   });
 
   it('names only docs pages that exist in any command’s --help', () => {
-    const named = COMMAND_NAMES.flatMap((command) => [...helpText(command).matchAll(/docs\/[\w.-]+\.md/g)].map((m) => m[0]));
+    const named = COMMAND_NAMES.flatMap((command) =>
+      [...helpText(command).matchAll(/docs\/[\w.-]+\.md/g)].map((m) => m[0]),
+    );
     expect(named.length).toBeGreaterThan(0);
     for (const page of named) expect(existsSync(join(ROOT, page)), page).toBe(true);
   });
 
   it('offers a client configuration that launches the installed command with arguments it takes', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-    const config = JSON.parse(readFileSync(join(ROOT, 'mcp.json'), 'utf8')) as { mcpServers: Record<string, { command: string; args: string[] }> };
+    const config = JSON.parse(readFileSync(join(ROOT, 'mcp.json'), 'utf8')) as {
+      mcpServers: Record<string, { command: string; args: string[] }>;
+    };
     const entry = config.mcpServers.runledger!;
     expect(Object.keys(pkg.bin)).toContain(entry.command);
     expect(parseConfig(entry.args, {}).command).toBe('serve');

@@ -77,14 +77,24 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       expect(text).toMatch(/variants/);
       expect(text).toMatch(/same idempotency_key may be reused/);
       // The same key, corrected, creates the run.
-      const good = await callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 1, idempotency_key: key });
+      const good = await callTool(client, 'create_product_shot', {
+        ...PRODUCT_SHOT,
+        variants: 1,
+        idempotency_key: key,
+      });
       expect(good.run.replayed).toBe(false);
     });
 
     it('rejects a bad key and unknown fields as validation_failed', async () => {
       const short = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: 'too-short' });
-      expect(short.error?.details.problems).toEqual([{ field: 'idempotency_key', rule: expect.stringMatching(/16–128/) }]);
-      const typo = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: randomUUID(), headlne: 'x' });
+      expect(short.error?.details.problems).toEqual([
+        { field: 'idempotency_key', rule: expect.stringMatching(/16–128/) },
+      ]);
+      const typo = await callTool(client, 'create_social_card', {
+        headline: 'Hi',
+        idempotency_key: randomUUID(),
+        headlne: 'x',
+      });
       expect(typo.error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'headlne' }] } });
       const missing = await callTool(client, 'create_social_card', { headline: 'Hi' });
       expect(missing.error?.details.problems).toEqual([{ field: 'idempotency_key', rule: expect.any(String) }]);
@@ -95,17 +105,23 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       const bomb = JSON.parse('['.repeat(100_000) + ']'.repeat(100_000)) as unknown;
       const deep = await callTool(client, 'create_social_card', { headline: bomb, idempotency_key: randomUUID() });
       expect(deep.result.isError).toBe(true);
-      expect(deep.error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'headline', rule: expect.stringMatching(/64 levels/) }] } });
+      expect(deep.error).toMatchObject({
+        code: 'validation_failed',
+        details: { problems: [{ field: 'headline', rule: expect.stringMatching(/64 levels/) }] },
+      });
       expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
     });
 
     it('answers a dry run with create, replay or conflict and writes nothing', async () => {
       const key = randomUUID();
-      const dry = (args: object) => callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key, dry_run: true, ...args });
+      const dry = (args: object) =>
+        callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key, dry_run: true, ...args });
       expect((await dry({})).result.structuredContent).toMatchObject({ dry_run: { outcome: 'create', run_id: null } });
       expect(await ledger.usage('local')).toMatchObject({ runs: 0 });
       const created = await callTool(client, 'create_social_card', { headline: 'Hi', idempotency_key: key });
-      expect((await dry({})).result.structuredContent).toMatchObject({ dry_run: { outcome: 'replay', run_id: created.run.run_id } });
+      expect((await dry({})).result.structuredContent).toMatchObject({
+        dry_run: { outcome: 'replay', run_id: created.run.run_id },
+      });
       expect((await dry({ headline: 'Bye' })).result.structuredContent).toMatchObject({
         dry_run: { outcome: 'conflict', run_id: created.run.run_id, differing_fields: ['headline'] },
       });
@@ -115,7 +131,12 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
     it('takes the per-call fields off before the ledger sees the arguments: another wait_seconds or dry_run: false is the same request', async () => {
       const key = randomUUID();
       const first = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key });
-      const again = await callTool(client, 'create_social_card', { headline: 'Per call', idempotency_key: key, wait_seconds: 0.1, dry_run: false });
+      const again = await callTool(client, 'create_social_card', {
+        headline: 'Per call',
+        idempotency_key: key,
+        wait_seconds: 0.1,
+        dry_run: false,
+      });
       expect(again.run).toMatchObject({ run_id: first.run.run_id, replayed: true });
       const stored = await ledger.getRun('local', first.run.run_id);
       for (const field of ['idempotency_key', 'wait_seconds', 'dry_run']) expect(stored.args).not.toHaveProperty(field);
@@ -127,7 +148,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       const again = await callTool(client, 'create_social_card', { headline: 'Seeds', idempotency_key: key });
       expect(Number.isInteger(first.run.seed)).toBe(true);
       expect(again.run.seed).toBe(first.run.seed);
-      const seeded = await callTool(client, 'create_social_card', { headline: 'Seeds', seed: 42, idempotency_key: randomUUID() });
+      const seeded = await callTool(client, 'create_social_card', {
+        headline: 'Seeds',
+        seed: 42,
+        idempotency_key: randomUUID(),
+      });
       expect(seeded.run.seed).toBe(42);
     });
 
@@ -137,7 +162,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
         expect(created.run.next).toMatch(/poll_run/);
         expect(created.run.next).toMatch(/do not create again/);
       }
-      const done = await callTool(client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50, inline_image: true });
+      const done = await callTool(client, 'poll_run', {
+        run_id: created.run.run_id,
+        wait_seconds: 50,
+        inline_image: true,
+      });
       expect(done.run).toMatchObject({ phase: 'done', billed: true, progress: 1 });
       expect(done.result.content.some((c) => c.type === 'image')).toBe(done.run.assets[0]!.size <= 96 * 1024);
     });
@@ -146,7 +175,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
   describe('finished runs', () => {
     it('inlines the image in the answer that first sees the run done, not in later replays, which link to it', async () => {
       const key = randomUUID();
-      const first = await callTool(client, 'create_social_card', { headline: 'Keep it light', idempotency_key: key, wait_seconds: 50 });
+      const first = await callTool(client, 'create_social_card', {
+        headline: 'Keep it light',
+        idempotency_key: key,
+        wait_seconds: 50,
+      });
       expect(first.run.phase).toBe('done');
       expect(first.result.content.some((c) => c.type === 'image')).toBe(true);
       const replay = await callTool(client, 'create_social_card', { headline: 'Keep it light', idempotency_key: key });
@@ -164,7 +197,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
     });
 
     it('inlines the image of a finished run when poll_run asks for it, and not otherwise', async () => {
-      const created = await callTool(client, 'create_social_card', { headline: 'Ask for it', idempotency_key: randomUUID(), wait_seconds: 50 });
+      const created = await callTool(client, 'create_social_card', {
+        headline: 'Ask for it',
+        idempotency_key: randomUUID(),
+        wait_seconds: 50,
+      });
       const plain = await callTool(client, 'poll_run', { run_id: created.run.run_id });
       const asked = await callTool(client, 'poll_run', { run_id: created.run.run_id, inline_image: true });
       expect(plain.result.content.some((c) => c.type === 'image')).toBe(false);
@@ -207,7 +244,10 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
       const shortLeases = await open({ leaseMs: 300 });
       const short = await connect('local', shortLeases);
       try {
-        const created = await callTool(short, 'create_social_card', { headline: 'Waiting', idempotency_key: randomUUID() });
+        const created = await callTool(short, 'create_social_card', {
+          headline: 'Waiting',
+          idempotency_key: randomUUID(),
+        });
         expect(created.run).toMatchObject({ attempts: 0, stalls: 0, waiting: null });
         await shortLeases.claim('a-worker-that-dies');
         const polled = await until(async () => {
@@ -225,7 +265,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
     });
 
     it('says so when canceling a finished run', async () => {
-      const created = await callTool(client, 'create_social_card', { headline: 'Fin', idempotency_key: randomUUID(), wait_seconds: 50 });
+      const created = await callTool(client, 'create_social_card', {
+        headline: 'Fin',
+        idempotency_key: randomUUID(),
+        wait_seconds: 50,
+      });
       expect(created.run.phase).toBe('done');
       const cancel = await callTool(client, 'cancel_run', { run_id: created.run.run_id });
       expect(cancel.result.structuredContent).toMatchObject({ outcome: 'already_finished', phase: 'done' });
@@ -233,7 +277,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
 
     it('deletes a run and its images, and a late retry gets not_found', async () => {
       const key = randomUUID();
-      const created = await callTool(client, 'create_social_card', { headline: 'Gone', idempotency_key: key, wait_seconds: 50 });
+      const created = await callTool(client, 'create_social_card', {
+        headline: 'Gone',
+        idempotency_key: key,
+        wait_seconds: 50,
+      });
       const deleted = await callTool(client, 'delete_run', { run_id: created.run.run_id });
       expect(deleted.result.structuredContent).toMatchObject({ deleted: true });
       const late = await callTool(client, 'create_social_card', { headline: 'Gone', idempotency_key: key });
@@ -242,7 +290,8 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
     });
 
     it('lists runs newest first with a cursor, and reports usage', async () => {
-      for (let i = 0; i < 3; i++) await callTool(client, 'create_social_card', { headline: `Card ${i}`, idempotency_key: randomUUID() });
+      for (let i = 0; i < 3; i++)
+        await callTool(client, 'create_social_card', { headline: `Card ${i}`, idempotency_key: randomUUID() });
       const page = await callTool(client, 'list_runs', { limit: 2 });
       const data = page.result.structuredContent as { runs: { run_id: string }[]; next_cursor: string };
       expect(data.runs).toHaveLength(2);
@@ -268,7 +317,11 @@ describe.each(backends)('MCP server on $name', ({ open }) => {
 
   describe('resources', () => {
     it('serves a run as JSON and its images as PNG blobs, with templates listed', async () => {
-      const done = await callTool(client, 'create_social_card', { headline: 'Read me', idempotency_key: randomUUID(), wait_seconds: 50 });
+      const done = await callTool(client, 'create_social_card', {
+        headline: 'Read me',
+        idempotency_key: randomUUID(),
+        wait_seconds: 50,
+      });
       const { resourceTemplates } = await client.listResourceTemplates();
       expect(resourceTemplates.map((t) => t.uriTemplate)).toEqual(['runs://{run_id}', 'runs://{run_id}/assets/{n}']);
       const run = await client.readResource({ uri: `runs://${done.run.run_id}` });

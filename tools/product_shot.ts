@@ -51,10 +51,7 @@ const input = z.object({
     ),
   ...commonFields,
   size: z
-    .union([
-      z.enum(Object.keys(ASPECT_SIZES) as [Aspect, ...Aspect[]]),
-      z.strictObject({ width: side, height: side }),
-    ])
+    .union([z.enum(Object.keys(ASPECT_SIZES) as [Aspect, ...Aspect[]]), z.strictObject({ width: side, height: side })])
     .default('1:1')
     .describe(
       'An aspect ratio — "1:1" (1080×1080), "4:3" (1440×1080), "3:4" (1080×1440), "16:9" (1920×1080), ' +
@@ -66,13 +63,15 @@ const input = z.object({
     .min(1)
     .max(4)
     .default(1)
-    .describe('How many images to make, 1 to 4: each a different composition (layout, framing, angle, colour emphasis).'),
+    .describe(
+      'How many images to make, 1 to 4: each a different composition (layout, framing, angle, colour emphasis).',
+    ),
   style: z
     .enum(['studio', 'lifestyle', 'minimal', 'bold'])
     .default('studio')
     .describe(
       'studio: the product on a light backdrop; lifestyle: on a table beside a plant; minimal: small and ' +
-        'quiet with centred text; bold: on the brand\'s primary colour.',
+        "quiet with centred text; bold: on the brand's primary colour.",
     ),
 });
 type Args = z.output<typeof input>;
@@ -171,9 +170,12 @@ function plans(args: Args, roles: Roles, W: number, H: number, seed: number): Pl
     const scale =
       layout === 'closeup'
         ? rng.range(1.1, 1.3)
-        : { studio: rng.range(0.6, 0.78), bold: rng.range(0.6, 0.78), lifestyle: rng.range(0.5, 0.66), minimal: rng.range(0.36, 0.48) }[
-            args.style
-          ];
+        : {
+            studio: rng.range(0.6, 0.78),
+            bold: rng.range(0.6, 0.78),
+            lifestyle: rng.range(0.5, 0.66),
+            minimal: rng.range(0.36, 0.48),
+          }[args.style];
     const tilt = floating ? rng.pick([0, 6, -6, 10, -10]) : 0;
     const centred = args.style === 'minimal' || (floating && rng.chance(0.4));
     return {
@@ -236,7 +238,9 @@ function placeProduct(kind: ProductKind, plan: Plan, style: Args['style'], f: Fr
   // Turned, the product's bounds grow; shrink it until they fit where the upright one did.
   const k = Math.min(1, maxW / (upright.w * cos + upright.h * sin), maxH / (upright.w * sin + upright.h * cos));
   const size = { w: upright.w * k, h: upright.h * k };
-  const cx = Math.round(stage.x + stage.w / 2 + plan.nudge * stage.w * (closeup ? 0.12 : style === 'lifestyle' ? 0 : 0.08));
+  const cx = Math.round(
+    stage.x + stage.w / 2 + plan.nudge * stage.w * (closeup ? 0.12 : style === 'lifestyle' ? 0 : 0.08),
+  );
   const top = closeup ? Math.round(stage.y + stage.h * 0.1) : Math.round(stage.y + stage.h / 2 - size.h / 2);
   const x = style === 'lifestyle' ? Math.round(stage.x + stage.w * 0.42 - size.w / 2) : cx - size.w / 2;
   return { box: { x, y: top, w: size.w, h: size.h }, tilt: plan.tilt };
@@ -254,7 +258,15 @@ interface Setting {
 }
 
 /** What surrounds the product in each style, in the variant's emphasis colour. */
-function setting(style: Args['style'], plan: Plan, roles: Roles, product: Box, f: Frame, W: number, H: number): Setting {
+function setting(
+  style: Args['style'],
+  plan: Plan,
+  roles: Roles,
+  product: Box,
+  f: Frame,
+  W: number,
+  H: number,
+): Setting {
   const u = Math.min(W, H);
   const cx = product.x + product.w / 2;
   const cy = product.y + product.h / 2;
@@ -276,7 +288,15 @@ function setting(style: Args['style'], plan: Plan, roles: Roles, product: Box, f
       const ring = Math.max(2, Math.round(u * 0.01));
       const rr = Math.round(Math.min(r * 1.15, reach - ring));
       if (style === 'bold' && rr > r + 2 * ring) {
-        shapes.push({ kind: 'ellipse', cx, cy, rx: rr, ry: rr, fill: 'none', stroke: { color: roles.background, width: ring } });
+        shapes.push({
+          kind: 'ellipse',
+          cx,
+          cy,
+          rx: rr,
+          ry: rr,
+          fill: 'none',
+          stroke: { color: roles.background, width: ring },
+        });
       }
     } else if (plan.prop === 'arch') {
       // A doorway shape: round on top, square at the floor.
@@ -285,10 +305,25 @@ function setting(style: Args['style'], plan: Plan, roles: Roles, product: Box, f
       const bottom = Math.round(Math.min(floor + product.h * 0.06, cy + reach));
       const x = Math.round(cx - w / 2);
       shapes.push({ kind: 'rect', x, y: top, w, h: bottom - top, r: Math.round(w / 2), fill: behind });
-      shapes.push({ kind: 'rect', x, y: Math.round((top + bottom) / 2), w, h: Math.round(bottom - (top + bottom) / 2), fill: behind });
+      shapes.push({
+        kind: 'rect',
+        x,
+        y: Math.round((top + bottom) / 2),
+        w,
+        h: Math.round(bottom - (top + bottom) / 2),
+        fill: behind,
+      });
     } else {
       const side = Math.round(Math.min(span * 1.2, 2 * reach));
-      shapes.push({ kind: 'rect', x: Math.round(cx - side / 2), y: Math.round(cy - side / 2), w: side, h: side, r: Math.round(side * 0.1), fill: behind });
+      shapes.push({
+        kind: 'rect',
+        x: Math.round(cx - side / 2),
+        y: Math.round(cy - side / 2),
+        w: side,
+        h: side,
+        r: Math.round(side * 0.1),
+        fill: behind,
+      });
     }
     return { background, surface: background, behind, shapes };
   }
@@ -306,9 +341,20 @@ function setting(style: Args['style'], plan: Plan, roles: Roles, product: Box, f
     const potTop = table - potH;
     const leafColor = tableColor === roles.secondary ? roles.primary : roles.secondary;
     const potColor = tableColor === roles.primary ? roles.accent : roles.primary;
-    const leaves = ([[-0.6, -1.0], [0.6, -1.15], [0, -1.8]] as const).map(
-      ([dx, dy]): Shape => ({ kind: 'ellipse', cx: potX + potW / 2 + dx * leaf, cy: potTop + dy * leaf, rx: leaf * 0.62, ry: leaf, fill: leafColor }),
-    );
+    const leaves = (
+      [
+        [-0.6, -1.0],
+        [0.6, -1.15],
+        [0, -1.8],
+      ] as const
+    ).map(([dx, dy]): Shape => ({
+      kind: 'ellipse',
+      cx: potX + potW / 2 + dx * leaf,
+      cy: potTop + dy * leaf,
+      rx: leaf * 0.62,
+      ry: leaf,
+      fill: leafColor,
+    }));
     return {
       background: roles.background,
       surface: plan.layout === 'flip' ? tableColor : roles.background,
@@ -356,17 +402,34 @@ function composeOne(args: Args, plan: Plan, kind: ProductKind): Scene {
 
   // Text beside a lifestyle product must end above the table, or it would sit on two colours.
   const column =
-    table === undefined || plan.layout === 'flip' ? f.column : { ...f.column, h: Math.min(f.column.h, table - m - f.column.y) };
+    table === undefined || plan.layout === 'flip'
+      ? f.column
+      : { ...f.column, h: Math.min(f.column.h, table - m - f.column.y) };
   const drawn = drawProduct(kind, product, productColors(roles, behind));
   const body: SceneElement[] =
-    tilt === 0 ? drawn : [{ kind: 'group', rotate: tilt, cx: Math.round(cx), cy: Math.round(product.y + product.h / 2), shapes: drawn }];
+    tilt === 0
+      ? drawn
+      : [{ kind: 'group', rotate: tilt, cx: Math.round(cx), cy: Math.round(product.y + product.h / 2), shapes: drawn }];
   // A floating, turned or cropped product casts no floor shadow.
   const shadow: Shape[] =
     tilt !== 0 || plan.layout === 'closeup'
       ? []
-      : [{ kind: 'ellipse', cx, cy: floor, rx: Math.round(product.w * 0.55), ry: Math.max(3, Math.round(product.h * 0.035)), fill: roles.text, opacity: 0.18 }];
+      : [
+          {
+            kind: 'ellipse',
+            cx,
+            cy: floor,
+            rx: Math.round(product.w * 0.55),
+            ry: Math.max(3, Math.round(product.h * 0.035)),
+            fill: roles.text,
+            opacity: 0.18,
+          },
+        ];
   const textColor = readableOn(surface, brand);
-  const mark = contrastRatio(parseHex(roles.accent), parseHex(surface)) >= 1.5 ? roles.accent : standsOut(surface, [roles.primary, roles.secondary, roles.accent]);
+  const mark =
+    contrastRatio(parseHex(roles.accent), parseHex(surface)) >= 1.5
+      ? roles.accent
+      : standsOut(surface, [roles.primary, roles.secondary, roles.accent]);
   const line = tagline(args);
   const text = textStack({
     column,

@@ -25,12 +25,18 @@ const input = z.object({
   product_shot: z
     .union([
       z.strictObject({
-        run_id: z.string().min(1).max(100).describe('A create_product_shot run of yours (it may still be running: the clip waits for it).'),
+        run_id: z
+          .string()
+          .min(1)
+          .max(100)
+          .describe('A create_product_shot run of yours (it may still be running: the clip waits for it).'),
         n: z.number().int().min(0).max(3).default(0).describe('Which of its images, from 0.'),
       }),
       z.url({ protocol: /^https?$/, error: 'must be an http(s) URL of an image the provider can fetch' }),
     ])
-    .describe('The still the clip starts from: {"run_id": "...", "n": 0} for an image of a create_product_shot run, or the https URL of an image.'),
+    .describe(
+      'The still the clip starts from: {"run_id": "...", "n": 0} for an image of a create_product_shot run, or the https URL of an image.',
+    ),
   duration_seconds: z
     .union([z.literal(5), z.literal(10)])
     .default(5)
@@ -38,7 +44,9 @@ const input = z.object({
   aspect: z
     .enum(Object.keys(VIDEO_SIZES) as [Aspect, ...Aspect[]])
     .default('16:9')
-    .describe('"16:9" (1280×720), "9:16" (720×1280) or "1:1" (960×960). A provider that animates the still may keep its aspect instead.'),
+    .describe(
+      '"16:9" (1280×720), "9:16" (720×1280) or "1:1" (960×960). A provider that animates the still may keep its aspect instead.',
+    ),
   ...commonFields,
 });
 type Args = z.output<typeof input>;

@@ -67,7 +67,8 @@ function capitalise(s: string): string {
   return s.length === 0 ? s : s[0]!.toUpperCase() + s.slice(1);
 }
 
-const CONNECTIVE = /\s(a|an|the|and|or|but|with|for|of|to|in|on|at|by|from|that|which|who|its|your|our|their|so|as)\s/gi;
+const CONNECTIVE =
+  /\s(a|an|the|and|or|but|with|for|of|to|in|on|at|by|from|that|which|who|its|your|our|their|so|as)\s/gi;
 
 /**
  * Cuts `s` to fit `max` characters: before the phrase the limit would break ("…dripper glazed", not

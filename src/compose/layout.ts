@@ -20,8 +20,7 @@ export function brandRoles(brand: BrandKit): Roles {
   const byRole = (role: string) => brand.palette.find((c) => c.role === role)?.hex;
   const hexes = brand.palette.map((c) => c.hex);
   const background =
-    byRole('background') ??
-    hexes.reduce((a, b) => (luminance(parseHex(b)) > luminance(parseHex(a)) ? b : a));
+    byRole('background') ?? hexes.reduce((a, b) => (luminance(parseHex(b)) > luminance(parseHex(a)) ? b : a));
   const text = byRole('text') ?? readableOn(background, brand);
   // Missing roles take colours the kit has not used yet, so decorations do not all come out one colour.
   const spare = hexes.filter((h) => h !== background && h !== text);
@@ -44,9 +43,7 @@ export function brandRoles(brand: BrandKit): Roles {
 export function readableOn(bg: Hex, brand: BrandKit, min = 4.5): Hex {
   const text = brand.palette.find((c) => c.role === 'text')?.hex;
   if (text && contrast(text, bg) >= min) return text;
-  const best = brand.palette
-    .map((c) => c.hex)
-    .reduce((a, b) => (contrast(b, bg) > contrast(a, bg) ? b : a));
+  const best = brand.palette.map((c) => c.hex).reduce((a, b) => (contrast(b, bg) > contrast(a, bg) ? b : a));
   if (contrast(best, bg) >= min) return best;
   return contrast('#111111', bg) >= contrast('#FFFFFF', bg) ? '#111111' : '#FFFFFF';
 }
@@ -153,9 +150,7 @@ export function fitText(o: FitOptions): TextElement {
   // Place the lines so their ink, overhangs included, starts at the region's left edge (or centres in it).
   const extents = lines.map((l) => lineExtent(l, size, o.weight));
   const middle = o.align === 'middle';
-  const x = middle
-    ? o.region.x + o.region.w / 2
-    : o.region.x - Math.min(...extents.map((e) => e.left));
+  const x = middle ? o.region.x + o.region.w / 2 : o.region.x - Math.min(...extents.map((e) => e.left));
   const starts = extents.map((e) => (middle ? x - e.advance / 2 : x));
   const left = Math.floor(Math.min(...extents.map((e, i) => starts[i]! + e.left)));
   const right = Math.ceil(Math.max(...extents.map((e, i) => starts[i]! + e.right)));

@@ -78,15 +78,38 @@ const UNITS: Record<ProductKind, Unit> = {
     w: 70,
     h: 70,
     draw: (c) => [
-      { kind: 'polygon', points: [[0, 20], [48, 20], [48, 70], [0, 70]], fill: c.body },
+      {
+        kind: 'polygon',
+        points: [
+          [0, 20],
+          [48, 20],
+          [48, 70],
+          [0, 70],
+        ],
+        fill: c.body,
+      },
       // The lid takes an outline: it is often the same colour as the backdrop.
       {
         kind: 'polygon',
-        points: [[0, 20], [22, 0], [70, 0], [48, 20]],
+        points: [
+          [0, 20],
+          [22, 0],
+          [70, 0],
+          [48, 20],
+        ],
         fill: c.label,
         stroke: { color: c.body, width: 2 },
       },
-      { kind: 'polygon', points: [[48, 20], [70, 0], [70, 50], [48, 70]], fill: c.trim },
+      {
+        kind: 'polygon',
+        points: [
+          [48, 20],
+          [70, 0],
+          [70, 50],
+          [48, 70],
+        ],
+        fill: c.trim,
+      },
       rect(0, 40, 48, 9, c.label),
     ],
   },

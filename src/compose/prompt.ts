@@ -18,6 +18,7 @@ export function describeBrand(brand: BrandKit): string {
     'Keep all text high-contrast against what it sits on.',
   ];
   if (brand.tone_words.length > 0) lines.push(`Tone: ${brand.tone_words.join(', ')}.`);
-  if (brand.banned_phrases.length > 0) lines.push(`Never write these phrases: ${brand.banned_phrases.map((p) => `"${p}"`).join(', ')}.`);
+  if (brand.banned_phrases.length > 0)
+    lines.push(`Never write these phrases: ${brand.banned_phrases.map((p) => `"${p}"`).join(', ')}.`);
   return lines.join(' ');
 }

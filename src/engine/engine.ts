@@ -12,10 +12,24 @@ import type { PromptPlan } from '../compose/prompt.js';
 import type { Scene, SizeTarget } from '../compose/scene.js';
 import { asRunledgerError, GenerationFailedError, JobOutcomeUnknownError, StorageUnavailableError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
-import { Phase, processOwner, type CallerPort, type ChangeSource, type ClaimedRun, type Housekeeping, type WorkerPort } from '../ledger/index.js';
+import {
+  Phase,
+  processOwner,
+  type CallerPort,
+  type ChangeSource,
+  type ClaimedRun,
+  type Housekeeping,
+  type WorkerPort,
+} from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider } from '../providers/builtin.js';
-import { providerSet, type GeneratedImage, type ImageRequest, type Provider, type ProviderSet } from '../providers/index.js';
+import {
+  providerSet,
+  type GeneratedImage,
+  type ImageRequest,
+  type Provider,
+  type ProviderSet,
+} from '../providers/index.js';
 import type { Evaluation } from '../rubric/index.js';
 import { seedOf, type RunResult } from '../run-result.js';
 import type { GenerationTool } from '../tool.js';
@@ -121,11 +135,21 @@ export class Engine {
     const threads = opts.threads ?? createThreadPool(this.concurrency);
     if (opts.threads === undefined) this.owned.push(threads);
     this.threads = threads;
-    this.providers = opts.providers ?? providerSet(new Map([['builtin', createBuiltinProvider((scene) => threads.run({ kind: 'render', scene }))]]), 'builtin', new Map());
+    this.providers =
+      opts.providers ??
+      providerSet(
+        new Map([['builtin', createBuiltinProvider((scene) => threads.run({ kind: 'render', scene }))]]),
+        'builtin',
+        new Map(),
+      );
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.log = opts.log ?? silentLogger;
-    const jobs = opts.jobs ?? { publicUrl: null, orphanSearchMs: DEFAULT_ORPHAN_SEARCH_MS, maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES };
+    const jobs = opts.jobs ?? {
+      publicUrl: null,
+      orphanSearchMs: DEFAULT_ORPHAN_SEARCH_MS,
+      maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+    };
     this.jobs =
       this.providers.jobProviders().length === 0
         ? null
@@ -242,7 +266,8 @@ export class Engine {
       },
       Math.max(50, Math.floor(this.ledger.leaseMs / 3)),
     );
-    if (run.attempts > 1) this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts, stalls: run.stalls });
+    if (run.attempts > 1)
+      this.log.info('resuming run', { run_id: run.id, phase: run.phase, attempt: run.attempts, stalls: run.stalls });
     // Where the attempt is, for an operator reading why it failed.
     const step = { now: 'starting it' };
     try {
@@ -261,21 +286,37 @@ export class Engine {
       } else if (err instanceof AttemptFailed) {
         // The provider would not take the job now (throttled at the door): tried again after a back-off.
         const after = await this.ledger.abandon(run.id, owner, err.failure).catch(() => null);
-        this.log.warn(after?.phase === Phase.failed ? 'run failed: its provider kept refusing it' : 'provider refused the job for now; it is tried again after a back-off', {
-          run_id: run.id,
-          error: err.message,
-        });
+        this.log.warn(
+          after?.phase === Phase.failed
+            ? 'run failed: its provider kept refusing it'
+            : 'provider refused the job for now; it is tried again after a back-off',
+          {
+            run_id: run.id,
+            error: err.message,
+          },
+        );
       } else if (err instanceof ThreadDied) {
         // The run's own failure (its scene killed the sandbox, or ran past its time), but maybe not for
         // good: it is tried again after a back-off, and failed at the bound, unbilled.
-        const failure = new GenerationFailedError(`${err.message} while ${step.now}`, { exit_code: err.exitCode, attempt: run.attempts });
-        const after = await this.ledger.abandon(run.id, owner, failure.toJSON()).catch(() => null);
-        this.log.warn(after?.phase === Phase.failed ? 'run failed: its sandbox kept failing on it' : 'sandbox failed on a run; it is tried again after a back-off', {
-          run_id: run.id,
-          error: failure.message,
+        const failure = new GenerationFailedError(`${err.message} while ${step.now}`, {
+          exit_code: err.exitCode,
+          attempt: run.attempts,
         });
+        const after = await this.ledger.abandon(run.id, owner, failure.toJSON()).catch(() => null);
+        this.log.warn(
+          after?.phase === Phase.failed
+            ? 'run failed: its sandbox kept failing on it'
+            : 'sandbox failed on a run; it is tried again after a back-off',
+          {
+            run_id: run.id,
+            error: failure.message,
+          },
+        );
       } else {
-        const failure = err instanceof GenerationFailedError || err instanceof JobOutcomeUnknownError ? err : new GenerationFailedError(asRunledgerError(err).message, {}, err);
+        const failure =
+          err instanceof GenerationFailedError || err instanceof JobOutcomeUnknownError
+            ? err
+            : new GenerationFailedError(asRunledgerError(err).message, {}, err);
         this.log.warn('run failed', { run_id: run.id, error: failure.message });
         await this.ledger.fail(run.id, owner, failure.toJSON()).catch((e: unknown) => {
           this.log.error('could not record a failed run', { run_id: run.id, error: asRunledgerError(e).message });
@@ -289,9 +330,15 @@ export class Engine {
   }
 
   /** Runs the remaining steps of `run`, resuming after the last stored recovery point. */
-  private async execute(run: ClaimedRun<EngineRecovery>, owner: string, signal: AbortSignal, step: { now: string }): Promise<void> {
+  private async execute(
+    run: ClaimedRun<EngineRecovery>,
+    owner: string,
+    signal: AbortSignal,
+    step: { now: string },
+  ): Promise<void> {
     const tool = this.tools.get(run.tool);
-    if (tool === undefined) throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
+    if (tool === undefined)
+      throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
     const provider = this.providers.forTool(tool.name);
     // False or null from the ledger: the run is no longer ours. Stop quietly.
     const held = (ok: unknown) => {
@@ -299,9 +346,15 @@ export class Engine {
       failpoint('progress', run.tool);
     };
     if (provider.kind === 'job') {
-      return this.jobs!.execute(run as unknown as JobRun, owner, tool, provider, signal, held, step, () => this.delay(signal));
+      return this.jobs!.execute(run as unknown as JobRun, owner, tool, provider, signal, held, step, () =>
+        this.delay(signal),
+      );
     }
-    if (tool.kind === 'job') throw new GenerationFailedError(`${tool.name} needs a job provider, and this server has none configured for it.`, { tool: tool.name });
+    if (tool.kind === 'job')
+      throw new GenerationFailedError(
+        `${tool.name} needs a job provider, and this server has none configured for it.`,
+        { tool: tool.name },
+      );
     const args = tool.input.parse(run.args);
 
     if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
@@ -310,7 +363,8 @@ export class Engine {
       step.now = 'composing it';
       failpoint('compose', run.tool);
       await this.delay(signal);
-      composed = provider.accepts === 'scene' ? { scenes: tool.compose(args, seedOf(run)) } : { prompt: tool.prompt(args) };
+      composed =
+        provider.accepts === 'scene' ? { scenes: tool.compose(args, seedOf(run)) } : { prompt: tool.prompt(args) };
       failpoint('composed', run.tool);
       held(await this.ledger.advance(run.id, owner, Phase.rendering, composed));
     }
@@ -320,7 +374,11 @@ export class Engine {
         ? composed.scenes.map((scene) => ({ request: { kind: 'scene', scene }, target: scene.target, scene }))
         : Array.from({ length: composed.prompt.count }, () => {
             const { prompt, target } = composed.prompt;
-            return { request: { kind: 'prompt', prompt, width: target.width, height: target.height }, target, scene: null };
+            return {
+              request: { kind: 'prompt', prompt, width: target.width, height: target.height },
+              target,
+              scene: null,
+            };
           });
     const attached = new Map(run.assets.map((a) => [a.n, a]));
     const evaluations = new Map<number, Evaluation>();
@@ -339,14 +397,33 @@ export class Engine {
         await this.delay(signal);
         step.now = `rendering image ${n + 1} of ${planned.length}`;
         const made = await this.generate(run, owner, provider, n, image.request, signal, held);
-        const meta = { width: made.width, height: made.height, ...(made.requestId === undefined ? {} : { request_id: made.requestId }) };
-        held(await this.ledger.attachAsset(run.id, owner, n, { bytes: made.bytes, mime: made.mime, meta }, renderProgress(n + 1, planned.length)));
+        const meta = {
+          width: made.width,
+          height: made.height,
+          ...(made.requestId === undefined ? {} : { request_id: made.requestId }),
+        };
+        held(
+          await this.ledger.attachAsset(
+            run.id,
+            owner,
+            n,
+            { bytes: made.bytes, mime: made.mime, meta },
+            renderProgress(n + 1, planned.length),
+          ),
+        );
         generated = made;
       }
       step.now = `scoring image ${n + 1} of ${planned.length}`;
       const evaluation = await this.threads.run({
         kind: 'score',
-        input: { bytes: generated.bytes, mime: generated.mime, pixels: generated.pixels, brand: tool.brandKit(args), target: image.target, scene: image.scene },
+        input: {
+          bytes: generated.bytes,
+          mime: generated.mime,
+          pixels: generated.pixels,
+          brand: tool.brandKit(args),
+          target: image.target,
+          scene: image.scene,
+        },
       });
       held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), evaluation));
       evaluations.set(n, evaluation);
@@ -358,7 +435,14 @@ export class Engine {
     const result: RunResult = {
       seed: seedOf(run),
       generator: { provider: provider.id, version: provider.version, model: provider.model },
-      assets: assets.map((a) => ({ n: a.n, sha256: a.sha256, mime: a.mime, size: a.size, width: a.meta.width as number, height: a.meta.height as number })),
+      assets: assets.map((a) => ({
+        n: a.n,
+        sha256: a.sha256,
+        mime: a.mime,
+        size: a.size,
+        width: a.meta.width as number,
+        height: a.meta.height as number,
+      })),
       evaluation: {
         score: variants.reduce((sum, e) => sum + e.score, 0) / Math.max(variants.length, 1),
         passed: variants.reduce((sum, e) => sum + e.passed, 0),
@@ -367,7 +451,8 @@ export class Engine {
       },
     };
     const finished = await this.ledger.finish(run.id, owner, result, { provider: provider.id, model: provider.model });
-    if (finished !== null) this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
+    if (finished !== null)
+      this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
   }
 
   /**
@@ -387,8 +472,14 @@ export class Engine {
     const idempotencyKey = `${run.id}/${n}`;
     if (provider.billsPerCall) {
       const before = run.recovery[upstreamPoint(n)];
-      if (before !== undefined) this.log.info('re-sending an image request whose answer was lost', { run_id: run.id, key: idempotencyKey });
-      const requested: UpstreamCall = { idempotency_key: idempotencyKey, provider: provider.id, requested_at: new Date().toISOString(), resent: before !== undefined };
+      if (before !== undefined)
+        this.log.info('re-sending an image request whose answer was lost', { run_id: run.id, key: idempotencyKey });
+      const requested: UpstreamCall = {
+        idempotency_key: idempotencyKey,
+        provider: provider.id,
+        requested_at: new Date().toISOString(),
+        resent: before !== undefined,
+      };
       held(await this.ledger.checkpoint(run.id, owner, upstreamPoint(n), requested));
     }
     failpoint('generate', run.tool);

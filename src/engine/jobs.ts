@@ -17,9 +17,28 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { asRunledgerError, GenerationFailedError, JobOutcomeUnknownError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
-import { Phase, type AssetRef, type CallerPort, type ChangeSource, type ClaimedRun, type JobHandle, type RunError, type StoredJob, type WorkerPort } from '../ledger/index.js';
+import {
+  Phase,
+  type AssetRef,
+  type CallerPort,
+  type ChangeSource,
+  type ClaimedRun,
+  type JobHandle,
+  type RunError,
+  type StoredJob,
+  type WorkerPort,
+} from '../ledger/index.js';
 import type { Logger } from '../log.js';
-import { JobRefused, NotSubmitted, ProviderBusy, SubmitOutcomeUnknown, type JobProvider, type JobRequest, type JobStatus, type OrphanCandidate } from '../providers/jobs.js';
+import {
+  JobRefused,
+  NotSubmitted,
+  ProviderBusy,
+  SubmitOutcomeUnknown,
+  type JobProvider,
+  type JobRequest,
+  type JobStatus,
+  type OrphanCandidate,
+} from '../providers/jobs.js';
 import type { ProviderSet } from '../providers/index.js';
 import { fetchOutput, mediaFacts, OutputFailed } from '../providers/media.js';
 import type { Evaluation } from '../rubric/index.js';
@@ -150,7 +169,10 @@ export class JobRunner {
 
     let job = await this.ledger.jobOf(run.id);
     if (job !== null) {
-      this.log.info('resuming a run whose job was submitted: following it, never submitting again', { run_id: run.id, job_id: job.jobId });
+      this.log.info('resuming a run whose job was submitted: following it, never submitting again', {
+        run_id: run.id,
+        job_id: job.jobId,
+      });
     } else {
       step.now = 'submitting the job';
       job = await this.obtainJob(run, owner, provider, plan, signal, held);
@@ -169,8 +191,18 @@ export class JobRunner {
     for (const asset of assets) {
       step.now = `scoring output ${asset.n + 1} of ${assets.length}`;
       const stored = run.recovery[evaluationPoint(asset.n)];
-      const evaluation = stored ?? (await this.evaluate(run, tool, args, plan, asset, posterOf(asset), provider, signal));
-      if (stored === undefined) held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(asset.n), evaluation, 0.9 + (0.09 * (asset.n + 1)) / assets.length));
+      const evaluation =
+        stored ?? (await this.evaluate(run, tool, args, plan, asset, posterOf(asset), provider, signal));
+      if (stored === undefined)
+        held(
+          await this.ledger.checkpoint(
+            run.id,
+            owner,
+            evaluationPoint(asset.n),
+            evaluation,
+            0.9 + (0.09 * (asset.n + 1)) / assets.length,
+          ),
+        );
       evaluations.set(asset.n, evaluation);
     }
 
@@ -196,17 +228,28 @@ export class JobRunner {
       },
     };
     const finished = await this.ledger.finish(run.id, owner, result, { provider: provider.id, model: provider.model });
-    if (finished !== null) this.log.info('run done', { run_id: run.id, tool: run.tool, job_id: job.jobId, score: result.evaluation.score });
+    if (finished !== null)
+      this.log.info('run done', { run_id: run.id, tool: run.tool, job_id: job.jobId, score: result.evaluation.score });
   }
 
   // ---- the submit, and the window after it -----------------------------------------------------
 
-  private async obtainJob(run: ClaimedRun<JobRecovery>, owner: string, provider: JobProvider, plan: JobPlan, signal: AbortSignal, held: (ok: unknown) => void): Promise<StoredJob> {
+  private async obtainJob(
+    run: ClaimedRun<JobRecovery>,
+    owner: string,
+    provider: JobProvider,
+    plan: JobPlan,
+    signal: AbortSignal,
+    held: (ok: unknown) => void,
+  ): Promise<StoredJob> {
     const request = await this.resolveRequest(run, plan, signal);
     const point = run.recovery['job/submitting'];
     if (point !== undefined && point.none !== true) {
       if (provider.honoursKeys) {
-        this.log.info('the last submit may have made a job; sending it again with the same key, which the provider honours', { run_id: run.id, provider: provider.id });
+        this.log.info(
+          'the last submit may have made a job; sending it again with the same key, which the provider honours',
+          { run_id: run.id, provider: provider.id },
+        );
         return this.submit(run, owner, provider, request, signal, held);
       }
       return this.findOrphan(run, owner, provider, point, request, signal, held);
@@ -214,7 +257,14 @@ export class JobRunner {
     return this.submit(run, owner, provider, request, signal, held);
   }
 
-  private async submit(run: ClaimedRun<JobRecovery>, owner: string, provider: JobProvider, request: JobRequest, signal: AbortSignal, held: (ok: unknown) => void): Promise<StoredJob> {
+  private async submit(
+    run: ClaimedRun<JobRecovery>,
+    owner: string,
+    provider: JobProvider,
+    request: JobRequest,
+    signal: AbortSignal,
+    held: (ok: unknown) => void,
+  ): Promise<StoredJob> {
     const webhookUrl = this.webhookUrl(provider, run.id);
     for (let attempt = 1; ; attempt++) {
       const point: Submitting = { at: new Date().toISOString(), provider: provider.id, webhook: webhookUrl !== null };
@@ -229,29 +279,55 @@ export class JobRunner {
         if (err instanceof NotSubmitted) {
           // Certainly no job: said so, so that whoever tries next may submit again.
           await this.ledger.checkpoint(run.id, owner, 'job/submitting', { ...point, none: true }).catch(() => false);
-          throw new AttemptFailed(new GenerationFailedError(`${provider.id} would not take the job: ${err.message}`, { provider: provider.id }).toJSON());
+          throw new AttemptFailed(
+            new GenerationFailedError(`${provider.id} would not take the job: ${err.message}`, {
+              provider: provider.id,
+            }).toJSON(),
+          );
         }
         if (err instanceof SubmitOutcomeUnknown) {
           if (provider.honoursKeys && attempt < 4) {
-            this.log.warn('the submit may or may not have made a job; sending it again with the same key', { run_id: run.id, provider: provider.id, error: err.message });
+            this.log.warn('the submit may or may not have made a job; sending it again with the same key', {
+              run_id: run.id,
+              provider: provider.id,
+              error: err.message,
+            });
             await sleep(jittered(1000 * 2 ** attempt), undefined, { signal });
             continue;
           }
-          this.log.warn('the submit may or may not have made a job: looking for it rather than submitting again', { run_id: run.id, provider: provider.id, error: err.message });
+          this.log.warn('the submit may or may not have made a job: looking for it rather than submitting again', {
+            run_id: run.id,
+            provider: provider.id,
+            error: err.message,
+          });
           return this.findOrphan(run, owner, provider, point, request, signal, held);
         }
         throw err;
       }
       failpoint('submitted', run.tool);
       const job = await this.adopt(run, owner, handle, held);
-      if (job === null) throw new GenerationFailedError(`${provider.id} answered the submit with job ${handle.jobId}, which another run holds.`, { provider: provider.id, job_id: handle.jobId });
-      this.log.info('job submitted', { run_id: run.id, provider: provider.id, job_id: job.jobId, webhook: webhookUrl !== null });
+      if (job === null)
+        throw new GenerationFailedError(
+          `${provider.id} answered the submit with job ${handle.jobId}, which another run holds.`,
+          { provider: provider.id, job_id: handle.jobId },
+        );
+      this.log.info('job submitted', {
+        run_id: run.id,
+        provider: provider.id,
+        job_id: job.jobId,
+        webhook: webhookUrl !== null,
+      });
       return job;
     }
   }
 
   /** Stores the job as the run's; null when it is another run's. Throws when the run is no longer this worker's (after asking for a cancel if it was canceled). */
-  private async adopt(run: ClaimedRun<JobRecovery>, owner: string, handle: JobHandle, held: (ok: unknown) => void): Promise<StoredJob | null> {
+  private async adopt(
+    run: ClaimedRun<JobRecovery>,
+    owner: string,
+    handle: JobHandle,
+    held: (ok: unknown) => void,
+  ): Promise<StoredJob | null> {
     const attached = await this.ledger.attachJob(run.id, owner, handle);
     if (!attached.held) {
       // Canceled while the submit was out: the job now stored is canceled upstream too.
@@ -260,9 +336,21 @@ export class JobRunner {
     }
     if (attached.job === null) return null;
     if (attached.job.jobId !== handle.jobId) {
-      this.log.warn('the run already had a job; keeping the first', { run_id: run.id, kept: attached.job.jobId, other: handle.jobId });
+      this.log.warn('the run already had a job; keeping the first', {
+        run_id: run.id,
+        kept: attached.job.jobId,
+        other: handle.jobId,
+      });
     }
-    held(await this.ledger.checkpoint(run.id, owner, 'job/status', { state: 'queued', text: 'submitted', at: new Date().toISOString() } satisfies StatusPoint, 0.55));
+    held(
+      await this.ledger.checkpoint(
+        run.id,
+        owner,
+        'job/status',
+        { state: 'queued', text: 'submitted', at: new Date().toISOString() } satisfies StatusPoint,
+        0.55,
+      ),
+    );
     return attached.job;
   }
 
@@ -283,7 +371,10 @@ export class JobRunner {
     const submittedAt = Date.parse(point.at);
     const deadline = submittedAt + this.opts.orphanSearchMs;
     const body = provider.submitBody(request, run.id, point.webhook ? this.webhookUrl(provider, run.id) : null);
-    const searchedBy = [...(point.webhook ? ['webhooks naming the run'] : []), ...(provider.canList ? ['the list endpoint'] : [])];
+    const searchedBy = [
+      ...(point.webhook ? ['webhooks naming the run'] : []),
+      ...(provider.canList ? ['the list endpoint'] : []),
+    ];
     this.log.warn('a submit was sent but its job was never stored: looking for the job, not submitting again', {
       run_id: run.id,
       provider: provider.id,
@@ -298,19 +389,25 @@ export class JobRunner {
     for (;;) {
       const candidates: (OrphanCandidate | { handle: JobHandle; by: 'webhook' })[] = [];
       for (const d of await this.ledger.webhookDeliveries(run.id)) {
-        if (d.provider === provider.id && d.jobId !== null) candidates.push({ handle: { provider: provider.id, jobId: d.jobId, fields: {} }, by: 'webhook' });
+        if (d.provider === provider.id && d.jobId !== null)
+          candidates.push({ handle: { provider: provider.id, jobId: d.jobId, fields: {} }, by: 'webhook' });
       }
       if (provider.canList) {
         try {
           candidates.push(...(await provider.findOrphans({ runId: run.id, submittedBody: body, submittedAt, signal })));
         } catch (err) {
           if (!(err instanceof ProviderBusy || err instanceof JobRefused)) throw err;
-          this.log.warn('could not read the provider\'s list of jobs; trying again', { run_id: run.id, error: err.message });
+          this.log.warn("could not read the provider's list of jobs; trying again", {
+            run_id: run.id,
+            error: err.message,
+          });
         }
       }
       const open = candidates.filter((c) => !rejected.has(c.handle.jobId));
       const sure = open.filter((c) => c.by !== 'input_and_time');
-      const byInput = [...new Map(open.filter((c) => c.by === 'input_and_time').map((c) => [c.handle.jobId, c])).values()];
+      const byInput = [
+        ...new Map(open.filter((c) => c.by === 'input_and_time').map((c) => [c.handle.jobId, c])).values(),
+      ];
       ambiguous = byInput.length > 1 ? byInput.map((c) => c.handle.jobId) : [];
       const pick = sure[0] ?? (byInput.length === 1 ? byInput[0] : undefined);
       if (pick !== undefined) {
@@ -319,7 +416,11 @@ export class JobRunner {
           await provider.status(pick.handle, signal);
           const job = await this.adopt(run, owner, pick.handle, held);
           if (job !== null) {
-            this.log.info('adopted the orphaned job: no second submit', { run_id: run.id, job_id: job.jobId, found_by: pick.by });
+            this.log.info('adopted the orphaned job: no second submit', {
+              run_id: run.id,
+              job_id: job.jobId,
+              found_by: pick.by,
+            });
             return job;
           }
           rejected.add(pick.handle.jobId); // another run's
@@ -338,7 +439,10 @@ export class JobRunner {
           tool: run.tool,
           submittedAt: point.at,
           searchedMs: Date.now() - submittedAt,
-          searchedBy: searchedBy.length > 0 ? searchedBy : ['nothing: this provider has no list endpoint and the submit asked for no webhook'],
+          searchedBy:
+            searchedBy.length > 0
+              ? searchedBy
+              : ['nothing: this provider has no list endpoint and the submit asked for no webhook'],
           candidates: ambiguous,
         });
       }
@@ -358,17 +462,33 @@ export class JobRunner {
       // A run named while it is still going is waited for: an agent may ask for both at once.
       while (source.phase !== Phase.done) {
         if (source.phase === Phase.failed || source.phase === Phase.canceled) {
-          throw new GenerationFailedError(`${field}: run ${ref.run_id} ${source.phase}; it has no image to start from.`, { field, run_id: ref.run_id });
+          throw new GenerationFailedError(
+            `${field}: run ${ref.run_id} ${source.phase}; it has no image to start from.`,
+            { field, run_id: ref.run_id },
+          );
         }
-        if (Date.now() > deadline) throw new GenerationFailedError(`${field}: run ${ref.run_id} was not done within ${RUN_IMAGE_WAIT_MS / 60_000} minutes.`, { field, run_id: ref.run_id });
+        if (Date.now() > deadline)
+          throw new GenerationFailedError(
+            `${field}: run ${ref.run_id} was not done within ${RUN_IMAGE_WAIT_MS / 60_000} minutes.`,
+            { field, run_id: ref.run_id },
+          );
         await this.waitForNews(ref.run_id, 500, signal, null);
         source = await this.ledger.getRun(run.tenant, ref.run_id);
       }
       const asset = await this.ledger.readAsset(run.tenant, ref.run_id, ref.n).catch(() => {
-        throw new GenerationFailedError(`${field}: run ${ref.run_id} has no image ${ref.n}.`, { field, run_id: ref.run_id, n: ref.n });
+        throw new GenerationFailedError(`${field}: run ${ref.run_id} has no image ${ref.n}.`, {
+          field,
+          run_id: ref.run_id,
+          n: ref.n,
+        });
       });
-      if (!asset.mime.startsWith('image/')) throw new GenerationFailedError(`${field}: asset ${ref.n} of run ${ref.run_id} is ${asset.mime}, not an image.`, { field });
-      if (asset.bytes.byteLength > RUN_IMAGE_MAX_BYTES) throw new GenerationFailedError(`${field}: the image is larger than ${RUN_IMAGE_MAX_BYTES} bytes.`, { field });
+      if (!asset.mime.startsWith('image/'))
+        throw new GenerationFailedError(
+          `${field}: asset ${ref.n} of run ${ref.run_id} is ${asset.mime}, not an image.`,
+          { field },
+        );
+      if (asset.bytes.byteLength > RUN_IMAGE_MAX_BYTES)
+        throw new GenerationFailedError(`${field}: the image is larger than ${RUN_IMAGE_MAX_BYTES} bytes.`, { field });
       request[field] = `data:${asset.mime};base64,${asset.bytes.toString('base64')}`;
     }
     return request;
@@ -377,7 +497,14 @@ export class JobRunner {
   // ---- following the job -----------------------------------------------------------------------
 
   /** Polls until the job ends, sooner when a webhook names the run. Returns the status of a job that succeeded. */
-  private async follow(run: ClaimedRun<JobRecovery>, owner: string, provider: JobProvider, job: StoredJob, signal: AbortSignal, held: (ok: unknown) => void): Promise<JobStatus> {
+  private async follow(
+    run: ClaimedRun<JobRecovery>,
+    owner: string,
+    provider: JobProvider,
+    job: StoredJob,
+    signal: AbortSignal,
+    held: (ok: unknown) => void,
+  ): Promise<JobStatus> {
     const def = provider.definition;
     const started = Date.parse(job.createdAt);
     const seen = new Set((await this.ledger.webhookDeliveries(run.id)).map((d) => d.webhookId));
@@ -392,11 +519,24 @@ export class JobRunner {
         failures = 0;
       } catch (err) {
         if (!(err instanceof ProviderBusy)) throw err;
-        if (overdue) throw new GenerationFailedError(`The status of ${provider.id} job ${job.jobId} could not be read for ${Math.round(def.max_job_ms / 1000)} s: ${err.message}`, { provider: provider.id, job_id: job.jobId });
+        if (overdue)
+          throw new GenerationFailedError(
+            `The status of ${provider.id} job ${job.jobId} could not be read for ${Math.round(def.max_job_ms / 1000)} s: ${err.message}`,
+            { provider: provider.id, job_id: job.jobId },
+          );
         failures++;
         // The same handle, after a back-off that grows with failures in a row; Retry-After wins when longer.
-        const wait = Math.max(err.waitMs ?? 0, jittered(Math.min(def.poll.max_interval_ms * 4, def.poll.interval_ms * 2 ** failures)));
-        this.log.warn('reading the job\'s status failed; reading the same job again after a back-off', { run_id: run.id, job_id: job.jobId, failures, wait_ms: Math.round(wait), error: err.message });
+        const wait = Math.max(
+          err.waitMs ?? 0,
+          jittered(Math.min(def.poll.max_interval_ms * 4, def.poll.interval_ms * 2 ** failures)),
+        );
+        this.log.warn("reading the job's status failed; reading the same job again after a back-off", {
+          run_id: run.id,
+          job_id: job.jobId,
+          failures,
+          wait_ms: Math.round(wait),
+          error: err.message,
+        });
         await this.waitForNews(run.id, wait, signal, seen);
         continue;
       }
@@ -407,12 +547,23 @@ export class JobRunner {
       }
       if (status.state === 'succeeded') return status;
       if (status.state === 'failed') {
-        throw new JobRefused(`${provider.id} job ${job.jobId} failed: ${status.error ?? status.text}`, { provider: provider.id, job_id: job.jobId, status: status.text });
+        throw new JobRefused(`${provider.id} job ${job.jobId} failed: ${status.error ?? status.text}`, {
+          provider: provider.id,
+          job_id: job.jobId,
+          status: status.text,
+        });
       }
-      if (status.state === 'canceled') throw new JobRefused(`${provider.id} job ${job.jobId} was canceled upstream (${status.text}).`, { provider: provider.id, job_id: job.jobId });
+      if (status.state === 'canceled')
+        throw new JobRefused(`${provider.id} job ${job.jobId} was canceled upstream (${status.text}).`, {
+          provider: provider.id,
+          job_id: job.jobId,
+        });
       if (overdue) {
         await provider.cancel(job, AbortSignal.timeout(def.timeout_ms)).catch(() => 'too_late');
-        throw new GenerationFailedError(`${provider.id} job ${job.jobId} did not finish within ${Math.round(def.max_job_ms / 1000)} s; it was canceled.`, { provider: provider.id, job_id: job.jobId });
+        throw new GenerationFailedError(
+          `${provider.id} job ${job.jobId} did not finish within ${Math.round(def.max_job_ms / 1000)} s; it was canceled.`,
+          { provider: provider.id, job_id: job.jobId },
+        );
       }
       await this.waitForNews(run.id, jittered(interval * 2), signal, seen);
       interval = Math.min(def.poll.max_interval_ms, Math.round(interval * 1.5));
@@ -431,7 +582,10 @@ export class JobRunner {
       const fresh = (await this.ledger.webhookDeliveries(runId)).filter((d) => !seen.has(d.webhookId));
       for (const d of fresh) seen.add(d.webhookId);
       if (fresh.length > 0) {
-        this.log.debug('a webhook named the run: asking the provider now', { run_id: runId, statuses: fresh.map((d) => d.status) });
+        this.log.debug('a webhook named the run: asking the provider now', {
+          run_id: runId,
+          statuses: fresh.map((d) => d.status),
+        });
         return;
       }
     }
@@ -473,7 +627,10 @@ export class JobRunner {
   ): Promise<{ assets: AssetRef[]; poster: string | null }> {
     const { outputs, poster } = await this.retrying(() => provider.outputsOf(job, final, signal), signal);
     if (outputs.length === 0) {
-      throw new JobRefused(`${provider.id} job ${job.jobId} succeeded without an output at "${provider.definition.outputs.path}".`, { provider: provider.id, job_id: job.jobId });
+      throw new JobRefused(
+        `${provider.id} job ${job.jobId} succeeded without an output at "${provider.definition.outputs.path}".`,
+        { provider: provider.id, job_id: job.jobId },
+      );
     }
     const attached = new Set(run.assets.map((a) => a.n));
     for (const [n, url] of outputs.entries()) {
@@ -491,11 +648,22 @@ export class JobRunner {
     return { assets: await this.ledger.listAssets(run.tenant, run.id), poster };
   }
 
-  private async download(url: string, n: number, provider: JobProvider, signal: AbortSignal): Promise<{ bytes: Buffer; mime: string }> {
+  private async download(
+    url: string,
+    n: number,
+    provider: JobProvider,
+    signal: AbortSignal,
+  ): Promise<{ bytes: Buffer; mime: string }> {
     for (let attempt = 1; ; attempt++) {
       try {
         // A video of a few hundred MB may take minutes: a download gets at least five of them.
-        return await fetchOutput(url, n, this.opts.maxOutputBytes, Math.max(provider.definition.timeout_ms, DOWNLOAD_TIMEOUT_MS), signal);
+        return await fetchOutput(
+          url,
+          n,
+          this.opts.maxOutputBytes,
+          Math.max(provider.definition.timeout_ms, DOWNLOAD_TIMEOUT_MS),
+          signal,
+        );
       } catch (err) {
         if (!(err instanceof OutputFailed) || !err.retryable || attempt >= FETCH_ATTEMPTS) throw err;
         await sleep(jittered(1000 * 2 ** attempt), undefined, { signal });
@@ -530,20 +698,32 @@ export class JobRunner {
     signal: AbortSignal,
   ): Promise<Evaluation | Unscored> {
     const score = (bytes: Uint8Array, mime: string) =>
-      this.opts.threads.run({ kind: 'score', input: { bytes, mime, brand: tool.brandKit(args), target: plan.target, scene: null } });
+      this.opts.threads.run({
+        kind: 'score',
+        input: { bytes, mime, brand: tool.brandKit(args), target: plan.target, scene: null },
+      });
     if (SCORABLE.has(asset.mime)) {
       const { bytes, mime } = await this.ledger.readAsset(run.tenant, run.id, asset.n);
       return score(bytes, mime);
     }
-    if (!asset.mime.startsWith('video/')) return { unscored: `the brand rubric reads PNG and JPEG; this output is ${asset.mime}` };
-    if (poster === null) return { unscored: `the brand rubric scores still images; this output is a video (${asset.mime}), and the provider gave no poster frame to score` };
+    if (!asset.mime.startsWith('video/'))
+      return { unscored: `the brand rubric reads PNG and JPEG; this output is ${asset.mime}` };
+    if (poster === null)
+      return {
+        unscored: `the brand rubric scores still images; this output is a video (${asset.mime}), and the provider gave no poster frame to score`,
+      };
     try {
       const frame = await this.download(poster, asset.n, provider, signal);
-      if (!SCORABLE.has(frame.mime)) return { unscored: `the brand rubric scores still images; the video's poster frame is ${frame.mime}, which it does not read` };
+      if (!SCORABLE.has(frame.mime))
+        return {
+          unscored: `the brand rubric scores still images; the video's poster frame is ${frame.mime}, which it does not read`,
+        };
       return { ...(await score(frame.bytes, frame.mime)), scored: 'poster frame' } as Evaluation;
     } catch (err) {
       if (!(err instanceof OutputFailed)) throw err;
-      return { unscored: `the brand rubric scores still images; the video's poster frame could not be fetched (${err.problem})` };
+      return {
+        unscored: `the brand rubric scores still images; the video's poster frame could not be fetched (${err.problem})`,
+      };
     }
   }
 
@@ -555,14 +735,16 @@ export class JobRunner {
     try {
       job = await this.ledger.claimJobCancel(runId);
     } catch (err) {
-      this.log.warn('could not claim a job\'s cancel', { run_id: runId, error: asRunledgerError(err).message });
+      this.log.warn("could not claim a job's cancel", { run_id: runId, error: asRunledgerError(err).message });
       return;
     }
     if (job === null) return;
     const provider = this.opts.providers.named(job.provider);
     if (provider?.kind !== 'job' || !provider.canCancel) {
       this.log.warn(
-        provider?.kind === 'job' ? "a canceled run's job runs on upstream: its provider's definition has no cancel" : "a canceled run's job is at a provider this server does not know: it was not canceled upstream",
+        provider?.kind === 'job'
+          ? "a canceled run's job runs on upstream: its provider's definition has no cancel"
+          : "a canceled run's job is at a provider this server does not know: it was not canceled upstream",
         { run_id: runId, provider: job.provider, job_id: job.jobId },
       );
       return;
@@ -570,11 +752,19 @@ export class JobRunner {
     for (let attempt = 1; ; attempt++) {
       try {
         const outcome = await provider.cancel(job, AbortSignal.timeout(provider.definition.timeout_ms));
-        this.log.info(outcome === 'canceled' ? 'canceled the job upstream' : 'the job had ended upstream before its cancel', { run_id: runId, provider: provider.id, job_id: job.jobId });
+        this.log.info(
+          outcome === 'canceled' ? 'canceled the job upstream' : 'the job had ended upstream before its cancel',
+          { run_id: runId, provider: provider.id, job_id: job.jobId },
+        );
         return;
       } catch (err) {
         if (!(err instanceof ProviderBusy) || attempt >= CANCEL_ATTEMPTS) {
-          this.log.warn('could not cancel the job upstream', { run_id: runId, provider: provider.id, job_id: job.jobId, error: (err as Error).message });
+          this.log.warn('could not cancel the job upstream', {
+            run_id: runId,
+            provider: provider.id,
+            job_id: job.jobId,
+            error: (err as Error).message,
+          });
           return;
         }
         await sleep(Math.max(err.waitMs ?? 0, jittered(1000 * 2 ** attempt)));
@@ -600,6 +790,13 @@ export class AttemptFailed extends Error {
 function summary(a: AssetRef): AssetSummary {
   const num = (v: unknown) => (typeof v === 'number' ? v : null);
   const duration = num(a.meta.duration_seconds);
-  return { n: a.n, sha256: a.sha256, mime: a.mime, size: a.size, width: num(a.meta.width), height: num(a.meta.height), ...(duration === null ? {} : { duration_seconds: duration }) };
+  return {
+    n: a.n,
+    sha256: a.sha256,
+    mime: a.mime,
+    size: a.size,
+    width: num(a.meta.width),
+    height: num(a.meta.height),
+    ...(duration === null ? {} : { duration_seconds: duration }),
+  };
 }
-

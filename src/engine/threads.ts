@@ -41,7 +41,13 @@ export function createThreadPool(size: number, opts: { taskTimeoutMs?: number } 
     return { run: async (task) => runTask(task) as never, close: async () => undefined };
   }
   const timeoutMs = opts.taskTimeoutMs ?? TASK_TIMEOUT_MS;
-  type Job = { task: Task; resolve: (value: unknown) => void; reject: (err: Error) => void; timer?: NodeJS.Timeout; timedOut?: boolean };
+  type Job = {
+    task: Task;
+    resolve: (value: unknown) => void;
+    reject: (err: Error) => void;
+    timer?: NodeJS.Timeout;
+    timedOut?: boolean;
+  };
   const idle: Worker[] = [];
   const queue: Job[] = [];
   const busy = new Map<Worker, Job>();

@@ -3,7 +3,14 @@
 // way: the result's structuredContent, or else JSON in a text block, with its _meta beside it.
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
-import { detectUsageFields, GOING_WORDS, readField, type AnswerConventions, type FieldPath, type UsageConvention } from './profile.js';
+import {
+  detectUsageFields,
+  GOING_WORDS,
+  readField,
+  type AnswerConventions,
+  type FieldPath,
+  type UsageConvention,
+} from './profile.js';
 
 export interface ToolInfo {
   name: string;
@@ -24,7 +31,17 @@ export interface JsonSchema {
 }
 
 /** Argument names that mean "idempotency key", compared without case, "_" or "-". */
-const KEY_NAMES = new Set(['idempotencykey', 'idempotencytoken', 'clienttoken', 'clientrequestid', 'dedupkey', 'dedupekey', 'deduplicationkey', 'deduplicationid', 'requestkey']);
+const KEY_NAMES = new Set([
+  'idempotencykey',
+  'idempotencytoken',
+  'clienttoken',
+  'clientrequestid',
+  'dedupkey',
+  'dedupekey',
+  'deduplicationkey',
+  'deduplicationid',
+  'requestkey',
+]);
 const normalName = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 export const isKeyName = (name: string) => KEY_NAMES.has(normalName(name));
 
@@ -41,9 +58,17 @@ export function answerAtOnce(args: JsonObject): JsonObject {
 
 /** `keyArgument` is the profile's; without one, an argument named like a key is the key. */
 export function toolInfo(tool: Tool, keyArgument: string | undefined): ToolInfo {
-  const properties = (isObject(tool.inputSchema.properties) ? tool.inputSchema.properties : {}) as Record<string, JsonSchema>;
+  const properties = (isObject(tool.inputSchema.properties) ? tool.inputSchema.properties : {}) as Record<
+    string,
+    JsonSchema
+  >;
   const readOnly = tool.annotations?.readOnlyHint === true;
-  const declared = keyArgument !== undefined ? (keyArgument in properties ? keyArgument : null) : (Object.keys(properties).find(isKeyName) ?? null);
+  const declared =
+    keyArgument !== undefined
+      ? keyArgument in properties
+        ? keyArgument
+        : null
+      : (Object.keys(properties).find(isKeyName) ?? null);
   return {
     name: tool.name,
     // A read-only tool may look a run up by its key (poll_run does); that key creates nothing.
@@ -56,13 +81,25 @@ export function toolInfo(tool: Tool, keyArgument: string | undefined): ToolInfo 
 }
 
 /** The argument holding the idempotency key: the one the tool declares, else the profile's, else one named like a key. */
-export function keyFieldOf(info: ToolInfo | undefined, args: JsonObject, keyArgument: string | undefined): string | null {
-  const field = info?.keyField ?? (keyArgument !== undefined ? (keyArgument in args ? keyArgument : null) : (Object.keys(args).find(isKeyName) ?? null));
+export function keyFieldOf(
+  info: ToolInfo | undefined,
+  args: JsonObject,
+  keyArgument: string | undefined,
+): string | null {
+  const field =
+    info?.keyField ??
+    (keyArgument !== undefined
+      ? keyArgument in args
+        ? keyArgument
+        : null
+      : (Object.keys(args).find(isKeyName) ?? null));
   return field !== null && typeof args[field] === 'string' ? field : null;
 }
 
-export const isTerminalPhase = (phase: string | undefined, c: AnswerConventions) => phase !== undefined && (c.done.has(phase.toLowerCase()) || c.failed.has(phase.toLowerCase()));
-export const isFinishedPhase = (phase: string | undefined, c: AnswerConventions) => phase !== undefined && c.done.has(phase.toLowerCase());
+export const isTerminalPhase = (phase: string | undefined, c: AnswerConventions) =>
+  phase !== undefined && (c.done.has(phase.toLowerCase()) || c.failed.has(phase.toLowerCase()));
+export const isFinishedPhase = (phase: string | undefined, c: AnswerConventions) =>
+  phase !== undefined && c.done.has(phase.toLowerCase());
 
 export interface Answer {
   /** The server refused the call: a JSON-RPC error, or an isError result that is not a run's own answer. */
@@ -81,7 +118,11 @@ export interface Answer {
 }
 
 /** A CallToolResult as it came over the wire or out of a transcript: nothing in it is trusted. */
-export type ToolResult = Pick<CallToolResult, 'isError'> & { content?: unknown; structuredContent?: unknown; _meta?: unknown };
+export type ToolResult = Pick<CallToolResult, 'isError'> & {
+  content?: unknown;
+  structuredContent?: unknown;
+  _meta?: unknown;
+};
 
 /** The answer's JSON: its structuredContent, or the first text block that holds a JSON object. */
 export function dataOf(result: ToolResult): JsonObject | undefined {
@@ -101,16 +142,24 @@ export function dataOf(result: ToolResult): JsonObject | undefined {
 }
 
 type Source = { data: JsonObject; meta: JsonObject };
-const sourceOf = (result: ToolResult): Source => ({ data: dataOf(result) ?? {}, meta: isObject(result._meta) ? result._meta : {} });
+const sourceOf = (result: ToolResult): Source => ({
+  data: dataOf(result) ?? {},
+  meta: isObject(result._meta) ? result._meta : {},
+});
 
-function firstOf<T>(source: Source, paths: readonly FieldPath[], accept: (value: unknown) => value is T): [FieldPath, T] | undefined {
+function firstOf<T>(
+  source: Source,
+  paths: readonly FieldPath[],
+  accept: (value: unknown) => value is T,
+): [FieldPath, T] | undefined {
   for (const path of paths) {
     const value = readField(source, path);
     if (accept(value)) return [path, value];
   }
   return undefined;
 }
-const isIdValue = (value: unknown): value is string | number => (typeof value === 'string' && value !== '') || (typeof value === 'number' && Number.isFinite(value));
+const isIdValue = (value: unknown): value is string | number =>
+  (typeof value === 'string' && value !== '') || (typeof value === 'number' && Number.isFinite(value));
 const isString = (value: unknown): value is string => typeof value === 'string';
 const isBoolean = (value: unknown): value is boolean => typeof value === 'boolean';
 
@@ -118,8 +167,11 @@ const isBoolean = (value: unknown): value is boolean => typeof value === 'boolea
 function anyId(source: Source): [FieldPath, string | number] | undefined {
   const key = Object.keys(source.data).find((k) => /(_id|[a-z]Id)$/.test(k) && isIdValue(source.data[k]));
   if (key !== undefined) return [{ text: key, meta: false, steps: [key] }, source.data[key] as string | number];
-  const metaKey = Object.keys(source.meta).find((k) => /[/.](run|job|task|operation)_?id$/i.test(k) && isIdValue(source.meta[k]));
-  if (metaKey !== undefined) return [{ text: `_meta.${metaKey}`, meta: true, steps: [metaKey] }, source.meta[metaKey] as string | number];
+  const metaKey = Object.keys(source.meta).find(
+    (k) => /[/.](run|job|task|operation)_?id$/i.test(k) && isIdValue(source.meta[k]),
+  );
+  if (metaKey !== undefined)
+    return [{ text: `_meta.${metaKey}`, meta: true, steps: [metaKey] }, source.meta[metaKey] as string | number];
   return undefined;
 }
 
@@ -131,7 +183,8 @@ export function readAnswer(result: ToolResult, c: AnswerConventions): Answer {
   // A `status` of "closed" on a ticket is the ticket's, not a run's: unless the profile names the
   // field, only a word that runs use is read as a run's status.
   const word = firstOf(source, c.status, isString)?.[1];
-  const known = (w: string) => c.done.has(w.toLowerCase()) || c.failed.has(w.toLowerCase()) || GOING_WORDS.has(w.toLowerCase());
+  const known = (w: string) =>
+    c.done.has(w.toLowerCase()) || c.failed.has(w.toLowerCase()) || GOING_WORDS.has(w.toLowerCase());
   const status = word !== undefined && (c.statusNamed || known(word)) ? word : undefined;
   // An error result is a refusal unless it is a run's own answer: one marked in _meta (runledger proxy
   // replays an upstream's stored error that way), or one that names its run with the run's status (a
@@ -140,7 +193,11 @@ export function readAnswer(result: ToolResult, c: AnswerConventions): Answer {
   const refused = isError && !runAnswer;
   const assets = Array.isArray(source.data.assets) ? source.data.assets.filter(isObject) : undefined;
   const hashes = assets?.map((a) => a.sha256 ?? a.hash).filter(isString);
-  const stable = Object.fromEntries(Object.entries(source.data).filter(([key]) => !c.replayed.some((p) => !p.meta && p.steps.length === 1 && p.steps[0] === key)));
+  const stable = Object.fromEntries(
+    Object.entries(source.data).filter(
+      ([key]) => !c.replayed.some((p) => !p.meta && p.steps.length === 1 && p.steps[0] === key),
+    ),
+  );
   return {
     refused,
     errorCode: firstOf(source, c.errorCode, isString)?.[1],
@@ -180,7 +237,8 @@ export interface Usage {
 export function readUsage(result: ToolResult, conv: UsageConvention): Usage | { problem: string } {
   const source = sourceOf(result);
   if (result.isError === true) return { problem: `${conv.tool} answered with an error` };
-  if (Object.keys(source.data).length === 0) return { problem: `${conv.tool} answered no JSON (neither structuredContent nor a JSON text block)` };
+  if (Object.keys(source.data).length === 0)
+    return { problem: `${conv.tool} answered no JSON (neither structuredContent nor a JSON text block)` };
   const detected = detectUsageFields(source.data);
   const runsField = conv.runs ?? detected.runs;
   const chargesField = conv.charges ?? detected.charges;
@@ -190,14 +248,26 @@ export function readUsage(result: ToolResult, conv: UsageConvention): Usage | { 
   };
   const charges = count(chargesField);
   if (charges === undefined) {
-    const why = chargesField === undefined ? 'no field of its answer is named like a count of charges' : `its answer has no whole number at ${chargesField.text}`;
+    const why =
+      chargesField === undefined
+        ? 'no field of its answer is named like a count of charges'
+        : `its answer has no whole number at ${chargesField.text}`;
     return { problem: `${conv.tool}: ${why}` };
   }
   const byTool: Usage['byTool'] = {};
   const perTool = conv.byTool === undefined ? undefined : readField(source, conv.byTool);
   for (const [tool, counts] of Object.entries(isObject(perTool) ? perTool : {})) {
-    if (isObject(counts) && Number.isInteger(counts.charges)) byTool[tool] = { runs: Number.isInteger(counts.runs) ? (counts.runs as number) : undefined, charges: counts.charges as number };
+    if (isObject(counts) && Number.isInteger(counts.charges))
+      byTool[tool] = {
+        runs: Number.isInteger(counts.runs) ? (counts.runs as number) : undefined,
+        charges: counts.charges as number,
+      };
   }
   const runs = count(runsField);
-  return { runs, charges, byTool, fields: { runs: runs === undefined ? undefined : runsField!.text, charges: chargesField!.text } };
+  return {
+    runs,
+    charges,
+    byTool,
+    fields: { runs: runs === undefined ? undefined : runsField!.text, charges: chargesField!.text },
+  };
 }

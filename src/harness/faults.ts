@@ -36,7 +36,10 @@ function caseCalls(c: Case, ctx: CaseContext) {
   const sent: Exchange[] = [];
   const send = async (role: Role, request: JsonObject = args, options?: SendOptions) => {
     // Numbered as sent, not as answered: a burst's copies are all in flight at once.
-    const exchange = await session.send({ id: `${c.n}.${++count}`, line: call.line, fault: c.fault, tool: call.tool, args: request, role }, options);
+    const exchange = await session.send(
+      { id: `${c.n}.${++count}`, line: call.line, fault: c.fault, tool: call.tool, args: request, role },
+      options,
+    );
     sent.push(exchange);
     return exchange;
   };
@@ -47,7 +50,10 @@ function caseCalls(c: Case, ctx: CaseContext) {
 function aim(c: Case, session: Session): { ms: number; how: string } {
   const answerMs = session.answerTime(c.subject.call.tool);
   if (answerMs === undefined) return { ms: 0, how: 'at once (no answer of this tool in this replay to time it by)' };
-  return { ms: c.aimAt * answerMs, how: `at ${round(c.aimAt * answerMs)} ms, ${c.aimAt} of the ${round(answerMs)} ms this replay's answers took` };
+  return {
+    ms: c.aimAt * answerMs,
+    how: `at ${round(c.aimAt * answerMs)} ms, ${c.aimAt} of the ${round(answerMs)} ms this replay's answers took`,
+  };
 }
 
 export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
@@ -101,7 +107,10 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
       const first = await send('first');
       const changed = c.changed!;
       const conflict = await send('retry', { ...args, [changed.field]: changed.value });
-      if (conflict.role !== 'conflict') notes.push(`the first request was refused (${first.answer?.errorCode ?? first.status}), so changing ${changed.field} was no conflict`);
+      if (conflict.role !== 'conflict')
+        notes.push(
+          `the first request was refused (${first.answer?.errorCode ?? first.status}), so changing ${changed.field} was no conflict`,
+        );
       else notes.push(`retried with ${changed.field} changed`);
       await send('retry');
       break;
@@ -112,7 +121,8 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
   }
 
   // Later recorded calls name the recorded run id (a poll, a cancel): give them this replay's.
-  const recordedRunId = c.subject.call.result === undefined ? undefined : ctx.session.readAnswer(c.subject.call.result).runId;
+  const recordedRunId =
+    c.subject.call.result === undefined ? undefined : ctx.session.readAnswer(c.subject.call.result).runId;
   const replayedRunId = sent.find((e) => e.answer?.runId !== undefined)?.answer?.runId;
   if (!c.extra && recordedRunId !== undefined && replayedRunId !== undefined && !ctx.substitutions.has(recordedRunId)) {
     ctx.substitutions.set(recordedRunId, replayedRunId);
@@ -128,7 +138,12 @@ export async function runCase(c: Case, ctx: CaseContext): Promise<CaseResult> {
  */
 export async function runKillBatch(cases: readonly Case[], ctx: CaseContext): Promise<CaseResult[]> {
   const { session } = ctx;
-  const running = cases.map((c) => ({ c, notes: [] as string[], calls: caseCalls(c, ctx), first: undefined as Promise<Exchange> | undefined }));
+  const running = cases.map((c) => ({
+    c,
+    notes: [] as string[],
+    calls: caseCalls(c, ctx),
+    first: undefined as Promise<Exchange> | undefined,
+  }));
   const between = running.filter((r) => r.c.fault === 'kill-between');
   const midRun = running.filter((r) => r.c.fault === 'kill-mid-run');
 
@@ -137,11 +152,20 @@ export async function runKillBatch(cases: readonly Case[], ctx: CaseContext): Pr
   const poll = session.conventions.poll;
   // A tool whose answers already end their runs has nothing to kill inside a run: kill inside the call.
   const insideRun = (tool: string) =>
-    poll !== undefined && session.exchanges.some((e) => e.tool === tool && e.answer?.runId !== undefined && e.answer.phase !== undefined && !isTerminalPhase(e.answer.phase, session.conventions));
+    poll !== undefined &&
+    session.exchanges.some(
+      (e) =>
+        e.tool === tool &&
+        e.answer?.runId !== undefined &&
+        e.answer.phase !== undefined &&
+        !isTerminalPhase(e.answer.phase, session.conventions),
+    );
   const inRuns = midRun.filter((r) => insideRun(r.c.subject.call.tool));
   const inCalls = midRun.filter((r) => !insideRun(r.c.subject.call.tool));
 
-  const answered = await Promise.all(inRuns.map(async (r) => (r.first = Promise.resolve(await r.calls.send('first', answerAtOnce(r.calls.args))))));
+  const answered = await Promise.all(
+    inRuns.map(async (r) => (r.first = Promise.resolve(await r.calls.send('first', answerAtOnce(r.calls.args))))),
+  );
   const killAt = await aimInsideRuns(inRuns, answered, ctx);
 
   const sentAt = performance.now();
@@ -160,7 +184,11 @@ export async function runKillBatch(cases: readonly Case[], ctx: CaseContext): Pr
   const together = cases.length > 1 ? ` (one restart for cases ${cases.map((c) => c.n).join(', ')})` : '';
   for (const r of running) {
     const first = await r.first!;
-    r.notes.push(first.answer?.runId !== undefined ? `server SIGKILLed and restarted after run ${first.answer.runId} was answered${together}` : `server SIGKILLed and restarted${together}`);
+    r.notes.push(
+      first.answer?.runId !== undefined
+        ? `server SIGKILLed and restarted after run ${first.answer.runId} was answered${together}`
+        : `server SIGKILLed and restarted${together}`,
+    );
   }
   await Promise.all(running.map((r) => r.calls.send('retry')));
   return running.map((r) => ({ case: r.c, notes: r.notes }));
@@ -172,7 +200,11 @@ export async function runKillBatch(cases: readonly Case[], ctx: CaseContext): Pr
  * start, not from their answer); or, when the server's runs have a single working phase, a share of
  * this replay's shortest run of the tool after it started. The earliest aim of the batch wins.
  */
-async function aimInsideRuns(inRuns: readonly { c: Case; notes: string[] }[], firsts: readonly Exchange[], ctx: CaseContext): Promise<number | undefined> {
+async function aimInsideRuns(
+  inRuns: readonly { c: Case; notes: string[] }[],
+  firsts: readonly Exchange[],
+  ctx: CaseContext,
+): Promise<number | undefined> {
   const { session } = ctx;
   const deadline = performance.now() + ctx.settleMs;
   const aims = await Promise.all(
@@ -180,23 +212,39 @@ async function aimInsideRuns(inRuns: readonly { c: Case; notes: string[] }[], fi
       const first = firsts[i]!;
       const runId = first.answer?.runId;
       // A run without a status the harness can read cannot be watched: strike at once.
-      if (runId === undefined || first.answer?.phase === undefined || isTerminalPhase(first.answer.phase, session.conventions)) return performance.now();
+      if (
+        runId === undefined ||
+        first.answer?.phase === undefined ||
+        isTerminalPhase(first.answer.phase, session.conventions)
+      )
+        return performance.now();
       const runMs = session.runTime(r.c.subject.call.tool);
       let phase = first.answer?.phase;
       let started: number | undefined;
       for (;;) {
         const now = await session.poll(runId);
         const at = performance.now();
-        if (now === undefined || now.refused || now.phase === undefined || isTerminalPhase(now.phase, session.conventions) || at > deadline) return at;
+        if (
+          now === undefined ||
+          now.refused ||
+          now.phase === undefined ||
+          isTerminalPhase(now.phase, session.conventions) ||
+          at > deadline
+        )
+          return at;
         if (now.phase !== phase && started === undefined) {
           started = at;
           phase = now.phase;
         } else if (now.phase !== phase && started !== undefined) {
-          r.notes.push(`aimed at ${r.c.aimAt} of the way into phase ${now.phase}, by the ${round(at - started)} ms phase ${phase} took`);
+          r.notes.push(
+            `aimed at ${r.c.aimAt} of the way into phase ${now.phase}, by the ${round(at - started)} ms phase ${phase} took`,
+          );
           return at + r.c.aimAt * (at - started);
         }
         if (started !== undefined && runMs !== undefined && at >= started + r.c.aimAt * runMs) {
-          r.notes.push(`aimed at ${r.c.aimAt} of the ${round(runMs)} ms this replay's shortest run took, after it started`);
+          r.notes.push(
+            `aimed at ${r.c.aimAt} of the ${round(runMs)} ms this replay's shortest run took, after it started`,
+          );
           return at;
         }
         await sleep(5);
@@ -206,13 +254,18 @@ async function aimInsideRuns(inRuns: readonly { c: Case; notes: string[] }[], fi
   return aims.length === 0 ? undefined : Math.min(...aims);
 }
 
-async function whereKillLanded(r: { c: Case; first: Promise<Exchange> | undefined }, session: Session): Promise<string> {
+async function whereKillLanded(
+  r: { c: Case; first: Promise<Exchange> | undefined },
+  session: Session,
+): Promise<string> {
   const first = await r.first!;
   const runId = first.answer?.runId;
   if (runId === undefined) return `SIGKILL after the answer, which named no run (${first.status})`;
   const now = await session.poll(runId);
   if (now === undefined) return `SIGKILL in run ${runId}`;
-  if (now.phase === undefined) return `SIGKILL in run ${runId}, whose status the harness cannot read (give its status field and words)`;
-  if (isTerminalPhase(now.phase, session.conventions)) return `run ${runId} ended (${now.phase}) before the SIGKILL could land`;
+  if (now.phase === undefined)
+    return `SIGKILL in run ${runId}, whose status the harness cannot read (give its status field and words)`;
+  if (isTerminalPhase(now.phase, session.conventions))
+    return `run ${runId} ended (${now.phase}) before the SIGKILL could land`;
   return `SIGKILL in phase ${now.phase} of run ${runId}`;
 }

@@ -77,7 +77,10 @@ const caseOf = (e: Exchange) => e.id.split('.')[0];
 const usageName = (surface: Surface) => ('tool' in surface.usage ? surface.usage.tool : 'the usage tool');
 const groupName = (e: Exchange) => `${e.tool} ${e.key === undefined ? '(same arguments)' : `key ${e.key}`}`;
 
-const convention = (name: keyof typeof SUPPLIED_BY, what: string): Missing => ({ convention: what, ...SUPPLIED_BY[name] });
+const convention = (name: keyof typeof SUPPLIED_BY, what: string): Missing => ({
+  convention: what,
+  ...SUPPLIED_BY[name],
+});
 const lacking = (what: string): Missing => ({ convention: what, flag: null, profile_field: null });
 const MISSING = {
   runId: convention('run_id', 'the field an answer names its run in'),
@@ -86,8 +89,12 @@ const MISSING = {
   usage: convention('usage', 'a tool that counts runs and charges'),
   usageFields: convention('usage_fields', "the usage tool's fields for runs and charges"),
   status: convention('status', "the field a run's answer gives its status in, and the words that end a run"),
-  retried: lacking('a recorded call with an idempotency key, or to a tool that claims idempotentHint, for the faults to retry'),
-  changeable: lacking('a recorded call with an idempotency key and an argument that can change (a string, number or boolean)'),
+  retried: lacking(
+    'a recorded call with an idempotency key, or to a tool that claims idempotentHint, for the faults to retry',
+  ),
+  changeable: lacking(
+    'a recorded call with an idempotency key and an argument that can change (a string, number or boolean)',
+  ),
 };
 
 /** `what` names one checked item, and many when the plural is not just an added "s". */
@@ -100,9 +107,17 @@ function result(
   note = '',
 ): InvariantResult {
   const title = INVARIANTS[id];
-  if (checked === 0 && violations.length === 0) return { id, title, status: 'not-checked', detail: notChecked.because, violations, missing: notChecked.missing };
+  if (checked === 0 && violations.length === 0)
+    return { id, title, status: 'not-checked', detail: notChecked.because, violations, missing: notChecked.missing };
   const [one, many] = typeof what === 'string' ? [what, `${what}s`] : what;
-  return { id, title, status: violations.length > 0 ? 'broken' : 'held', detail: plural(checked, one, many) + note, violations, missing: [] };
+  return {
+    id,
+    title,
+    status: violations.length > 0 ? 'broken' : 'held',
+    detail: plural(checked, one, many) + note,
+    violations,
+    missing: [],
+  };
 }
 
 /** Exchanges of each group, in the order they were sent; the harness's polls belong to none. */
@@ -123,7 +138,8 @@ function groupsOf(exchanges: readonly Exchange[]): Map<string, Exchange[]> {
 function splitGroups(exchanges: readonly Exchange[]): Set<string> {
   const split = new Set<string>();
   for (const [group, list] of groupsOf(exchanges)) {
-    if (new Set(list.filter((e) => e.role !== 'conflict' && hasRun(e)).map((e) => e.answer!.runId)).size > 1) split.add(group);
+    if (new Set(list.filter((e) => e.role !== 'conflict' && hasRun(e)).map((e) => e.answer!.runId)).size > 1)
+      split.add(group);
   }
   return split;
 }
@@ -149,9 +165,16 @@ export function checkInvariants(evidence: Evidence): InvariantResult[] {
 /** Why no run could be followed from the answers: no grouped call at all, or answers that named no run. */
 function noRunsBecause(exchanges: readonly Exchange[]): { because: string; missing: Missing[] } {
   const grouped = exchanges.some((e) => e.group !== undefined && e.role !== 'poll');
-  if (!grouped) return { because: 'no recorded call carries an idempotency key or goes to a tool that claims idempotentHint', missing: [MISSING.retried, MISSING.key] };
+  if (!grouped)
+    return {
+      because: 'no recorded call carries an idempotency key or goes to a tool that claims idempotentHint',
+      missing: [MISSING.retried, MISSING.key],
+    };
   const keyed = exchanges.some((e) => e.key !== undefined);
-  return { because: 'no answer to a call with an idempotency key (or to an idempotentHint tool) named a run', missing: keyed ? [MISSING.runId] : [MISSING.runId, MISSING.key] };
+  return {
+    because: 'no answer to a call with an idempotency key (or to an idempotentHint tool) named a run',
+    missing: keyed ? [MISSING.runId] : [MISSING.runId, MISSING.key],
+  };
 }
 
 function oneRunPerKey({ exchanges, usageBefore, usageAfter, surface }: Evidence): InvariantResult {
@@ -164,16 +187,29 @@ function oneRunPerKey({ exchanges, usageBefore, usageAfter, surface }: Evidence)
     keys++;
     const runs = [...new Set(withRun.map((e) => e.answer.runId))];
     if (runs.length > 1) {
-      const answers = runs.map((run) => `${run} (${withRun.filter((e) => e.answer.runId === run).map((e) => e.id).join(', ')})`);
-      violations.push({ message: `${groupName(withRun[0]!)} has ${runs.length} runs: ${answers.join(', ')}`, calls: withRun.map((e) => e.id) });
+      const answers = runs.map(
+        (run) =>
+          `${run} (${withRun
+            .filter((e) => e.answer.runId === run)
+            .map((e) => e.id)
+            .join(', ')})`,
+      );
+      violations.push({
+        message: `${groupName(withRun[0]!)} has ${runs.length} runs: ${answers.join(', ')}`,
+        calls: withRun.map((e) => e.id),
+      });
     }
   }
-  const newRuns = usageBefore?.runs !== undefined && usageAfter?.runs !== undefined ? usageAfter.runs - usageBefore.runs : undefined;
+  const newRuns =
+    usageBefore?.runs !== undefined && usageAfter?.runs !== undefined ? usageAfter.runs - usageBefore.runs : undefined;
   if (newRuns !== undefined && newRuns > keys && keys > 0) {
     // The extra runs were named by no answer: the requests that never got one are where to look.
     const unanswered = exchanges.filter((e) => e.group !== undefined && e.status !== 'answered').map((e) => e.id);
     const hint = unanswered.length === 0 ? '' : `; ${plural(unanswered.length, 'request')} got no answer`;
-    violations.push({ message: `${usageName(surface)} counts ${newRuns} new runs for ${plural(keys, 'key')}${hint}`, calls: unanswered });
+    violations.push({
+      message: `${usageName(surface)} counts ${newRuns} new runs for ${plural(keys, 'key')}${hint}`,
+      calls: unanswered,
+    });
   }
   return result('one-run-per-key', keys, 'key', violations, noRunsBecause(exchanges));
 }
@@ -186,10 +222,19 @@ function sameAnswer({ exchanges, conventions }: Evidence): InvariantResult {
     const [reference, ...others] = answers;
     if (reference === undefined || others.length === 0) continue;
     checked++;
-    const differ = reference.answer.runId !== undefined ? others.filter((e) => e.answer.runId !== reference.answer.runId) : others.filter((e) => e.answer.digest !== reference.answer.digest);
+    const differ =
+      reference.answer.runId !== undefined
+        ? others.filter((e) => e.answer.runId !== reference.answer.runId)
+        : others.filter((e) => e.answer.digest !== reference.answer.digest);
     for (const e of differ) {
-      const what = reference.answer.runId !== undefined ? `run ${e.answer.runId ?? '(none)'}, not run ${reference.answer.runId}` : 'a different answer';
-      violations.push({ message: `${groupName(e)}: ${e.id} (${e.role}) answered ${what} as ${reference.id} did`, calls: [reference.id, e.id] });
+      const what =
+        reference.answer.runId !== undefined
+          ? `run ${e.answer.runId ?? '(none)'}, not run ${reference.answer.runId}`
+          : 'a different answer';
+      violations.push({
+        message: `${groupName(e)}: ${e.id} (${e.role}) answered ${what} as ${reference.id} did`,
+        calls: [reference.id, e.id],
+      });
     }
   }
   // Once a run is done, every answer that names it shows the same assets, whichever call asked.
@@ -204,12 +249,21 @@ function sameAnswer({ exchanges, conventions }: Evidence): InvariantResult {
     checked++;
     const hashes = reference.answer.assetHashes!.join();
     for (const e of others.filter((o) => o.answer.assetHashes!.join() !== hashes)) {
-      violations.push({ message: `run ${runId}: ${e.id} shows other asset hashes than ${reference.id}`, calls: [reference.id, e.id] });
+      violations.push({
+        message: `run ${runId}: ${e.id} shows other asset hashes than ${reference.id}`,
+        calls: [reference.id, e.id],
+      });
     }
   }
   const grouped = exchanges.some((e) => e.group !== undefined && e.role !== 'poll');
   const notChecked = grouped ? { because: 'no key was answered twice', missing: [] } : noRunsBecause(exchanges);
-  return result('same-answer', checked, ['key or run answered twice or more', 'keys or runs answered twice or more'], violations, notChecked);
+  return result(
+    'same-answer',
+    checked,
+    ['key or run answered twice or more', 'keys or runs answered twice or more'],
+    violations,
+    notChecked,
+  );
 }
 
 function oneChargePerRun(evidence: Evidence): InvariantResult {
@@ -219,7 +273,11 @@ function oneChargePerRun(evidence: Evidence): InvariantResult {
     const missing = surface.usage.problem.startsWith('no usage tool') ? [MISSING.usage] : [MISSING.usageFields];
     return result(id, 0, '', [], { because: surface.usage.problem, missing });
   }
-  if (usageBefore === undefined || usageAfter === undefined) return result(id, 0, '', [], { because: `${surface.usage.tool} could not be read at the start and the end`, missing: [MISSING.usageFields] });
+  if (usageBefore === undefined || usageAfter === undefined)
+    return result(id, 0, '', [], {
+      because: `${surface.usage.tool} could not be read at the start and the end`,
+      missing: [MISSING.usageFields],
+    });
   const runs = runsOf(evidence);
   if (runs.length === 0) return result(id, 0, '', [], noRunsBecause(exchanges));
   const violations: Violation[] = [];
@@ -229,9 +287,15 @@ function oneChargePerRun(evidence: Evidence): InvariantResult {
     const resource = resources.get(runId);
     if (resource?.billed === undefined || resource.phase === undefined) continue;
     if (resource.billed && !isFinishedPhase(resource.phase, conventions)) {
-      violations.push({ message: `run ${runId} is billed but ended ${resource.phase} (${where(runId)})`, calls: callsOf(runId) });
+      violations.push({
+        message: `run ${runId} is billed but ended ${resource.phase} (${where(runId)})`,
+        calls: callsOf(runId),
+      });
     } else if (!resource.billed && isFinishedPhase(resource.phase, conventions)) {
-      violations.push({ message: `run ${runId} is ${resource.phase} but not billed (${where(runId)})`, calls: callsOf(runId) });
+      violations.push({
+        message: `run ${runId} is ${resource.phase} but not billed (${where(runId)})`,
+        calls: callsOf(runId),
+      });
     }
   }
   const billed = runs.filter((runId) => billable(evidence, runId));
@@ -249,12 +313,19 @@ function oneChargePerRun(evidence: Evidence): InvariantResult {
     const ownedBy = (e: Exchange, tool: string) => e.tool === tool || e.tool === `create_${tool}`;
     const tools = Object.keys(usageAfter.byTool).filter((tool) => {
       const added = usageAfter.byTool[tool]!.charges - (usageBefore.byTool[tool]?.charges ?? 0);
-      return added > billed.filter((runId) => exchanges.some((e) => e.answer?.runId === runId && ownedBy(e, tool))).length;
+      return (
+        added > billed.filter((runId) => exchanges.some((e) => e.answer?.runId === runId && ownedBy(e, tool))).length
+      );
     });
-    const replays = [...groupsOf(exchanges).values()].flatMap((list) => list.filter(hasRun).slice(1)).filter((e) => tools.length === 0 || tools.some((t) => ownedBy(e, t)));
+    const replays = [...groupsOf(exchanges).values()]
+      .flatMap((list) => list.filter(hasRun).slice(1))
+      .filter((e) => tools.length === 0 || tools.some((t) => ownedBy(e, t)));
     const where = tools.length === 0 ? '' : ` (${tools.join(', ')})`;
     const runsText = plural(billed.length + unseen, 'billed run') + (unseen > 0 ? ` (${unseen} no answer named)` : '');
-    violations.push({ message: `${surface.usage.tool} counts ${plural(charges, 'new charge')} for ${runsText}${where}: replays were billed`, calls: replays.map((e) => e.id) });
+    violations.push({
+      message: `${surface.usage.tool} counts ${plural(charges, 'new charge')} for ${runsText}${where}: replays were billed`,
+      calls: replays.map((e) => e.id),
+    });
   }
   return result(id, runs.length, 'run', violations, noRunsBecause(exchanges));
 }
@@ -267,7 +338,9 @@ function billable(evidence: Evidence, runId: string): boolean {
   const { resources, settled, exchanges, conventions } = evidence;
   const billed = resources.get(runId)?.billed;
   if (billed !== undefined) return billed;
-  const phase = settled.get(runId)?.answer?.phase ?? exchanges.filter((e) => e.answer?.runId === runId && e.answer.phase !== undefined).at(-1)?.answer?.phase;
+  const phase =
+    settled.get(runId)?.answer?.phase ??
+    exchanges.filter((e) => e.answer?.runId === runId && e.answer.phase !== undefined).at(-1)?.answer?.phase;
   if (phase !== undefined) return isFinishedPhase(phase, conventions);
   return exchanges.some((e) => e.answer?.runId === runId && !e.answer.refused);
 }
@@ -280,7 +353,15 @@ function noAcknowledgedRunLost(evidence: Evidence): InvariantResult {
   let splitSkipped = 0;
   const acknowledged = new Map<string, Exchange>();
   for (const e of exchanges) {
-    if (e.acknowledged && e.group !== undefined && e.role !== 'conflict' && e.role !== 'late' && hasRun(e) && !deleted.has(e.answer.runId) && !acknowledged.has(e.answer.runId)) {
+    if (
+      e.acknowledged &&
+      e.group !== undefined &&
+      e.role !== 'conflict' &&
+      e.role !== 'late' &&
+      hasRun(e) &&
+      !deleted.has(e.answer.runId) &&
+      !acknowledged.has(e.answer.runId)
+    ) {
       acknowledged.set(e.answer.runId, e);
     }
   }
@@ -289,24 +370,44 @@ function noAcknowledgedRunLost(evidence: Evidence): InvariantResult {
     // Only a key leads back to its run: a tool without one may rightly answer a new id on each call.
     // And a key that named several runs is one-run-per-key's finding, not a lost run.
     const keySplit = ack.group !== undefined && split.has(ack.group);
-    const late = ack.key === undefined || keySplit ? undefined : exchanges.findLast((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
+    const late =
+      ack.key === undefined || keySplit
+        ? undefined
+        : exchanges.findLast((e) => e.role === 'late' && e.group === ack.group && e.answer !== undefined);
     if (poll === undefined && late === undefined) {
       if (keySplit) splitSkipped++;
       continue;
     }
     checked++;
     if (poll?.answer?.refused === true) {
-      violations.push({ message: `run ${runId}, acknowledged by ${ack.id}, is gone: ${poll.tool} answers ${poll.answer.errorCode ?? 'an error'}`, calls: [ack.id, poll.id] });
+      violations.push({
+        message: `run ${runId}, acknowledged by ${ack.id}, is gone: ${poll.tool} answers ${poll.answer.errorCode ?? 'an error'}`,
+        calls: [ack.id, poll.id],
+      });
     } else if (late !== undefined && late.answer!.runId !== runId) {
-      const now = late.answer!.refused ? `is refused (${late.answer!.errorCode ?? 'error'})` : `answers run ${late.answer!.runId ?? '(none)'}`;
-      violations.push({ message: `run ${runId}, acknowledged by ${ack.id}, is lost: the last retry of ${groupName(ack)} ${now}`, calls: [ack.id, late.id] });
+      const now = late.answer!.refused
+        ? `is refused (${late.answer!.errorCode ?? 'error'})`
+        : `answers run ${late.answer!.runId ?? '(none)'}`;
+      violations.push({
+        message: `run ${runId}, acknowledged by ${ack.id}, is lost: the last retry of ${groupName(ack)} ${now}`,
+        calls: [ack.id, late.id],
+      });
     }
   }
-  const note = splitSkipped > 0 ? `; ${plural(splitSkipped, 'run')} of keys that named several runs left to one-run-per-key` : '';
+  const note =
+    splitSkipped > 0 ? `; ${plural(splitSkipped, 'run')} of keys that named several runs left to one-run-per-key` : '';
   let notChecked: { because: string; missing: Missing[] };
   if (acknowledged.size === 0) notChecked = noRunsBecause(exchanges);
-  else if (splitSkipped === acknowledged.size) notChecked = { because: `every acknowledged run belongs to a key that named several runs (one-run-per-key), and no poll tool follows runs by id`, missing: [MISSING.poll] };
-  else notChecked = { because: `no tool follows a run by id${surface.notes.poll === undefined ? '' : ` (${surface.notes.poll})`}, and no key could be retried at the end`, missing: [MISSING.poll] };
+  else if (splitSkipped === acknowledged.size)
+    notChecked = {
+      because: `every acknowledged run belongs to a key that named several runs (one-run-per-key), and no poll tool follows runs by id`,
+      missing: [MISSING.poll],
+    };
+  else
+    notChecked = {
+      because: `no tool follows a run by id${surface.notes.poll === undefined ? '' : ` (${surface.notes.poll})`}, and no key could be retried at the end`,
+      missing: [MISSING.poll],
+    };
   return result('no-acknowledged-run-lost', checked, 'acknowledged run', violations, notChecked, note);
 }
 
@@ -321,7 +422,10 @@ function terminalWithinBound({ surface, settled, exchanges, settleMs, convention
   let checked = 0;
   const stillGoing = (runId: string, phase: string | undefined, how: string) => {
     const calls = exchanges.filter((e) => e.answer?.runId === runId).map((e) => e.id);
-    violations.push({ message: `run ${runId} is still ${phase ?? 'without a phase'} ${settleMs / 1000} s after the last fault${how}`, calls });
+    violations.push({
+      message: `run ${runId} is still ${phase ?? 'without a phase'} ${settleMs / 1000} s after the last fault${how}`,
+      calls,
+    });
   };
   if (surface.poll !== undefined) {
     let statusless = 0;
@@ -353,10 +457,18 @@ function terminalWithinBound({ surface, settled, exchanges, settleMs, convention
     if (seen.has(runId)) continue;
     seen.add(runId);
     checked++;
-    if (late.answer!.phase !== undefined && !isTerminalPhase(late.answer!.phase, conventions)) stillGoing(runId, late.answer!.phase, ` (the last retry of ${groupName(late)} says so)`);
+    if (late.answer!.phase !== undefined && !isTerminalPhase(late.answer!.phase, conventions))
+      stillGoing(runId, late.answer!.phase, ` (the last retry of ${groupName(late)} says so)`);
   }
   const why = `no tool follows a run by id${surface.notes.poll === undefined ? '' : ` (${surface.notes.poll})`}, and no key's last retry answered its run`;
-  return result(id, checked, 'run', violations, { because: why, missing: [MISSING.poll] }, checked > 0 ? ', by the last retry of each key (no poll tool)' : '');
+  return result(
+    id,
+    checked,
+    'run',
+    violations,
+    { because: why, missing: [MISSING.poll] },
+    checked > 0 ? ', by the last retry of each key (no poll tool)' : '',
+  );
 }
 
 function conflicts({ exchanges, surface }: Evidence): InvariantResult[] {
@@ -370,17 +482,26 @@ function conflicts({ exchanges, surface }: Evidence): InvariantResult[] {
     answered++;
     if (e.fault === null && e.line !== null) recorded.push(e.line);
     if (!e.answer.refused) {
-      refusedViolations.push({ message: `${e.id}: ${groupName(e)} with changed arguments was answered (run ${e.answer.runId ?? '(none)'}) instead of refused`, calls: [e.id] });
+      refusedViolations.push({
+        message: `${e.id}: ${groupName(e)} with changed arguments was answered (run ${e.answer.runId ?? '(none)'}) instead of refused`,
+        calls: [e.id],
+      });
       continue;
     }
     refused++;
     if (e.runsBefore !== undefined && e.runsAfter !== undefined && e.runsAfter > e.runsBefore) {
-      nothingViolations.push({ message: `${e.id} was refused, yet ${usageName(surface)} counted ${e.runsAfter - e.runsBefore} new run(s) across it`, calls: [e.id] });
+      nothingViolations.push({
+        message: `${e.id} was refused, yet ${usageName(surface)} counted ${e.runsAfter - e.runsBefore} new run(s) across it`,
+        calls: [e.id],
+      });
     }
     // The retry that follows within the same case, before any other fault could move the key.
     const sameKey = (o: Exchange): o is Answered => o.group === e.group && o.role !== 'conflict' && hasRun(o);
     const original = exchanges.slice(0, index).find(sameKey);
-    const after = exchanges.slice(index + 1).filter(sameKey).find((o) => caseOf(o) === caseOf(e));
+    const after = exchanges
+      .slice(index + 1)
+      .filter(sameKey)
+      .find((o) => caseOf(o) === caseOf(e));
     if (original !== undefined && after !== undefined && after.answer.runId !== original.answer.runId) {
       nothingViolations.push({
         message: `after ${e.id} was refused, ${groupName(e)} answers run ${after.answer.runId} (${after.id}), not its run ${original.answer.runId}`,
@@ -389,19 +510,49 @@ function conflicts({ exchanges, surface }: Evidence): InvariantResult[] {
     }
   }
   // A conflict the transcript itself holds is replayed as recorded, whether or not changed-args ran.
-  const fromRecording = recorded.length === 0 ? '' : ` (${recorded.length === answered ? 'all' : recorded.length} replayed as recorded, line ${recorded.join(', ')})`;
+  const fromRecording =
+    recorded.length === 0
+      ? ''
+      : ` (${recorded.length === answered ? 'all' : recorded.length} replayed as recorded, line ${recorded.join(', ')})`;
   const noConflict = exchanges.some((e) => e.key !== undefined)
     ? { because: 'no call changed the arguments under a used key', missing: [MISSING.changeable] }
     : { because: 'no call carried an idempotency key to change the arguments under', missing: [MISSING.key] };
   return [
-    result('conflict-refused', answered, ['changed-arguments retry', 'changed-arguments retries'], refusedViolations, noConflict, fromRecording),
-    result('conflict-created-nothing', refused, 'refused conflict', nothingViolations, answered > 0 ? { because: 'no conflict was refused', missing: [] } : noConflict, fromRecording),
+    result(
+      'conflict-refused',
+      answered,
+      ['changed-arguments retry', 'changed-arguments retries'],
+      refusedViolations,
+      noConflict,
+      fromRecording,
+    ),
+    result(
+      'conflict-created-nothing',
+      refused,
+      'refused conflict',
+      nothingViolations,
+      answered > 0 ? { because: 'no conflict was refused', missing: [] } : noConflict,
+      fromRecording,
+    ),
   ];
 }
 
 function noProgressAfterResponse({ exchanges, lateProgress, progressSeen }: Evidence): InvariantResult {
   const calls = exchanges.filter((e) => e.status === 'answered' || e.answer !== undefined).length;
-  const violations = lateProgress.map((late) => ({ message: `${late.call}: a progress notification for ${late.tool} came ${late.afterMs} ms after its answer`, calls: [late.call] }));
-  const note = progressSeen === 0 ? ' (the server sent no progress notifications)' : `, ${plural(progressSeen, 'progress notification')}`;
-  return result('no-progress-after-response', calls, ['answered call that asked for progress', 'answered calls that asked for progress'], violations, { because: 'no call was answered', missing: [] }, note);
+  const violations = lateProgress.map((late) => ({
+    message: `${late.call}: a progress notification for ${late.tool} came ${late.afterMs} ms after its answer`,
+    calls: [late.call],
+  }));
+  const note =
+    progressSeen === 0
+      ? ' (the server sent no progress notifications)'
+      : `, ${plural(progressSeen, 'progress notification')}`;
+  return result(
+    'no-progress-after-response',
+    calls,
+    ['answered call that asked for progress', 'answered calls that asked for progress'],
+    violations,
+    { because: 'no call was answered', missing: [] },
+    note,
+  );
 }

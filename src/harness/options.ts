@@ -3,7 +3,17 @@
 import { FlagReader, route, UsageError } from '../config.js';
 import { loadProfile, type ProfileChoice, type ProfileFlags } from './profile.js';
 
-export const FAULT_KINDS = ['duplicate', 'burst', 'timeout', 'lost-answer', 'changed-args', 'cancel', 'stream-broken', 'kill-between', 'kill-mid-run'] as const;
+export const FAULT_KINDS = [
+  'duplicate',
+  'burst',
+  'timeout',
+  'lost-answer',
+  'changed-args',
+  'cancel',
+  'stream-broken',
+  'kill-between',
+  'kill-mid-run',
+] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 /** Faults that SIGKILL the server and start it again, which needs a server the harness launched. */
 export const LAUNCH_ONLY: readonly FaultKind[] = ['kill-between', 'kill-mid-run'];
@@ -47,9 +57,11 @@ export function parseRecordArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const { values, positionals, afterDashes: command } = route(['record', ...argv]);
   const read = new FlagReader('record', values, env);
   const out = read.text('out');
-  if (positionals.length > 0) throw new UsageError(`record: unexpected "${positionals[0]}"; the server command goes after --`);
+  if (positionals.length > 0)
+    throw new UsageError(`record: unexpected "${positionals[0]}"; the server command goes after --`);
   if (out === undefined || out.trim() === '') throw new UsageError('record needs --out FILE, the transcript to write');
-  if (command.length === 0) throw new UsageError('record needs the server command after --: runledger record --out FILE -- <command...>');
+  if (command.length === 0)
+    throw new UsageError('record needs the server command after --: runledger record --out FILE -- <command...>');
   const redact = read.list('redact').map((pattern) => {
     try {
       return new RegExp(pattern, 'g');
@@ -78,7 +90,10 @@ const CONVENTION_FLAGS = [
 
 const wordList = (flag: string, text: string | undefined) => {
   if (text === undefined) return undefined;
-  const words = text.split(',').map((w) => w.trim()).filter((w) => w !== '');
+  const words = text
+    .split(',')
+    .map((w) => w.trim())
+    .filter((w) => w !== '');
   if (words.length === 0) throw new UsageError(`--${flag} needs a comma-separated list of status words`);
   return words;
 };
@@ -90,7 +105,8 @@ function parseUrl(text: string): URL {
   } catch {
     throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8787/mcp, got "${text}"`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url must be http or https, got "${text}"`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--url must be http or https, got "${text}"`);
   return url;
 }
 
@@ -101,7 +117,8 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const read = new FlagReader('replay', values, env);
   // As parseArgs reads a line, words after "--" are positionals too.
   const positionals = [...routed.positionals, ...routed.afterDashes];
-  if (positionals.length !== 1) throw new UsageError('replay takes one transcript file: runledger replay FILE [--server "<command>"] [--url URL]');
+  if (positionals.length !== 1)
+    throw new UsageError('replay takes one transcript file: runledger replay FILE [--server "<command>"] [--url URL]');
   const token = read.text('token');
   if (values.token !== undefined && values.url === undefined) throw new UsageError('--token goes with --url');
 
@@ -109,7 +126,8 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
   let target: ReplayTarget | undefined;
   if (values.server !== undefined) {
     const command = splitCommand(values.server);
-    if (command.length === 0) throw new UsageError('--server needs a command, e.g. --server "runledger --db /tmp/replay.db"');
+    if (command.length === 0)
+      throw new UsageError('--server needs a command, e.g. --server "runledger --db /tmp/replay.db"');
     target = { kind: 'launch', command, fromTranscript: false, url, token };
   } else if (url !== undefined) {
     target = { kind: 'url', url, token };
@@ -119,7 +137,8 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const conventionArgs: string[] = [];
   for (const name of CONVENTION_FLAGS) {
     const value = values[name];
-    for (const one of value === undefined ? [] : Array.isArray(value) ? value : [value]) conventionArgs.push(`--${name}`, one);
+    for (const one of value === undefined ? [] : Array.isArray(value) ? value : [value])
+      conventionArgs.push(`--${name}`, one);
   }
   return {
     transcript: positionals[0]!,
@@ -154,15 +173,23 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
 function parseFaults(text: string | undefined, can: { canRestart: boolean; overHttp: boolean }): FaultKind[] {
   // "all" is no error on any target: the report lists the faults it could not run there, and why.
   if (text === undefined || text.trim() === 'all') return [...FAULT_KINDS];
-  const kinds = text.split(',').map((kind) => kind.trim()).filter((kind) => kind !== '');
+  const kinds = text
+    .split(',')
+    .map((kind) => kind.trim())
+    .filter((kind) => kind !== '');
   if (kinds.length === 0) throw new UsageError(`--faults needs a list: all, or some of ${FAULT_KINDS.join(', ')}`);
   for (const kind of kinds) {
-    if (!(FAULT_KINDS as readonly string[]).includes(kind)) throw new UsageError(`--faults: unknown fault "${kind}"; the faults are ${FAULT_KINDS.join(', ')}`);
+    if (!(FAULT_KINDS as readonly string[]).includes(kind))
+      throw new UsageError(`--faults: unknown fault "${kind}"; the faults are ${FAULT_KINDS.join(', ')}`);
     if (!can.canRestart && LAUNCH_ONLY.includes(kind as FaultKind)) {
-      throw new UsageError(`--faults ${kind} SIGKILLs and restarts the server, so it needs --server (a server replay launches; with --url too, it is reached there)`);
+      throw new UsageError(
+        `--faults ${kind} SIGKILLs and restarts the server, so it needs --server (a server replay launches; with --url too, it is reached there)`,
+      );
     }
     if (!can.overHttp && HTTP_ONLY.includes(kind as FaultKind)) {
-      throw new UsageError(`--faults ${kind} breaks an HTTP response stream, so it needs --url (with --server, replay launches the server and reaches it there)`);
+      throw new UsageError(
+        `--faults ${kind} breaks an HTTP response stream, so it needs --url (with --server, replay launches the server and reaches it there)`,
+      );
     }
   }
   return [...new Set(kinds)] as FaultKind[];

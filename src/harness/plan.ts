@@ -73,20 +73,27 @@ export function wasRefused(call: RecordedCall, c: AnswerConventions): boolean {
   return call.outcome === 'error' || (call.result !== undefined && readAnswer(call.result, c).refused);
 }
 
-export function classify(call: RecordedCall, info: ToolInfo | undefined, c: AnswerConventions & { keyArgument: string | undefined }): Subject {
+export function classify(
+  call: RecordedCall,
+  info: ToolInfo | undefined,
+  c: AnswerConventions & { keyArgument: string | undefined },
+): Subject {
   const plain = (because: string): Subject => ({ call, info, kind: 'plain', plainBecause: because });
   if (info === undefined) return plain('the server does not offer this tool');
   if (wasRefused(call, c)) return plain('it was refused when recorded');
   if (call.arguments.dry_run === true) return plain('a dry run creates nothing');
   if (info.readOnlyHint === true) return plain('the tool is read-only');
-  if (keyFieldOf(info, call.arguments, c.keyArgument) !== null) return { call, info, kind: 'keyed', plainBecause: undefined };
+  if (keyFieldOf(info, call.arguments, c.keyArgument) !== null)
+    return { call, info, kind: 'keyed', plainBecause: undefined };
   if (info.idempotentHint === true) return { call, info, kind: 'idempotent', plainBecause: undefined };
   return plain('the tool takes no idempotency key and does not claim idempotentHint');
 }
 
 /** A key of the same shape for every replay with one seed: a UUID, which every key rule we know accepts. */
 export function freshKey(seed: number, recordedKey: string, extraCase?: number): string {
-  const hex = createHash('sha256').update(`${seed}\u0000${recordedKey}\u0000${extraCase ?? ''}`).digest('hex');
+  const hex = createHash('sha256')
+    .update(`${seed}\u0000${recordedKey}\u0000${extraCase ?? ''}`)
+    .digest('hex');
   const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
@@ -94,7 +101,8 @@ export function freshKey(seed: number, recordedKey: string, extraCase?: number):
 /** Scalar arguments that say what is asked for (not the key, not how to answer). */
 function changeableFields(args: JsonObject, keyField: string): string[] {
   return Object.keys(args).filter(
-    (field) => field !== keyField && !STEERING_FIELDS.has(field) && ['string', 'number', 'boolean'].includes(typeof args[field]),
+    (field) =>
+      field !== keyField && !STEERING_FIELDS.has(field) && ['string', 'number', 'boolean'].includes(typeof args[field]),
   );
 }
 
@@ -102,7 +110,12 @@ function changeableFields(args: JsonObject, keyField: string): string[] {
  * One top-level argument changed so the request differs but would still pass validation: another
  * enum value, a string with a suffix, a number stepped within its bounds, a boolean flipped.
  */
-export function changeArgument(args: JsonObject, info: ToolInfo | undefined, keyField: string, prng: Prng): ChangedArgument | null {
+export function changeArgument(
+  args: JsonObject,
+  info: ToolInfo | undefined,
+  keyField: string,
+  prng: Prng,
+): ChangedArgument | null {
   const candidates = changeableFields(args, keyField);
   if (candidates.length === 0) return null;
   const field = prng.pick(candidates);
@@ -129,7 +142,9 @@ function applicable(fault: FaultKind, subject: Subject, can: Abilities, keyArgum
   if (HTTP_ONLY.includes(fault) && !can.overHttp) return false;
   if (fault === 'changed-args') {
     const keyField = keyFieldOf(subject.info, subject.call.arguments, keyArgument);
-    return subject.kind === 'keyed' && keyField !== null && changeableFields(subject.call.arguments, keyField).length > 0;
+    return (
+      subject.kind === 'keyed' && keyField !== null && changeableFields(subject.call.arguments, keyField).length > 0
+    );
   }
   return true;
 }
@@ -159,7 +174,8 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
   const assigned = new Map<Subject, FaultKind[]>(subjects.map((s) => [s, []]));
   const unused: Plan['unused'] = [];
   const faultable = subjects.filter((s) => s.kind !== 'plain');
-  const usableFor = (subject: Subject, kinds: readonly FaultKind[]) => kinds.filter((fault) => applicable(fault, subject, options, options.keyArgument));
+  const usableFor = (subject: Subject, kinds: readonly FaultKind[]) =>
+    kinds.filter((fault) => applicable(fault, subject, options, options.keyArgument));
 
   for (const fault of shuffle(faults, prng)) {
     const candidates = faultable.filter((s) => applicable(fault, s, options, options.keyArgument));
@@ -177,7 +193,8 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
     const kinds = assigned.get(subject)!;
     const here = usableFor(subject, inPlace);
     if (!kinds.some((fault) => !AIMED.includes(fault)) && here.length > 0) kinds.unshift(prng.pick(here));
-    else if (kinds.length === 0 && usableFor(subject, faults).length > 0) kinds.push(prng.pick(usableFor(subject, faults)));
+    else if (kinds.length === 0 && usableFor(subject, faults).length > 0)
+      kinds.push(prng.pick(usableFor(subject, faults)));
   }
 
   const cases: Case[] = [];
@@ -191,7 +208,10 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
       extra,
       copies: fault === 'burst' ? options.burst : fault === 'duplicate' ? prng.int(2, 3) : 1,
       aimAt: fault !== null && AIMED.includes(fault) ? Math.round(prng.range(0.2, 0.8) * 100) / 100 : 0,
-      changed: fault === 'changed-args' && keyField !== null ? changeArgument(subject.call.arguments, subject.info, keyField, prng) : null,
+      changed:
+        fault === 'changed-args' && keyField !== null
+          ? changeArgument(subject.call.arguments, subject.info, keyField, prng)
+          : null,
       batch: null,
     };
   };
@@ -203,8 +223,13 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
   }
   // Extras in the order: other in-place kinds, the aimed ones by time, then the SIGKILL ones together.
   const rank = (fault: FaultKind) => (LAUNCH_ONLY.includes(fault) ? 2 : AIMED.includes(fault) ? 1 : 0);
-  const ordered = extras.map((extra, i) => ({ extra, i })).sort((a, b) => rank(a.extra[1]) - rank(b.extra[1]) || a.i - b.i);
-  for (const { extra: [subject, fault] } of ordered) cases.push(caseOf(subject, fault, true));
+  const ordered = extras
+    .map((extra, i) => ({ extra, i }))
+    .sort((a, b) => rank(a.extra[1]) - rank(b.extra[1]) || a.i - b.i);
+  for (const {
+    extra: [subject, fault],
+  } of ordered)
+    cases.push(caseOf(subject, fault, true));
   cases.forEach((c, i) => (c.n = i + 1));
   assignBatches(cases.filter((c) => c.fault !== null && LAUNCH_ONLY.includes(c.fault)));
   return { cases, unused };
@@ -217,7 +242,8 @@ export function makePlan(subjects: readonly Subject[], faults: readonly FaultKin
 function assignBatches(kills: Case[]): void {
   const batches: Set<string>[] = [];
   for (const c of kills) {
-    const who = c.subject.kind === 'keyed' ? `case ${c.n}` : `${c.subject.call.tool} ${canonicalJson(c.subject.call.arguments)}`;
+    const who =
+      c.subject.kind === 'keyed' ? `case ${c.n}` : `${c.subject.call.tool} ${canonicalJson(c.subject.call.arguments)}`;
     let index = batches.findIndex((batch) => !batch.has(who));
     if (index < 0) index = batches.push(new Set()) - 1;
     batches[index]!.add(who);
@@ -226,9 +252,11 @@ function assignBatches(kills: Case[]): void {
 }
 
 function reasonUnused(fault: FaultKind, faultable: number, can: Abilities): string {
-  if (faultable === 0) return 'no recorded call can take a fault (every one is read-only, refused, or to a tool without a key or idempotentHint)';
+  if (faultable === 0)
+    return 'no recorded call can take a fault (every one is read-only, refused, or to a tool without a key or idempotentHint)';
   if (LAUNCH_ONLY.includes(fault) && !can.canRestart) return 'it needs a server replay launches itself (--server)';
-  if (HTTP_ONLY.includes(fault) && !can.overHttp) return 'it needs a server reached over HTTP (--url; with --server too, replay launches it)';
+  if (HTTP_ONLY.includes(fault) && !can.overHttp)
+    return 'it needs a server reached over HTTP (--url; with --server too, replay launches it)';
   if (fault === 'changed-args') return 'no recorded call has an idempotency key and an argument that can change';
   return 'no recorded call can take it';
 }

@@ -38,19 +38,39 @@ export async function runRecord(options: RecordOptions, log: Logger): Promise<nu
       writeSync(fd, JSON.stringify(redact(line)) + '\n');
     } catch (err) {
       // The client's session matters more than its recording: keep forwarding, say so once.
-      if (!writeFailed) log.error('cannot write the transcript; the session goes on unrecorded', { file: options.out, error: (err as Error).message });
+      if (!writeFailed)
+        log.error('cannot write the transcript; the session goes on unrecorded', {
+          file: options.out,
+          error: (err as Error).message,
+        });
       writeFailed = true;
     }
   };
   const now = () => new Date().toISOString();
-  write({ v: TRANSCRIPT_VERSION, type: 'session', at: now(), recorder: `runledger ${VERSION}`, command: redactCommand(options.command) });
+  write({
+    v: TRANSCRIPT_VERSION,
+    type: 'session',
+    at: now(),
+    recorder: `runledger ${VERSION}`,
+    command: redactCommand(options.command),
+  });
 
   const pending = new Map<string, PendingCall>();
   const initializeIds = new Set<string>();
   let seq = 0;
   const finish = (call: PendingCall, outcome: CallLine['outcome'], answer: Pick<CallLine, 'result' | 'error'> = {}) => {
     const ms = Math.round((performance.now() - call.startedAt) * 10) / 10;
-    write({ v: TRANSCRIPT_VERSION, type: 'call', seq: call.seq, at: call.at, ms, tool: call.tool, arguments: call.arguments, outcome, ...answer });
+    write({
+      v: TRANSCRIPT_VERSION,
+      type: 'call',
+      seq: call.seq,
+      at: call.at,
+      ms,
+      tool: call.tool,
+      arguments: call.arguments,
+      outcome,
+      ...answer,
+    });
   };
 
   const observe = (direction: Direction, message: RpcMessage) => {

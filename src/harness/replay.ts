@@ -33,10 +33,14 @@ function resolveTarget(options: ReplayOptions, transcript: Transcript): ReplayTa
   if (options.target !== undefined) return options.target;
   const command = transcript.command;
   if (command === undefined || command.length === 0) {
-    throw new UsageError(`${transcript.file} does not say which server it was recorded from; give --server "<command>" or --url`);
+    throw new UsageError(
+      `${transcript.file} does not say which server it was recorded from; give --server "<command>" or --url`,
+    );
   }
   if (command.some((part) => part.includes(REDACTED))) {
-    throw new UsageError(`the server command recorded in ${transcript.file} has redacted parts; give --server "<command>"`);
+    throw new UsageError(
+      `the server command recorded in ${transcript.file} has redacted parts; give --server "<command>"`,
+    );
   }
   return { kind: 'launch', command, fromTranscript: true, url: undefined, token: undefined };
 }
@@ -45,7 +49,8 @@ const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${
 
 function rerunCommand(options: ReplayOptions, target: ReplayTarget, seed: number): string {
   const parts = ['runledger', 'replay', shellWord(options.transcript)];
-  if (target.kind === 'launch' && !target.fromTranscript) parts.push('--server', shellWord(target.command.map(shellWord).join(' ')));
+  if (target.kind === 'launch' && !target.fromTranscript)
+    parts.push('--server', shellWord(target.command.map(shellWord).join(' ')));
   if (target.url !== undefined) parts.push('--url', shellWord(target.url.href));
   parts.push('--faults', options.faultsAsked, '--seed', String(seed));
   parts.push('--settle-ms', String(options.settleMs), '--burst', String(options.burst));
@@ -74,7 +79,9 @@ export async function runReplay(options: ReplayOptions): Promise<number> {
   } catch (err) {
     if (!(err instanceof ReplayAborted)) throw err;
     // On a terminal the progress bar holds the line: end it first.
-    process.stderr.write(`${process.stderr.isTTY === true ? '\n' : ''}runledger replay: could not complete: ${err.message}\n`);
+    process.stderr.write(
+      `${process.stderr.isTTY === true ? '\n' : ''}runledger replay: could not complete: ${err.message}\n`,
+    );
     return 3;
   } finally {
     await target?.close().catch(() => undefined);
@@ -104,15 +111,29 @@ interface ReplaySettings {
   seed: number;
 }
 
-async function replay(target: Target, transcript: Transcript, { options, spec, seed }: ReplaySettings): Promise<number> {
+async function replay(
+  target: Target,
+  transcript: Transcript,
+  { options, spec, seed }: ReplaySettings,
+): Promise<number> {
   const started = performance.now();
   const listed = await listTools(target);
   const serverInfo = target.client.getServerVersion();
-  const conventions = resolveConventions(options.profile, options.profileFlags, { serverName: serverInfo?.name, tools: listed, resourceTemplates: await listTemplates(target) });
+  const conventions = resolveConventions(options.profile, options.profileFlags, {
+    serverName: serverInfo?.name,
+    tools: listed,
+    resourceTemplates: await listTemplates(target),
+  });
   const tools = new Map(listed.map((tool) => [tool.name, toolInfo(tool, conventions.keyArgument)]));
   const session = new Session(target, tools, conventions);
   const subjects = transcript.calls.map((call) => classify(call, tools.get(call.tool), conventions));
-  const plan = makePlan(subjects, options.faults, { seed, canRestart: target.canRestart, overHttp: target.http !== undefined, burst: options.burst, keyArgument: conventions.keyArgument });
+  const plan = makePlan(subjects, options.faults, {
+    seed,
+    canRestart: target.canRestart,
+    overHttp: target.http !== undefined,
+    burst: options.burst,
+    keyArgument: conventions.keyArgument,
+  });
 
   // Recorded keys get fresh ones, the same for every call that used them, so the recorded session's
   // own retries stay retries. A key seen only in refused calls stays as it was: so does its refusal.
@@ -152,7 +173,9 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
     check(`after restart ${n}, cases ${cases.map((c) => c.n).join(', ')}`);
   }
 
-  progress.step(conventions.poll === undefined ? 'no poll tool: runs cannot be followed' : 'waiting for every run to end');
+  progress.step(
+    conventions.poll === undefined ? 'no poll tool: runs cannot be followed' : 'waiting for every run to end',
+  );
   const settled = await settler.settle(runsOf({ exchanges: session.exchanges, deleted }));
   progress.step('retrying every key once more');
   await lateRetries(session, tools, Date.now() + options.settleMs);
@@ -181,7 +204,11 @@ async function replay(target: Target, transcript: Transcript, { options, spec, s
     progressSeen: session.progressSeen,
   });
   // Not run as a fault, yet checked all the same: the transcript's own changed-arguments calls.
-  const recordedConflicts = [...new Set(session.exchanges.filter((e) => e.role === 'conflict' && e.fault === null && e.line !== null).map((e) => e.line))];
+  const recordedConflicts = [
+    ...new Set(
+      session.exchanges.filter((e) => e.role === 'conflict' && e.fault === null && e.line !== null).map((e) => e.line),
+    ),
+  ];
   const changedArgs = plan.unused.find((u) => u.fault === 'changed-args');
   if (changedArgs !== undefined && recordedConflicts.length > 0) {
     changedArgs.reason += `; the transcript's own changed-arguments call (line ${recordedConflicts.join(', ')}) was replayed as recorded, and checks the conflict invariants`;
@@ -224,14 +251,24 @@ function surfaceOf(conventions: Conventions, session: Session, usageRead: boolea
   if (usage === undefined) usageSurface = { problem: `no usage tool: ${found.usage.note ?? 'none was found'}` };
   else if (!usageRead) usageSurface = { problem: session.usageProblem ?? `${usage.tool} could not be read` };
   else usageSurface = { tool: usage.tool, runs: session.usageFields?.runs !== undefined };
-  return { poll: conventions.poll?.tool, usage: usageSurface, runResource: conventions.runResource?.template, notes: { poll: found.poll.note } };
+  return {
+    poll: conventions.poll?.tool,
+    usage: usageSurface,
+    runResource: conventions.runResource?.template,
+    notes: { poll: found.poll.note },
+  };
 }
 
 /** Runs the replay deleted on purpose (a destructive tool answered for them): gone by design. */
 function deletedRuns(exchanges: readonly Exchange[], tools: ReadonlyMap<string, ToolInfo>): Set<string> {
   const deleted = new Set<string>();
   for (const e of exchanges) {
-    if (tools.get(e.tool)?.destructiveHint === true && e.answer !== undefined && !e.answer.refused && e.answer.runId !== undefined) {
+    if (
+      tools.get(e.tool)?.destructiveHint === true &&
+      e.answer !== undefined &&
+      !e.answer.refused &&
+      e.answer.runId !== undefined
+    ) {
       deleted.add(e.answer.runId);
     }
   }
@@ -258,16 +295,36 @@ class Settler {
     await Promise.all(
       runIds.map(async (runId) => {
         const last = this.settled.get(runId);
-        if (last?.answer !== undefined && (last.answer.refused || last.answer.phase === undefined || isTerminalPhase(last.answer.phase, session.conventions))) return;
+        if (
+          last?.answer !== undefined &&
+          (last.answer.refused ||
+            last.answer.phase === undefined ||
+            isTerminalPhase(last.answer.phase, session.conventions))
+        )
+          return;
         for (;;) {
           const remaining = Math.max(0, Math.floor((this.deadline - Date.now()) / 1000));
           const wait = Math.min(remaining, poll.waitMax ?? UNBOUNDED_WAIT_SECONDS);
-          const exchange = await session.send({ id: `settle.${++this.n}`, line: null, fault: null, tool: poll.tool, args: session.pollArguments(runId, wait), role: 'poll' });
+          const exchange = await session.send({
+            id: `settle.${++this.n}`,
+            line: null,
+            fault: null,
+            tool: poll.tool,
+            args: session.pollArguments(runId, wait),
+            role: 'poll',
+          });
           this.settled.set(runId, exchange);
           const answer = exchange.answer;
           if (answer !== undefined && isTerminalPhase(answer.phase, session.conventions)) session.ended(runId);
           // No status to wait on is an end too: the run cannot be seen to go on.
-          if (answer === undefined || answer.refused || answer.phase === undefined || isTerminalPhase(answer.phase, session.conventions) || Date.now() >= this.deadline) return;
+          if (
+            answer === undefined ||
+            answer.refused ||
+            answer.phase === undefined ||
+            isTerminalPhase(answer.phase, session.conventions) ||
+            Date.now() >= this.deadline
+          )
+            return;
           if (poll.waitArgument === undefined || wait === 0) await sleep(POLL_INTERVAL_MS);
         }
       }),
@@ -283,14 +340,24 @@ class Settler {
  */
 async function lateRetries(session: Session, tools: ReadonlyMap<string, ToolInfo>, deadline: number): Promise<void> {
   // Deleting again proves nothing about the deleted run, and may be refused by design.
-  const firsts = [...session.firstRequests().values()].filter((first) => tools.get(first.tool)?.destructiveHint !== true);
+  const firsts = [...session.firstRequests().values()].filter(
+    (first) => tools.get(first.tool)?.destructiveHint !== true,
+  );
   const follow = session.conventions.poll === undefined;
   let n = 0;
   await inBatches(firsts, async (first) => {
     for (let pause = POLL_INTERVAL_MS; ; pause = Math.min(pause * 2, 1000)) {
-      const late = await session.send({ id: `late.${++n}`, line: first.line, fault: null, tool: first.tool, args: answerAtOnce(first.args), role: 'late' });
+      const late = await session.send({
+        id: `late.${++n}`,
+        line: first.line,
+        fault: null,
+        tool: first.tool,
+        args: answerAtOnce(first.args),
+        role: 'late',
+      });
       const phase = late.answer?.refused === false ? late.answer.phase : undefined;
-      if (!follow || phase === undefined || isTerminalPhase(phase, session.conventions) || Date.now() >= deadline) return;
+      if (!follow || phase === undefined || isTerminalPhase(phase, session.conventions) || Date.now() >= deadline)
+        return;
       await sleep(pause);
     }
   });

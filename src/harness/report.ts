@@ -29,7 +29,9 @@ const InvariantSchema = z.object({
   title: z.string(),
   status: z.enum(['held', 'broken', 'not-checked']),
   detail: z.string().describe('What was checked ("6 keys") or, when not checked, why not'),
-  violations: z.array(z.object({ message: z.string(), calls: z.array(z.string()).describe('The ids of the calls that broke it') })),
+  violations: z.array(
+    z.object({ message: z.string(), calls: z.array(z.string()).describe('The ids of the calls that broke it') }),
+  ),
   missing: z.array(MissingSchema).describe('When not checked: what would let it be checked'),
 });
 
@@ -43,7 +45,9 @@ export const ReportSchema = z
   .object({
     v: z.literal(REPORT_VERSION).describe('The report format version'),
     ok: z.boolean().describe('No invariant broke'),
-    verdict: z.enum(['held', 'broken', 'incomplete']).describe('incomplete: nothing broke, but with --require-all some invariant could not be checked'),
+    verdict: z
+      .enum(['held', 'broken', 'incomplete'])
+      .describe('incomplete: nothing broke, but with --require-all some invariant could not be checked'),
     require_all: z.boolean(),
     transcript: z.string(),
     target: z.string().describe('How the server was reached'),
@@ -53,7 +57,12 @@ export const ReportSchema = z
     duration_ms: z.number().int(),
     profile: z.object({
       name: z.string().describe('auto, auto: <built-in profile>, a built-in profile, or the profile file'),
-      conventions: z.object(Object.fromEntries(CONVENTIONS.map((name) => [name, ConventionSchema])) as Record<(typeof CONVENTIONS)[number], typeof ConventionSchema>),
+      conventions: z.object(
+        Object.fromEntries(CONVENTIONS.map((name) => [name, ConventionSchema])) as Record<
+          (typeof CONVENTIONS)[number],
+          typeof ConventionSchema
+        >,
+      ),
     }),
     faults: z.object({ requested: z.array(fault), not_run: z.array(z.object({ fault, reason: z.string() })) }),
     invariants: z.array(InvariantSchema),
@@ -61,10 +70,14 @@ export const ReportSchema = z
       z.object({
         tool: z.string(),
         key_field: nullable(z.string()),
-        run_id_field: nullable(z.string()).describe('The answer field read as the run id, or null when answers had none'),
+        run_id_field: nullable(z.string()).describe(
+          'The answer field read as the run id, or null when answers had none',
+        ),
         idempotent_hint: nullable(z.boolean()),
         faults: z.array(fault),
-        verdict: z.enum(['idempotent', 'not idempotent', 'not tested']).describe('Whether retries of this tool held every invariant they were checked against'),
+        verdict: z
+          .enum(['idempotent', 'not idempotent', 'not tested'])
+          .describe('Whether retries of this tool held every invariant they were checked against'),
         not_tested_because: nullable(z.string()),
         broken: z.array(invariantId),
       }),
@@ -135,7 +148,9 @@ function conventionsOf(c: Conventions, usageFields: ReportInput['usageFields']):
       case 'status':
         return `${c.status.map((p) => p.text).join(', ')}; done: ${[...c.done].join(', ')}; failed: ${[...c.failed].join(', ')}`;
       case 'poll':
-        return c.poll === undefined ? null : `${c.poll.tool}(${c.poll.argument}${c.poll.waitArgument === undefined ? '' : `, ${c.poll.waitArgument} ≤ ${c.poll.waitMax ?? '?'}`})`;
+        return c.poll === undefined
+          ? null
+          : `${c.poll.tool}(${c.poll.argument}${c.poll.waitArgument === undefined ? '' : `, ${c.poll.waitArgument} ≤ ${c.poll.waitMax ?? '?'}`})`;
       case 'usage': {
         if (c.usage === undefined) return null;
         const runs = c.usage.runs?.text ?? usageFields?.runs;
@@ -146,7 +161,12 @@ function conventionsOf(c: Conventions, usageFields: ReportInput['usageFields']):
         return c.runResource?.template ?? null;
     }
   };
-  return Object.fromEntries(CONVENTIONS.map((name) => [name, { value: value(name), from: c.found[name].from, note: c.found[name].note ?? null }])) as Report['profile']['conventions'];
+  return Object.fromEntries(
+    CONVENTIONS.map((name) => [
+      name,
+      { value: value(name), from: c.found[name].from, note: c.found[name].note ?? null },
+    ]),
+  ) as Report['profile']['conventions'];
 }
 
 export function buildReport(input: ReportInput): Report {
@@ -156,12 +176,14 @@ export function buildReport(input: ReportInput): Report {
   for (const invariant of input.invariants) {
     for (const call of invariant.violations.flatMap((v) => v.calls)) {
       const exchange = byId.get(call);
-      if (exchange !== undefined && exchange.role !== 'poll') brokenBy.set(exchange.tool, (brokenBy.get(exchange.tool) ?? new Set()).add(invariant.id));
+      if (exchange !== undefined && exchange.role !== 'poll')
+        brokenBy.set(exchange.tool, (brokenBy.get(exchange.tool) ?? new Set()).add(invariant.id));
     }
   }
   const faultsBy = new Map<string, Set<FaultKind>>();
   for (const { case: c } of input.results) {
-    if (c.fault !== null) faultsBy.set(c.subject.call.tool, (faultsBy.get(c.subject.call.tool) ?? new Set()).add(c.fault));
+    if (c.fault !== null)
+      faultsBy.set(c.subject.call.tool, (faultsBy.get(c.subject.call.tool) ?? new Set()).add(c.fault));
   }
   const subjects = new Map(input.results.map(({ case: c }) => [c.subject.call.tool, c.subject]));
   const tools: ToolVerdict[] = [...subjects].map(([tool, subject]) => {
@@ -171,7 +193,8 @@ export function buildReport(input: ReportInput): Report {
     return {
       tool,
       key_field: info?.keyField ?? null,
-      run_id_field: input.exchanges.find((e) => e.tool === tool && e.answer?.idField !== undefined)?.answer?.idField ?? null,
+      run_id_field:
+        input.exchanges.find((e) => e.tool === tool && e.answer?.idField !== undefined)?.answer?.idField ?? null,
       idempotent_hint: info?.idempotentHint ?? null,
       faults,
       verdict: faults.length === 0 ? 'not tested' : broken.length > 0 ? 'not idempotent' : 'idempotent',
@@ -233,7 +256,11 @@ export function writeReport(file: string, report: Report): void {
 
 function table(rows: string[][], indent = '  '): string {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((row) => (row[col] ?? '').length)));
-  return rows.map((row) => indent + row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col]!))).join('  ')).join('\n');
+  return rows
+    .map(
+      (row) => indent + row.map((cell, col) => (col === row.length - 1 ? cell : cell.padEnd(widths[col]!))).join('  '),
+    )
+    .join('\n');
 }
 
 const MARK = { held: '✓', broken: '✗', 'not-checked': '–' } as const;
@@ -251,12 +278,15 @@ function describeCalls(report: Report, ids: string[]): string {
   }
   // Cases in order, then the harness's own settle polls and late retries.
   const order = (prefix: string) => (/^\d+$/.test(prefix) ? Number(prefix) : Number.MAX_SAFE_INTEGER);
-  const parts = [...byCase].sort(([a], [b]) => order(a) - order(b)).map(([prefix, list]) => {
-    const c = report.cases.find((x) => String(x.n) === prefix);
-    const shown = list.length > CALLS_SHOWN ? [...list.slice(0, CALLS_SHOWN), `+${list.length - CALLS_SHOWN} more`] : list;
-    const what = c === undefined ? prefix : `case ${c.n}, ${c.fault ?? 'replayed'} ${c.tool} (line ${c.line})`;
-    return `${what}: ${shown.join(', ')}`;
-  });
+  const parts = [...byCase]
+    .sort(([a], [b]) => order(a) - order(b))
+    .map(([prefix, list]) => {
+      const c = report.cases.find((x) => String(x.n) === prefix);
+      const shown =
+        list.length > CALLS_SHOWN ? [...list.slice(0, CALLS_SHOWN), `+${list.length - CALLS_SHOWN} more`] : list;
+      const what = c === undefined ? prefix : `case ${c.n}, ${c.fault ?? 'replayed'} ${c.tool} (line ${c.line})`;
+      return `${what}: ${shown.join(', ')}`;
+    });
   return parts.join('; ');
 }
 
@@ -264,10 +294,15 @@ export function formatReport(report: Report): string {
   const out: string[] = [];
   const server = report.server === null ? 'the server' : `${report.server.name} ${report.server.version}`;
   out.push(`runledger replay ${report.transcript} → ${server} (${report.target})`);
-  out.push(`seed ${report.seed} · ${report.cases.length} cases · ${report.calls.length} calls · ${(report.duration_ms / 1000).toFixed(1)} s`);
+  out.push(
+    `seed ${report.seed} · ${report.cases.length} cases · ${report.calls.length} calls · ${(report.duration_ms / 1000).toFixed(1)} s`,
+  );
   const conventions = Object.entries(report.profile.conventions)
     .filter(([name]) => name === 'poll' || name === 'usage' || name === 'key_argument')
-    .map(([name, c]) => `${name} ${c.value ?? 'none'}${c.from === 'missing' || c.from === 'default' ? '' : ` (${c.from})`}`);
+    .map(
+      ([name, c]) =>
+        `${name} ${c.value ?? 'none'}${c.from === 'missing' || c.from === 'default' ? '' : ` (${c.from})`}`,
+    );
   out.push(`profile ${report.profile.name} · ${conventions.join(' · ')}`, '');
 
   const faultRows = [['fault', 'cases', 'calls']];
@@ -282,11 +317,18 @@ export function formatReport(report: Report): string {
 
   const invariantRows = [['', 'invariant', '', 'result']];
   for (const i of report.invariants) {
-    const result = i.status === 'held' ? `held: ${i.detail}` : i.status === 'broken' ? `BROKEN: ${plural(i.violations.length, 'violation')}` : `not checked: ${i.detail}`;
+    const result =
+      i.status === 'held'
+        ? `held: ${i.detail}`
+        : i.status === 'broken'
+          ? `BROKEN: ${plural(i.violations.length, 'violation')}`
+          : `not checked: ${i.detail}`;
     invariantRows.push([MARK[i.status], i.id, i.title, result]);
   }
   out.push(table(invariantRows));
-  const missing = report.invariants.flatMap((i) => (i.status === 'not-checked' ? i.missing.filter((m) => m.flag !== null) : []));
+  const missing = report.invariants.flatMap((i) =>
+    i.status === 'not-checked' ? i.missing.filter((m) => m.flag !== null) : [],
+  );
   const seen = new Set<string>();
   for (const m of missing) {
     if (seen.has(m.convention)) continue;
@@ -299,7 +341,11 @@ export function formatReport(report: Report): string {
   for (const t of report.tools) {
     const hint = t.idempotent_hint === true ? 'claimed' : t.idempotent_hint === false ? 'false' : '—';
     const verdict =
-      t.verdict === 'not idempotent' ? `NOT idempotent (${t.broken.join(', ')})` : t.verdict === 'not tested' ? `not tested: ${t.not_tested_because}` : t.verdict;
+      t.verdict === 'not idempotent'
+        ? `NOT idempotent (${t.broken.join(', ')})`
+        : t.verdict === 'not tested'
+          ? `not tested: ${t.not_tested_because}`
+          : t.verdict;
     toolRows.push([t.tool, t.key_field ?? '—', t.run_id_field ?? '—', hint, String(t.faults.length), verdict]);
   }
   out.push(table(toolRows));
@@ -307,7 +353,13 @@ export function formatReport(report: Report): string {
   // Calls that got no answer at all are no evidence either way; say so rather than pass over them.
   const unanswered = report.calls.filter((c) => c.status === 'failed');
   if (unanswered.length > 0) {
-    out.push('', `${plural(unanswered.length, 'call')} got no answer: ${describeCalls(report, unanswered.map((c) => c.id))}`);
+    out.push(
+      '',
+      `${plural(unanswered.length, 'call')} got no answer: ${describeCalls(
+        report,
+        unanswered.map((c) => c.id),
+      )}`,
+    );
     out.push(`  first failure: ${unanswered[0]!.note ?? 'unknown'}`);
   }
 
@@ -332,7 +384,10 @@ export function formatReport(report: Report): string {
 }
 
 /** A progress bar on stderr: redrawn in place on a terminal, one line a step in a log. */
-export function createProgress(total: number, stream: NodeJS.WriteStream = process.stderr): { step(label: string): void; done(): void } {
+export function createProgress(
+  total: number,
+  stream: NodeJS.WriteStream = process.stderr,
+): { step(label: string): void; done(): void } {
   let count = 0;
   const width = 24;
   return {

@@ -3,8 +3,25 @@
 // Every call asks for progress with a token of its own, and the wire is watched for progress that
 // arrives after its call was answered.
 import { performance } from 'node:perf_hooks';
-import { CallToolResultSchema, ErrorCode, McpError, type CallToolResult, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { isTerminalPhase, keyFieldOf, readAnswer, readUsage, rpcErrorAnswer, STEERING_FIELDS, type Answer, type ToolInfo, type ToolResult, type Usage } from './answers.js';
+import {
+  CallToolResultSchema,
+  ErrorCode,
+  McpError,
+  type CallToolResult,
+  type JSONRPCMessage,
+} from '@modelcontextprotocol/sdk/types.js';
+import {
+  isTerminalPhase,
+  keyFieldOf,
+  readAnswer,
+  readUsage,
+  rpcErrorAnswer,
+  STEERING_FIELDS,
+  type Answer,
+  type ToolInfo,
+  type ToolResult,
+  type Usage,
+} from './answers.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
 import type { FaultKind } from './options.js';
 import { readField, type Conventions } from './profile.js';
@@ -118,8 +135,10 @@ export class Session {
 
   private sent(message: JSONRPCMessage): void {
     if (!('method' in message) || message.method !== 'tools/call' || !('id' in message)) return;
-    const token = isObject(message.params) && isObject(message.params._meta) ? message.params._meta.progressToken : undefined;
-    if (typeof token === 'string' && token.startsWith(TOKEN_PREFIX)) this.tokenOf.set(idKey(this.target.generation, message.id), token);
+    const token =
+      isObject(message.params) && isObject(message.params._meta) ? message.params._meta.progressToken : undefined;
+    if (typeof token === 'string' && token.startsWith(TOKEN_PREFIX))
+      this.tokenOf.set(idKey(this.target.generation, message.id), token);
   }
 
   private received(message: JSONRPCMessage): void {
@@ -131,7 +150,11 @@ export class Session {
       if (exchange === undefined) return;
       exchange.progress++;
       if (exchange.answeredAt !== undefined) {
-        this.lateProgress.push({ call: exchange.id, tool: exchange.tool, afterMs: Math.round((performance.now() - exchange.answeredAt) * 10) / 10 });
+        this.lateProgress.push({
+          call: exchange.id,
+          tool: exchange.tool,
+          afterMs: Math.round((performance.now() - exchange.answeredAt) * 10) / 10,
+        });
       }
       this.onProgress.get(token)?.();
       return;
@@ -143,12 +166,18 @@ export class Session {
   }
 
   /** Which group a call belongs to, and the request it makes (its arguments, less key and steering). */
-  private groupOf(tool: string, args: JsonObject): { group: string | undefined; key: string | undefined; request: string } {
+  private groupOf(
+    tool: string,
+    args: JsonObject,
+  ): { group: string | undefined; key: string | undefined; request: string } {
     const info = this.tools.get(tool);
     const keyField = keyFieldOf(info, args, this.conventions.keyArgument);
-    const request = canonicalJson(Object.fromEntries(Object.entries(args).filter(([f]) => f !== keyField && !STEERING_FIELDS.has(f))));
+    const request = canonicalJson(
+      Object.fromEntries(Object.entries(args).filter(([f]) => f !== keyField && !STEERING_FIELDS.has(f))),
+    );
     // A dry run asks for no effect, and a read-only tool has none: neither joins a group.
-    if (args.dry_run === true || info === undefined || info.readOnlyHint === true) return { group: undefined, key: undefined, request };
+    if (args.dry_run === true || info === undefined || info.readOnlyHint === true)
+      return { group: undefined, key: undefined, request };
     if (keyField !== null) {
       const key = args[keyField] as string;
       return { group: `${tool} ${key}`, key, request };
@@ -195,16 +224,31 @@ export class Session {
     }
     const runId = exchange.answer?.runId;
     if (runId !== undefined && !this.runSeen.has(runId)) {
-      this.runSeen.set(runId, { tool, at: performance.now(), ended: isTerminalPhase(exchange.answer?.phase, this.conventions) });
+      this.runSeen.set(runId, {
+        tool,
+        at: performance.now(),
+        ended: isTerminalPhase(exchange.answer?.phase, this.conventions),
+      });
     }
-    if (group !== undefined && !conflict && exchange.answer !== undefined && !exchange.answer.refused && !this.bound.has(group)) {
+    if (
+      group !== undefined &&
+      !conflict &&
+      exchange.answer !== undefined &&
+      !exchange.answer.refused &&
+      !this.bound.has(group)
+    ) {
       this.bound.set(group, { request, tool, args, line });
     }
     if (conflict) exchange.runsAfter = (await this.usage())?.runs;
     return exchange;
   }
 
-  private async sendOverClient(exchange: Exchange, token: string, args: JsonObject, options: SendOptions): Promise<void> {
+  private async sendOverClient(
+    exchange: Exchange,
+    token: string,
+    args: JsonObject,
+    options: SendOptions,
+  ): Promise<void> {
     const controller = new AbortController();
     let cancelled: string | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -215,7 +259,8 @@ export class Session {
         controller.abort(new Error(`cancelled ${why}`));
       };
       const afterMs = options.cancel.afterMs;
-      if (afterMs !== undefined) timer = setTimeout(() => cancel(`${Math.round(afterMs)} ms after it was sent`), afterMs);
+      if (afterMs !== undefined)
+        timer = setTimeout(() => cancel(`${Math.round(afterMs)} ms after it was sent`), afterMs);
       this.onProgress.set(token, () => cancel('on its first progress notification'));
     }
     const generation = this.target.generation;
@@ -228,7 +273,8 @@ export class Session {
       exchange.answer = this.readAnswer(result);
       exchange.acknowledged = options.lose !== true;
       if (options.lose === true) exchange.note = 'answer dropped on its way back (lost-answer)';
-      else if (options.timeoutMs !== undefined) exchange.note = `answered before its ${Math.round(options.timeoutMs)} ms timeout`;
+      else if (options.timeoutMs !== undefined)
+        exchange.note = `answered before its ${Math.round(options.timeoutMs)} ms timeout`;
       else if (options.cancel !== undefined) exchange.note = 'answered before it could be cancelled';
     } catch (err) {
       if (cancelled !== undefined) {
@@ -237,7 +283,10 @@ export class Session {
       } else if (options.timeoutMs !== undefined && err instanceof McpError && err.code === ErrorCode.RequestTimeout) {
         exchange.status = 'aborted';
         exchange.note = `timed out after ${Math.round(options.timeoutMs)} ms; the client sent notifications/cancelled`;
-      } else if (generation !== this.target.generation || (err instanceof McpError && err.code === ErrorCode.ConnectionClosed)) {
+      } else if (
+        generation !== this.target.generation ||
+        (err instanceof McpError && err.code === ErrorCode.ConnectionClosed)
+      ) {
         exchange.status = 'interrupted';
       } else if (err instanceof McpError && err.code !== ErrorCode.RequestTimeout) {
         exchange.answer = rpcErrorAnswer(err.code);
@@ -267,13 +316,25 @@ export class Session {
       broke ??= why;
       controller.abort();
     };
-    const timer = breakAfterMs > 0 ? setTimeout(() => breakNow(`${Math.round(breakAfterMs)} ms after it was sent`), breakAfterMs) : undefined;
+    const timer =
+      breakAfterMs > 0
+        ? setTimeout(() => breakNow(`${Math.round(breakAfterMs)} ms after it was sent`), breakAfterMs)
+        : undefined;
     let response: JsonObject | undefined;
     try {
       const reply = await fetch(http.url, {
         method: 'POST',
-        headers: { ...http.headers(), 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: requestId, method: 'tools/call', params: { name: exchange.tool, arguments: args, _meta: { progressToken: token } } }),
+        headers: {
+          ...http.headers(),
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: requestId,
+          method: 'tools/call',
+          params: { name: exchange.tool, arguments: args, _meta: { progressToken: token } },
+        }),
         signal: controller.signal,
       });
       if (!reply.ok) {
@@ -352,7 +413,15 @@ export class Session {
   /** How long this tool takes to answer a request in this replay (the median), when it has answered one. */
   answerTime(tool: string): number | undefined {
     // A refusal, and a replay of a stored answer, take a shorter road than the work itself.
-    const answered = this.exchanges.filter((e) => e.tool === tool && e.answer !== undefined && !e.answer.refused && e.role !== 'poll' && e.role !== 'late' && e.role !== 'conflict');
+    const answered = this.exchanges.filter(
+      (e) =>
+        e.tool === tool &&
+        e.answer !== undefined &&
+        !e.answer.refused &&
+        e.role !== 'poll' &&
+        e.role !== 'late' &&
+        e.role !== 'conflict',
+    );
     const fresh = answered.filter((e) => e.answer!.replayed !== true);
     return median((fresh.length > 0 ? fresh : answered).map((e) => e.ms));
   }
@@ -396,9 +465,11 @@ export class Session {
   /** The arguments of a poll for one run, waiting up to `waitSeconds` when the tool can wait. */
   pollArguments(runId: string, waitSeconds = 0): JsonObject {
     const poll = this.conventions.poll!;
-    const numeric = (poll.argumentType === 'integer' || poll.argumentType === 'number') && /^-?\d+(\.\d+)?$/.test(runId);
+    const numeric =
+      (poll.argumentType === 'integer' || poll.argumentType === 'number') && /^-?\d+(\.\d+)?$/.test(runId);
     const args: JsonObject = { [poll.argument]: numeric ? Number(runId) : runId };
-    if (waitSeconds > 0 && poll.waitArgument !== undefined) args[poll.waitArgument] = Math.min(waitSeconds, poll.waitMax ?? waitSeconds);
+    if (waitSeconds > 0 && poll.waitArgument !== undefined)
+      args[poll.waitArgument] = Math.min(waitSeconds, poll.waitMax ?? waitSeconds);
     return args;
   }
 
@@ -420,7 +491,9 @@ export class Session {
       const data: unknown = content !== undefined && 'text' in content ? JSON.parse(content.text) : undefined;
       if (!isObject(data)) return undefined;
       const source = { data, meta: {} };
-      const phase = this.conventions.status.map((path) => readField(source, path)).find((v) => typeof v === 'string') as string | undefined;
+      const phase = this.conventions.status
+        .map((path) => readField(source, path))
+        .find((v) => typeof v === 'string') as string | undefined;
       const billed = resource.billed === undefined ? undefined : readField(source, resource.billed);
       return { phase, billed: typeof billed === 'boolean' ? billed : undefined };
     } catch {
@@ -431,9 +504,13 @@ export class Session {
   /** A call the harness makes for itself: not an exchange, and a failure is just "no answer". */
   private async call(tool: string, args: JsonObject): Promise<CallToolResult | undefined> {
     try {
-      return (await this.target.client.request({ method: 'tools/call', params: { name: tool, arguments: args } }, CallToolResultSchema, {
-        timeout: CALL_TIMEOUT_MS,
-      })) as CallToolResult;
+      return (await this.target.client.request(
+        { method: 'tools/call', params: { name: tool, arguments: args } },
+        CallToolResultSchema,
+        {
+          timeout: CALL_TIMEOUT_MS,
+        },
+      )) as CallToolResult;
     } catch {
       return undefined;
     }

@@ -80,7 +80,8 @@ export async function connectTarget(target: ReplayTarget): Promise<Target> {
   return target.url === undefined ? launchStdio(target.command) : launchHttp(target.command, target.url, target.token);
 }
 
-const authHeaders = (token: string | undefined): Record<string, string> => (token === undefined ? {} : { authorization: `Bearer ${token}` });
+const authHeaders = (token: string | undefined): Record<string, string> =>
+  token === undefined ? {} : { authorization: `Bearer ${token}` };
 
 function httpAccess(url: URL, token: string | undefined, transport: () => StreamableHTTPClientTransport): HttpAccess {
   return {
@@ -96,7 +97,11 @@ function httpAccess(url: URL, token: string | undefined, transport: () => Stream
   };
 }
 
-async function connectHttp(url: URL, token: string | undefined, listeners: readonly WireListener[]): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+async function connectHttp(
+  url: URL,
+  token: string | undefined,
+  listeners: readonly WireListener[],
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = newClient();
   const transport = new StreamableHTTPClientTransport(url, { requestInit: { headers: authHeaders(token) } });
   await client.connect(transport);
@@ -125,7 +130,8 @@ async function connectUrl(url: URL, token: string | undefined): Promise<Target> 
   };
 }
 
-const processEnv = () => Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
+const processEnv = () =>
+  Object.fromEntries(Object.entries(process.env).filter((entry): entry is [string, string] => entry[1] !== undefined));
 
 /** The last lines a server wrote to stderr, kept for when it dies. */
 function stderrKeeper() {
@@ -133,7 +139,12 @@ function stderrKeeper() {
   return {
     reset: () => (lines = []),
     take: (chunk: Buffer) => {
-      lines.push(...chunk.toString('utf8').split('\n').filter((line) => line.trim() !== ''));
+      lines.push(
+        ...chunk
+          .toString('utf8')
+          .split('\n')
+          .filter((line) => line.trim() !== ''),
+      );
       lines = lines.slice(-STDERR_LINES_KEPT);
     },
     lastWords: () => (lines.length === 0 ? '' : `; its last stderr lines:\n${lines.join('\n')}`),
@@ -167,7 +178,9 @@ async function launchStdio(command: string[]): Promise<Target> {
     try {
       await client.connect(transport);
     } catch (err) {
-      throw new ReplayAborted(`cannot start the server "${command.join(' ')}": ${(err as Error).message}${stderr.lastWords()}`);
+      throw new ReplayAborted(
+        `cannot start the server "${command.join(' ')}": ${(err as Error).message}${stderr.lastWords()}`,
+      );
     }
     tap(transport, listeners);
   };
@@ -233,19 +246,27 @@ async function launchHttp(command: string[], url: URL, token: string | undefined
         resolve();
       });
       running.once('exit', (code, signal) => {
-        if (!expectingExit) failure ??= `the server exited on its own (${signal ?? `code ${code}`})${stderr.lastWords()}`;
+        if (!expectingExit)
+          failure ??= `the server exited on its own (${signal ?? `code ${code}`})${stderr.lastWords()}`;
         resolve();
       });
     });
     const deadline = Date.now() + HTTP_START_TIMEOUT_MS;
     for (;;) {
-      if (spawnError !== undefined) throw new ReplayAborted(`cannot start the server ${describe}: ${spawnError.message}`);
-      if (running.exitCode !== null || running.signalCode !== null) throw new ReplayAborted(`cannot start the server ${describe}: it exited before answering at ${url.href}${stderr.lastWords()}`);
+      if (spawnError !== undefined)
+        throw new ReplayAborted(`cannot start the server ${describe}: ${spawnError.message}`);
+      if (running.exitCode !== null || running.signalCode !== null)
+        throw new ReplayAborted(
+          `cannot start the server ${describe}: it exited before answering at ${url.href}${stderr.lastWords()}`,
+        );
       try {
         connected = await connectHttp(url, token, listeners);
         return;
       } catch (err) {
-        if (Date.now() > deadline) throw new ReplayAborted(`the server ${describe} did not answer at ${url.href} within ${HTTP_START_TIMEOUT_MS / 1000} s: ${(err as Error).message}${stderr.lastWords()}`);
+        if (Date.now() > deadline)
+          throw new ReplayAborted(
+            `the server ${describe} did not answer at ${url.href} within ${HTTP_START_TIMEOUT_MS / 1000} s: ${(err as Error).message}${stderr.lastWords()}`,
+          );
         await sleep(25);
       }
     }

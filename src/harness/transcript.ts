@@ -21,8 +21,13 @@ export const SessionLineSchema = z
     v,
     type: z.literal('session'),
     at,
-    recorder: z.string({ error: 'must be a string' }).optional().describe('The program that recorded, with its version'),
-    command: z.array(z.string(), { error: 'must be a list of strings' }).describe('The server command line, secrets redacted'),
+    recorder: z
+      .string({ error: 'must be a string' })
+      .optional()
+      .describe('The program that recorded, with its version'),
+    command: z
+      .array(z.string(), { error: 'must be a list of strings' })
+      .describe('The server command line, secrets redacted'),
   })
   .describe('The first line: the recording and the server command it was made from');
 
@@ -33,7 +38,9 @@ export const ServerLineSchema = z
     type: z.literal('server'),
     at,
     name: z.string({ error: 'must be a string' }),
-    version: z.string({ error: 'must be a string' }).describe("The server's own version, from its answer to initialize"),
+    version: z
+      .string({ error: 'must be a string' })
+      .describe("The server's own version, from its answer to initialize"),
     protocol_version: z.string().optional(),
   })
   .describe("The server's name and version, from its answer to initialize");
@@ -43,19 +50,31 @@ export const CallLineSchema = z
   .object({
     v,
     type: z.literal('call'),
-    seq: z.int({ error: 'must be a whole number' }).min(1, { error: 'must be a whole number from 1' }).describe('The order the client sent its calls in, from 1; replay follows it'),
+    seq: z
+      .int({ error: 'must be a whole number' })
+      .min(1, { error: 'must be a whole number from 1' })
+      .describe('The order the client sent its calls in, from 1; replay follows it'),
     at,
-    ms: z.number({ error: 'must be a number of milliseconds' }).min(0, { error: 'must be a number of milliseconds' }).describe('From the request to its answer (or its cancellation)'),
+    ms: z
+      .number({ error: 'must be a number of milliseconds' })
+      .min(0, { error: 'must be a number of milliseconds' })
+      .describe('From the request to its answer (or its cancellation)'),
     tool: z.string({ error: 'must be a string' }),
     arguments: object('an object'),
     outcome: z.enum(OUTCOMES, { error: `must be ${OUTCOMES.join(', ')}` }),
     result: object('an object').optional().describe('The CallToolResult, when answered'),
     error: z
-      .object({ code: z.number(), message: z.string(), data: z.unknown().optional() }, { error: 'must be a JSON-RPC error: {code, message}' })
+      .object(
+        { code: z.number(), message: z.string(), data: z.unknown().optional() },
+        { error: 'must be a JSON-RPC error: {code, message}' },
+      )
       .optional()
       .describe('The JSON-RPC error, when the server answered with one'),
   })
-  .refine((line) => line.outcome !== 'answered' || line.result !== undefined, { path: ['result'], error: 'must be an object when outcome is answered' })
+  .refine((line) => line.outcome !== 'answered' || line.result !== undefined, {
+    path: ['result'],
+    error: 'must be an object when outcome is answered',
+  })
   .describe('One tools/call and what became of it');
 
 export const TranscriptLineSchema = z
@@ -111,13 +130,17 @@ export function readTranscript(file: string): Transcript {
 }
 
 function checkLine(value: unknown, where: string): TranscriptLine {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UsageError(`${where}: each line must be a JSON object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new UsageError(`${where}: each line must be a JSON object`);
   const line = value as JsonObject;
   // The version and the type first: they say which other fields to expect.
   if (line.v !== TRANSCRIPT_VERSION) {
-    throw new UsageError(`${where}: transcript version ${JSON.stringify(line.v)} is not one this runledger reads (it reads v: ${TRANSCRIPT_VERSION})`);
+    throw new UsageError(
+      `${where}: transcript version ${JSON.stringify(line.v)} is not one this runledger reads (it reads v: ${TRANSCRIPT_VERSION})`,
+    );
   }
-  if (!TYPES.includes(line.type as string)) throw new UsageError(`${where}: "type" must be session, server or call, got ${JSON.stringify(line.type)}`);
+  if (!TYPES.includes(line.type as string))
+    throw new UsageError(`${where}: "type" must be session, server or call, got ${JSON.stringify(line.type)}`);
   const parsed = TranscriptLineSchema.safeParse(line);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
@@ -133,7 +156,10 @@ export const REDACTED = '[REDACTED]';
  * Redacts secrets from everything a transcript holds: bearer tokens, the values of environment
  * variables whose names say they are secrets, and whatever the user's patterns match.
  */
-export function createRedactor(patterns: readonly RegExp[], env: NodeJS.ProcessEnv = process.env): (value: unknown) => unknown {
+export function createRedactor(
+  patterns: readonly RegExp[],
+  env: NodeJS.ProcessEnv = process.env,
+): (value: unknown) => unknown {
   const envValues = Object.entries(env)
     .filter(([name, value]) => SECRET_NAME.test(name) && value !== undefined && value.length >= 8)
     .map(([, value]) => value!)
@@ -154,7 +180,8 @@ export function redactCommand(command: readonly string[]): string[] {
     const flag = /^(--?[^=]+)=/.exec(part);
     if (flag !== null && SECRET_NAME.test(flag[1]!)) return `${flag[1]}=${REDACTED}`;
     const previous = command[i - 1];
-    if (previous !== undefined && /^--?[^=]+$/.test(previous) && SECRET_NAME.test(previous) && !part.startsWith('-')) return REDACTED;
+    if (previous !== undefined && /^--?[^=]+$/.test(previous) && SECRET_NAME.test(previous) && !part.startsWith('-'))
+      return REDACTED;
     return part;
   });
 }

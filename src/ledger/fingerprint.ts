@@ -8,12 +8,14 @@ export const KEY_MAX = 128;
 const PRINTABLE_ASCII = /^[\x21-\x7e]+$/;
 
 export function keyProblem(key: unknown): string | null {
-  if (key === undefined || key === null) return 'is required: one new key (a UUID) per logical request, the same key on every retry of it';
+  if (key === undefined || key === null)
+    return 'is required: one new key (a UUID) per logical request, the same key on every retry of it';
   if (typeof key !== 'string') return 'must be a string';
   if (key.length < KEY_MIN || key.length > KEY_MAX) {
     return `must be ${KEY_MIN}–${KEY_MAX} characters long (got ${key.length}); a UUID fits`;
   }
-  if (!PRINTABLE_ASCII.test(key)) return 'must be printable ASCII (0x21–0x7E): no spaces, control or non-ASCII characters';
+  if (!PRINTABLE_ASCII.test(key))
+    return 'must be printable ASCII (0x21–0x7E): no spaces, control or non-ASCII characters';
   return null;
 }
 
@@ -62,7 +64,5 @@ export function fingerprint(args: JsonObject): string {
 /** The top-level fields whose values differ between two argument sets, sorted. */
 export function differingFields(a: JsonObject, b: JsonObject): string[] {
   const names = new Set([...Object.keys(a), ...Object.keys(b)]);
-  return [...names]
-    .filter((name) => canonicalJson(a[name] ?? null) !== canonicalJson(b[name] ?? null))
-    .sort();
+  return [...names].filter((name) => canonicalJson(a[name] ?? null) !== canonicalJson(b[name] ?? null)).sort();
 }

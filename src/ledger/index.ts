@@ -7,9 +7,33 @@ import { isPostgresUrl } from './url.js';
 export * from './types.js';
 export type * from './ports.js';
 export type { LedgerOptions } from './ledger.js';
-export { Phase, PHASES, LIVE_PHASES, TERMINAL_PHASES, isTerminal, isBilled, canAdvance, phaseProgress } from './phases.js';
-export { fingerprint, canonicalJson, differingFields, keyProblem, assertValidKey, KEY_MIN, KEY_MAX } from './fingerprint.js';
-export { DEFAULT_POOL_SIZE, DEFAULT_LEASE_MS, DEFAULT_RETENTION_MS, MAX_PAGE as MAX_PAGE_SIZE, MAX_STALLS, takeoverBackoffMs } from './rules.js';
+export {
+  Phase,
+  PHASES,
+  LIVE_PHASES,
+  TERMINAL_PHASES,
+  isTerminal,
+  isBilled,
+  canAdvance,
+  phaseProgress,
+} from './phases.js';
+export {
+  fingerprint,
+  canonicalJson,
+  differingFields,
+  keyProblem,
+  assertValidKey,
+  KEY_MIN,
+  KEY_MAX,
+} from './fingerprint.js';
+export {
+  DEFAULT_POOL_SIZE,
+  DEFAULT_LEASE_MS,
+  DEFAULT_RETENTION_MS,
+  MAX_PAGE as MAX_PAGE_SIZE,
+  MAX_STALLS,
+  takeoverBackoffMs,
+} from './rules.js';
 export { holderGone, holderPid, processOwner } from './holders.js';
 export { isPostgresUrl, safeLedgerUrl } from './url.js';
 

@@ -12,16 +12,61 @@ import { isTerminal, Phase } from './phases.js';
 import type { ClaimFilter, RunLedger } from './ports.js';
 import { ReplayCounter } from './replay-counter.js';
 import {
-  afterFailedAttempt, assetNotFound, cancelDecision, checkCreate, checkListQuery, conflictOf, DEFAULT_LEASE_MS, DEFAULT_RETENTION_MS,
-  deletedRunError, EVENT_RETENTION_MS, holdsLease, isClaimable, isExpired, judgeExisting, keyNotFound, keyOf,
-  leasedTo, moved, newRecord, pageOf, progressed, released, sameRecord, toRun,
-  usageOf, visible,
+  afterFailedAttempt,
+  assetNotFound,
+  cancelDecision,
+  checkCreate,
+  checkListQuery,
+  conflictOf,
+  DEFAULT_LEASE_MS,
+  DEFAULT_RETENTION_MS,
+  deletedRunError,
+  EVENT_RETENTION_MS,
+  holdsLease,
+  isClaimable,
+  isExpired,
+  judgeExisting,
+  keyNotFound,
+  keyOf,
+  leasedTo,
+  moved,
+  newRecord,
+  pageOf,
+  progressed,
+  released,
+  sameRecord,
+  toRun,
+  usageOf,
+  visible,
 } from './rules.js';
 import type { DeliveryRow, JobRow, LedgerStore, RunRecord, StoreOps, StoredRun } from './store.js';
 import type {
-  AssetRef, CancelOutcome, ChargeSource, ClaimedRun, Conflict, CreateOutcome, CreatePreview, CreateRequest,
-  JobAttach, JobHandle, JsonObject, ListQuery, NewAsset, RecoveryPoints, Run, RunChange, RunError, RunPage,
-  StoredAsset, StoredDelivery, StoredEvent, StoredJob, SweepReport, Usage, WebhookDelivery, WebhookOutcome,
+  AssetRef,
+  CancelOutcome,
+  ChargeSource,
+  ClaimedRun,
+  Conflict,
+  CreateOutcome,
+  CreatePreview,
+  CreateRequest,
+  JobAttach,
+  JobHandle,
+  JsonObject,
+  ListQuery,
+  NewAsset,
+  RecoveryPoints,
+  Run,
+  RunChange,
+  RunError,
+  RunPage,
+  StoredAsset,
+  StoredDelivery,
+  StoredEvent,
+  StoredJob,
+  SweepReport,
+  Usage,
+  WebhookDelivery,
+  WebhookOutcome,
 } from './types.js';
 
 export interface LedgerOptions {
@@ -90,7 +135,10 @@ export class Ledger implements RunLedger {
     this.now = opts.clock ?? Date.now;
     this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
     this.retentionMs = opts.retentionMs ?? DEFAULT_RETENTION_MS;
-    this.replays = new ReplayCounter((counts) => this.store.write(async (tx) => tx.addReplays(counts)), opts.replayFlushMs ?? 1000);
+    this.replays = new ReplayCounter(
+      (counts) => this.store.write(async (tx) => tx.addReplays(counts)),
+      opts.replayFlushMs ?? 1000,
+    );
     store.onAnnounced?.((change) => this.changes.emit(change));
   }
 
@@ -132,7 +180,8 @@ export class Ledger implements RunLedger {
     // A key answered before was checked then: the same tenant, tool and key strings need no second look.
     const fp = known === undefined ? checkCreate(req) : (req.fingerprint ?? fingerprint(req.args));
     const epoch = known === undefined ? NaN : (this.store.changeEpoch?.() ?? NaN);
-    if (known !== undefined && known.epoch === epoch && known.run.fingerprint === fp && this.kept(known.record)) return this.replayOf(known.run);
+    if (known !== undefined && known.epoch === epoch && known.run.fingerprint === fp && this.kept(known.record))
+      return this.replayOf(known.run);
     // A key this process has met is most likely a retry, and where reads cost microseconds any key is
     // worth reading first: a read writes nothing.
     if (this.store.readsAreCheap === true || this.knownKeys.has(cacheKey)) {
@@ -149,7 +198,8 @@ export class Ledger implements RunLedger {
     // and create, in one transaction. Another process doing the same meets the unique constraint.
     const retry = await this.store.write(async (tx) => {
       const stale = await tx.runByKey(key);
-      if (stale !== undefined && !isExpired(stale, this.now(), this.retentionMs)) return { created: false as const, holder: stale };
+      if (stale !== undefined && !isExpired(stale, this.now(), this.retentionMs))
+        return { created: false as const, holder: stale };
       if (stale !== undefined) await tx.dropOrphanAssets(await tx.deleteRuns([stale.id]));
       const fresh = newRecord(req, fp, this.now(), this.leaseMs, startedBy);
       if (await tx.insertRun(fresh, req.args)) return { created: true as const, fresh, forgotten: stale?.id };
@@ -178,7 +228,13 @@ export class Ledger implements RunLedger {
   }
 
   /** What a key's live holder answers a create with `fp`; remembered for the fast path when `cache` is given. */
-  private async answer(run: RunRecord, req: CreateRequest, fp: string, countReplay = true, cache?: ReplayCacheEntry): Promise<Conflict | Replayed> {
+  private async answer(
+    run: RunRecord,
+    req: CreateRequest,
+    fp: string,
+    countReplay = true,
+    cache?: ReplayCacheEntry,
+  ): Promise<Conflict | Replayed> {
     switch (judgeExisting(run, fp, this.now(), this.retentionMs)) {
       case 'deleted':
         throw deletedRunError(run.id);
@@ -189,9 +245,11 @@ export class Ledger implements RunLedger {
       case 'replay': {
         // Same fingerprint, so the stored arguments equal these: no need to read and parse them. A run
         // that reads back the same is the same Run (views cache by it).
-        const same = cache?.known !== undefined && cache.known.run.fingerprint === fp && sameRecord(cache.known.record, run);
+        const same =
+          cache?.known !== undefined && cache.known.run.fingerprint === fp && sameRecord(cache.known.record, run);
         const built = same ? cache.known!.run : toRun(run, req.args, await this.resultOf(run));
-        if (cache !== undefined && this.store.changeEpoch !== undefined) this.replayed.set(cache.cacheKey, { epoch: cache.epoch, record: run, run: built });
+        if (cache !== undefined && this.store.changeEpoch !== undefined)
+          this.replayed.set(cache.cacheKey, { epoch: cache.epoch, record: run, run: built });
         if (!countReplay) return { kind: 'replayed', run: built };
         return this.replayOf(built);
       }
@@ -209,7 +267,10 @@ export class Ledger implements RunLedger {
   /** Only a done run has a result, and it never changes: read once, then remembered. Inside a write, read through `tx`. */
   private async resultOf(run: Pick<RunRecord, 'id' | 'phase'>, tx?: StoreOps): Promise<JsonObject | null> {
     if (run.phase !== Phase.done) return null;
-    const result = this.finishedResults.get(run.id) ?? (await (tx === undefined ? this.store.read((s) => s.resultOf(run.id)) : tx.resultOf(run.id))) ?? {};
+    const result =
+      this.finishedResults.get(run.id) ??
+      (await (tx === undefined ? this.store.read((s) => s.resultOf(run.id)) : tx.resultOf(run.id))) ??
+      {};
     this.finishedResults.set(run.id, result);
     return result;
   }
@@ -284,14 +345,21 @@ export class Ledger implements RunLedger {
 
   // ---- the worker's verbs ----------------------------------------------------------------------
 
-  async claim<R extends RecoveryPoints = RecoveryPoints>(owner: string, only: ClaimFilter = {}): Promise<ClaimedRun<R> | null> {
+  async claim<R extends RecoveryPoints = RecoveryPoints>(
+    owner: string,
+    only: ClaimFilter = {},
+  ): Promise<ClaimedRun<R> | null> {
     return this.store.write(async (tx) => {
       const now = this.now();
       const next = await tx.nextClaimable(now, only.executor ?? 'engine', only.tools);
       if (next === undefined) return null;
       const run = leasedTo(next, owner, now, this.leaseMs);
       await tx.writeRun(run);
-      return { ...toRun(run, next.args, null), recovery: (await tx.recoveryOf(run.id)) as Partial<R>, assets: await tx.assetsOf(run.id) };
+      return {
+        ...toRun(run, next.args, null),
+        recovery: (await tx.recoveryOf(run.id)) as Partial<R>,
+        assets: await tx.assetsOf(run.id),
+      };
     });
   }
 
@@ -307,7 +375,12 @@ export class Ledger implements RunLedger {
   }
 
   /** One transaction on a run `owner` holds; null, with nothing written, when it no longer does. */
-  private held<T>(runId: string, owner: string, body: (tx: StoreOps, run: StoredRun) => Promise<T>, opts?: { durable?: boolean }): Promise<T | null> {
+  private held<T>(
+    runId: string,
+    owner: string,
+    body: (tx: StoreOps, run: StoredRun) => Promise<T>,
+    opts?: { durable?: boolean },
+  ): Promise<T | null> {
     return this.store.write(async (tx) => {
       const run = await tx.runById(runId, true);
       return holdsLease(run, owner) ? body(tx, run) : null;
@@ -315,7 +388,11 @@ export class Ledger implements RunLedger {
   }
 
   async renew(runId: string, owner: string): Promise<boolean> {
-    return (await this.held(runId, owner, async (tx, run) => tx.writeRun({ ...run, leaseExpiresAt: this.now() + this.leaseMs }))) !== null;
+    return (
+      (await this.held(runId, owner, async (tx, run) =>
+        tx.writeRun({ ...run, leaseExpiresAt: this.now() + this.leaseMs }),
+      )) !== null
+    );
   }
 
   async release(runId: string, owner: string): Promise<void> {
@@ -362,7 +439,8 @@ export class Ledger implements RunLedger {
   async abandon(runId: string, owner: string, failure: RunError): Promise<Run | null> {
     const run = await this.held(runId, owner, async (tx, found) => {
       const after = afterFailedAttempt(found, failure, this.now(), this.leaseMs);
-      if (after.giveUp !== null) return (await this.move(tx, { ...after.run, args: found.args }, Phase.failed, { error: after.giveUp })).run;
+      if (after.giveUp !== null)
+        return (await this.move(tx, { ...after.run, args: found.args }, Phase.failed, { error: after.giveUp })).run;
       await tx.writeRun(after.run);
       return toRun(after.run, found.args, null);
     });
@@ -371,7 +449,8 @@ export class Ledger implements RunLedger {
   }
 
   async forget(runId: string, owner: string): Promise<boolean> {
-    const gone = (await this.held(runId, owner, async (tx) => tx.dropOrphanAssets(await tx.deleteRuns([runId])))) !== null;
+    const gone =
+      (await this.held(runId, owner, async (tx) => tx.dropOrphanAssets(await tx.deleteRuns([runId])))) !== null;
     if (gone) this.forgotten([runId]);
     return gone;
   }
@@ -385,7 +464,14 @@ export class Ledger implements RunLedger {
       const held = holdsLease(run, owner);
       const existing = await tx.jobOf(runId);
       if (existing !== undefined) return { job: storedJob(existing), held, phase: null };
-      const row: JobRow = { runId, provider: job.provider, jobId: job.jobId, fields: job.fields, createdAt: this.now(), cancelRequestedAt: null };
+      const row: JobRow = {
+        runId,
+        provider: job.provider,
+        jobId: job.jobId,
+        fields: job.fields,
+        createdAt: this.now(),
+        cancelRequestedAt: null,
+      };
       // Refused when the job is another run's: an orphan two runs found is adopted by one.
       if (!(await tx.insertJob(row))) return { job: null, held, phase: null };
       if (held) await tx.writeRun(progressed(run, run.progress, this.now(), this.leaseMs));
@@ -420,13 +506,20 @@ export class Ledger implements RunLedger {
 
   async recordWebhook(delivery: WebhookDelivery): Promise<WebhookOutcome> {
     const outcome = await this.store.write(async (tx): Promise<WebhookOutcome & { phase?: Phase }> => {
-      const byJob = delivery.runId === null && delivery.jobId !== null ? await tx.jobByProviderId(delivery.provider, delivery.jobId) : undefined;
+      const byJob =
+        delivery.runId === null && delivery.jobId !== null
+          ? await tx.jobByProviderId(delivery.provider, delivery.jobId)
+          : undefined;
       const runId = delivery.runId ?? byJob?.runId;
       const run = runId === undefined ? undefined : await tx.runById(runId, true);
       if (run === undefined || run.deletedAt !== null) return { kind: 'ignored', reason: 'unknown_run' };
       if (isTerminal(run.phase)) return { kind: 'ignored', reason: 'finished_run' };
       const job = byJob ?? (await tx.jobOf(run.id));
-      if (job !== undefined && delivery.jobId !== null && (job.provider !== delivery.provider || job.jobId !== delivery.jobId)) {
+      if (
+        job !== undefined &&
+        delivery.jobId !== null &&
+        (job.provider !== delivery.provider || job.jobId !== delivery.jobId)
+      ) {
         return { kind: 'ignored', reason: 'other_job' };
       }
       const row: DeliveryRow = { ...delivery, runId: run.id, receivedAt: this.now() };
@@ -440,7 +533,9 @@ export class Ledger implements RunLedger {
   }
 
   private async heldMove(runId: string, owner: string, to: Phase, data: MoveData, durable = true): Promise<Run | null> {
-    const run = await this.held(runId, owner, async (tx, found) => (await this.move(tx, found, to, data)).run, { durable });
+    const run = await this.held(runId, owner, async (tx, found) => (await this.move(tx, found, to, data)).run, {
+      durable,
+    });
     // Committed: a replay of this run need not read the result it was just given.
     if (run?.result != null) this.finishedResults.set(runId, run.result);
     if (run !== null) this.publish([{ runId, phase: run.phase }]);
@@ -448,7 +543,12 @@ export class Ledger implements RunLedger {
   }
 
   /** One forward move inside a transaction: its timestamp, its recovery point or result, and on done the charge. */
-  private async move(tx: StoreOps, run: StoredRun, to: Phase, data: MoveData): Promise<{ record: RunRecord; run: Run }> {
+  private async move(
+    tx: StoreOps,
+    run: StoredRun,
+    to: Phase,
+    data: MoveData,
+  ): Promise<{ record: RunRecord; run: Run }> {
     const now = this.now();
     const next = moved(run, to, now, this.leaseMs, data.error);
     await tx.writeRun(next.run);
@@ -464,7 +564,15 @@ export class Ledger implements RunLedger {
       await tx.putRecovery(run.id, { ...(await tx.recoveryOf(run.id)), [run.phase]: data.output });
     }
     if (next.charge) {
-      await tx.charge({ runId: run.id, tenant: run.tenant, tool: run.tool, credits: run.cost, provider: data.charge?.provider ?? null, model: data.charge?.model ?? null, at: now });
+      await tx.charge({
+        runId: run.id,
+        tenant: run.tenant,
+        tool: run.tool,
+        credits: run.cost,
+        provider: data.charge?.provider ?? null,
+        model: data.charge?.model ?? null,
+        at: now,
+      });
       failpoint('billing', run.tool);
     }
     // The run as the writes above left it, without reading it back.

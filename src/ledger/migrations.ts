@@ -417,17 +417,24 @@ export interface MigrationSession {
  * whatever lock keeps processes that open a new ledger at once from applying it twice; the versions
  * are read again inside it.
  */
-export async function migrate(dialect: Dialect, where: string, step: (body: (session: MigrationSession) => Promise<void>) => Promise<void>): Promise<void> {
+export async function migrate(
+  dialect: Dialect,
+  where: string,
+  step: (body: (session: MigrationSession) => Promise<void>) => Promise<void>,
+): Promise<void> {
   for (const m of MIGRATIONS) {
     await step(async (session) => {
       const applied = await session.versions();
       const newest = Math.max(0, ...applied);
       if (newest > SCHEMA_VERSION) {
-        throw new StorageUnavailableError(`The ledger ${where} was written by a newer runledger (schema ${newest}, this one knows ${SCHEMA_VERSION}).`, {
-          ledger: where,
-          schema: newest,
-          supported: SCHEMA_VERSION,
-        });
+        throw new StorageUnavailableError(
+          `The ledger ${where} was written by a newer runledger (schema ${newest}, this one knows ${SCHEMA_VERSION}).`,
+          {
+            ledger: where,
+            schema: newest,
+            supported: SCHEMA_VERSION,
+          },
+        );
       }
       if (applied.includes(m.version)) return;
       if (m[dialect] !== '') await session.exec(m[dialect]);

@@ -168,4 +168,3 @@ export interface RunLedger extends CallerPort, WorkerPort, Housekeeping, StreamE
   ping(): Promise<void>;
   close(): Promise<void>;
 }
-

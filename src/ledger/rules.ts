@@ -32,7 +32,8 @@ export function checkCreate(req: CreateRequest): string {
   requireName(req.tenant, 'tenant');
   requireName(req.tool, 'tool');
   assertValidKey(req.idempotencyKey);
-  if (!Number.isInteger(req.cost) || req.cost < 0) throw new InternalError(`cost must be a whole number, got ${req.cost}`);
+  if (!Number.isInteger(req.cost) || req.cost < 0)
+    throw new InternalError(`cost must be a whole number, got ${req.cost}`);
   return req.fingerprint ?? fingerprint(req.args);
 }
 
@@ -41,7 +42,11 @@ export function keyOf(req: CreateRequest): RunKey {
 }
 
 /** A key past retention is forgotten: once its run is terminal (or deleted), a create makes a new run. */
-export function isExpired(run: Pick<RunRecord, 'createdAt' | 'phase' | 'deletedAt'>, now: number, retentionMs: number): boolean {
+export function isExpired(
+  run: Pick<RunRecord, 'createdAt' | 'phase' | 'deletedAt'>,
+  now: number,
+  retentionMs: number,
+): boolean {
   return run.createdAt <= now - retentionMs && (isTerminal(run.phase) || run.deletedAt !== null);
 }
 
@@ -55,12 +60,27 @@ export function judgeExisting(run: RunRecord, fp: string, now: number, retention
 }
 
 /** The refusal for a key that belongs to other arguments, naming the fields that differ. */
-export function conflictOf(run: Pick<RunRecord, 'id' | 'createdAt'>, storedArgs: JsonObject, args: JsonObject): Conflict {
-  return { kind: 'conflict', runId: run.id, createdAt: iso(run.createdAt), differingFields: differingFields(storedArgs, args) };
+export function conflictOf(
+  run: Pick<RunRecord, 'id' | 'createdAt'>,
+  storedArgs: JsonObject,
+  args: JsonObject,
+): Conflict {
+  return {
+    kind: 'conflict',
+    runId: run.id,
+    createdAt: iso(run.createdAt),
+    differingFields: differingFields(storedArgs, args),
+  };
 }
 
 /** The record a new run starts with; one started by a worker (`startedBy`) is already leased to it. */
-export function newRecord(req: CreateRequest, fp: string, now: number, leaseMs: number, startedBy: string | null = null): RunRecord {
+export function newRecord(
+  req: CreateRequest,
+  fp: string,
+  now: number,
+  leaseMs: number,
+  startedBy: string | null = null,
+): RunRecord {
   return {
     id: `run_${nanoid()}`,
     ...keyOf(req),
@@ -84,7 +104,9 @@ export function newRecord(req: CreateRequest, fp: string, now: number, leaseMs: 
 
 // ---- reading -------------------------------------------------------------------------------------
 
-export function phaseHistory(run: Pick<RunRecord, 'phase' | 'createdAt' | 'composingAt' | 'renderingAt' | 'endedAt'>): PhaseEntry[] {
+export function phaseHistory(
+  run: Pick<RunRecord, 'phase' | 'createdAt' | 'composingAt' | 'renderingAt' | 'endedAt'>,
+): PhaseEntry[] {
   const history: PhaseEntry[] = [{ phase: Phase.queued, at: iso(run.createdAt) }];
   if (run.composingAt !== null) history.push({ phase: Phase.composing, at: iso(run.composingAt) });
   if (run.renderingAt !== null) history.push({ phase: Phase.rendering, at: iso(run.renderingAt) });
@@ -151,7 +173,11 @@ export function deletedRunError(runId: string): NotFoundError {
 }
 
 /** The run a tenant may see: another tenant's run, or none, is not found; a deleted one says so. */
-export function visible<R extends Pick<RunRecord, 'id' | 'tenant' | 'deletedAt'>>(run: R | undefined, tenant: string, runId: string): R {
+export function visible<R extends Pick<RunRecord, 'id' | 'tenant' | 'deletedAt'>>(
+  run: R | undefined,
+  tenant: string,
+  runId: string,
+): R {
   if (run === undefined || run.tenant !== tenant) throw runNotFound(runId);
   if (run.deletedAt !== null) throw deletedRunError(runId);
   return run;
@@ -183,7 +209,11 @@ export function takeoverBackoffMs(stalls: number, leaseMs: number): number {
  * Whether a live run may be claimed now: no holder and no back-off pending, its holder's lease has run
  * out, or its holder is known to be gone (a crash is no reason to wait, and no failure of the run's).
  */
-export function isClaimable(run: RunRecord, now: number, holderGone: (owner: string) => boolean = () => false): boolean {
+export function isClaimable(
+  run: RunRecord,
+  now: number,
+  holderGone: (owner: string) => boolean = () => false,
+): boolean {
   if (isTerminal(run.phase) || run.deletedAt !== null) return false;
   if (run.leaseExpiresAt === null || run.leaseExpiresAt <= now) return true;
   return run.leaseOwner !== null && holderGone(run.leaseOwner);
@@ -201,14 +231,25 @@ export function released(run: RunRecord): RunRecord {
 
 /** The holder made progress (an image, a checkpoint): its lease is extended and failures in a row start again. */
 export function progressed(run: RunRecord, progress: number, now: number, leaseMs: number): RunRecord {
-  return { ...run, progress: Math.max(run.progress, progress), leaseExpiresAt: now + leaseMs, stalls: 0, updatedAt: Math.max(now, run.updatedAt) };
+  return {
+    ...run,
+    progress: Math.max(run.progress, progress),
+    leaseExpiresAt: now + leaseMs,
+    stalls: 0,
+    updatedAt: Math.max(now, run.updatedAt),
+  };
 }
 
 /**
  * What an attempt that failed for the run's own reason makes of it: no one holds it until a back-off
  * has passed, or, at the bound, the error that fails it, naming its attempts and the last failure.
  */
-export function afterFailedAttempt(run: RunRecord, failure: RunError, now: number, leaseMs: number): { run: RunRecord; giveUp: RunError | null } {
+export function afterFailedAttempt(
+  run: RunRecord,
+  failure: RunError,
+  now: number,
+  leaseMs: number,
+): { run: RunRecord; giveUp: RunError | null } {
   const stalls = run.stalls + 1;
   const waiting = { ...run, stalls, leaseOwner: null, leaseExpiresAt: now + takeoverBackoffMs(stalls, leaseMs) };
   if (stalls < MAX_STALLS) return { run: waiting, giveUp: null };
@@ -316,7 +357,10 @@ export function checkListQuery(query: ListQuery): CheckedListQuery {
 }
 
 /** A page from `limit + 1` runs fetched newest first: the extra one only says there is more. */
-export function pageOf<R extends Pick<RunRecord, 'createdAt' | 'id'>>(runs: R[], limit: number): { runs: R[]; nextCursor: string | null } {
+export function pageOf<R extends Pick<RunRecord, 'createdAt' | 'id'>>(
+  runs: R[],
+  limit: number,
+): { runs: R[]; nextCursor: string | null } {
   const page = runs.slice(0, limit);
   const last = page[page.length - 1];
   return { runs: page, nextCursor: runs.length > limit && last !== undefined ? encodeCursor(last) : null };

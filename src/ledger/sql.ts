@@ -2,7 +2,19 @@
 // small drivers): a store supplies a driver, which runs a statement and says what its dialect writes
 // differently, and gets every primitive of the LedgerStore port.
 import { LIVE_PHASES, Phase, sqlPhaseList, TERMINAL_PHASES } from './phases.js';
-import type { AssetRow, Awaitable, ChargeRow, CheckedListQuery, DeliveryRow, JobRow, RunKey, RunRecord, StoreOps, StoredRun, UsageRows } from './store.js';
+import type {
+  AssetRow,
+  Awaitable,
+  ChargeRow,
+  CheckedListQuery,
+  DeliveryRow,
+  JobRow,
+  RunKey,
+  RunRecord,
+  StoreOps,
+  StoredRun,
+  UsageRows,
+} from './store.js';
 import type { AssetRef, Executor, JsonObject, RecoveryPoints, StoredAsset } from './types.js';
 
 export interface SqlDialect {
@@ -33,7 +45,8 @@ const LIVE = `phase IN (${sqlPhaseList(LIVE_PHASES)})`;
 const TERMINAL = `phase IN (${sqlPhaseList(TERMINAL_PHASES)})`;
 const CANCELED = sqlPhaseList([Phase.canceled]);
 /** What changes over a run's life, in the order records are read and written. */
-const STATE = 'phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, lease_owner, lease_expires_at, updated_at, deleted_at';
+const STATE =
+  'phase, progress, composing_at, rendering_at, ended_at, error, attempts, stalls, lease_owner, lease_expires_at, updated_at, deleted_at';
 /** What the fence reads for a key: the caller knows the key itself. */
 export const KEYED_COLUMNS = `id, fingerprint, cost, created_at, ${STATE}`;
 const RUN = `${KEYED_COLUMNS}, tenant, executor, tool, idem_key, args`;
@@ -84,10 +97,21 @@ const deliveryRow = (v: unknown[]): DeliveryRow => ({
 });
 
 const storedRun = (v: unknown[]): StoredRun => ({ ...recordOf(v), args: JSON.parse(v[20] as string) as JsonObject });
-const parseJson = (text: unknown): JsonObject | null => (text == null ? null : (JSON.parse(text as string) as JsonObject));
+const parseJson = (text: unknown): JsonObject | null =>
+  text == null ? null : (JSON.parse(text as string) as JsonObject);
 const state = (r: RunRecord): unknown[] => [
-  r.phase, r.progress, r.composingAt, r.renderingAt, r.endedAt, r.error === null ? null : JSON.stringify(r.error),
-  r.attempts, r.stalls, r.leaseOwner, r.leaseExpiresAt, r.updatedAt, r.deletedAt,
+  r.phase,
+  r.progress,
+  r.composingAt,
+  r.renderingAt,
+  r.endedAt,
+  r.error === null ? null : JSON.stringify(r.error),
+  r.attempts,
+  r.stalls,
+  r.leaseOwner,
+  r.leaseExpiresAt,
+  r.updatedAt,
+  r.deletedAt,
 ];
 
 /** The primitives, on a connection (each statement its own transaction) or inside a write transaction. */
@@ -106,9 +130,10 @@ export class SqlOps implements StoreOps {
   }
 
   async runByKey(key: RunKey): Promise<RunRecord | undefined> {
-    const row = await this.first(`SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = ? AND executor = ? AND tool = ? AND idem_key = ?`, [
-      key.tenant, key.executor, key.tool, key.idempotencyKey,
-    ]);
+    const row = await this.first(
+      `SELECT ${KEYED_COLUMNS} FROM runs WHERE tenant = ? AND executor = ? AND tool = ? AND idem_key = ?`,
+      [key.tenant, key.executor, key.tool, key.idempotencyKey],
+    );
     return row === undefined ? undefined : recordOf(row, key);
   }
 
@@ -121,13 +146,27 @@ export class SqlOps implements StoreOps {
     const inserted = await this.db.run(
       `INSERT INTO runs (id, tenant, executor, tool, idem_key, fingerprint, cost, args, created_at, ${STATE})
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, executor, tool, idem_key) DO NOTHING`,
-      [r.id, r.tenant, r.executor, r.tool, r.idempotencyKey, r.fingerprint, r.cost, JSON.stringify(args), r.createdAt, ...state(r)],
+      [
+        r.id,
+        r.tenant,
+        r.executor,
+        r.tool,
+        r.idempotencyKey,
+        r.fingerprint,
+        r.cost,
+        JSON.stringify(args),
+        r.createdAt,
+        ...state(r),
+      ],
     );
     return inserted === 1;
   }
 
   async writeRun(r: RunRecord): Promise<void> {
-    await this.db.run(`UPDATE runs SET (${STATE}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?`, [...state(r), r.id]);
+    await this.db.run(`UPDATE runs SET (${STATE}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?`, [
+      ...state(r),
+      r.id,
+    ]);
   }
 
   async argsOf(id: string): Promise<JsonObject> {
@@ -144,49 +183,72 @@ export class SqlOps implements StoreOps {
 
   async putRecovery(id: string, points: RecoveryPoints | null): Promise<void> {
     if (points === null) await this.db.run('UPDATE run_data SET recovery = NULL WHERE run_id = ?', [id]);
-    else await this.db.run('INSERT INTO run_data (run_id, recovery) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET recovery = excluded.recovery', [id, JSON.stringify(points)]);
+    else
+      await this.db.run(
+        'INSERT INTO run_data (run_id, recovery) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET recovery = excluded.recovery',
+        [id, JSON.stringify(points)],
+      );
   }
 
   async putResult(id: string, resultJson: string): Promise<void> {
-    await this.db.run('INSERT INTO run_data (run_id, result) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET result = excluded.result, recovery = NULL', [
-      id, this.d.packResult(resultJson),
-    ]);
+    await this.db.run(
+      'INSERT INTO run_data (run_id, result) VALUES (?, ?) ON CONFLICT (run_id) DO UPDATE SET result = excluded.result, recovery = NULL',
+      [id, this.d.packResult(resultJson)],
+    );
   }
 
   async charge(c: ChargeRow): Promise<void> {
-    await this.db.run('INSERT INTO charges (run_id, tenant, tool, credits, provider, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING', [
-      c.runId, c.tenant, c.tool, c.credits, c.provider, c.model, c.at,
-    ]);
+    await this.db.run(
+      'INSERT INTO charges (run_id, tenant, tool, credits, provider, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      [c.runId, c.tenant, c.tool, c.credits, c.provider, c.model, c.at],
+    );
   }
 
   async attachAsset(runId: string, n: number, asset: AssetRow, at: number): Promise<void> {
     const bytes = Buffer.from(asset.bytes.buffer, asset.bytes.byteOffset, asset.bytes.byteLength);
-    await this.db.run('INSERT INTO assets (sha256, mime, size, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING', [asset.sha256, asset.mime, bytes.byteLength, bytes, at]);
-    await this.db.run('INSERT INTO run_assets (run_id, n, sha256, meta) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, n) DO UPDATE SET sha256 = excluded.sha256, meta = excluded.meta', [
-      runId, n, asset.sha256, JSON.stringify(asset.meta),
-    ]);
+    await this.db.run(
+      'INSERT INTO assets (sha256, mime, size, bytes, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      [asset.sha256, asset.mime, bytes.byteLength, bytes, at],
+    );
+    await this.db.run(
+      'INSERT INTO run_assets (run_id, n, sha256, meta) VALUES (?, ?, ?, ?) ON CONFLICT (run_id, n) DO UPDATE SET sha256 = excluded.sha256, meta = excluded.meta',
+      [runId, n, asset.sha256, JSON.stringify(asset.meta)],
+    );
   }
 
   async assetsOf(runId: string): Promise<AssetRef[]> {
-    const rows = await this.db.rows('SELECT ra.n, ra.sha256, a.mime, a.size, ra.meta FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = ? ORDER BY ra.n', [runId]);
-    return rows.map(([n, sha256, mime, size, meta]) => ({ n, sha256, mime, size, meta: JSON.parse(meta as string) }) as AssetRef);
+    const rows = await this.db.rows(
+      'SELECT ra.n, ra.sha256, a.mime, a.size, ra.meta FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = ? ORDER BY ra.n',
+      [runId],
+    );
+    return rows.map(
+      ([n, sha256, mime, size, meta]) => ({ n, sha256, mime, size, meta: JSON.parse(meta as string) }) as AssetRef,
+    );
   }
 
   async assetBytes(runId: string, n: number): Promise<StoredAsset | undefined> {
-    const row = await this.first('SELECT a.sha256, a.mime, a.bytes FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = ? AND ra.n = ?', [runId, n]);
+    const row = await this.first(
+      'SELECT a.sha256, a.mime, a.bytes FROM run_assets ra JOIN assets a USING (sha256) WHERE ra.run_id = ? AND ra.n = ?',
+      [runId, n],
+    );
     return row === undefined ? undefined : ({ sha256: row[0], mime: row[1], bytes: row[2] } as StoredAsset);
   }
 
   async clearRun(id: string): Promise<string[]> {
     await this.db.run(`UPDATE runs SET args = '{}' WHERE id = ?`, [id]);
     await this.db.run('DELETE FROM run_data WHERE run_id = ?', [id]);
-    return (await this.db.rows('DELETE FROM run_assets WHERE run_id = ? RETURNING sha256', [id])).map((r) => r[0] as string);
+    return (await this.db.rows('DELETE FROM run_assets WHERE run_id = ? RETURNING sha256', [id])).map(
+      (r) => r[0] as string,
+    );
   }
 
   async deleteRuns(ids: readonly string[]): Promise<string[]> {
     if (ids.length === 0) return [];
     const list = JSON.stringify(ids);
-    const unlinked = await this.db.rows(`DELETE FROM run_assets WHERE run_id IN (${this.d.jsonList('?')}) RETURNING sha256`, [list]);
+    const unlinked = await this.db.rows(
+      `DELETE FROM run_assets WHERE run_id IN (${this.d.jsonList('?')}) RETURNING sha256`,
+      [list],
+    );
     await this.db.run(`DELETE FROM runs WHERE id IN (${this.d.jsonList('?')})`, [list]);
     return unlinked.map((r) => r[0] as string);
   }
@@ -212,7 +274,11 @@ export class SqlOps implements StoreOps {
     }
   }
 
-  async nextClaimable(now: number, executor: Executor, tools: readonly string[] | undefined): Promise<StoredRun | undefined> {
+  async nextClaimable(
+    now: number,
+    executor: Executor,
+    tools: readonly string[] | undefined,
+  ): Promise<StoredRun | undefined> {
     const only = tools === undefined ? '' : `AND tool IN (${this.d.jsonList('?')})`;
     const row = await this.first(
       `SELECT ${RUN} FROM runs WHERE ${LIVE} AND executor = ? AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ${only}
@@ -228,8 +294,12 @@ export class SqlOps implements StoreOps {
     const and = (clause: string, ...values: unknown[]) => where.push(clause) && params.push(...values);
     if (q.tool !== undefined) and('tool = ?', q.tool);
     if (q.phase !== undefined) and('phase = ?', q.phase);
-    if (q.before !== undefined) and('(created_at < ? OR (created_at = ? AND id < ?))', q.before.createdAt, q.before.createdAt, q.before.id);
-    const rows = await this.db.rows(`SELECT ${RUN} FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, q.limit + 1]);
+    if (q.before !== undefined)
+      and('(created_at < ? OR (created_at = ? AND id < ?))', q.before.createdAt, q.before.createdAt, q.before.id);
+    const rows = await this.db.rows(
+      `SELECT ${RUN} FROM runs WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      [...params, q.limit + 1],
+    );
     return rows.map(storedRun);
   }
 
@@ -238,20 +308,31 @@ export class SqlOps implements StoreOps {
       `SELECT r.tool, COUNT(*), COALESCE(SUM(rr.count), 0) FROM runs r LEFT JOIN run_replays rr ON rr.run_id = r.id WHERE r.tenant = ? GROUP BY r.tool`,
       [tenant],
     );
-    const charges = await this.db.rows(`SELECT tool, COALESCE(provider, 'unknown'), COUNT(*), COALESCE(SUM(credits), 0) FROM charges WHERE tenant = ? GROUP BY 1, 2`, [tenant]);
+    const charges = await this.db.rows(
+      `SELECT tool, COALESCE(provider, 'unknown'), COUNT(*), COALESCE(SUM(credits), 0) FROM charges WHERE tenant = ? GROUP BY 1, 2`,
+      [tenant],
+    );
     return {
       runs: runs.map(([tool, n, replays]) => ({ tool, runs: n, replays }) as UsageRows['runs'][number]),
-      charges: charges.map(([tool, provider, n, credits]) => ({ tool, provider, charges: n, credits }) as UsageRows['charges'][number]),
+      charges: charges.map(
+        ([tool, provider, n, credits]) => ({ tool, provider, charges: n, credits }) as UsageRows['charges'][number],
+      ),
     };
   }
 
   async expiredIds(cutoff: number, limit: number): Promise<string[]> {
-    const rows = await this.db.rows(`SELECT id FROM runs WHERE created_at <= ? AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ?${this.d.forUpdateSkipLocked}`, [cutoff, limit]);
+    const rows = await this.db.rows(
+      `SELECT id FROM runs WHERE created_at <= ? AND (${TERMINAL} OR deleted_at IS NOT NULL) LIMIT ?${this.d.forUpdateSkipLocked}`,
+      [cutoff, limit],
+    );
     return rows.map((r) => r[0] as string);
   }
 
   async heldRuns(now: number): Promise<{ id: string; owner: string }[]> {
-    const rows = await this.db.rows(`SELECT id, lease_owner FROM runs WHERE ${LIVE} AND lease_owner IS NOT NULL AND lease_expires_at > ?`, [now]);
+    const rows = await this.db.rows(
+      `SELECT id, lease_owner FROM runs WHERE ${LIVE} AND lease_owner IS NOT NULL AND lease_expires_at > ?`,
+      [now],
+    );
     return rows.map(([id, owner]) => ({ id: id as string, owner: owner as string }));
   }
 
@@ -268,9 +349,10 @@ export class SqlOps implements StoreOps {
 
   async insertJob(j: JobRow): Promise<boolean> {
     // Either unique constraint (one job a run; one run a job) leaves the row unwritten.
-    const inserted = await this.db.run(`INSERT INTO run_jobs (${JOB}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, [
-      j.runId, j.provider, j.jobId, JSON.stringify(j.fields), j.createdAt, j.cancelRequestedAt,
-    ]);
+    const inserted = await this.db.run(
+      `INSERT INTO run_jobs (${JOB}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [j.runId, j.provider, j.jobId, JSON.stringify(j.fields), j.createdAt, j.cancelRequestedAt],
+    );
     return inserted === 1;
   }
 
@@ -285,12 +367,19 @@ export class SqlOps implements StoreOps {
   }
 
   async markJobCancel(runId: string, at: number): Promise<boolean> {
-    return (await this.db.run('UPDATE run_jobs SET cancel_requested_at = ? WHERE run_id = ? AND cancel_requested_at IS NULL', [at, runId])) === 1;
+    return (
+      (await this.db.run(
+        'UPDATE run_jobs SET cancel_requested_at = ? WHERE run_id = ? AND cancel_requested_at IS NULL',
+        [at, runId],
+      )) === 1
+    );
   }
 
   async jobsToCancel(limit: number): Promise<JobRow[]> {
     const rows = await this.db.rows(
-      `SELECT ${JOB.split(', ').map((c) => `j.${c}`).join(', ')} FROM run_jobs j JOIN runs r ON r.id = j.run_id
+      `SELECT ${JOB.split(', ')
+        .map((c) => `j.${c}`)
+        .join(', ')} FROM run_jobs j JOIN runs r ON r.id = j.run_id
        WHERE j.cancel_requested_at IS NULL AND r.phase = ${CANCELED} ORDER BY j.created_at LIMIT ?`,
       [limit],
     );
@@ -298,14 +387,18 @@ export class SqlOps implements StoreOps {
   }
 
   async insertDelivery(d: DeliveryRow): Promise<boolean> {
-    const inserted = await this.db.run(`INSERT INTO webhook_deliveries (${DELIVERY}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, [
-      d.provider, d.webhookId, d.runId, d.jobId, d.status, d.receivedAt,
-    ]);
+    const inserted = await this.db.run(
+      `INSERT INTO webhook_deliveries (${DELIVERY}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+      [d.provider, d.webhookId, d.runId, d.jobId, d.status, d.receivedAt],
+    );
     return inserted === 1;
   }
 
   async deliveriesOf(runId: string, limit: number): Promise<DeliveryRow[]> {
-    const rows = await this.db.rows(`SELECT ${DELIVERY} FROM webhook_deliveries WHERE run_id = ? ORDER BY received_at DESC, webhook_id LIMIT ?`, [runId, limit]);
+    const rows = await this.db.rows(
+      `SELECT ${DELIVERY} FROM webhook_deliveries WHERE run_id = ? ORDER BY received_at DESC, webhook_id LIMIT ?`,
+      [runId, limit],
+    );
     return rows.map(deliveryRow);
   }
 }

@@ -120,7 +120,11 @@ export interface StoreOps {
   /** Deletes the bytes of these hashes that no run links to any more; how many. */
   dropOrphanAssets(sha256s: readonly string[]): Awaitable<number>;
   /** The oldest run of `executor` (and `tools`) that is live and free or past its lease, locked (skipping locked ones). */
-  nextClaimable(now: number, executor: Executor, tools: readonly string[] | undefined): Awaitable<StoredRun | undefined>;
+  nextClaimable(
+    now: number,
+    executor: Executor,
+    tools: readonly string[] | undefined,
+  ): Awaitable<StoredRun | undefined>;
   /** Up to `limit + 1` of a tenant's runs, newest first. */
   page(tenant: string, query: CheckedListQuery): Awaitable<StoredRun[]>;
   usageRows(tenant: string): Awaitable<UsageRows>;

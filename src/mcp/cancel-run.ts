@@ -17,7 +17,9 @@ export function cancelRunTool(runs: RunService): ToolEntry {
         'Stop a queued or running run; it is not billed. Canceling a canceled run is a no-op, and canceling a ' +
         'finished run changes nothing and says so.',
       input: schema,
-      output: outputSchemaOf(z.object({ run_id: z.string(), phase: phaseSchema, outcome: z.enum(outcomes), message: z.string() })),
+      output: outputSchemaOf(
+        z.object({ run_id: z.string(), phase: phaseSchema, outcome: z.enum(outcomes), message: z.string() }),
+      ),
       annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
     async ({ run_id }, ctx) => {

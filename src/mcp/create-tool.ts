@@ -39,9 +39,19 @@ const PARSED_MAX = 2048;
 function dryRunAnswer(preview: Preview) {
   switch (preview.outcome) {
     case 'create':
-      return { outcome: 'create', run_id: null, differing_fields: [], message: `A new run would be created and billed ${preview.cost} credits when done.` };
+      return {
+        outcome: 'create',
+        run_id: null,
+        differing_fields: [],
+        message: `A new run would be created and billed ${preview.cost} credits when done.`,
+      };
     case 'replay':
-      return { outcome: 'replay', run_id: preview.runId, differing_fields: [], message: `This key replays run ${preview.runId}; nothing new would be billed.` };
+      return {
+        outcome: 'replay',
+        run_id: preview.runId,
+        differing_fields: [],
+        message: `This key replays run ${preview.runId}; nothing new would be billed.`,
+      };
     case 'conflict':
       return {
         outcome: 'conflict',
@@ -68,7 +78,8 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
     const text = JSON.stringify(raw ?? {});
     let known = parsed.get(text);
     if (known === undefined) {
-      const { idempotency_key, wait_seconds, dry_run, ...args } = parse(input, raw) as Record<string, unknown> & Omit<ParsedCreate, 'args' | 'fingerprint'>;
+      const { idempotency_key, wait_seconds, dry_run, ...args } = parse(input, raw) as Record<string, unknown> &
+        Omit<ParsedCreate, 'args' | 'fingerprint'>;
       known = { idempotency_key, wait_seconds, dry_run, args, fingerprint: fingerprint(args) };
       parsed.set(text, known);
     }
@@ -92,7 +103,11 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
         const answer = dryRunAnswer(await runs.preview(ctx.tenant, request));
         return structured({ dry_run: answer }, `Dry run: ${answer.message} Nothing was written.`);
       }
-      const { run, replayed, reachedDone } = await runs.create(ctx.tenant, request, followOptions(ctx, call.wait_seconds));
+      const { run, replayed, reachedDone } = await runs.create(
+        ctx.tenant,
+        request,
+        followOptions(ctx, call.wait_seconds),
+      );
       return runResult(run, replayed, reachedDone ? () => runs.asset(ctx.tenant, run.id, 0) : undefined);
     },
   );
@@ -104,7 +119,10 @@ export function createTool(tool: GenerationTool, runs: RunService): ToolEntry {
     async startTask(raw, ctx) {
       assertNotTooDeep(raw);
       const call = parseCreate(raw);
-      if (call.dry_run) throw new ValidationFailedError([{ field: 'dry_run', rule: 'does not go with a task-augmented call, which starts a run' }]);
+      if (call.dry_run)
+        throw new ValidationFailedError([
+          { field: 'dry_run', rule: 'does not go with a task-augmented call, which starts a run' },
+        ]);
       const request = { tool, idempotencyKey: call.idempotency_key, args: call.args, fingerprint: call.fingerprint };
       const { run, replayed } = await runs.create(ctx.tenant, request, { waitSeconds: 0 });
       return createTaskResult(run, replayed);

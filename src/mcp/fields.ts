@@ -39,7 +39,9 @@ export function toolNameSchema(names: readonly string[]) {
   return z
     .string()
     .transform((name) => name.replace(/^create_/, ''))
-    .refine((name) => names.includes(name), { message: `must be one of ${orList(names.map((n) => JSON.stringify(n)))}` });
+    .refine((name) => names.includes(name), {
+      message: `must be one of ${orList(names.map((n) => JSON.stringify(n)))}`,
+    });
 }
 
 /**
@@ -50,7 +52,9 @@ export function toolNameSchema(names: readonly string[]) {
 export function assertNotTooDeep(args: unknown): void {
   const path = nestedPast(args, MAX_JSON_DEPTH);
   if (path === null) return;
-  throw new ValidationFailedError([{ field: String(path[0]), rule: `must not nest arrays and objects more than ${MAX_JSON_DEPTH} levels deep` }]);
+  throw new ValidationFailedError([
+    { field: String(path[0]), rule: `must not nest arrays and objects more than ${MAX_JSON_DEPTH} levels deep` },
+  ]);
 }
 
 export function parse<S extends z.ZodType>(schema: S, args: unknown): z.output<S> {

@@ -6,7 +6,12 @@ import { usageView } from './views.js';
 
 const schema = z.object({}).strict();
 
-const counts = { runs: z.number().int(), charges: z.number().int(), credits: z.number().int(), replays_absorbed: z.number().int() };
+const counts = {
+  runs: z.number().int(),
+  charges: z.number().int(),
+  credits: z.number().int(),
+  replays_absorbed: z.number().int(),
+};
 
 export function getUsageTool(runs: RunService): ToolEntry {
   return defineTool(

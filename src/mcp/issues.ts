@@ -37,10 +37,12 @@ export function orList(items: readonly string[]): string {
   return `${items.slice(0, -1).join(', ')} or ${items.at(-1)}`;
 }
 
-const andList = (items: readonly string[]) => (items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`);
+const andList = (items: readonly string[]) =>
+  items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)}`;
 
 /** A bound worth saying: the safe-integer limits z.int() adds are no rule a caller needs to hear. */
-const real = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && Math.abs(n) < Number.MAX_SAFE_INTEGER;
+const real = (n: unknown): n is number =>
+  typeof n === 'number' && Number.isFinite(n) && Math.abs(n) < Number.MAX_SAFE_INTEGER;
 
 /** "1 to 8", "at most 90", ...: a length's bounds, or '' when it has none. */
 function lengths(checks: CheckDef[]): string {
@@ -62,10 +64,12 @@ function numberRule(schema: Schema): string {
   const noun = whole ? 'a whole number' : 'a number';
   const min = real(low?.value) ? low.value : undefined;
   const max = real(high?.value) ? high.value : undefined;
-  if (min !== undefined && max !== undefined && low?.inclusive && high?.inclusive) return `${noun} from ${min} to ${max}`;
+  if (min !== undefined && max !== undefined && low?.inclusive && high?.inclusive)
+    return `${noun} from ${min} to ${max}`;
   const parts: string[] = [];
   if (min !== undefined) parts.push(low?.inclusive ? `of at least ${min}` : `greater than ${min}`);
-  if (max !== undefined) parts.push(high?.inclusive ? `${parts.length === 0 ? 'of ' : ''}at most ${max}` : `less than ${max}`);
+  if (max !== undefined)
+    parts.push(high?.inclusive ? `${parts.length === 0 ? 'of ' : ''}at most ${max}` : `less than ${max}`);
   return parts.length === 0 ? noun : `${noun} ${parts.join(' and ')}`;
 }
 
@@ -86,7 +90,9 @@ export function describeSchema(schema: Schema): string {
     case 'enum':
       return `one of ${orList(Object.values(def.entries ?? {}).map(quote))}`;
     case 'literal':
-      return (def.values ?? []).length === 1 ? quote(def.values?.[0]) : `one of ${orList((def.values ?? []).map(quote))}`;
+      return (def.values ?? []).length === 1
+        ? quote(def.values?.[0])
+        : `one of ${orList((def.values ?? []).map(quote))}`;
     case 'object': {
       const keys = Object.keys(def.shape ?? {});
       return keys.length === 0 ? 'an object' : `an object with ${andList(keys)}`;
@@ -158,7 +164,9 @@ export function ruleOf(issue: RawIssue): string | undefined {
       return `must be ${allowed ?? issue.expected}, not ${shown(issue.input)}`;
     case 'too_small':
     case 'too_big': {
-      const what = allowed ?? `${issue.code === 'too_small' ? 'at least' : 'at most'} ${String('minimum' in issue ? issue.minimum : issue.maximum)}`;
+      const what =
+        allowed ??
+        `${issue.code === 'too_small' ? 'at least' : 'at most'} ${String('minimum' in issue ? issue.minimum : issue.maximum)}`;
       if (typeof issue.input === 'string') return `must be ${what} (this one has ${issue.input.length})`;
       if (Array.isArray(issue.input)) return `must be ${what} (this one has ${issue.input.length} items)`;
       return `must be ${what}, not ${shown(issue.input)}`;
@@ -189,9 +197,13 @@ const fieldOf = (path: readonly PropertyKey[]) => (path.length === 0 ? '(argumen
 export function problemsOf(issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): FieldProblem[] {
   return issues.flatMap((issue): FieldProblem[] => {
     const path = [...prefix, ...issue.path];
-    if (issue.code === 'unrecognized_keys') return [{ field: issue.keys.map((key) => fieldOf([...path, key])).join(', '), rule: issue.message }];
+    if (issue.code === 'unrecognized_keys')
+      return [{ field: issue.keys.map((key) => fieldOf([...path, key])).join(', '), rule: issue.message }];
     if (issue.code === 'invalid_union') {
-      const inside = issue.errors.filter((branch) => branch.length > 0 && branch.every((inner) => inner.path.length > 0 || inner.code === 'unrecognized_keys'));
+      const inside = issue.errors.filter(
+        (branch) =>
+          branch.length > 0 && branch.every((inner) => inner.path.length > 0 || inner.code === 'unrecognized_keys'),
+      );
       if (inside.length === 1) return problemsOf(inside[0]!, path);
     }
     return [{ field: fieldOf(path), rule: issue.message }];

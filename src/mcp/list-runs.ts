@@ -32,7 +32,8 @@ export function listRunsTool(runs: RunService, tools: readonly GenerationTool[])
     'list_runs',
     {
       title: 'List runs',
-      description: 'Runs newest first, optionally of one tool or in one phase; pass next_cursor back for the next page.',
+      description:
+        'Runs newest first, optionally of one tool or in one phase; pass next_cursor back for the next page.',
       input: schema(tools.map((t) => t.name)),
       output: outputSchemaOf(z.object({ runs: z.array(listedRun), next_cursor: z.string().nullable() })),
       annotations: READ_ONLY,

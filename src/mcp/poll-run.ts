@@ -13,12 +13,16 @@ function schema(toolNames: string[]) {
     .object({
       run_id: runIdSchema.optional(),
       idempotency_key: keySchema.optional(),
-      tool: toolNameSchema(toolNames).optional().describe(`With idempotency_key: the tool the run was created with (${toolNames.join(', ')}).`),
+      tool: toolNameSchema(toolNames)
+        .optional()
+        .describe(`With idempotency_key: the tool the run was created with (${toolNames.join(', ')}).`),
       wait_seconds: waitSchema,
       inline_image: z
         .boolean()
         .default(false)
-        .describe('When the run is done, also return its first image inline (base64), if under 96 KiB. Links to every image always come.'),
+        .describe(
+          'When the run is done, also return its first image inline (base64), if under 96 KiB. Links to every image always come.',
+        ),
     })
     .strict()
     .refine((a) => a.run_id !== undefined || (a.idempotency_key !== undefined && a.tool !== undefined), {

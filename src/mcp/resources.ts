@@ -22,7 +22,11 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async () => ({
     resourceTemplates: [
       { uriTemplate: 'runs://{run_id}', name: 'run', title: 'A run as JSON', mimeType: 'application/json' },
-      { uriTemplate: 'runs://{run_id}/assets/{n}', name: 'run-asset', title: 'An image or video a run produced (read gives its own MIME type)' },
+      {
+        uriTemplate: 'runs://{run_id}/assets/{n}',
+        name: 'run-asset',
+        title: 'An image or video a run produced (read gives its own MIME type)',
+      },
     ],
   }));
 
@@ -33,7 +37,12 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
     return {
       resources: [
         runCardListing,
-        ...page.runs.map((r) => ({ uri: runUri(r.id), name: r.id, title: `${r.tool} run (${r.phase})`, mimeType: 'application/json' })),
+        ...page.runs.map((r) => ({
+          uri: runUri(r.id),
+          name: r.id,
+          title: `${r.tool} run (${r.phase})`,
+          mimeType: 'application/json',
+        })),
       ],
     };
   });
@@ -43,7 +52,10 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
     if (uri === RUN_CARD_URI) return readRunCard();
     const target = parseRunUri(uri);
     if (target === null) {
-      throw new McpError(RESOURCE_NOT_FOUND, `Resource not found: ${uri}. Run URIs look like runs://{run_id} or runs://{run_id}/assets/{n}.`);
+      throw new McpError(
+        RESOURCE_NOT_FOUND,
+        `Resource not found: ${uri}. Run URIs look like runs://{run_id} or runs://{run_id}/assets/{n}.`,
+      );
     }
     const tenant = tenantOf(extra);
     try {
@@ -55,7 +67,11 @@ export function registerRunResources(server: Server, runs: RunService, tenantOf:
       return { contents: [{ uri, mimeType: asset.mime, blob: asset.bytes.toString('base64') }] };
     } catch (e) {
       const err = asRunledgerError(e);
-      throw new McpError(err.code === ErrorCode.notFound ? RESOURCE_NOT_FOUND : RpcErrorCode.InternalError, `${err.message} ${err.fix}`, { uri });
+      throw new McpError(
+        err.code === ErrorCode.notFound ? RESOURCE_NOT_FOUND : RpcErrorCode.InternalError,
+        `${err.message} ${err.fix}`,
+        { uri },
+      );
     }
   });
 }

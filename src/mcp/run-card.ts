@@ -34,5 +34,7 @@ let html: string | undefined;
 /** The card as resources/read answers it. It needs no network: the default (empty) CSP suits it. */
 export function readRunCard() {
   html ??= runCardHtml();
-  return { contents: [{ uri: RUN_CARD_URI, mimeType: RUN_CARD_MIME, text: html, _meta: { ui: { prefersBorder: true } } }] };
+  return {
+    contents: [{ uri: RUN_CARD_URI, mimeType: RUN_CARD_MIME, text: html, _meta: { ui: { prefersBorder: true } } }],
+  };
 }

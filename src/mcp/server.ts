@@ -3,7 +3,12 @@
 // The low-level Server is used (not McpServer) so that validation failures come back as typed
 // `validation_failed` results an agent can act on, rather than the SDK's generic message.
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { CallToolRequestSchema, ErrorCode as RpcErrorCode, ListToolsRequestSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode as RpcErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js';
 import { asRunledgerError, ErrorCode } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { RunService } from '../runs.js';
@@ -60,15 +65,23 @@ export function createServer(deps: ServerDeps): { server: Server; close(): Promi
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const entry = byName.get(request.params.name);
     if (entry === undefined) {
-      throw new McpError(RpcErrorCode.InvalidParams, `Unknown tool ${request.params.name}; tools/list names the tools.`);
+      throw new McpError(
+        RpcErrorCode.InvalidParams,
+        `Unknown tool ${request.params.name}; tools/list names the tools.`,
+      );
     }
     const ctx = { tenant: deps.tenantOf(extra), extra };
     const asTask = request.params.task !== undefined;
     if (asTask && entry.startTask === undefined) {
-      throw new McpError(RpcErrorCode.MethodNotFound, `${request.params.name} does not run as a task; call it without "task".`);
+      throw new McpError(
+        RpcErrorCode.MethodNotFound,
+        `${request.params.name} does not run as a task; call it without "task".`,
+      );
     }
     try {
-      return asTask ? await entry.startTask!(request.params.arguments, ctx) : await entry.handle(request.params.arguments, ctx);
+      return asTask
+        ? await entry.startTask!(request.params.arguments, ctx)
+        : await entry.handle(request.params.arguments, ctx);
     } catch (e) {
       const err = asRunledgerError(e);
       if (err.code === ErrorCode.internalError) {

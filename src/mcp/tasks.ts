@@ -23,7 +23,11 @@ import type { Extra } from './tool.js';
 import { runResult, runText, runView } from './views.js';
 
 /** What a server that runs its create tools as tasks declares. */
-export const TASKS_CAPABILITY: NonNullable<ServerCapabilities['tasks']> = { list: {}, cancel: {}, requests: { tools: { call: {} } } };
+export const TASKS_CAPABILITY: NonNullable<ServerCapabilities['tasks']> = {
+  list: {},
+  cancel: {},
+  requests: { tools: { call: {} } },
+};
 
 /** Every message about a task carries its id here (the protocol's related-task metadata). */
 export const RELATED_TASK = 'io.modelcontextprotocol/related-task';
@@ -86,7 +90,10 @@ export function createTaskResult(run: Run, replayed: boolean): CreateTaskResult 
  * travels in its data, the fix in its message.
  */
 export function taskRpcError(err: RunledgerError): McpError {
-  const code = err.code === ErrorCode.internalError || err.code === ErrorCode.storageUnavailable ? RpcErrorCode.InternalError : RpcErrorCode.InvalidParams;
+  const code =
+    err.code === ErrorCode.internalError || err.code === ErrorCode.storageUnavailable
+      ? RpcErrorCode.InternalError
+      : RpcErrorCode.InvalidParams;
   return new McpError(code, `${err.code}: ${err.message} ${err.fix}`, { code: err.code, details: err.details });
 }
 
@@ -96,7 +103,11 @@ async function runOf(runs: RunService, tenant: string, taskId: string): Promise<
     return await runs.get(tenant, taskId);
   } catch (e) {
     const err = asRunledgerError(e);
-    if (err.code === ErrorCode.notFound) throw new McpError(RpcErrorCode.InvalidParams, `Failed to retrieve task: task ${taskId} was not found (tasks/list shows this tenant's tasks).`);
+    if (err.code === ErrorCode.notFound)
+      throw new McpError(
+        RpcErrorCode.InvalidParams,
+        `Failed to retrieve task: task ${taskId} was not found (tasks/list shows this tenant's tasks).`,
+      );
     throw taskRpcError(err);
   }
 }
@@ -105,18 +116,25 @@ async function runOf(runs: RunService, tenant: string, taskId: string): Promise<
 const RESULT_WAIT_SECONDS = 3600;
 
 export function registerTaskHandlers(server: Server, runs: RunService, tenantOf: (extra: Extra) => string): void {
-  server.setRequestHandler(GetTaskRequestSchema, async (request, extra) => taskOf(await runOf(runs, tenantOf(extra), request.params.taskId)));
+  server.setRequestHandler(GetTaskRequestSchema, async (request, extra) =>
+    taskOf(await runOf(runs, tenantOf(extra), request.params.taskId)),
+  );
 
   server.setRequestHandler(GetTaskPayloadRequestSchema, async (request, extra): Promise<CallToolResult> => {
     const tenant = tenantOf(extra);
     let run = await runOf(runs, tenant, request.params.taskId);
     // Woken by the ledger's change feed as the run moves; blocks until it ends, as the protocol says.
     while (!isTerminal(run.phase)) {
-      if (extra.signal.aborted) throw new McpError(RpcErrorCode.RequestTimeout, 'tasks/result was cancelled before the task ended.');
+      if (extra.signal.aborted)
+        throw new McpError(RpcErrorCode.RequestTimeout, 'tasks/result was cancelled before the task ended.');
       run = (await runs.follow(tenant, run, { waitSeconds: RESULT_WAIT_SECONDS, signal: extra.signal })).run;
     }
     // Exactly what the create call answers once the run has ended, with the task's id.
-    const answer = await runResult(run, false, run.phase === Phase.done ? () => runs.asset(tenant, run.id, 0) : undefined);
+    const answer = await runResult(
+      run,
+      false,
+      run.phase === Phase.done ? () => runs.asset(tenant, run.id, 0) : undefined,
+    );
     return { ...answer, _meta: { ...answer._meta, [RELATED_TASK]: { taskId: run.id } } };
   });
 
@@ -132,9 +150,14 @@ export function registerTaskHandlers(server: Server, runs: RunService, tenantOf:
   server.setRequestHandler(CancelTaskRequestSchema, async (request, extra) => {
     const tenant = tenantOf(extra);
     await runOf(runs, tenant, request.params.taskId);
-    const { run, outcome } = await runs.cancel(tenant, request.params.taskId).catch((e: unknown) => Promise.reject(taskRpcError(asRunledgerError(e))));
+    const { run, outcome } = await runs
+      .cancel(tenant, request.params.taskId)
+      .catch((e: unknown) => Promise.reject(taskRpcError(asRunledgerError(e))));
     if (outcome !== 'canceled') {
-      throw new McpError(RpcErrorCode.InvalidParams, `Task ${run.id} has already ended (${taskStatus(run.phase)}); a task that has ended cannot be cancelled.`);
+      throw new McpError(
+        RpcErrorCode.InvalidParams,
+        `Task ${run.id} has already ended (${taskStatus(run.phase)}); a task that has ended cannot be cancelled.`,
+      );
     }
     return taskOf(run);
   });

@@ -1,7 +1,14 @@
 // What an MCP tool is here: its definition (built once per runtime) and a handler that parses the
 // arguments, asks the run service, and shapes the answer. Each run tool is one file built with defineTool.
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import type { CallToolResult, CreateTaskResult, ServerNotification, ServerRequest, Tool, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  CallToolResult,
+  CreateTaskResult,
+  ServerNotification,
+  ServerRequest,
+  Tool,
+  ToolAnnotations,
+} from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import type { RunledgerError } from '../errors.js';
 import { assertNotTooDeep, parse } from './fields.js';
@@ -90,7 +97,10 @@ const errorSchema = z.object({ code: z.string(), message: z.string(), details: z
  * A tool's output schema as JSON Schema, loosened so that the same tool may instead answer with one
  * of `alternatives` or with `{error: {code, message, details}}`: clients validate errors too.
  */
-export function outputSchemaOf(schema: z.ZodObject, alternatives: Record<string, z.ZodType> = {}): { type: 'object'; [k: string]: unknown } {
+export function outputSchemaOf(
+  schema: z.ZodObject,
+  alternatives: Record<string, z.ZodType> = {},
+): { type: 'object'; [k: string]: unknown } {
   const json = jsonSchemaOf(schema) as { required?: string[]; properties?: object };
   const { required = [], ...rest } = json;
   const branches = { ...alternatives, error: errorSchema.nullable() };

@@ -26,8 +26,16 @@ export const runViewSchema = z.object({
   cost_credits: z.number().int(),
   billed: z.boolean(),
   attempts: z.number().int().describe('Workers that have taken the run, this one included'),
-  stalls: z.number().int().describe("Attempts in a row that failed on the run itself (its renderer died or ran too long on it); a worker's crash never counts"),
-  waiting: z.string().nullable().describe('Why a live run is waiting: its last worker stopped, or its last attempt failed on it'),
+  stalls: z
+    .number()
+    .int()
+    .describe(
+      "Attempts in a row that failed on the run itself (its renderer died or ran too long on it); a worker's crash never counts",
+    ),
+  waiting: z
+    .string()
+    .nullable()
+    .describe('Why a live run is waiting: its last worker stopped, or its last attempt failed on it'),
   assets: z.array(
     z.object({
       n: z.number().int(),
@@ -108,7 +116,12 @@ export function runText(view: RunView): string {
   if (view.phase === Phase.done) {
     const score = view.evaluation?.score;
     const unscored = (view.evaluation?.unscored as { reason: string }[] | undefined) ?? [];
-    const scoreText = typeof score === 'number' ? `Brand score ${score.toFixed(2)}` : unscored.length > 0 ? `Not scored: ${unscored[0]!.reason}` : 'Brand score n/a';
+    const scoreText =
+      typeof score === 'number'
+        ? `Brand score ${score.toFixed(2)}`
+        : unscored.length > 0
+          ? `Not scored: ${unscored[0]!.reason}`
+          : 'Brand score n/a';
     lines.push(`${describeAssets(view.assets)}, ${view.cost_credits} credits billed once. ${scoreText}.`);
   } else if (!isTerminal(view.phase)) {
     lines.push(`Progress ${Math.round(view.progress * 100)}%.`);
@@ -158,22 +171,35 @@ function linkedResult(run: Run, replayed: boolean): CallToolResult {
     content,
     structuredContent: view as unknown as Record<string, unknown>,
     // For the run card's Reattach and Regenerate: the request behind the run, out of the model's sight.
-    _meta: { [RUN_REQUEST_META]: { tool: `create_${run.tool}`, idempotency_key: run.idempotencyKey, arguments: run.args } },
+    _meta: {
+      [RUN_REQUEST_META]: { tool: `create_${run.tool}`, idempotency_key: run.idempotencyKey, arguments: run.args },
+    },
     ...(run.phase === Phase.failed ? { isError: true } : {}),
   };
 }
 
-const EXTENSIONS: Record<string, string> = { 'image/png': 'png', 'image/jpeg': 'jpg', 'image/webp': 'webp', 'video/mp4': 'mp4', 'video/webm': 'webm' };
+const EXTENSIONS: Record<string, string> = {
+  'image/png': 'png',
+  'image/jpeg': 'jpg',
+  'image/webp': 'webp',
+  'video/mp4': 'mp4',
+  'video/webm': 'webm',
+};
 const kindOf = (mime: string) => (mime.startsWith('video/') ? 'Video' : 'Image');
 
 /** "2 image(s)", "1 video". */
 function describeAssets(assets: RunView['assets']): string {
   const videos = assets.filter((a) => a.mime.startsWith('video/')).length;
   const images = assets.length - videos;
-  return [images > 0 || videos === 0 ? `${images} image(s)` : null, videos > 0 ? `${videos} video(s)` : null].filter((p) => p !== null).join(' and ');
+  return [images > 0 || videos === 0 ? `${images} image(s)` : null, videos > 0 ? `${videos} video(s)` : null]
+    .filter((p) => p !== null)
+    .join(' and ');
 }
 
-async function withInlineImage(result: CallToolResult, image: () => Promise<{ bytes: Buffer; mime: string }>): Promise<CallToolResult> {
+async function withInlineImage(
+  result: CallToolResult,
+  image: () => Promise<{ bytes: Buffer; mime: string }>,
+): Promise<CallToolResult> {
   const first = (result.structuredContent as RunView).assets[0];
   // Only a small image goes inline; a video is always a link.
   if (first === undefined || !first.mime.startsWith('image/') || first.size > INLINE_IMAGE_MAX_BYTES) return result;

@@ -11,7 +11,9 @@ export function providersCheck(name: string, out = process.stdout, err = process
     return 0;
   } catch (e) {
     if (!(e instanceof DefinitionError)) throw e;
-    err.write(`runledger: ${e.source} is not a valid provider definition:\n${e.problems.map((p) => `  ${p.field}: ${p.message}\n`).join('')}`);
+    err.write(
+      `runledger: ${e.source} is not a valid provider definition:\n${e.problems.map((p) => `  ${p.field}: ${p.message}\n`).join('')}`,
+    );
     return 2;
   }
 }

@@ -48,16 +48,29 @@ export function configureProviders(
 ): ConfiguredProviders {
   const names = tools.map((t) => t.name);
   for (const tool of config.perTool.keys()) {
-    if (!names.includes(tool)) throw new UsageError(`--provider-for names no tool "${tool}"; the tools are ${names.join(', ')}`);
+    if (!names.includes(tool))
+      throw new UsageError(`--provider-for names no tool "${tool}"; the tools are ${names.join(', ')}`);
   }
   const byName = new Map<string, AnyProvider>([['builtin', createBuiltinProvider(render)]]);
   const chosen = new Set([config.default, ...config.perTool.values()]);
   if (chosen.has('openai')) {
     const apiKey = env[config.openai.keyEnv];
     if (apiKey === undefined || apiKey.trim() === '') {
-      throw new UsageError(`the openai provider needs its API key in the environment variable ${config.openai.keyEnv}, which is not set`);
+      throw new UsageError(
+        `the openai provider needs its API key in the environment variable ${config.openai.keyEnv}, which is not set`,
+      );
     }
-    byName.set('openai', createOpenAiProvider({ baseUrl: config.openai.url, model: config.openai.model, apiKey: apiKey.trim(), sizes: config.openai.sizes, timeoutMs: config.openai.timeoutMs, log }));
+    byName.set(
+      'openai',
+      createOpenAiProvider({
+        baseUrl: config.openai.url,
+        model: config.openai.model,
+        apiKey: apiKey.trim(),
+        sizes: config.openai.sizes,
+        timeoutMs: config.openai.timeoutMs,
+        log,
+      }),
+    );
   }
   for (const value of jobs.files) {
     const file = definitionFile(value);
@@ -65,16 +78,26 @@ export function configureProviders(
     try {
       def = loadDefinition(file);
     } catch (err) {
-      if (err instanceof DefinitionError) throw new UsageError(`--provider-file ${err.message} (runledger providers check FILE says more)`);
+      if (err instanceof DefinitionError)
+        throw new UsageError(`--provider-file ${err.message} (runledger providers check FILE says more)`);
       throw err;
     }
-    if (byName.has(def.name)) throw new UsageError(`--provider-file ${file}: a provider named "${def.name}" is defined already`);
+    if (byName.has(def.name))
+      throw new UsageError(`--provider-file ${file}: a provider named "${def.name}" is defined already`);
     const key = env[def.auth.env];
     if (chosen.has(def.name) && (key === undefined || key.trim() === '')) {
-      throw new UsageError(`the ${def.name} provider (${file}) needs its API key in the environment variable ${def.auth.env}, which is not set`);
+      throw new UsageError(
+        `the ${def.name} provider (${file}) needs its API key in the environment variable ${def.auth.env}, which is not set`,
+      );
     }
     const signing = def.webhook?.signing;
-    if (chosen.has(def.name) && jobs.publicUrl !== null && signing?.scheme === 'standard-webhooks' && def.submit.webhook !== undefined && !env[signing.secret_env]?.trim()) {
+    if (
+      chosen.has(def.name) &&
+      jobs.publicUrl !== null &&
+      signing?.scheme === 'standard-webhooks' &&
+      def.submit.webhook !== undefined &&
+      !env[signing.secret_env]?.trim()
+    ) {
       throw new UsageError(
         `the ${def.name} provider's webhooks are signed with the secret in ${signing.secret_env}, which is not set: set it, or leave out --public-url to poll its jobs`,
       );
@@ -83,7 +106,9 @@ export function configureProviders(
   }
   for (const name of chosen) {
     if (!byName.has(name)) {
-      throw new UsageError(`no provider is named "${name}": the providers are ${[...byName.keys()].join(', ')}${jobs.files.length === 0 ? ' (a job provider needs --provider-file)' : ''}`);
+      throw new UsageError(
+        `no provider is named "${name}": the providers are ${[...byName.keys()].join(', ')}${jobs.files.length === 0 ? ' (a job provider needs --provider-file)' : ''}`,
+      );
     }
   }
 
@@ -106,14 +131,21 @@ export function configureProviders(
         );
       }
     } else if (tool.kind === 'job') {
-      log.info(`create_${tool.name} is not served: it needs a job provider (e.g. --provider-file replicate --provider-for ${tool.name}=replicate, with REPLICATE_API_TOKEN set)`);
+      log.info(
+        `create_${tool.name} is not served: it needs a job provider (e.g. --provider-file replicate --provider-for ${tool.name}=replicate, with REPLICATE_API_TOKEN set)`,
+      );
       continue;
     }
     served.push(tool);
   }
   const set = providerSet(byName, config.default, config.perTool);
   for (const provider of set.jobProviders().filter((p) => chosen.has(p.id))) {
-    describeJobProvider(provider, jobs.publicUrl, log, served.filter((t) => providerOf(t) === provider).map((t) => `create_${t.name}`));
+    describeJobProvider(
+      provider,
+      jobs.publicUrl,
+      log,
+      served.filter((t) => providerOf(t) === provider).map((t) => `create_${t.name}`),
+    );
   }
   return { providers: set, served };
 }
@@ -124,8 +156,14 @@ function describeJobProvider(provider: JobProvider, publicUrl: string | null, lo
   if (provider.webhooks === null || !provider.asksForWebhooks) {
     log.info(`job provider ${provider.id}: its jobs are polled (its definition has no signed webhooks)`, fields);
   } else if (publicUrl === null) {
-    log.info(`job provider ${provider.id}: no --public-url, so its jobs are polled; webhooks would only speed them up`, fields);
+    log.info(
+      `job provider ${provider.id}: no --public-url, so its jobs are polled; webhooks would only speed them up`,
+      fields,
+    );
   } else {
-    log.info(`job provider ${provider.id}: webhooks to ${publicUrl}/webhooks/${provider.id}, and polling as the fallback`, fields);
+    log.info(
+      `job provider ${provider.id}: webhooks to ${publicUrl}/webhooks/${provider.id}, and polling as the fallback`,
+      fields,
+    );
   }
 }

@@ -16,9 +16,14 @@ const path = z
   .string()
   .regex(/^$|^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, 'must be a dotted path like "urls.get" ("" for the whole answer)')
   .describe('A dotted path into a JSON answer, e.g. "urls.get"; an array met on the way is walked into.');
-const template = z.string().min(1).describe('Text with placeholders: {base_url}, {model}, {run_id}, {request.FIELD}, {job.id}, {job.CAPTURED}.');
+const template = z
+  .string()
+  .min(1)
+  .describe('Text with placeholders: {base_url}, {model}, {run_id}, {request.FIELD}, {job.id}, {job.CAPTURED}.');
 const method = z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']);
-const statuses = z.array(z.string().min(1)).describe("The provider's status texts with this meaning, as its answers spell them.");
+const statuses = z
+  .array(z.string().min(1))
+  .describe("The provider's status texts with this meaning, as its answers spell them.");
 
 const call = z.strictObject({
   method: method.default('GET'),
@@ -31,33 +36,51 @@ const submit = z.strictObject({
   body: z
     .unknown()
     .optional()
-    .describe('The JSON body, a template filled from the run: a string that is one placeholder keeps its type; a value the run lacks drops its key.'),
+    .describe(
+      'The JSON body, a template filled from the run: a string that is one placeholder keeps its type; a value the run lacks drops its key.',
+    ),
   headers: z.record(z.string(), z.string()).optional().describe('More request headers (templates too).'),
   webhook: z
     .strictObject({
-      body: z.record(z.string(), z.unknown()).optional().describe('Merged into the body when webhooks are on, e.g. {"webhook": "{webhook_url}"}.'),
-      query: z.record(z.string(), z.string()).optional().describe('Added to the submit URL\'s query when webhooks are on, e.g. {"fal_webhook": "{webhook_url}"}.'),
+      body: z
+        .record(z.string(), z.unknown())
+        .optional()
+        .describe('Merged into the body when webhooks are on, e.g. {"webhook": "{webhook_url}"}.'),
+      query: z
+        .record(z.string(), z.string())
+        .optional()
+        .describe('Added to the submit URL\'s query when webhooks are on, e.g. {"fal_webhook": "{webhook_url}"}.'),
     })
     .optional()
-    .describe("How a submit asks for webhooks; {webhook_url} is this server's /webhooks/<name> URL, naming the run. Left out without --public-url."),
+    .describe(
+      "How a submit asks for webhooks; {webhook_url} is this server's /webhooks/<name> URL, naming the run. Left out without --public-url.",
+    ),
   response: z.strictObject({
     id: path.describe("Where the submit's answer has the job id."),
     capture: z
       .record(z.string().regex(/^[a-z][a-z0-9_]*$/, 'capture names are lower-case letters, digits and "_"'), path)
       .default({})
-      .describe('Values of the answer kept with the job, by name, for later templates ({job.NAME}): status, cancel or result URLs.'),
+      .describe(
+        'Values of the answer kept with the job, by name, for later templates ({job.NAME}): status, cancel or result URLs.',
+      ),
   }),
 });
 
 const status = z.strictObject({
   method: method.default('GET'),
-  url: template.describe('Where a job\'s status is read, e.g. "{base_url}/predictions/{job.id}" or "{job.status_url}".'),
+  url: template.describe(
+    'Where a job\'s status is read, e.g. "{base_url}/predictions/{job.id}" or "{job.status_url}".',
+  ),
   state: path.describe('Where the answer has the status text.'),
   done: statuses.min(1),
   failed: statuses,
   canceled: statuses,
-  running: statuses.default([]).describe('Statuses that mean the job is being worked on (others not listed mean it waits in a queue).'),
-  error: path.optional().describe('Where an error message is; a job whose status says done but which has one failed (fal).'),
+  running: statuses
+    .default([])
+    .describe('Statuses that mean the job is being worked on (others not listed mean it waits in a queue).'),
+  error: path
+    .optional()
+    .describe('Where an error message is; a job whose status says done but which has one failed (fal).'),
   progress: z
     .strictObject({ path, scale: z.union([z.literal(1), z.literal(100)]).default(1) })
     .optional()
@@ -65,9 +88,18 @@ const status = z.strictObject({
 });
 
 const outputs = z.strictObject({
-  from: z.enum(['status', 'result']).default('status').describe('Which answer has the outputs: the status answer, or the result document (see result).'),
-  path: path.describe('Where the output URLs are: a URL, a list of them, or objects holding them (e.g. "video.url", "images.url").'),
-  poster: path.optional().describe("Where a video's poster image URL is, when the provider gives one: that frame is scored against the brand rubric."),
+  from: z
+    .enum(['status', 'result'])
+    .default('status')
+    .describe('Which answer has the outputs: the status answer, or the result document (see result).'),
+  path: path.describe(
+    'Where the output URLs are: a URL, a list of them, or objects holding them (e.g. "video.url", "images.url").',
+  ),
+  poster: path
+    .optional()
+    .describe(
+      "Where a video's poster image URL is, when the provider gives one: that frame is scored against the brand rubric.",
+    ),
 });
 
 const list = z
@@ -75,27 +107,40 @@ const list = z
     method: method.default('GET'),
     url: template,
     items: path.describe('Where the answer has the list of jobs.'),
-    id: path.describe("Where each item has its job id."),
-    next: path.optional().describe('Where the answer has the next page\'s URL.'),
+    id: path.describe('Where each item has its job id.'),
+    next: path.optional().describe("Where the answer has the next page's URL."),
     max_pages: z.number().int().min(1).max(50).default(5),
-    capture: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/), path).default({}).describe('As submit.response.capture, from each item.'),
-    created_at: path.optional().describe('Where each item has its creation time (ISO 8601): only jobs made around the submit are candidates.'),
-    run_id: path.optional().describe('Where each item carries text that holds the run id (the webhook URL, metadata): a sure match.'),
+    capture: z
+      .record(z.string().regex(/^[a-z][a-z0-9_]*$/), path)
+      .default({})
+      .describe('As submit.response.capture, from each item.'),
+    created_at: path
+      .optional()
+      .describe('Where each item has its creation time (ISO 8601): only jobs made around the submit are candidates.'),
+    run_id: path
+      .optional()
+      .describe('Where each item carries text that holds the run id (the webhook URL, metadata): a sure match.'),
     input: z
       .strictObject({
         listed: path.describe("Where each item has the job's input."),
         submitted: path.describe('Where the submitted body has the same input.'),
-        fields: z.array(z.string().min(1)).min(1).describe('The input fields compared (those the provider echoes unchanged).'),
+        fields: z
+          .array(z.string().min(1))
+          .min(1)
+          .describe('The input fields compared (those the provider echoes unchanged).'),
       })
       .optional()
       .describe('Matching by input and time, when no run id is carried: the fields must equal what was submitted.'),
   })
-  .describe("A list endpoint, for finding a job submitted before a crash whose handle was never stored.");
+  .describe('A list endpoint, for finding a job submitted before a crash whose handle was never stored.');
 
 const signing = z.discriminatedUnion('scheme', [
   z.strictObject({
     scheme: z.literal('standard-webhooks'),
-    secret_env: z.string().regex(ENV_NAME, 'must name an environment variable').describe('The environment variable holding the signing secret (whsec_...).'),
+    secret_env: z
+      .string()
+      .regex(ENV_NAME, 'must name an environment variable')
+      .describe('The environment variable holding the signing secret (whsec_...).'),
   }),
   z.strictObject({
     scheme: z.literal('fal-ed25519'),
@@ -105,9 +150,15 @@ const signing = z.discriminatedUnion('scheme', [
 
 const webhook = z.strictObject({
   signing,
-  id_header: z.string().min(1).default('webhook-id').describe("The header holding the delivery's id, which a retry repeats: the dedupe key."),
+  id_header: z
+    .string()
+    .min(1)
+    .default('webhook-id')
+    .describe("The header holding the delivery's id, which a retry repeats: the dedupe key."),
   job_id: path.describe('Where the body has the job id.'),
-  state: path.optional().describe('Where the body has the status text (logged; the status is always read from the provider).'),
+  state: path
+    .optional()
+    .describe('Where the body has the status text (logged; the status is always read from the provider).'),
 });
 
 export const ProviderDefinitionSchema = z
@@ -117,22 +168,30 @@ export const ProviderDefinitionSchema = z
       .string()
       .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be 1–32 lower-case letters, digits or "-", starting with a letter')
       .refine((n) => !RESERVED.includes(n), 'is the name of a built-in provider')
-      .describe('The provider\'s name in --provider, --provider-for, charges and /webhooks/<name>.'),
+      .describe("The provider's name in --provider, --provider-for, charges and /webhooks/<name>."),
     title: z.string().optional(),
-    model: z.string().min(1).describe('The model, as the provider names it ({model} in templates); it goes on charges.'),
+    model: z
+      .string()
+      .min(1)
+      .describe('The model, as the provider names it ({model} in templates); it goes on charges.'),
     base_url: z.url().describe('The API base ({base_url} in templates).'),
     auth: z
       .strictObject({
         header: z.string().min(1).default('Authorization'),
         prefix: z.string().default('Bearer '),
-        env: z.string().regex(ENV_NAME, 'must name an environment variable').describe('The environment variable holding the API key; the key never goes in the file.'),
+        env: z
+          .string()
+          .regex(ENV_NAME, 'must name an environment variable')
+          .describe('The environment variable holding the API key; the key never goes in the file.'),
       })
-      .describe("How calls to the API are authenticated (never the output downloads)."),
+      .describe('How calls to the API are authenticated (never the output downloads).'),
     timeout_ms: z.number().int().min(1000).max(600_000).default(60_000).describe('Cut-off for one HTTP exchange.'),
     submit,
     status,
     outputs,
-    result: call.optional().describe('Where the result document is read, when outputs come from it (fal: "{job.response_url}").'),
+    result: call
+      .optional()
+      .describe('Where the result document is read, when outputs come from it (fal: "{job.response_url}").'),
     cancel: call.optional().describe('How a job is canceled.'),
     list: list.optional(),
     webhook: webhook.optional().describe("How the provider's webhooks are signed and read."),
@@ -142,15 +201,23 @@ export const ProviderDefinitionSchema = z
         header: z.string().min(1).default('Idempotency-Key'),
       })
       .default({ honoured: false, header: 'Idempotency-Key' })
-      .describe('Whether the submit honours an idempotency key: then a resumed run re-sends its run id as the key instead of looking for its orphan.'),
+      .describe(
+        'Whether the submit honours an idempotency key: then a resumed run re-sends its run id as the key instead of looking for its orphan.',
+      ),
     poll: z
       .strictObject({
         interval_ms: z.number().int().min(50).max(600_000).default(2000),
         max_interval_ms: z.number().int().min(50).max(3_600_000).default(15_000),
       })
       .default({ interval_ms: 2000, max_interval_ms: 15_000 })
-      .describe('How often a job\'s status is read: from interval_ms, growing to max_interval_ms.'),
-    max_job_ms: z.number().int().min(1000).max(86_400_000).default(3_600_000).describe('A job not finished by then is canceled and its run failed.'),
+      .describe("How often a job's status is read: from interval_ms, growing to max_interval_ms."),
+    max_job_ms: z
+      .number()
+      .int()
+      .min(1000)
+      .max(86_400_000)
+      .default(3_600_000)
+      .describe('A job not finished by then is canceled and its run failed.'),
   })
   .superRefine((def, ctx) => {
     const captured = new Set(['id', ...Object.keys(def.submit.response.capture)]);
@@ -178,7 +245,8 @@ export const ProviderDefinitionSchema = z
     for (const kind of ['done', 'failed', 'canceled', 'running'] as const) {
       def.status[kind].forEach((s, i) => {
         const other = seen.get(s);
-        if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['status', kind, i], message: `"${s}" is also in status.${other}` });
+        if (other !== undefined)
+          ctx.addIssue({ code: 'custom', path: ['status', kind, i], message: `"${s}" is also in status.${other}` });
         seen.set(s, kind);
       });
     }
@@ -196,17 +264,31 @@ function placeholderProblem(p: Placeholder, allowed: readonly string[], captured
     return `${p.text} names nothing: placeholders are ${allowed.map((n) => `{${n}${n === 'request' || n === 'job' ? '.…' : ''}}`).join(', ')}`;
   }
   const needsField = p.namespace === 'request' || p.namespace === 'job';
-  if (needsField && p.field === undefined) return `${p.text} needs a field, e.g. {${p.namespace}.${p.namespace === 'job' ? 'id' : 'prompt'}}`;
+  if (needsField && p.field === undefined)
+    return `${p.text} needs a field, e.g. {${p.namespace}.${p.namespace === 'job' ? 'id' : 'prompt'}}`;
   if (!needsField && p.field !== undefined) return `${p.text}: {${p.namespace}} has no fields`;
   if (p.namespace === 'job' && !captured.has(p.field!)) {
-    return `${p.text} is not captured: the job has "id"${captured.size > 1 ? ` and ${[...captured].slice(1).map((c) => `"${c}"`).join(', ')}` : ''} (add it to submit.response.capture)`;
+    return `${p.text} is not captured: the job has "id"${
+      captured.size > 1
+        ? ` and ${[...captured]
+            .slice(1)
+            .map((c) => `"${c}"`)
+            .join(', ')}`
+        : ''
+    } (add it to submit.response.capture)`;
   }
   return null;
 }
 
 /** The request fields a definition asks of the tools it serves ({request.FIELD} anywhere in it). */
 export function requestFields(def: ProviderDefinition): string[] {
-  return [...new Set(placeholders(def).filter((p) => p.namespace === 'request').map((p) => p.field!))].sort();
+  return [
+    ...new Set(
+      placeholders(def)
+        .filter((p) => p.namespace === 'request')
+        .map((p) => p.field!),
+    ),
+  ].sort();
 }
 
 /** A definition that does not hold: each problem names its field. */
@@ -221,7 +303,10 @@ export class DefinitionError extends Error {
 }
 
 const fieldOf = (issuePath: readonly PropertyKey[]) =>
-  issuePath.reduce<string>((at, step) => (typeof step === 'number' ? `${at}[${step}]` : at === '' ? String(step) : `${at}.${String(step)}`), '') || '(the file)';
+  issuePath.reduce<string>(
+    (at, step) => (typeof step === 'number' ? `${at}[${step}]` : at === '' ? String(step) : `${at}.${String(step)}`),
+    '',
+  ) || '(the file)';
 
 /** A definition from parsed JSON, or the problems with it, each naming its field. */
 export function parseDefinition(value: unknown, source: string): ProviderDefinition {
@@ -234,7 +319,11 @@ export function parseDefinition(value: unknown, source: string): ProviderDefinit
       const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
       const field = keys.length === 1 ? fieldOf([...issue.path, keys[0]!]) : fieldOf(issue.path);
       const message =
-        keys.length === 1 ? 'is not a field of a provider definition (misspelt?)' : /received undefined$/.test(issue.message) ? `is missing (${issue.message.replace(/^Invalid input: /, '')})` : issue.message;
+        keys.length === 1
+          ? 'is not a field of a provider definition (misspelt?)'
+          : /received undefined$/.test(issue.message)
+            ? `is missing (${issue.message.replace(/^Invalid input: /, '')})`
+            : issue.message;
       return { field, message };
     }),
   );
@@ -270,7 +359,9 @@ export function describeDefinition(def: ProviderDefinition, env: NodeJS.ProcessE
     `  auth      ${def.auth.header}: ${def.auth.prefix}$${def.auth.env}  (${def.auth.env} is ${has(def.auth.env)} here; it goes to the API, never to output downloads)`,
     `  submit    ${def.submit.method} ${def.submit.url}`,
     `            request fields used: ${requestFields(def).join(', ') || '(none)'}`,
-    `            job id at "${def.submit.response.id}"${Object.entries(def.submit.response.capture).map(([k, v]) => `, ${k} at "${v}"`).join('')}`,
+    `            job id at "${def.submit.response.id}"${Object.entries(def.submit.response.capture)
+      .map(([k, v]) => `, ${k} at "${v}"`)
+      .join('')}`,
     `            idempotency keys: ${def.idempotency.honoured ? `honoured (${def.idempotency.header}: the run id); a resumed run re-sends` : 'not honoured: a run submits once, and a lost handle is looked for, never re-sent blindly'}`,
     `  status    ${def.status.method} ${def.status.url}, every ${def.poll.interval_ms}–${def.poll.max_interval_ms} ms, at most ${def.max_job_ms} ms`,
     `            status at "${def.status.state}": done ${quoted(def.status.done)}; failed ${quoted(def.status.failed)}; canceled ${quoted(def.status.canceled)}; running ${quoted(def.status.running)}; anything else: queued`,
@@ -281,9 +372,13 @@ export function describeDefinition(def: ProviderDefinition, env: NodeJS.ProcessE
     `  webhooks  ${def.webhook === undefined ? '(none: polling only)' : `${def.webhook.signing.scheme}${def.webhook.signing.scheme === 'standard-webhooks' ? ` (secret in $${def.webhook.signing.secret_env}, ${has(def.webhook.signing.secret_env)} here)` : ` (keys from ${def.webhook.signing.jwks_url})`}, id in ${def.webhook.id_header}, job id at "${def.webhook.job_id}"`}`,
     `            ${def.submit.webhook === undefined ? 'submits ask for none' : `submits ask for them with ${[...Object.keys(def.submit.webhook.body ?? {}).map((k) => `body.${k}`), ...Object.keys(def.submit.webhook.query ?? {}).map((k) => `?${k}`)].join(', ')} (with --public-url)`}`,
   ];
-  const needs = placeholders([def.status.url, def.result?.url, def.cancel?.url]).filter((p) => p.namespace === 'job' && p.field !== 'id');
+  const needs = placeholders([def.status.url, def.result?.url, def.cancel?.url]).filter(
+    (p) => p.namespace === 'job' && p.field !== 'id',
+  );
   if (def.webhook !== undefined && needs.length > 0) {
-    lines.push(`  note      ${[...new Set(needs.map((p) => p.text))].join(', ')}: a job found by its webhook after a crash carries only its id, so it could not be followed; prefer {job.id} in these URLs`);
+    lines.push(
+      `  note      ${[...new Set(needs.map((p) => p.text))].join(', ')}: a job found by its webhook after a crash carries only its id, so it could not be followed; prefer {job.id} in these URLs`,
+    );
   }
   return lines.join('\n') + '\n';
 }

@@ -7,8 +7,7 @@ import type { JobProvider } from './jobs.js';
 
 /** What a tool asks a provider to draw: one image. */
 export type ImageRequest =
-  | { kind: 'scene'; scene: Scene }
-  | { kind: 'prompt'; prompt: string; width: number; height: number };
+  { kind: 'scene'; scene: Scene } | { kind: 'prompt'; prompt: string; width: number; height: number };
 
 export interface GeneratedImage {
   bytes: Buffer;
@@ -53,7 +52,11 @@ export interface ProviderSet {
   close(): Promise<void>;
 }
 
-export function providerSet(byName: Map<string, AnyProvider>, defaultName: string, perTool: Map<string, string>): ProviderSet {
+export function providerSet(
+  byName: Map<string, AnyProvider>,
+  defaultName: string,
+  perTool: Map<string, string>,
+): ProviderSet {
   const get = (name: string) => {
     const provider = byName.get(name);
     if (provider === undefined) throw new Error(`no provider named ${name}`);

@@ -85,14 +85,26 @@ export interface JobProvider {
   readonly webhooks: WebhookVerifier | null;
   /** The body a submit sends: what an orphan's listed input is matched against. */
   submitBody(request: JobRequest, runId: string, webhookUrl: string | null): unknown;
-  submit(request: JobRequest, ctx: { runId: string; webhookUrl: string | null; signal: AbortSignal }): Promise<JobHandle>;
+  submit(
+    request: JobRequest,
+    ctx: { runId: string; webhookUrl: string | null; signal: AbortSignal },
+  ): Promise<JobHandle>;
   status(job: JobHandle, signal: AbortSignal): Promise<JobStatus>;
   /** The output URLs of a job that succeeded, from the result document when the definition says so. */
-  outputsOf(job: JobHandle, status: JobStatus, signal: AbortSignal): Promise<{ outputs: string[]; poster: string | null }>;
+  outputsOf(
+    job: JobHandle,
+    status: JobStatus,
+    signal: AbortSignal,
+  ): Promise<{ outputs: string[]; poster: string | null }>;
   /** 'canceled', or 'too_late' when the provider says the job has ended already. */
   cancel(job: JobHandle, signal: AbortSignal): Promise<'canceled' | 'too_late'>;
   /** Jobs that may be the run's orphan, submitted at `submittedAt` (ms) with `submittedBody`. */
-  findOrphans(ctx: { runId: string; submittedBody: unknown; submittedAt: number; signal: AbortSignal }): Promise<OrphanCandidate[]>;
+  findOrphans(ctx: {
+    runId: string;
+    submittedBody: unknown;
+    submittedAt: number;
+    signal: AbortSignal;
+  }): Promise<OrphanCandidate[]>;
   /** A verified webhook's job id and status text. */
   readWebhook(body: unknown): { jobId: string | null; status: string | null };
   close(): Promise<void>;
@@ -124,20 +136,40 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
   const apiKey = (env[def.auth.env] ?? '').trim();
   // Whatever a provider echoes back, the key never leaves this module in a message.
   const scrub = (text: string) => (apiKey === '' ? text : text.split(apiKey).join('[redacted]'));
-  const vars = (extra: Partial<TemplateVars>): TemplateVars => ({ base_url: def.base_url.replace(/\/+$/, ''), model: def.model, ...extra });
+  const vars = (extra: Partial<TemplateVars>): TemplateVars => ({
+    base_url: def.base_url.replace(/\/+$/, ''),
+    model: def.model,
+    ...extra,
+  });
   const jobVars = (job: JobHandle) => vars({ job: { id: job.jobId, ...job.fields } });
   /** URL templates escape what goes in a path segment; the definition's own values and captured URLs go as they are. */
-  const urlEncode = (p: Placeholder, text: string) => (p.namespace === 'request' || p.namespace === 'run_id' || (p.namespace === 'job' && p.field === 'id') ? encodeURIComponent(text) : text);
+  const urlEncode = (p: Placeholder, text: string) =>
+    p.namespace === 'request' || p.namespace === 'run_id' || (p.namespace === 'job' && p.field === 'id')
+      ? encodeURIComponent(text)
+      : text;
   const url = (template: string, v: TemplateVars, where: string): string => {
     const filled = fillText(template, v, urlEncode);
     if (filled === undefined) {
-      throw new JobRefused(`The ${def.name} definition's ${where} names a value this job does not have (${template}).`, { provider: def.name, template });
+      throw new JobRefused(
+        `The ${def.name} definition's ${where} names a value this job does not have (${template}).`,
+        { provider: def.name, template },
+      );
     }
     return filled;
   };
 
-  async function call(method: string, target: string, body: unknown, extraHeaders: Record<string, string>, signal: AbortSignal): Promise<Response> {
-    const headers: Record<string, string> = { [def.auth.header]: `${def.auth.prefix}${apiKey}`, accept: 'application/json', ...extraHeaders };
+  async function call(
+    method: string,
+    target: string,
+    body: unknown,
+    extraHeaders: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const headers: Record<string, string> = {
+      [def.auth.header]: `${def.auth.prefix}${apiKey}`,
+      accept: 'application/json',
+      ...extraHeaders,
+    };
     if (body !== undefined) headers['content-type'] = 'application/json';
     return fetch(target, {
       method,
@@ -152,7 +184,12 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
     const text = await response.text().catch(() => '');
     try {
       const json = JSON.parse(text) as Record<string, unknown>;
-      for (const candidate of [json.detail, json.error, (json.error as { message?: unknown } | undefined)?.message, json.message]) {
+      for (const candidate of [
+        json.detail,
+        json.error,
+        (json.error as { message?: unknown } | undefined)?.message,
+        json.message,
+      ]) {
         if (typeof candidate === 'string' && candidate !== '') return scrub(candidate);
       }
     } catch {
@@ -171,10 +208,16 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
       throw new ProviderBusy(`${what}: ${scrub((err as Error).message)}`, null);
     }
     if (response.status === 429 || response.status >= 500) {
-      throw new ProviderBusy(`${what}: HTTP ${response.status}: ${await words(response)}`, retryAfterMs(response.headers.get('retry-after')));
+      throw new ProviderBusy(
+        `${what}: HTTP ${response.status}: ${await words(response)}`,
+        retryAfterMs(response.headers.get('retry-after')),
+      );
     }
     if (!response.ok) {
-      throw new JobRefused(`${def.name} refused ${what} (HTTP ${response.status}): ${await words(response)}`, { provider: def.name, status: response.status });
+      throw new JobRefused(`${def.name} refused ${what} (HTTP ${response.status}): ${await words(response)}`, {
+        provider: def.name,
+        status: response.status,
+      });
     }
     const text = await response.text();
     try {
@@ -198,10 +241,12 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
   });
 
   const captured = (answer: unknown, capture: Record<string, string>) =>
-    Object.fromEntries(Object.entries(capture).flatMap(([name, at]) => {
-      const value = readText(answer, at);
-      return value === undefined ? [] : [[name, value]];
-    }));
+    Object.fromEntries(
+      Object.entries(capture).flatMap(([name, at]) => {
+        const value = readText(answer, at);
+        return value === undefined ? [] : [[name, value]];
+      }),
+    );
 
   const provider: JobProvider = {
     kind: 'job',
@@ -220,7 +265,10 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
       const v = vars({ request, run_id: runId, ...(webhookUrl === null ? {} : { webhook_url: webhookUrl }) });
       const body = def.submit.body === undefined ? undefined : fill(def.submit.body, v);
       if (webhookUrl === null || def.submit.webhook?.body === undefined) return body;
-      return { ...(body as Record<string, unknown> | undefined), ...(fill(def.submit.webhook.body, v) as Record<string, unknown>) };
+      return {
+        ...(body as Record<string, unknown> | undefined),
+        ...(fill(def.submit.webhook.body, v) as Record<string, unknown>),
+      };
     },
 
     async submit(request, { runId, webhookUrl, signal }) {
@@ -244,19 +292,28 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
         } catch (err) {
           if (signal.aborted) throw signal.reason;
           // Refused before it was sent: certainly no job. Anything later (a timeout, a reset): unknown.
-          if (neverConnected(err)) throw new NotSubmitted(`the submit could not connect: ${scrub((err as Error).message)}`, null);
+          if (neverConnected(err))
+            throw new NotSubmitted(`the submit could not connect: ${scrub((err as Error).message)}`, null);
           throw new SubmitOutcomeUnknown(`the submit got no answer: ${scrub((err as Error).message)}`);
         }
         if (response.status === 429) {
           const wait = retryAfterMs(response.headers.get('retry-after'));
           const message = `the submit was throttled (HTTP 429): ${await words(response)}`;
           if (attempt >= SUBMIT_ATTEMPTS) throw new NotSubmitted(message, wait);
-          await sleep(Math.min(60_000, Math.max(wait ?? 0, 500 * 2 ** attempt * (0.5 + Math.random() / 2))), undefined, { signal });
+          await sleep(
+            Math.min(60_000, Math.max(wait ?? 0, 500 * 2 ** attempt * (0.5 + Math.random() / 2))),
+            undefined,
+            { signal },
+          );
           continue;
         }
-        if (response.status >= 500) throw new SubmitOutcomeUnknown(`the submit answered HTTP ${response.status}: ${await words(response)}`);
+        if (response.status >= 500)
+          throw new SubmitOutcomeUnknown(`the submit answered HTTP ${response.status}: ${await words(response)}`);
         if (!response.ok) {
-          throw new JobRefused(`${def.name} refused the job (HTTP ${response.status}): ${await words(response)}`, { provider: def.name, status: response.status });
+          throw new JobRefused(`${def.name} refused the job (HTTP ${response.status}): ${await words(response)}`, {
+            provider: def.name,
+            status: response.status,
+          });
         }
         let answer: unknown;
         try {
@@ -265,36 +322,63 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
           throw new SubmitOutcomeUnknown('the submit answered 2xx with a body that is not JSON');
         }
         const jobId = readText(answer, def.submit.response.id);
-        if (jobId === undefined) throw new SubmitOutcomeUnknown(`the submit answered 2xx without a job id at "${def.submit.response.id}"`);
+        if (jobId === undefined)
+          throw new SubmitOutcomeUnknown(`the submit answered 2xx without a job id at "${def.submit.response.id}"`);
         return { provider: def.name, jobId, fields: captured(answer, def.submit.response.capture) };
       }
     },
 
     async status(job, signal) {
-      const answer = await readCall(def.status.method, url(def.status.url, jobVars(job), 'status.url'), `the status of job ${job.jobId}`, signal);
+      const answer = await readCall(
+        def.status.method,
+        url(def.status.url, jobVars(job), 'status.url'),
+        `the status of job ${job.jobId}`,
+        signal,
+      );
       const text = readText(answer, def.status.state);
-      if (text === undefined) throw new ProviderBusy(`the status of job ${job.jobId} had no status at "${def.status.state}"`, null);
+      if (text === undefined)
+        throw new ProviderBusy(`the status of job ${job.jobId} had no status at "${def.status.state}"`, null);
       let state = stateOf(text);
       const errorValue = def.status.error === undefined ? undefined : read(answer, def.status.error);
-      const error = errorValue === undefined || errorValue === '' ? null : scrub(typeof errorValue === 'string' ? errorValue : JSON.stringify(errorValue));
+      const error =
+        errorValue === undefined || errorValue === ''
+          ? null
+          : scrub(typeof errorValue === 'string' ? errorValue : JSON.stringify(errorValue));
       // An answer that says done and carries an error is a failure (fal says COMPLETED either way).
       if (state === 'succeeded' && error !== null) state = 'failed';
       const p = def.status.progress;
       const raw = p === undefined ? undefined : read(answer, p.path);
-      const progress = typeof raw === 'number' && Number.isFinite(raw) ? Math.min(1, Math.max(0, raw / p!.scale)) : null;
-      return { state, text, progress, error, ...(def.outputs.from === 'status' ? outputsIn(answer) : { outputs: [], poster: null }) };
+      const progress =
+        typeof raw === 'number' && Number.isFinite(raw) ? Math.min(1, Math.max(0, raw / p!.scale)) : null;
+      return {
+        state,
+        text,
+        progress,
+        error,
+        ...(def.outputs.from === 'status' ? outputsIn(answer) : { outputs: [], poster: null }),
+      };
     },
 
     async outputsOf(job, status, signal) {
       if (def.outputs.from === 'status') return { outputs: status.outputs, poster: status.poster };
-      const answer = await readCall(def.result!.method, url(def.result!.url, jobVars(job), 'result.url'), `the result of job ${job.jobId}`, signal);
+      const answer = await readCall(
+        def.result!.method,
+        url(def.result!.url, jobVars(job), 'result.url'),
+        `the result of job ${job.jobId}`,
+        signal,
+      );
       return outputsIn(answer);
     },
 
     async cancel(job, signal) {
       if (def.cancel === undefined) return 'too_late';
       try {
-        await readCall(def.cancel.method, url(def.cancel.url, jobVars(job), 'cancel.url'), `the cancel of job ${job.jobId}`, signal);
+        await readCall(
+          def.cancel.method,
+          url(def.cancel.url, jobVars(job), 'cancel.url'),
+          `the cancel of job ${job.jobId}`,
+          signal,
+        );
         return 'canceled';
       } catch (err) {
         // A 4xx to a cancel says the job cannot be canceled (it has ended): nothing more to do.
@@ -330,7 +414,9 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
           // By input and time: only with a creation time to bound it, and every compared field equal.
           if (list.input === undefined || !Number.isFinite(createdMs)) continue;
           const listed = read(item, list.input.listed);
-          const same = list.input.fields.every((f) => canonicalJson(read(listed, f) ?? null) === canonicalJson(read(submittedInput, f) ?? null));
+          const same = list.input.fields.every(
+            (f) => canonicalJson(read(listed, f) ?? null) === canonicalJson(read(submittedInput, f) ?? null),
+          );
           if (same) found.push({ handle, by: 'input_and_time', createdAt: created ?? null });
         }
         // Lists come newest first: a page that reached jobs older than the submit ends the search.
@@ -344,7 +430,10 @@ export function createJobProvider(def: ProviderDefinition, env: NodeJS.ProcessEn
     readWebhook(body) {
       const hook = def.webhook;
       if (hook === undefined) return { jobId: null, status: null };
-      return { jobId: readText(body, hook.job_id) ?? null, status: hook.state === undefined ? null : (readText(body, hook.state) ?? null) };
+      return {
+        jobId: readText(body, hook.job_id) ?? null,
+        status: hook.state === undefined ? null : (readText(body, hook.state) ?? null),
+      };
     },
 
     close: async () => undefined,

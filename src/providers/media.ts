@@ -36,7 +36,8 @@ export function mediaFacts(bytes: Uint8Array, mime: string): MediaFacts {
   if (mime === 'image/webp' && view.length >= 30) {
     const chunk = view.toString('latin1', 12, 16);
     if (chunk === 'VP8X') return { ...none, width: 1 + view.readUIntLE(24, 3), height: 1 + view.readUIntLE(27, 3) };
-    if (chunk === 'VP8 ') return { ...none, width: view.readUInt16LE(26) & 0x3fff, height: view.readUInt16LE(28) & 0x3fff };
+    if (chunk === 'VP8 ')
+      return { ...none, width: view.readUInt16LE(26) & 0x3fff, height: view.readUInt16LE(28) & 0x3fff };
     return none;
   }
   if (mime === 'video/mp4') return mp4Facts(view) ?? none;
@@ -50,7 +51,7 @@ export function mediaFacts(bytes: Uint8Array, mime: string): MediaFacts {
 function mp4Facts(view: Buffer): MediaFacts | null {
   const boxes = (from: number, to: number) => {
     const found: { type: string; start: number; end: number }[] = [];
-    for (let at = from; at + 8 <= to; ) {
+    for (let at = from; at + 8 <= to;) {
       let size = view.readUInt32BE(at);
       const type = view.toString('latin1', at + 4, at + 8);
       let header = 8;
@@ -104,7 +105,13 @@ export class OutputFailed extends GenerationFailedError {
 }
 
 /** Fetches one output: at most `maxBytes`, its type from its bytes. Sends no credentials: output URLs are the provider's storage, not its API. */
-export async function fetchOutput(url: string, n: number, maxBytes: number, timeoutMs: number, signal: AbortSignal): Promise<{ bytes: Buffer; mime: string }> {
+export async function fetchOutput(
+  url: string,
+  n: number,
+  maxBytes: number,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<{ bytes: Buffer; mime: string }> {
   const details = { output: n, url: redactUrl(url) };
   let response: Response;
   const deadline = AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]);
@@ -112,7 +119,12 @@ export async function fetchOutput(url: string, n: number, maxBytes: number, time
     response = await fetch(url, { signal: deadline, redirect: 'follow' });
   } catch (err) {
     if (signal.aborted) throw signal.reason;
-    throw new OutputFailed('unreachable', `Output ${n + 1} could not be fetched: ${(err as Error).message}.`, details, true);
+    throw new OutputFailed(
+      'unreachable',
+      `Output ${n + 1} could not be fetched: ${(err as Error).message}.`,
+      details,
+      true,
+    );
   }
   if (response.status === 403 || response.status === 404 || response.status === 410) {
     await response.body?.cancel();
@@ -124,15 +136,24 @@ export async function fetchOutput(url: string, n: number, maxBytes: number, time
   }
   if (!response.ok) {
     await response.body?.cancel();
-    throw new OutputFailed('unreachable', `Output ${n + 1} could not be fetched (HTTP ${response.status}).`, { ...details, status: response.status }, response.status >= 500 || response.status === 429);
+    throw new OutputFailed(
+      'unreachable',
+      `Output ${n + 1} could not be fetched (HTTP ${response.status}).`,
+      { ...details, status: response.status },
+      response.status >= 500 || response.status === 429,
+    );
   }
   const declared = Number(response.headers.get('content-length'));
   const tooLarge = (size: number) =>
-    new OutputFailed('too_large', `Output ${n + 1} is larger than this server keeps (${size} bytes; the limit, --max-output-bytes, is ${maxBytes}).`, {
-      ...details,
-      size,
-      limit: maxBytes,
-    });
+    new OutputFailed(
+      'too_large',
+      `Output ${n + 1} is larger than this server keeps (${size} bytes; the limit, --max-output-bytes, is ${maxBytes}).`,
+      {
+        ...details,
+        size,
+        limit: maxBytes,
+      },
+    );
   if (Number.isFinite(declared) && declared > maxBytes) {
     await response.body?.cancel();
     throw tooLarge(declared);
@@ -148,7 +169,12 @@ export async function fetchOutput(url: string, n: number, maxBytes: number, time
   } catch (err) {
     if (err instanceof OutputFailed) throw err;
     if (signal.aborted) throw signal.reason;
-    throw new OutputFailed('unreachable', `Output ${n + 1} was cut off while it was fetched: ${(err as Error).message}.`, details, true);
+    throw new OutputFailed(
+      'unreachable',
+      `Output ${n + 1} was cut off while it was fetched: ${(err as Error).message}.`,
+      details,
+      true,
+    );
   }
   const bytes = Buffer.concat(chunks);
   const mime = sniffMedia(bytes);

@@ -30,10 +30,15 @@ const BACKOFF_CAP_MS = 8000;
 const RETRY_AFTER_MAX_MS = 60_000;
 
 /** The accepted size closest in aspect ratio to the one asked for (then the closest in area). */
-export function chooseSize(width: number, height: number, sizes: OpenAiOptions['sizes']): { width: number; height: number } {
+export function chooseSize(
+  width: number,
+  height: number,
+  sizes: OpenAiOptions['sizes'],
+): { width: number; height: number } {
   if (sizes === 'any') return { width, height };
   const aspect = Math.log(width / height);
-  const score = (s: { width: number; height: number }) => [Math.abs(Math.log(s.width / s.height) - aspect), Math.abs(s.width * s.height - width * height)] as const;
+  const score = (s: { width: number; height: number }) =>
+    [Math.abs(Math.log(s.width / s.height) - aspect), Math.abs(s.width * s.height - width * height)] as const;
   return [...sizes].sort((a, b) => {
     const [aa, ab] = score(a);
     const [ba, bb] = score(b);
@@ -67,7 +72,11 @@ export function createOpenAiProvider(opts: OpenAiOptions): Provider {
   // Whatever a gateway echoes back, the key never leaves this module in a message.
   const scrub = (text: string) => (opts.apiKey === '' ? text : text.split(opts.apiKey).join('[redacted]'));
 
-  async function call(request: Extract<ImageRequest, { kind: 'prompt' }>, idempotencyKey: string, signal: AbortSignal): Promise<GeneratedImage> {
+  async function call(
+    request: Extract<ImageRequest, { kind: 'prompt' }>,
+    idempotencyKey: string,
+    signal: AbortSignal,
+  ): Promise<GeneratedImage> {
     const size = chooseSize(request.width, request.height, opts.sizes);
     const timeout = AbortSignal.any([signal, AbortSignal.timeout(opts.timeoutMs)]);
     let response: Response;
@@ -98,12 +107,18 @@ export function createOpenAiProvider(opts: OpenAiOptions): Provider {
       if (err instanceof Retryable || err instanceof GenerationFailedError) throw err;
       // No answer in time, a reset connection, an unreadable body: the call may or may not have
       // happened, and the same key goes out again.
-      const why = timeout.aborted ? `no answer within ${opts.timeoutMs} ms` : scrub(err instanceof Error ? err.message : String(err));
+      const why = timeout.aborted
+        ? `no answer within ${opts.timeoutMs} ms`
+        : scrub(err instanceof Error ? err.message : String(err));
       throw new Retryable(why, null);
     }
   }
 
-  async function readImage(response: Response, requestId: string | undefined, signal: AbortSignal): Promise<GeneratedImage> {
+  async function readImage(
+    response: Response,
+    requestId: string | undefined,
+    signal: AbortSignal,
+  ): Promise<GeneratedImage> {
     const answer = (await response.json()) as { data?: { b64_json?: string; url?: string }[] };
     const item = answer.data?.[0];
     let bytes: Buffer;
@@ -115,11 +130,22 @@ export function createOpenAiProvider(opts: OpenAiOptions): Provider {
       if (!image.ok) throw new Retryable(`fetching the image answered HTTP ${image.status}`, null);
       bytes = Buffer.from(await image.arrayBuffer());
     } else {
-      throw new GenerationFailedError('The image provider answered without an image (no data[0].b64_json or url).', { provider: 'openai' });
+      throw new GenerationFailedError('The image provider answered without an image (no data[0].b64_json or url).', {
+        provider: 'openai',
+      });
     }
     const size = imageSize(bytes);
-    if (size === null) throw new GenerationFailedError('The image provider answered with bytes that are not a PNG or JPEG image.', { provider: 'openai' });
-    return { bytes, mime: sniffMime(bytes)!, width: size.width, height: size.height, ...(requestId === undefined ? {} : { requestId }) };
+    if (size === null)
+      throw new GenerationFailedError('The image provider answered with bytes that are not a PNG or JPEG image.', {
+        provider: 'openai',
+      });
+    return {
+      bytes,
+      mime: sniffMime(bytes)!,
+      width: size.width,
+      height: size.height,
+      ...(requestId === undefined ? {} : { requestId }),
+    };
   }
 
   return {
@@ -139,12 +165,20 @@ export function createOpenAiProvider(opts: OpenAiOptions): Provider {
           const backoff = Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
           const wait = Math.max(backoff, err.waitMs ?? 0);
           if (attempt >= maxAttempts || wait > RETRY_AFTER_MAX_MS) {
-            throw new GenerationFailedError(`The image provider kept failing: ${err.message} (after ${attempt} attempt(s)).`, {
-              provider: 'openai',
-              attempts: attempt,
-            });
+            throw new GenerationFailedError(
+              `The image provider kept failing: ${err.message} (after ${attempt} attempt(s)).`,
+              {
+                provider: 'openai',
+                attempts: attempt,
+              },
+            );
           }
-          opts.log.warn('image provider call failed; retrying with the same key', { key: idempotencyKey, attempt, error: err.message, wait_ms: Math.round(wait) });
+          opts.log.warn('image provider call failed; retrying with the same key', {
+            key: idempotencyKey,
+            attempt,
+            error: err.message,
+            wait_ms: Math.round(wait),
+          });
           await sleep(wait, undefined, { signal });
         }
       }

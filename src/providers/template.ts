@@ -33,7 +33,8 @@ export function placeholders(template: unknown): Placeholder[] {
   const found: Placeholder[] = [];
   const visit = (value: unknown) => {
     if (typeof value === 'string') {
-      for (const m of value.matchAll(PLACEHOLDER)) found.push({ namespace: m[1]!, field: m[2], filter: m[3] as Placeholder['filter'], text: m[0] });
+      for (const m of value.matchAll(PLACEHOLDER))
+        found.push({ namespace: m[1]!, field: m[2], filter: m[3] as Placeholder['filter'], text: m[0] });
     } else if (Array.isArray(value)) {
       value.forEach(visit);
     } else if (value !== null && typeof value === 'object') {
@@ -61,16 +62,23 @@ function filtered(value: unknown, filter: Placeholder['filter']): unknown {
 const asText = (value: unknown) => (typeof value === 'string' ? value : JSON.stringify(value));
 
 /** A string template as text; undefined when it names a value the run does not have. `encode` escapes inserted values (URL path segments). */
-export function fillText(template: string, vars: TemplateVars, encode: (p: Placeholder, text: string) => string = (_p, t) => t): string | undefined {
+export function fillText(
+  template: string,
+  vars: TemplateVars,
+  encode: (p: Placeholder, text: string) => string = (_p, t) => t,
+): string | undefined {
   let missing = false;
-  const text = template.replace(PLACEHOLDER, (whole, namespace: string, field: string | undefined, filter: Placeholder['filter']) => {
-    const value = lookup(vars, { namespace, field });
-    if (value === undefined) {
-      missing = true;
-      return '';
-    }
-    return encode({ namespace, field, filter, text: whole }, asText(filtered(value, filter)));
-  });
+  const text = template.replace(
+    PLACEHOLDER,
+    (whole, namespace: string, field: string | undefined, filter: Placeholder['filter']) => {
+      const value = lookup(vars, { namespace, field });
+      if (value === undefined) {
+        missing = true;
+        return '';
+      }
+      return encode({ namespace, field, filter, text: whole }, asText(filtered(value, filter)));
+    },
+  );
   return missing ? undefined : text;
 }
 

@@ -6,7 +6,15 @@
 //    `x-fal-webhook-signature`, the keys from fal's published JWKS.
 // Either way a timestamp more than five minutes from this clock is refused: a captured webhook cannot
 // be replayed later. Comparisons are constant-time.
-import { createHash, createHmac, createPublicKey, timingSafeEqual, verify, type JsonWebKey, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  timingSafeEqual,
+  verify,
+  type JsonWebKey,
+  type KeyObject,
+} from 'node:crypto';
 import type { ProviderDefinition } from './definition.js';
 
 /** How far a webhook's timestamp may be from this clock, either way. */
@@ -26,7 +34,9 @@ const header = (headers: Record<string, string | string[] | undefined>, name: st
 function fresh(timestamp: string | undefined, nowMs: number): string | null {
   if (timestamp === undefined || !/^\d{1,12}$/.test(timestamp)) return 'no usable timestamp';
   const skew = Math.abs(nowMs / 1000 - Number(timestamp));
-  return skew > WEBHOOK_TOLERANCE_S ? `its timestamp is ${Math.round(skew)} s from this clock (more than ${WEBHOOK_TOLERANCE_S} s): stale or replayed` : null;
+  return skew > WEBHOOK_TOLERANCE_S
+    ? `its timestamp is ${Math.round(skew)} s from this clock (more than ${WEBHOOK_TOLERANCE_S} s): stale or replayed`
+    : null;
 }
 
 /** Standard Webhooks with the secret `whsec_<base64>` (the prefix is optional). */
@@ -37,7 +47,8 @@ export function standardWebhooks(secret: string, idHeader = 'webhook-id'): Webho
       const id = header(headers, idHeader);
       const timestamp = header(headers, 'webhook-timestamp');
       const signatures = header(headers, 'webhook-signature');
-      if (id === undefined || signatures === undefined) return { ok: false, reason: `missing ${id === undefined ? idHeader : 'webhook-signature'}` };
+      if (id === undefined || signatures === undefined)
+        return { ok: false, reason: `missing ${id === undefined ? idHeader : 'webhook-signature'}` };
       const stale = fresh(timestamp, nowMs);
       if (stale !== null) return { ok: false, reason: stale };
       const expected = createHmac('sha256', key).update(`${id}.${timestamp}.`).update(body).digest();
@@ -63,7 +74,11 @@ const JWKS_TTL_MS = 24 * 3600_000;
 const JWKS_REFETCH_MS = 60_000;
 
 /** fal's Ed25519 webhooks, the keys read from `jwksUrl`. */
-export function falEd25519(jwksUrl: string, idHeader = 'x-fal-webhook-request-id', fetchKeys = defaultFetchKeys): WebhookVerifier {
+export function falEd25519(
+  jwksUrl: string,
+  idHeader = 'x-fal-webhook-request-id',
+  fetchKeys = defaultFetchKeys,
+): WebhookVerifier {
   let keys: { at: number; list: KeyObject[] } | null = null;
   const load = async (force: boolean, now: number): Promise<KeyObject[]> => {
     if (keys !== null && now - keys.at < (force ? JWKS_REFETCH_MS : JWKS_TTL_MS)) return keys.list;
@@ -80,11 +95,14 @@ export function falEd25519(jwksUrl: string, idHeader = 'x-fal-webhook-request-id
       const timestamp = header(headers, 'x-fal-webhook-timestamp');
       const signature = header(headers, 'x-fal-webhook-signature');
       const id = header(headers, idHeader);
-      if (requestId === undefined || userId === undefined || signature === undefined || id === undefined) return { ok: false, reason: 'missing x-fal-webhook-* headers' };
+      if (requestId === undefined || userId === undefined || signature === undefined || id === undefined)
+        return { ok: false, reason: 'missing x-fal-webhook-* headers' };
       const stale = fresh(timestamp, nowMs);
       if (stale !== null) return { ok: false, reason: stale };
       if (!/^(?:[0-9a-f]{2})+$/i.test(signature)) return { ok: false, reason: 'the signature is not hex' };
-      const message = Buffer.from(`${requestId}\n${userId}\n${timestamp}\n${createHash('sha256').update(body).digest('hex')}`);
+      const message = Buffer.from(
+        `${requestId}\n${userId}\n${timestamp}\n${createHash('sha256').update(body).digest('hex')}`,
+      );
       const sig = Buffer.from(signature, 'hex');
       // Keys rotate: a signature no cached key verifies fetches them again (at most once a minute).
       for (const force of [false, true]) {
@@ -112,7 +130,11 @@ async function defaultFetchKeys(url: string): Promise<JsonWebKey[]> {
 export function webhookVerifier(def: ProviderDefinition, env: NodeJS.ProcessEnv): WebhookVerifier | null {
   const signing = def.webhook?.signing;
   if (signing === undefined) return null;
-  if (signing.scheme === 'fal-ed25519') return falEd25519(signing.jwks_url, def.webhook!.id_header === 'webhook-id' ? 'x-fal-webhook-request-id' : def.webhook!.id_header);
+  if (signing.scheme === 'fal-ed25519')
+    return falEd25519(
+      signing.jwks_url,
+      def.webhook!.id_header === 'webhook-id' ? 'x-fal-webhook-request-id' : def.webhook!.id_header,
+    );
   const secret = env[signing.secret_env]?.trim();
   return secret === undefined || secret === '' ? null : standardWebhooks(secret, def.webhook!.id_header);
 }

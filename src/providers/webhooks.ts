@@ -44,7 +44,12 @@ export function createWebhookReceiver(providers: ProviderSet, ledger: WebhookPor
       log.debug('webhook ignored', { provider: name, run_id: runId, job_id: jobId, reason: outcome.reason });
       return { status: 200, body: { outcome: 'ignored', reason: outcome.reason } };
     }
-    log.debug(outcome.kind === 'stored' ? 'webhook stored' : 'webhook repeated', { provider: name, run_id: outcome.runId, job_id: jobId, status });
+    log.debug(outcome.kind === 'stored' ? 'webhook stored' : 'webhook repeated', {
+      provider: name,
+      run_id: outcome.runId,
+      job_id: jobId,
+      status,
+    });
     return { status: 200, body: { outcome: outcome.kind, run_id: outcome.runId } };
   };
 }

@@ -14,7 +14,16 @@ import {
   RunledgerError,
   UpstreamUnavailableError,
 } from '../errors.js';
-import { fingerprint, holderGone, isTerminal, Phase, processOwner, type JsonObject, type Run, type WorkerPort } from '../ledger/index.js';
+import {
+  fingerprint,
+  holderGone,
+  isTerminal,
+  Phase,
+  processOwner,
+  type JsonObject,
+  type Run,
+  type WorkerPort,
+} from '../ledger/index.js';
 import type { Logger } from '../log.js';
 import { errorResult } from '../mcp/tool.js';
 import type { RunService } from '../runs.js';
@@ -66,7 +75,8 @@ export interface FenceOptions {
 }
 
 /** A proxy session has no poll_run: the original answer is had by calling again as first called. */
-const FOLLOW_IN_PROXY = 'To get the original call’s answer, call again with this idempotency_key and the original arguments.';
+const FOLLOW_IN_PROXY =
+  'To get the original call’s answer, call again with this idempotency_key and the original arguments.';
 
 /** A proxied call resent after an unknown outcome is sent at most this many times in all. */
 const MAX_SENDS_OF_IDEMPOTENT = 2;
@@ -81,11 +91,24 @@ export class Fence {
   async call(call: FencedCall): Promise<CallToolResult> {
     const { runs, ledger } = this.opts;
     const deadline = Date.now() + this.opts.waitMs;
-    const inProgress = (runId: string) => new CallInProgressError(call.tool, runId, Math.round(this.opts.waitMs / 1000));
+    const inProgress = (runId: string) =>
+      new CallInProgressError(call.tool, runId, Math.round(this.opts.waitMs / 1000));
     const fp = fingerprint(call.args);
     for (;;) {
-      const outcome = await ledger.start({ tenant: call.tenant, tool: call.tool, executor: 'proxy', idempotencyKey: call.key, args: call.args, fingerprint: fp, cost: 0 }, this.owner);
-      if (outcome.kind === 'conflict') throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, FOLLOW_IN_PROXY);
+      const outcome = await ledger.start(
+        {
+          tenant: call.tenant,
+          tool: call.tool,
+          executor: 'proxy',
+          idempotencyKey: call.key,
+          args: call.args,
+          fingerprint: fp,
+          cost: 0,
+        },
+        this.owner,
+      );
+      if (outcome.kind === 'conflict')
+        throw new IdempotencyKeyReusedError(outcome.runId, outcome.differingFields, outcome.createdAt, FOLLOW_IN_PROXY);
       if (outcome.kind === 'created') return marked(await this.send(call, outcome.run), outcome.run.id, 'first');
       let run = outcome.run;
       try {
@@ -99,7 +122,8 @@ export class Fence {
           }
           // Its holder's lease ran out, or its holder is a process of this host that has died: whoever
           // started it is gone without an answer. Take the run, so only one retry decides.
-          const holderLeft = run.lease === null || Date.parse(run.lease.expiresAt) <= Date.now() || holderGone(run.lease.holder);
+          const holderLeft =
+            run.lease === null || Date.parse(run.lease.expiresAt) <= Date.now() || holderGone(run.lease.holder);
           if (holderLeft) {
             const taken = await ledger.claimRun(run.id, this.owner);
             if (taken !== null) return await this.takeOver(call, taken);
@@ -108,7 +132,9 @@ export class Fence {
           if (left <= 0) throw inProgress(run.id);
           // Wake at the latest when the holder's lease would run out, to take over if it has died.
           const untilTakeover = holderLeft || run.lease === null ? 0 : Date.parse(run.lease.expiresAt) - Date.now() + 5;
-          run = (await runs.follow(call.tenant, run, { waitSeconds: Math.max(50, Math.min(left, untilTakeover)) / 1000 })).run;
+          run = (
+            await runs.follow(call.tenant, run, { waitSeconds: Math.max(50, Math.min(left, untilTakeover)) / 1000 })
+          ).run;
         }
       } catch (err) {
         // The first call failed without doing anything and was forgotten: this retry goes again.
@@ -124,7 +150,10 @@ export class Fence {
    */
   private async takeOver(call: FencedCall, run: Run): Promise<CallToolResult> {
     if (call.idempotent && run.attempts <= MAX_SENDS_OF_IDEMPOTENT) {
-      this.opts.log.warn('resending a call whose first answer was never recorded (the tool is idempotent)', { run_id: run.id, tool: call.tool });
+      this.opts.log.warn('resending a call whose first answer was never recorded (the tool is idempotent)', {
+        run_id: run.id,
+        tool: call.tool,
+      });
       return marked(await this.send(call, run), run.id, 'resent');
     }
     const error = new OutcomeUnknownError(call.tool, run.id, run.createdAt);
@@ -135,7 +164,10 @@ export class Fence {
   /** Forwards the call for a run this process holds, renewing its lease until the answer is stored. */
   private send(call: FencedCall, run: Run): Promise<CallToolResult> {
     const { ledger } = this.opts;
-    const renew = setInterval(() => void ledger.renew(run.id, this.owner).catch(() => undefined), Math.max(250, ledger.leaseMs / 3));
+    const renew = setInterval(
+      () => void ledger.renew(run.id, this.owner).catch(() => undefined),
+      Math.max(250, ledger.leaseMs / 3),
+    );
     const answer = this.forward(call, run).finally(() => {
       clearInterval(renew);
       this.inFlight.delete(run.id);
@@ -158,7 +190,11 @@ export class Fence {
       throw sent.error;
     }
     if (sent.kind === 'unknown') {
-      this.opts.log.warn('a forwarded call got no answer', { run_id: run.id, tool: call.tool, error: String(sent.error) });
+      this.opts.log.warn('a forwarded call got no answer', {
+        run_id: run.id,
+        tool: call.tool,
+        error: String(sent.error),
+      });
       // Sending an idempotent call again is harmless, so its key stays free for the retry.
       if (call.idempotent) {
         await ledger.forget(run.id, this.owner);
@@ -168,14 +204,29 @@ export class Fence {
           'Retry with the same idempotency_key: the call is sent again, which the tool says is harmless.',
         );
       }
-      const ended = await ledger.fail(run.id, this.owner, new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON());
+      const ended = await ledger.fail(
+        run.id,
+        this.owner,
+        new OutcomeUnknownError(call.tool, run.id, run.createdAt).toJSON(),
+      );
       return storedAnswer(ended ?? (await this.opts.runs.get(call.tenant, run.id)));
     }
     const result = sent.result;
     if (result.isError === true && this.opts.retryErrors) {
       await ledger.forget(run.id, this.owner);
-    } else if ((await ledger.finish(run.id, this.owner, result as JsonObject, { provider: this.opts.upstreamName, model: null }, false)) === null) {
-      this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', { run_id: run.id, tool: call.tool });
+    } else if (
+      (await ledger.finish(
+        run.id,
+        this.owner,
+        result as JsonObject,
+        { provider: this.opts.upstreamName, model: null },
+        false,
+      )) === null
+    ) {
+      this.opts.log.warn('the answer came after this proxy lost the call to another; it was not stored', {
+        run_id: run.id,
+        tool: call.tool,
+      });
     }
     return result;
   }
@@ -184,15 +235,22 @@ export class Fence {
 /** The answer a finished run keeps: the upstream's result, or the error that ended it, as it was first given. */
 function storedAnswer(run: Run): CallToolResult {
   if (run.phase === Phase.done && run.result !== null) return run.result as CallToolResult;
-  if (run.error?.code === ErrorCode.outcomeUnknown) return errorResult(new OutcomeUnknownError(run.tool, run.id, run.createdAt));
-  const { code, message, details } = run.error ?? { code: ErrorCode.internalError, message: `The call ended ${run.phase} without an answer.`, details: {} };
+  if (run.error?.code === ErrorCode.outcomeUnknown)
+    return errorResult(new OutcomeUnknownError(run.tool, run.id, run.createdAt));
+  const { code, message, details } = run.error ?? {
+    code: ErrorCode.internalError,
+    message: `The call ended ${run.phase} without an answer.`,
+    details: {},
+  };
   return errorResult(new RunledgerError(code, message, { details, fix: 'A new idempotency_key makes a new call.' }));
 }
 
 /** The promise's value, or undefined once the deadline has passed first. */
 async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))));
+  const late = new Promise<undefined>(
+    (resolve) => (timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()))),
+  );
   try {
     return await Promise.race([promise, late]);
   } finally {
@@ -204,6 +262,10 @@ async function beforeDeadline<T>(promise: Promise<T>, deadline: number): Promise
 type Provenance = 'first' | 'replayed' | 'resent';
 
 function marked(result: CallToolResult, runId: string, how: Provenance): CallToolResult {
-  const marks = { [META_RUN_ID]: runId, [META_REPLAYED]: how === 'replayed', ...(how === 'resent' ? { [META_RESENT]: true } : {}) };
+  const marks = {
+    [META_RUN_ID]: runId,
+    [META_REPLAYED]: how === 'replayed',
+    ...(how === 'resent' ? { [META_RESENT]: true } : {}),
+  };
   return { ...result, _meta: { ...result._meta, ...marks } };
 }

@@ -14,11 +14,20 @@ import { UpstreamPool } from './upstreams.js';
 export async function createProxyRuntime(config: ProxyCommandConfig, log: Logger): Promise<Serving> {
   const proxy = config.proxy;
   // Over stdio there is one tenant and one session: its upstream lives as long as the proxy.
-  const upstreams = new UpstreamPool({ target: proxy.upstream, max: proxy.upstreamMax, idleMs: config.http === null ? 0 : proxy.upstreamIdleMs, log });
+  const upstreams = new UpstreamPool({
+    target: proxy.upstream,
+    max: proxy.upstreamMax,
+    idleMs: config.http === null ? 0 : proxy.upstreamIdleMs,
+    log,
+  });
   // Before the ledger opens: an upstream that cannot start stops the proxy with nothing to undo. The
   // first session is the configured tenant's (over stdio, the one it keeps).
   const { session, tools, describe } = await upstreams
-    .use(config.tenant, config.tenant, async (upstream) => ({ session: await upstream.connect(), tools: await upstream.listTools(), describe: upstream.describe() }))
+    .use(config.tenant, config.tenant, async (upstream) => ({
+      session: await upstream.connect(),
+      tools: await upstream.listTools(),
+      describe: upstream.describe(),
+    }))
     .catch(async (err: unknown) => {
       await upstreams.close();
       if (!(err instanceof UpstreamUnavailableError)) throw err;
@@ -30,12 +39,25 @@ export async function createProxyRuntime(config: ProxyCommandConfig, log: Logger
     });
   const policy = { fence: new Set(proxy.fence), pass: new Set(proxy.pass) };
   for (const name of [...proxy.fence, ...proxy.pass]) {
-    if (!tools.some((tool) => tool.name === name)) log.warn(`--fence/--pass names ${name}, which the upstream does not offer (yet)`);
+    if (!tools.some((tool) => tool.name === name))
+      log.warn(`--fence/--pass names ${name}, which the upstream does not offer (yet)`);
   }
-  const ledger = await openLedger({ url: config.db, schema: config.dbSchema, poolSize: config.dbPoolSize, leaseMs: config.leaseMs });
+  const ledger = await openLedger({
+    url: config.db,
+    schema: config.dbSchema,
+    poolSize: config.dbPoolSize,
+    leaseMs: config.leaseMs,
+  });
   const runs = new RunService(ledger, log);
   const upstreamName = session.info?.name ?? 'upstream';
-  const fence = new Fence({ ledger, runs, waitMs: proxy.waitSeconds * 1000, retryErrors: proxy.retryErrors, upstreamName, log });
+  const fence = new Fence({
+    ledger,
+    runs,
+    waitMs: proxy.waitSeconds * 1000,
+    retryErrors: proxy.retryErrors,
+    upstreamName,
+    log,
+  });
   let stopping: Promise<void> | undefined;
   return {
     ledger,

@@ -106,7 +106,8 @@ export function admittingErrors(schema: OutputSchema): OutputSchema | undefined 
   if (refs.some((ref) => !/^#\/(\$defs|definitions)\//.test(ref))) return undefined;
   const root: Record<string, unknown> = {};
   const body: Record<string, unknown> = {};
-  for (const [name, value] of Object.entries(schema)) ((ROOT_ONLY as readonly string[]).includes(name) ? root : body)[name] = value;
+  for (const [name, value] of Object.entries(schema))
+    ((ROOT_ONLY as readonly string[]).includes(name) ? root : body)[name] = value;
   const wide: OutputSchema = { ...root, type: 'object', anyOf: [body, ERROR_BRANCH] };
   admitsErrors.add(wide);
   return wide;
@@ -126,13 +127,19 @@ export function fencedDefinition(tool: Tool): Tool {
   if (known !== undefined) return known;
   const schema = tool.inputSchema;
   const required = schema.required ?? [];
-  const outputSchema = tool.outputSchema === undefined ? undefined : (admittingErrors(tool.outputSchema) ?? tool.outputSchema);
+  const outputSchema =
+    tool.outputSchema === undefined ? undefined : (admittingErrors(tool.outputSchema) ?? tool.outputSchema);
   const definition: Tool = {
     ...tool,
     description: tool.description === undefined ? PROXY_RETRY_WORDING : `${tool.description} ${PROXY_RETRY_WORDING}`,
     inputSchema: {
       ...schema,
-      properties: { ...schema.properties, idempotency_key: takesKey(tool) ? { ...KEY_SCHEMA, ...(schema.properties!.idempotency_key as object) } : KEY_SCHEMA },
+      properties: {
+        ...schema.properties,
+        idempotency_key: takesKey(tool)
+          ? { ...KEY_SCHEMA, ...(schema.properties!.idempotency_key as object) }
+          : KEY_SCHEMA,
+      },
       required: required.includes('idempotency_key') ? required : [...required, 'idempotency_key'],
     },
     ...(outputSchema === undefined ? {} : { outputSchema }),
@@ -148,7 +155,8 @@ export function fencedDefinition(tool: Tool): Tool {
  */
 export function proxyErrorResult(err: RunledgerError, advertised: Tool | undefined): CallToolResult {
   const result = errorResult(err);
-  const admitted = advertised !== undefined && (advertised.outputSchema === undefined || admitsErrors.has(advertised.outputSchema));
+  const admitted =
+    advertised !== undefined && (advertised.outputSchema === undefined || admitsErrors.has(advertised.outputSchema));
   if (admitted) return result;
   const { structuredContent: error, ...rest } = result;
   return { ...rest, _meta: { [META_ERROR]: (error as { error: unknown }).error } };
@@ -185,7 +193,8 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
   const name = session.info?.name ?? 'upstream';
   const scope = deps.perSession ? `${tenant}/${randomUUID()}` : tenant;
   const use = <T>(work: (upstream: Upstream) => Promise<T>) => deps.upstreams.use(scope, tenant, work);
-  const passed = <T>(work: (upstream: Upstream) => Promise<T>) => use(work).catch((err: unknown) => Promise.reject(asRpcError(err)));
+  const passed = <T>(work: (upstream: Upstream) => Promise<T>) =>
+    use(work).catch((err: unknown) => Promise.reject(asRpcError(err)));
   const server = new Server(
     { name: `runledger-proxy(${name})`, version: deps.version },
     {
@@ -200,7 +209,9 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
   );
 
   server.setRequestHandler(ListToolsRequestSchema, () =>
-    passed(async (upstream) => ({ tools: (await upstream.listTools()).filter(isOffered).map((tool) => offeredDefinition(tool, policy)) })),
+    passed(async (upstream) => ({
+      tools: (await upstream.listTools()).filter(isOffered).map((tool) => offeredDefinition(tool, policy)),
+    })),
   );
 
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
@@ -223,11 +234,16 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
             progressToken === undefined
               ? undefined
               : (progress: { progress: number; total?: number; message?: string }) =>
-                  void extra.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => undefined),
+                  void extra
+                    .sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } })
+                    .catch(() => undefined),
         };
         if (tool === undefined || !isFenced(tool, policy)) {
           // Not fenced (or unknown: the upstream gives its own answer): exactly the client's request, no ledger.
-          return (await upstream.request('tools/call', request.params, CallToolResultSchema, { ...options, signal: extra.signal })) as CallToolResult;
+          return (await upstream.request('tools/call', request.params, CallToolResultSchema, {
+            ...options,
+            signal: extra.signal,
+          })) as CallToolResult;
         }
         const fenced = tool;
         const { idempotency_key: key, ...args } = raw;
@@ -253,13 +269,15 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
     } catch (err) {
       // The upstream's own JSON-RPC error goes back as it came; runledger's are typed tool results.
       if (!(err instanceof RunledgerError)) throw err;
-      if (err.code === ErrorCode.internalError) deps.log.error('internal error', { tool: toolName, error: err.message });
+      if (err.code === ErrorCode.internalError)
+        deps.log.error('internal error', { tool: toolName, error: err.message });
       const known = tool ?? deps.upstreams.lastKnownTool(toolName);
       return proxyErrorResult(err, known === undefined ? undefined : offeredDefinition(known, policy));
     }
   });
 
-  const through = <S extends z.ZodType<object>>(schema: S) =>
+  const through =
+    <S extends z.ZodType<object>>(schema: S) =>
     (request: { method: string; params?: Record<string, unknown> }, extra: { signal: AbortSignal }) =>
       passed((upstream) => upstream.request(request.method, request.params, schema, { signal: extra.signal }));
   if (has.resources !== undefined) {
@@ -273,18 +291,25 @@ export function createProxyServer(deps: ProxyServerDeps): { server: Server; clos
   }
   if (has.logging !== undefined) {
     // The level is the upstream session's: over HTTP, every session of a tenant shares it (per tenant).
-    server.setRequestHandler(SetLevelRequestSchema, (request) => passed(async (upstream) => (await upstream.setLoggingLevel(request.params.level), {})));
+    server.setRequestHandler(SetLevelRequestSchema, (request) =>
+      passed(async (upstream) => (await upstream.setLoggingLevel(request.params.level), {})),
+    );
   }
 
   const stopFollowing = deps.upstreams.on(scope, (event) => {
     // Only what this session was told it may hear of; a closed session hears nothing.
     if (server.transport === undefined) return;
     if (event.kind === 'log') {
-      if (has.logging !== undefined) void server.notification({ method: 'notifications/message', params: event.params }).catch(() => undefined);
+      if (has.logging !== undefined)
+        void server.notification({ method: 'notifications/message', params: event.params }).catch(() => undefined);
       return;
     }
     const change = event.method;
-    if (change !== 'notifications/tools/list_changed' && !(change === 'notifications/resources/list_changed' ? has.resources : has.prompts)) return;
+    if (
+      change !== 'notifications/tools/list_changed' &&
+      !(change === 'notifications/resources/list_changed' ? has.resources : has.prompts)
+    )
+      return;
     void server.notification({ method: change }).catch(() => undefined);
   });
   let closed = false;

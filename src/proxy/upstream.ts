@@ -30,10 +30,12 @@ import type { Forwarded } from './fence.js';
 
 export type UpstreamTarget = { command: string[] } | { url: string; token: string | undefined };
 
-export type ListChange = 'notifications/tools/list_changed' | 'notifications/resources/list_changed' | 'notifications/prompts/list_changed';
+export type ListChange =
+  'notifications/tools/list_changed' | 'notifications/resources/list_changed' | 'notifications/prompts/list_changed';
 
 /** What the upstream tells its client besides answers, for the proxy's sessions to hear. */
-export type UpstreamEvent = { kind: 'list_changed'; method: ListChange } | { kind: 'log'; params: LoggingMessageNotification['params'] };
+export type UpstreamEvent =
+  { kind: 'list_changed'; method: ListChange } | { kind: 'log'; params: LoggingMessageNotification['params'] };
 
 export interface UpstreamSession {
   info: Implementation | undefined;
@@ -61,7 +63,11 @@ export class UpstreamRpcError extends Error {
 
   static of(err: McpError): UpstreamRpcError {
     const prefix = `MCP error ${err.code}: `;
-    return new UpstreamRpcError(err.code, err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message, err.data);
+    return new UpstreamRpcError(
+      err.code,
+      err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message,
+      err.data,
+    );
   }
 }
 
@@ -95,7 +101,10 @@ export class Upstream {
   connect(): Promise<Connection> {
     return (this.connection ??= this.open().catch((err: unknown) => {
       this.connection = null;
-      throw new UpstreamUnavailableError(`Could not reach the upstream MCP server (${this.describe()}): ${describeFailure(err)}`, err);
+      throw new UpstreamUnavailableError(
+        `Could not reach the upstream MCP server (${this.describe()}): ${describeFailure(err)}`,
+        err,
+      );
     }));
   }
 
@@ -126,7 +135,14 @@ export class Upstream {
       return { kind: 'unreachable', error: err as UpstreamUnavailableError };
     }
     try {
-      return { kind: 'answer', result: (await client.request({ method: 'tools/call', params }, CallToolResultSchema, options)) as CallToolResult };
+      return {
+        kind: 'answer',
+        result: (await client.request(
+          { method: 'tools/call', params },
+          CallToolResultSchema,
+          options,
+        )) as CallToolResult,
+      };
     } catch (err) {
       return this.sortFailure(err);
     }
@@ -136,13 +152,22 @@ export class Upstream {
    * A request passed through (resources, prompts, a tool that is not fenced, the log level): the
    * upstream's JSON-RPC error comes back as it came; a failure to reach it is upstream_unavailable.
    */
-  async request<S extends z.ZodType<object>>(method: string, params: Record<string, unknown> | undefined, schema: S, options?: RequestOptions): Promise<z.output<S>> {
+  async request<S extends z.ZodType<object>>(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    schema: S,
+    options?: RequestOptions,
+  ): Promise<z.output<S>> {
     const { client } = await this.connect();
     try {
       return await client.request({ method, params } as never, schema, options);
     } catch (err) {
       const sorted = this.sortFailure(err);
-      if (sorted.kind === 'unknown') throw new UpstreamUnavailableError(`The upstream MCP server (${this.describe()}) did not answer ${method}: ${describeFailure(err)}`, err);
+      if (sorted.kind === 'unknown')
+        throw new UpstreamUnavailableError(
+          `The upstream MCP server (${this.describe()}) did not answer ${method}: ${describeFailure(err)}`,
+          err,
+        );
       throw sorted.error;
     }
   }
@@ -166,13 +191,20 @@ export class Upstream {
    */
   private sortFailure(err: unknown): Exclude<Forwarded, { kind: 'answer' }> {
     if (err instanceof McpError) {
-      if (err.code === RpcErrorCode.ConnectionClosed || err.code === RpcErrorCode.RequestTimeout) return { kind: 'unknown', error: err };
+      if (err.code === RpcErrorCode.ConnectionClosed || err.code === RpcErrorCode.RequestTimeout)
+        return { kind: 'unknown', error: err };
       return { kind: 'refused', error: UpstreamRpcError.of(err) };
     }
     if (neverSent(err)) {
       // A refused connection or a lost session: the next request opens a new one.
       if (!(err instanceof StreamableHTTPError) || err.code === 404) void this.close();
-      return { kind: 'unreachable', error: new UpstreamUnavailableError(`Could not reach the upstream MCP server (${this.describe()}): ${describeFailure(err)}`, err) };
+      return {
+        kind: 'unreachable',
+        error: new UpstreamUnavailableError(
+          `Could not reach the upstream MCP server (${this.describe()}): ${describeFailure(err)}`,
+          err,
+        ),
+      };
     }
     return { kind: 'unknown', error: err };
   }
@@ -204,9 +236,14 @@ export class Upstream {
     const client = new Client({ name: 'runledger-proxy', version: VERSION }, { capabilities: {} });
     const changed = (method: ListChange) => () => this.emit({ kind: 'list_changed', method });
     client.setNotificationHandler(ToolListChangedNotificationSchema, changed('notifications/tools/list_changed'));
-    client.setNotificationHandler(ResourceListChangedNotificationSchema, changed('notifications/resources/list_changed'));
+    client.setNotificationHandler(
+      ResourceListChangedNotificationSchema,
+      changed('notifications/resources/list_changed'),
+    );
     client.setNotificationHandler(PromptListChangedNotificationSchema, changed('notifications/prompts/list_changed'));
-    client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => this.emit({ kind: 'log', params: notification.params }));
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) =>
+      this.emit({ kind: 'log', params: notification.params }),
+    );
     const transport =
       'command' in this.target
         ? new StdioClientTransport({
@@ -217,18 +254,29 @@ export class Upstream {
             stderr: 'inherit',
           })
         : new StreamableHTTPClientTransport(new URL(this.target.url), {
-            requestInit: this.target.token === undefined ? undefined : { headers: { Authorization: `Bearer ${this.target.token}` } },
+            requestInit:
+              this.target.token === undefined
+                ? undefined
+                : { headers: { Authorization: `Bearer ${this.target.token}` } },
           });
     await client.connect(transport);
-    if (this.logLevel !== undefined && client.getServerCapabilities()?.logging !== undefined) await client.setLoggingLevel(this.logLevel);
+    if (this.logLevel !== undefined && client.getServerCapabilities()?.logging !== undefined)
+      await client.setLoggingLevel(this.logLevel);
     const current = this.connection;
     client.onclose = () => {
       if (this.connection !== current) return;
       this.connection = null;
       this.tools = null;
-      this.log.warn('the upstream MCP server went away; it is reconnected on the next call', { upstream: this.describe() });
+      this.log.warn('the upstream MCP server went away; it is reconnected on the next call', {
+        upstream: this.describe(),
+      });
     };
-    return { client, info: client.getServerVersion(), capabilities: client.getServerCapabilities() ?? {}, instructions: client.getInstructions() };
+    return {
+      client,
+      info: client.getServerVersion(),
+      capabilities: client.getServerCapabilities() ?? {},
+      instructions: client.getInstructions(),
+    };
   }
 }
 
@@ -259,10 +307,12 @@ function causes(err: unknown): unknown[] {
  * 404 (its session is gone: the message was not handled) or with a status that refuses it unread.
  */
 function neverSent(err: unknown): boolean {
-  if (err instanceof StreamableHTTPError) return err.code === 404 || err.code === 401 || err.code === 403 || err.code === 429 || err.code === 503;
+  if (err instanceof StreamableHTTPError)
+    return err.code === 404 || err.code === 401 || err.code === 403 || err.code === 429 || err.code === 503;
   return causes(err).some(
     (e) =>
-      (typeof e === 'object' && e !== null && UNREACHED.has(String((e as { code?: unknown }).code))) || (e instanceof Error && /^Not connected$/.test(e.message)),
+      (typeof e === 'object' && e !== null && UNREACHED.has(String((e as { code?: unknown }).code))) ||
+      (e instanceof Error && /^Not connected$/.test(e.message)),
   );
 }
 

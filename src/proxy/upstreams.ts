@@ -58,9 +58,14 @@ export class UpstreamPool {
     const known = this.open.get(scope);
     if (known !== undefined) return known;
     if (this.open.size >= this.opts.max) this.closeLeastRecentlyUsed();
-    const upstream = new Upstream(targetFor(this.opts.target, tenant), this.opts.log, { RUNLEDGER_TENANT: tenant }, (tools) => {
-      for (const [name, tool] of tools) this.listed.set(name, tool);
-    });
+    const upstream = new Upstream(
+      targetFor(this.opts.target, tenant),
+      this.opts.log,
+      { RUNLEDGER_TENANT: tenant },
+      (tools) => {
+        for (const [name, tool] of tools) this.listed.set(name, tool);
+      },
+    );
     upstream.on((event) => {
       for (const listener of this.listeners.get(scope) ?? []) listener(event);
     });
@@ -116,7 +121,8 @@ export class UpstreamPool {
 
   private closeLeastRecentlyUsed(): void {
     let oldest: [string, Upstream] | undefined;
-    for (const entry of this.open) if (entry[1].busy === 0 && (oldest === undefined || entry[1].lastUsed < oldest[1].lastUsed)) oldest = entry;
+    for (const entry of this.open)
+      if (entry[1].busy === 0 && (oldest === undefined || entry[1].lastUsed < oldest[1].lastUsed)) oldest = entry;
     if (oldest === undefined) {
       throw new UpstreamUnavailableError(
         `All ${this.opts.max} upstream sessions (--upstream-max) are busy with calls; nothing was sent.`,

@@ -35,8 +35,15 @@ export interface Pixels {
 }
 
 /** The checks that read where the composer put text and the logo: only a scene says that. */
-const NEEDS_SCENE: ReadonlySet<CheckId> = new Set(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit']);
-const NO_SCENE_REASON = 'needs the composed layout; this image was drawn by a prompt-based provider, which does not say where text and logo are';
+const NEEDS_SCENE: ReadonlySet<CheckId> = new Set([
+  'safe_margin',
+  'logo_present',
+  'banned_phrases',
+  'text_contrast',
+  'text_fit',
+]);
+const NO_SCENE_REASON =
+  'needs the composed layout; this image was drawn by a prompt-based provider, which does not say where text and logo are';
 
 /**
  * Size: the image's aspect ratio within 3% of the one asked for, and its sides within 10% of the asked
@@ -217,9 +224,16 @@ function checkLogo(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
   if (share < LOGO_MIN_INK) return fail(`${seen}: not visible (needs ${pct(LOGO_MIN_INK)})`, addLogo);
   if (tall < LOGO_MIN_HEIGHT) {
     const px = Math.ceil(LOGO_MIN_HEIGHT * short);
-    return fail(`${seen}: too small to read`, `Draw the logo at least ${px}px tall; a shorter logo_text leaves it more room.`);
+    return fail(
+      `${seen}: too small to read`,
+      `Draw the logo at least ${px}px tall; a shorter logo_text leaves it more room.`,
+    );
   }
-  if (area > LOGO_MAX_AREA) return fail(`${seen}: it crowds out the picture`, `Draw the logo smaller, under ${pct(LOGO_MAX_AREA)} of the image.`);
+  if (area > LOGO_MAX_AREA)
+    return fail(
+      `${seen}: it crowds out the picture`,
+      `Draw the logo smaller, under ${pct(LOGO_MAX_AREA)} of the image.`,
+    );
   return pass(seen);
 }
 
@@ -273,9 +287,7 @@ function checkContrast(scene: Scene, image: Pixels, brand: BrandKit): Outcome {
     bad
       .map((x) => {
         const bgHex = toHex(x.bg);
-        const better = brand.palette
-          .map((c) => c.hex)
-          .find((h) => contrastRatio(parseHex(h), x.bg) >= x.need);
+        const better = brand.palette.map((c) => c.hex).find((h) => contrastRatio(parseHex(h), x.bg) >= x.need);
         const alt = contrastRatio({ r: 17, g: 17, b: 17 }, x.bg) >= x.need ? '#111111' : '#FFFFFF';
         return `Set ${x.t.id} in ${better ?? alt} (≥ ${x.need}:1 on ${bgHex}) or put it on a solid panel`;
       })
@@ -322,7 +334,9 @@ function checkTextFit(scene: Scene, image: Pixels | null): Outcome {
   }
   for (const t of texts) {
     if (t.fontSize < readable) {
-      problems.push(`${t.id} set at ${t.fontSize}px, under the ${readable}px that reads at ${scene.width}×${scene.height}`);
+      problems.push(
+        `${t.id} set at ${t.fontSize}px, under the ${readable}px that reads at ${scene.width}×${scene.height}`,
+      );
       fixes.push(`Shorten the ${t.id} so it can be set larger`);
     }
     const over = {
@@ -333,7 +347,12 @@ function checkTextFit(scene: Scene, image: Pixels | null): Outcome {
     };
     for (const [side, px] of Object.entries(over)) {
       if (px <= 0) continue;
-      const inked = image === null ? '' : inkAtEdge(image, t.box, t.color, side as keyof typeof over) ? ': its letters are cut off' : '';
+      const inked =
+        image === null
+          ? ''
+          : inkAtEdge(image, t.box, t.color, side as keyof typeof over)
+            ? ': its letters are cut off'
+            : '';
       problems.push(`${t.id} runs ${Math.ceil(px)}px past the ${side} edge${inked}`);
       fixes.push(`Move the ${t.id} inside the canvas, or shorten it`);
     }
@@ -342,7 +361,8 @@ function checkTextFit(scene: Scene, image: Pixels | null): Outcome {
   if (problems.length === 0) {
     const smallest = texts.length > 0 ? Math.min(...texts.map((t) => t.fontSize)) : null;
     return pass(
-      `${checked} set whole inside the canvas` + (smallest === null ? '' : `; smallest type ${smallest}px (needs ≥ ${readable}px)`),
+      `${checked} set whole inside the canvas` +
+        (smallest === null ? '' : `; smallest type ${smallest}px (needs ≥ ${readable}px)`),
     );
   }
   return fail(problems.join('; '), `${fixes.join('; ')}.`);
@@ -406,13 +426,22 @@ function checkPalette(image: Pixels, brand: BrandKit, scene: Scene | null): Outc
         ? `the largest off-palette colour is ${worst.hex} (${pct(worst.share)}, ΔE ${worst.near.d.toFixed(1)} to ${worst.near.hex})`
         : 'the image is spread over many colours',
     );
-    fixes.push(`Replace ${worst ? `the ${worst.hex} areas` : 'the off-palette areas'} with brand colours (${brand.palette.map((c) => c.hex).join(', ')})`);
+    fixes.push(
+      `Replace ${worst ? `the ${worst.hex} areas` : 'the off-palette areas'} with brand colours (${brand.palette.map((c) => c.hex).join(', ')})`,
+    );
   }
   if (offInk.length > 0) {
     problems.push(
-      offInk.map((i) => `${i.name} is set in ${i.hex.toUpperCase()}, not a brand colour (nearest ${i.near.hex}, ΔE ${i.near.d.toFixed(1)})`).join('; '),
+      offInk
+        .map(
+          (i) =>
+            `${i.name} is set in ${i.hex.toUpperCase()}, not a brand colour (nearest ${i.near.hex}, ΔE ${i.near.d.toFixed(1)})`,
+        )
+        .join('; '),
     );
-    fixes.push('Add a text colour to the kit that reads on its background (4.5:1), or a background the kit\'s text colour reads on');
+    fixes.push(
+      "Add a text colour to the kit that reads on its background (4.5:1), or a background the kit's text colour reads on",
+    );
   }
   const clashes = clashingPairs(image, colors);
   if (clashes.length > 0) {
@@ -446,7 +475,12 @@ const NEEDS_PIXELS: ReadonlySet<CheckId> = new Set(['size', 'logo_present', 'tex
  * An image whose pixels could not be read is given as `{ unreadable: why }`: only the checks that need
  * no pixels run.
  */
-export function evaluate(image: Pixels | { unreadable: string }, brand: BrandKit, target: SizeTarget, scene: Scene | null): Evaluation {
+export function evaluate(
+  image: Pixels | { unreadable: string },
+  brand: BrandKit,
+  target: SizeTarget,
+  scene: Scene | null,
+): Evaluation {
   const pixels = 'rgba' in image ? image : null;
   // NEEDS_SCENE and NEEDS_PIXELS say which of the two each check may rely on being there.
   const run: Record<CheckId, (scene: Scene | null, pixels: Pixels | null) => Outcome> = {
@@ -464,7 +498,8 @@ export function evaluate(image: Pixels | { unreadable: string }, brand: BrandKit
     const weight = checkWeight(brand, id);
     if (weight === 0) skipped.push({ id, reason: 'weighted 0 in the brand kit' });
     else if (scene === null && NEEDS_SCENE.has(id)) skipped.push({ id, reason: NO_SCENE_REASON });
-    else if (pixels === null && NEEDS_PIXELS.has(id)) skipped.push({ id, reason: (image as { unreadable: string }).unreadable });
+    else if (pixels === null && NEEDS_PIXELS.has(id))
+      skipped.push({ id, reason: (image as { unreadable: string }).unreadable });
     else checks.push({ id, weight, ...run[id](scene, pixels) });
   }
   const passed = checks.filter((c) => c.passed);

@@ -35,10 +35,11 @@ export function decodePixels(bytes: Uint8Array, mime: string): Pixels {
 export function imageSize(bytes: Uint8Array): { width: number; height: number } | null {
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const format = sniffMime(bytes);
-  if (format === 'image/png' && view.length >= 24) return { width: view.readUInt32BE(16), height: view.readUInt32BE(20) };
+  if (format === 'image/png' && view.length >= 24)
+    return { width: view.readUInt32BE(16), height: view.readUInt32BE(20) };
   if (format !== 'image/jpeg') return null;
   // Walk the JPEG segments to the frame header (SOF0–SOF15, but not DHT, JPG or DAC).
-  for (let at = 2; at + 9 < view.length; ) {
+  for (let at = 2; at + 9 < view.length;) {
     if (view[at] !== 0xff) return null;
     const marker = view[at + 1]!;
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {

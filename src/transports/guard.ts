@@ -2,7 +2,12 @@
 // a message nested deeper than any tool may take is answered here, before a handler (or the proxy's
 // fingerprint and its upstream's JSON.stringify, which recurse) can overflow the stack on it.
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import { ErrorCode as RpcErrorCode, isJSONRPCRequest, type JSONRPCMessage, type JSONRPCRequest } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ErrorCode as RpcErrorCode,
+  isJSONRPCRequest,
+  type JSONRPCMessage,
+  type JSONRPCRequest,
+} from '@modelcontextprotocol/sdk/types.js';
 import { ValidationFailedError } from '../errors.js';
 import { MAX_JSON_DEPTH, nestedPast } from '../json-depth.js';
 import { errorResult } from '../mcp/tool.js';

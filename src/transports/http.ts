@@ -6,9 +6,18 @@
 // (viewer.ts), behind the same connection cap, Host/Origin checks and tokens. /webhooks/<provider> takes
 // job providers' webhooks (webhooks.ts): the connection cap and body limits, then their signature.
 import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { StreamableHTTPServerTransport, type EventId, type EventStore } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import {
+  StreamableHTTPServerTransport,
+  type EventId,
+  type EventStore,
+} from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { UsageError, type HttpConfig, type ServingConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
@@ -50,10 +59,14 @@ const PRIMING = 'p:';
 /** The transport's event store, kept in the ledger under one scope (a tenant's session). */
 export function ledgerEventStore(ledger: RunLedger, scope: string): Required<EventStore> {
   const getStreamIdForEventId = async (eventId: EventId) =>
-    eventId.startsWith(PRIMING) ? eventId.slice(PRIMING.length) : ((await ledger.eventStreamOf(scope, eventId)) ?? undefined);
+    eventId.startsWith(PRIMING)
+      ? eventId.slice(PRIMING.length)
+      : ((await ledger.eventStreamOf(scope, eventId)) ?? undefined);
   return {
     storeEvent: async (streamId, message) =>
-      Object.keys(message).length === 0 ? `${PRIMING}${streamId}` : ledger.appendEvent(scope, streamId, JSON.stringify(message)),
+      Object.keys(message).length === 0
+        ? `${PRIMING}${streamId}`
+        : ledger.appendEvent(scope, streamId, JSON.stringify(message)),
     getStreamIdForEventId,
     async replayEventsAfter(lastEventId, { send }) {
       const streamId = await getStreamIdForEventId(lastEventId);
@@ -73,7 +86,14 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(JSON.stringify(body));
 }
 
-function rpcError(res: ServerResponse, status: number, code: number, message: string, data?: object, headers?: Record<string, string>): void {
+function rpcError(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  data?: object,
+  headers?: Record<string, string>,
+): void {
   sendJson(res, status, { jsonrpc: '2.0', id: null, error: { code, message, ...(data ? { data } : {}) } }, headers);
 }
 
@@ -101,7 +121,14 @@ function lastAnswer(res: ServerResponse): Record<string, string> {
 }
 
 /** Answers a request refused before its body was read (or while it still trickles in), and closes. */
-function refuse(res: ServerResponse, status: number, code: number, message: string, data?: object, headers: Record<string, string> = {}): void {
+function refuse(
+  res: ServerResponse,
+  status: number,
+  code: number,
+  message: string,
+  data?: object,
+  headers: Record<string, string> = {},
+): void {
   rpcError(res, status, code, message, data, { ...headers, ...lastAnswer(res) });
 }
 
@@ -120,7 +147,10 @@ function createTally(log: Logger) {
   let since = Date.now();
   const flush = () => {
     if (counts.size > 0) {
-      log.warn('HTTP requests refused or cut short by their clients', { ...Object.fromEntries(counts), seconds: Math.round((Date.now() - since) / 1000) });
+      log.warn('HTTP requests refused or cut short by their clients', {
+        ...Object.fromEntries(counts),
+        seconds: Math.round((Date.now() - since) / 1000),
+      });
     }
     counts.clear();
     since = Date.now();
@@ -195,7 +225,9 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     idleMs: http.sessionIdleMs,
   });
   const allowedHosts = new Set(
-    [...LOOPBACK, http.host].map((h) => `${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${port}`).concat(http.allowedHosts),
+    [...LOOPBACK, http.host]
+      .map((h) => `${h.includes(':') && !h.startsWith('[') ? `[${h}]` : h}:${port}`)
+      .concat(http.allowedHosts),
   );
   const allowedOrigins = new Set(
     ['localhost', '127.0.0.1', '[::1]'].map((h) => `http://${h}:${port}`).concat(http.allowedOrigins),
@@ -219,9 +251,16 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     const tenant = match ? tokens.tenantFor(match[1]!) : null;
     if (tenant !== null) return tenant;
     const challenge = match ? 'Bearer realm="runledger", error="invalid_token"' : 'Bearer realm="runledger"';
-    refuse(res, 401, -32001, match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: send Authorization: Bearer <token>', { code: 'unauthorized' }, {
-      'www-authenticate': challenge,
-    });
+    refuse(
+      res,
+      401,
+      -32001,
+      match ? 'unauthorized: the bearer token is not valid' : 'unauthorized: send Authorization: Bearer <token>',
+      { code: 'unauthorized' },
+      {
+        'www-authenticate': challenge,
+      },
+    );
     return null;
   }
 
@@ -229,10 +268,20 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
     const place = sessions.reserve(tenant);
     if (!('fill' in place)) {
       tally.count(`sessions_over_${place.scope}_cap`);
-      const [status, limit] = place.scope === 'tenant' ? [429, `${http.maxTenantSessions} sessions per tenant`] : [503, `${http.maxSessions} sessions`];
-      rpcError(res, status, -32000, `Too many sessions: this server holds at most ${limit}; end sessions you no longer use (DELETE), or retry later`, undefined, {
-        'retry-after': String(place.retryAfterSeconds),
-      });
+      const [status, limit] =
+        place.scope === 'tenant'
+          ? [429, `${http.maxTenantSessions} sessions per tenant`]
+          : [503, `${http.maxSessions} sessions`];
+      rpcError(
+        res,
+        status,
+        -32000,
+        `Too many sessions: this server holds at most ${limit}; end sessions you no longer use (DELETE), or retry later`,
+        undefined,
+        {
+          'retry-after': String(place.retryAfterSeconds),
+        },
+      );
       return;
     }
     const sessionId = randomUUID();
@@ -274,7 +323,8 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
   const webhooks = createWebhookRoute({
     receive: runtime.receiveWebhook,
     http,
-    answer: (res, status, body, last = false, headers = {}) => sendJson(res, status, body, { ...headers, ...(last ? lastAnswer(res) : {}) }),
+    answer: (res, status, body, last = false, headers = {}) =>
+      sendJson(res, status, body, { ...headers, ...(last ? lastAnswer(res) : {}) }),
     count: tally.count,
     log,
   });
@@ -360,7 +410,12 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
    * replica). The stored events after Last-Event-ID are sent, then the stream ends; the session itself
    * is gone, so the client's next request gets 404 and it starts a new one, as the spec prescribes.
    */
-  async function replayAfterRestart(res: ServerResponse, tenant: string, sessionId: string, lastEventId: string): Promise<void> {
+  async function replayAfterRestart(
+    res: ServerResponse,
+    tenant: string,
+    sessionId: string,
+    lastEventId: string,
+  ): Promise<void> {
     const store = ledgerEventStore(runtime.ledger, eventScope(tenant, sessionId));
     const missed: string[] = [];
     const streamId = await store.replayEventsAfter(lastEventId, {
@@ -371,7 +426,11 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
       rpcError(res, 404, -32001, 'Session not found: start a new session with initialize');
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache, no-transform',
+      'mcp-session-id': sessionId,
+    });
     res.end(missed.join(''));
   }
 
@@ -412,9 +471,16 @@ function createHandler({ runtime, http, tokens, port, tenant: defaultTenant, log
         const path = (req.url ?? '/').split('?')[0];
         if (overCap.has(req.socket)) {
           tally.count('connections_over_cap');
-          refuse(res, 503, -32000, `Service Unavailable: this server holds at most ${http.maxConnections} connections; retry shortly`, undefined, {
-            'retry-after': '1',
-          });
+          refuse(
+            res,
+            503,
+            -32000,
+            `Service Unavailable: this server holds at most ${http.maxConnections} connections; retry shortly`,
+            undefined,
+            {
+              'retry-after': '1',
+            },
+          );
         } else if (path === '/healthz') {
           if (req.method === 'GET' || req.method === 'HEAD') await health(res);
           else sendJson(res, 405, { error: 'use GET' }, { allow: 'GET', ...lastAnswer(res) });

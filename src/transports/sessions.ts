@@ -133,7 +133,8 @@ export class SessionTable<T> {
     let soonest = this.limits.idleMs;
     const now = this.clock();
     for (const entry of this.sessions.values()) {
-      if (entry.busy === 0 && (tenant === undefined || entry.tenant === tenant)) soonest = Math.min(soonest, entry.lastSeen + this.limits.idleMs - now);
+      if (entry.busy === 0 && (tenant === undefined || entry.tenant === tenant))
+        soonest = Math.min(soonest, entry.lastSeen + this.limits.idleMs - now);
     }
     return Math.max(1, Math.ceil(soonest / 1000));
   }

@@ -5,7 +5,11 @@ import type { Logger } from '../log.js';
 import type { Serving } from '../runtime.js';
 import { refuseDeepMessages } from './guard.js';
 
-export async function serveStdio<C extends ServingConfig>(config: C, log: Logger, open: (config: C, log: Logger) => Promise<Serving>): Promise<void> {
+export async function serveStdio<C extends ServingConfig>(
+  config: C,
+  log: Logger,
+  open: (config: C, log: Logger) => Promise<Serving>,
+): Promise<void> {
   const runtime = await open(config, log);
   const { server } = runtime.createMcpServer(config.tenant);
   const transport = new StdioServerTransport();

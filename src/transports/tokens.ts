@@ -31,7 +31,9 @@ export function tokenTable(pairs: [tenant: string, token: string][]): TokenTable
 function checkPair(tenant: string, token: string, where: string): [string, string] {
   if (!TENANT.test(tenant)) throw new UsageError(`${where}: tenant "${tenant}" must be ${TENANT_RULE}`);
   if (token.length < MIN_TOKEN || /\s/.test(token)) {
-    throw new UsageError(`${where}: the token for tenant ${tenant} must be at least ${MIN_TOKEN} characters, without spaces`);
+    throw new UsageError(
+      `${where}: the token for tenant ${tenant} must be at least ${MIN_TOKEN} characters, without spaces`,
+    );
   }
   return [tenant, token];
 }
@@ -42,7 +44,8 @@ export function parseTokensFile(text: string, file: string): [string, string][] 
     const line = raw.replace(/#.*$/, '').trim();
     if (line === '') return;
     const parts = line.split(/\s+/);
-    if (parts.length !== 2) throw new UsageError(`${file}:${i + 1}: expected "TENANT TOKEN", got ${parts.length} words`);
+    if (parts.length !== 2)
+      throw new UsageError(`${file}:${i + 1}: expected "TENANT TOKEN", got ${parts.length} words`);
     pairs.push(checkPair(parts[0]!, parts[1]!, `${file}:${i + 1}`));
   });
   return pairs;
@@ -76,7 +79,8 @@ export function loadTokens(file: string | undefined, env: string | undefined): T
   const seen = new Map<string, string>();
   for (const [tenant, token] of pairs) {
     const other = seen.get(token);
-    if (other !== undefined && other !== tenant) throw new UsageError(`the same token is given for tenants ${other} and ${tenant}`);
+    if (other !== undefined && other !== tenant)
+      throw new UsageError(`the same token is given for tenants ${other} and ${tenant}`);
     seen.set(token, tenant);
   }
   return tokenTable(pairs);

@@ -56,7 +56,14 @@ export interface ViewerRun {
   score: number | null;
   generator: string | null;
   assets: { n: number; mime: string; width: number | null; height: number | null; size: number; sha256: string }[];
-  variants: { n: number; score: number; passed: number; tested: number; checks: ViewerCheck[]; skipped: { id: string; reason: string }[] }[];
+  variants: {
+    n: number;
+    score: number;
+    passed: number;
+    tested: number;
+    checks: ViewerCheck[];
+    skipped: { id: string; reason: string }[];
+  }[];
   /** Outputs the rubric did not score (a video), each with why. */
   unscored: { n: number; reason: string }[];
 }
@@ -92,9 +99,13 @@ export function viewerRun(run: Run): ViewerRun {
       evidence: String(c.evidence ?? ''),
       fix: typeof c.fix === 'string' ? c.fix : null,
     })),
-    skipped: (Array.isArray(v.skipped) ? v.skipped : []).filter(isObject).map((s) => ({ id: String(s.id), reason: String(s.reason ?? '') })),
+    skipped: (Array.isArray(v.skipped) ? v.skipped : [])
+      .filter(isObject)
+      .map((s) => ({ id: String(s.id), reason: String(s.reason ?? '') })),
   }));
-  const unscored = (Array.isArray(evaluation.unscored) ? evaluation.unscored : []).filter(isObject).map((u) => ({ n: num(u.n) ?? 0, reason: String(u.reason ?? '') }));
+  const unscored = (Array.isArray(evaluation.unscored) ? evaluation.unscored : [])
+    .filter(isObject)
+    .map((u) => ({ n: num(u.n) ?? 0, reason: String(u.reason ?? '') }));
   return {
     run_id: run.id,
     tool: run.tool,
@@ -108,7 +119,10 @@ export function viewerRun(run: Run): ViewerRun {
     charged: isBilled(run.phase) ? run.cost : 0,
     error: run.error === null ? null : { code: run.error.code, message: run.error.message },
     score: num(evaluation.score),
-    generator: generator === null ? null : [generator.provider, generator.version].filter((s) => typeof s === 'string').join(' '),
+    generator:
+      generator === null
+        ? null
+        : [generator.provider, generator.version].filter((s) => typeof s === 'string').join(' '),
     assets,
     variants,
     unscored,
@@ -140,7 +154,9 @@ export function createViewer(deps: ViewerDeps) {
       if (path === '/viewer/api/runs') {
         const phase = query.get('phase') ?? undefined;
         if (phase !== undefined && !(PHASES as readonly string[]).includes(phase)) {
-          sendJson(res, 400, { error: { code: 'validation_failed', message: `phase must be one of ${PHASES.join(', ')}` } });
+          sendJson(res, 400, {
+            error: { code: 'validation_failed', message: `phase must be one of ${PHASES.join(', ')}` },
+          });
           return;
         }
         const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Number(query.get('limit') ?? 25) || 25));
@@ -157,7 +173,13 @@ export function createViewer(deps: ViewerDeps) {
           tenant,
           runs: page.runs.map(viewerRun),
           next_cursor: page.nextCursor,
-          usage: { runs: usage.runs, charges: usage.charges, credits: usage.credits, replays_absorbed: usage.replaysAbsorbed, tools: Object.keys(usage.byTool).sort() },
+          usage: {
+            runs: usage.runs,
+            charges: usage.charges,
+            credits: usage.credits,
+            replays_absorbed: usage.replaysAbsorbed,
+            tools: Object.keys(usage.byTool).sort(),
+          },
           phases: PHASES,
         });
         return;
@@ -165,7 +187,12 @@ export function createViewer(deps: ViewerDeps) {
       const asset = /^\/viewer\/api\/runs\/([^/]+)\/assets\/(\d+)$/.exec(path);
       if (asset) {
         const stored = await deps.ledger.readAsset(tenant, decodeURIComponent(asset[1]!), Number(asset[2]));
-        res.writeHead(200, { 'content-type': stored.mime, 'content-length': stored.bytes.length, etag: `"${stored.sha256}"`, ...PAGE_HEADERS });
+        res.writeHead(200, {
+          'content-type': stored.mime,
+          'content-length': stored.bytes.length,
+          etag: `"${stored.sha256}"`,
+          ...PAGE_HEADERS,
+        });
         res.end(stored.bytes);
         return;
       }

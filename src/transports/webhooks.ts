@@ -55,7 +55,9 @@ export function createWebhookRoute({ receive, http, answer, count, log }: Webhoo
       // Not stored: a 503 makes the provider send it again later.
       const e = asRunledgerError(err);
       if (!(e instanceof StorageUnavailableError)) log.error('webhook failed', { provider: name, error: e.message });
-      answer(res, 503, { error: 'the webhook could not be stored; send it again later' }, false, { 'retry-after': '5' });
+      answer(res, 503, { error: 'the webhook could not be stored; send it again later' }, false, {
+        'retry-after': '5',
+      });
     }
   };
 }

@@ -31,7 +31,11 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     // Slow phases, so the card is seen mid-run.
-    [browser, server, host] = await Promise.all([launch(), startStdio(tempDb(), ['--phase-delay-ms', '2000']), serveHostPage(HOST_HTML)]);
+    [browser, server, host] = await Promise.all([
+      launch(),
+      startStdio(tempDb(), ['--phase-delay-ms', '2000']),
+      serveHostPage(HOST_HTML),
+    ]);
     const read = await server.client.readResource({ uri: RUN_CARD_URI });
     const card = read.contents[0] as { mimeType: string; text: string };
     expect(card.mimeType).toBe(RUN_CARD_MIME);
@@ -41,18 +45,35 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
     await Promise.all([browser?.close(), server?.close(), host?.close()]);
   });
 
-  async function openHost(toolName: string, toolInput: Record<string, unknown>, toolResult: CallToolResult, theme = 'light'): Promise<{ page: Page; card: FrameLocator }> {
+  async function openHost(
+    toolName: string,
+    toolInput: Record<string, unknown>,
+    toolResult: CallToolResult,
+    theme = 'light',
+  ): Promise<{ page: Page; card: FrameLocator }> {
     const page = await browser.newPage({ viewport: { width: 720, height: 1100 } });
     page.on('pageerror', (err) => console.error('host page error:', err));
-    await page.exposeFunction('hostCallTool', (params: { name: string; arguments: Record<string, unknown> }) => server.client.callTool(params));
+    await page.exposeFunction('hostCallTool', (params: { name: string; arguments: Record<string, unknown> }) =>
+      server.client.callTool(params),
+    );
     await page.exposeFunction('hostReadResource', (params: { uri: string }) => server.client.readResource(params));
     await page.goto(host.url);
     await page.waitForFunction(() => (globalThis as unknown as { hostReady?: boolean }).hostReady === true);
-    await page.evaluate((args) => (globalThis as unknown as { openCard(a: unknown): Promise<void> }).openCard(args), { html, toolName, toolInput, toolResult, theme });
+    await page.evaluate((args) => (globalThis as unknown as { openCard(a: unknown): Promise<void> }).openCard(args), {
+      html,
+      toolName,
+      toolInput,
+      toolResult,
+      theme,
+    });
     return { page, card: page.frameLocator('iframe') };
   }
   const callsOf = (page: Page) => page.evaluate(() => (globalThis as unknown as { calls: HostCall[] }).calls);
-  const usage = async () => (await server.client.callTool({ name: 'get_usage', arguments: {} })).structuredContent as { runs: number; charges: number };
+  const usage = async () =>
+    (await server.client.callTool({ name: 'get_usage', arguments: {} })).structuredContent as {
+      runs: number;
+      charges: number;
+    };
 
   it('links the create tools and poll_run to the card, which the server lists and serves', async () => {
     const { tools } = await server.client.listTools();
@@ -75,12 +96,21 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
     const { page, card } = await openHost('create_product_shot', input, created.result);
 
     // Live: the phase the card shows moves on without anyone calling the tool again.
-    await card.locator('#phase').filter({ hasText: /^(composing|rendering)$/ }).waitFor({ timeout: 30_000 });
+    await card
+      .locator('#phase')
+      .filter({ hasText: /^(composing|rendering)$/ })
+      .waitFor({ timeout: 30_000 });
     await expect.poll(() => card.locator('#run-id').getAttribute('title')).toBe(runId);
     await page.screenshot({ path: `${SCREENSHOTS}run-card-running.png`, fullPage: true });
 
     await card.locator('#phase', { hasText: /^done$/ }).waitFor({ timeout: 60_000 });
-    await expect.poll(() => card.locator('figure img').evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth))).toEqual([1080, 1080]);
+    await expect
+      .poll(() =>
+        card
+          .locator('figure img')
+          .evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth)),
+      )
+      .toEqual([1080, 1080]);
     for (const phase of ['queued', 'composing', 'rendering', 'done']) {
       await expect.poll(() => card.locator(`li[data-phase="${phase}"]`).getAttribute('class')).toMatch(/reached/);
     }
@@ -89,8 +119,18 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
     for (let i = 0; i < 2; i++) {
       const figure = figures.nth(i);
       expect(await figure.locator('.score').textContent()).toMatch(/^brand score \d\.\d\d$/);
-      const checks = await figure.locator('li[data-check]').evaluateAll((items) => items.map((li) => li.getAttribute('data-check')));
-      expect(checks).toEqual(['size', 'safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit', 'palette_coverage']);
+      const checks = await figure
+        .locator('li[data-check]')
+        .evaluateAll((items) => items.map((li) => li.getAttribute('data-check')));
+      expect(checks).toEqual([
+        'size',
+        'safe_margin',
+        'logo_present',
+        'banned_phrases',
+        'text_contrast',
+        'text_fit',
+        'palette_coverage',
+      ]);
     }
     expect(await card.locator('#charge').textContent()).toBe('8 credits, billed once');
     await page.screenshot({ path: `${SCREENSHOTS}run-card-done.png`, fullPage: true });
@@ -100,7 +140,10 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
     const polls = followed.filter((c) => c.name === 'poll_run');
     expect(polls.length).toBeGreaterThan(0);
     for (const poll of polls) expect(poll.arguments).toMatchObject({ run_id: runId });
-    expect(followed.filter((c) => c.method === 'resources/read').map((c) => c.uri)).toEqual([`runs://${runId}/assets/0`, `runs://${runId}/assets/1`]);
+    expect(followed.filter((c) => c.method === 'resources/read').map((c) => c.uri)).toEqual([
+      `runs://${runId}/assets/0`,
+      `runs://${runId}/assets/1`,
+    ]);
     expect(followed.some((c) => c.name?.startsWith('create_'))).toBe(false);
 
     // Reattach: the same tool, the same key and arguments; the same run comes back, replayed, unbilled.
@@ -132,13 +175,15 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
     await card.locator('#phase', { hasText: /^done$/ }).waitFor({ timeout: 60_000 });
     await expect.poll(() => card.locator('figure img').count()).toBe(2);
     // The new run is followed by its own id, and billed when done: one more run, one more charge.
-    expect((await callsOf(page)).filter((c) => c.name === 'poll_run').at(-1)!.arguments).toMatchObject({ run_id: newRunId });
+    expect((await callsOf(page)).filter((c) => c.name === 'poll_run').at(-1)!.arguments).toMatchObject({
+      run_id: newRunId,
+    });
     expect(await usage()).toMatchObject({ runs: before.runs + 1, charges: before.charges + 2 });
     await page.screenshot({ path: `${SCREENSHOTS}run-card-regenerated.png`, fullPage: true });
     await page.close();
   });
 
-  it('opened from poll_run, shows a finished run at once, a failed check with its fix, and reattaches with the run\'s own key', async () => {
+  it("opened from poll_run, shows a finished run at once, a failed check with its fix, and reattaches with the run's own key", async () => {
     const key = randomUUID();
     // Copy too long for its box: the text_fit check fails, and the card shows how.
     const args = {
@@ -146,12 +191,22 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
       product_name: 'Hyperconductive Thermoregulating Ultralightweight Expedition Flask',
       tagline: 'Keeps coffee hot for a day and water ice cold for two, on every trail, in every season.',
     };
-    const created = await callTool(server.client, 'create_product_shot', { ...args, idempotency_key: key, wait_seconds: 50 });
+    const created = await callTool(server.client, 'create_product_shot', {
+      ...args,
+      idempotency_key: key,
+      wait_seconds: 50,
+    });
     expect(created.run.phase).toBe('done');
     const polled = await callTool(server.client, 'poll_run', { run_id: created.run.run_id });
     const { page, card } = await openHost('poll_run', { run_id: created.run.run_id }, polled.result, 'dark');
     await card.locator('#phase', { hasText: /^done$/ }).waitFor();
-    await expect.poll(() => card.locator('figure img').evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth))).toEqual([1080]);
+    await expect
+      .poll(() =>
+        card
+          .locator('figure img')
+          .evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth)),
+      )
+      .toEqual([1080]);
     expect(await card.locator('.score').textContent()).toBe('brand score 0.86');
     const failed = card.locator('li.fail');
     expect(await failed.getAttribute('data-check')).toBe('text_fit');
@@ -168,7 +223,10 @@ describe.skipIf(!chromiumAvailable())('the run card in an MCP Apps host', () => 
   });
 
   it('says what went wrong when the tool answered with an error, and offers no action on it', async () => {
-    const refused = await callTool(server.client, 'create_social_card', { headline: '', idempotency_key: randomUUID() });
+    const refused = await callTool(server.client, 'create_social_card', {
+      headline: '',
+      idempotency_key: randomUUID(),
+    });
     expect(refused.result.isError).toBe(true);
     const { page, card } = await openHost('create_social_card', { headline: '' }, refused.result);
     await card.locator('#waiting', { hasText: /^validation_failed: / }).waitFor();

@@ -15,14 +15,21 @@ const ACME = 'acme-token-0123456789abcdef';
 const GLOBEX = 'globex-token-0123456789abcdef';
 
 /** A GET with exactly these headers (fetch will not send a Host of our choosing). */
-function raw(origin: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function raw(
+  origin: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const url = new URL(path, origin);
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { host: url.host, ...headers } }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    });
+    const req = request(
+      { host: url.hostname, port: url.port, path: url.pathname + url.search, headers: { host: url.host, ...headers } },
+      (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -44,17 +51,35 @@ describe.skipIf(!chromiumAvailable())('the run viewer', () => {
     const [acme, globex] = await Promise.all([connectHttp(server.url, ACME), connectHttp(server.url, GLOBEX)]);
     clients.push(acme, globex);
     const key = randomUUID();
-    const shot = await callTool(acme, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key, wait_seconds: 50 });
+    const shot = await callTool(acme, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      idempotency_key: key,
+      wait_seconds: 50,
+    });
     await callTool(acme, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key }); // a replay, absorbed
-    const card = await callTool(acme, 'create_social_card', { headline: 'Free repairs for life', body: 'On every piece.', idempotency_key: randomUUID(), wait_seconds: 50 });
-    const doomed = await callTool(acme, 'create_social_card', { headline: 'Never mind', idempotency_key: randomUUID() });
+    const card = await callTool(acme, 'create_social_card', {
+      headline: 'Free repairs for life',
+      body: 'On every piece.',
+      idempotency_key: randomUUID(),
+      wait_seconds: 50,
+    });
+    const doomed = await callTool(acme, 'create_social_card', {
+      headline: 'Never mind',
+      idempotency_key: randomUUID(),
+    });
     await callTool(acme, 'cancel_run', { run_id: doomed.run.run_id });
     acmeRuns.push(
       { id: doomed.run.run_id, tool: 'social_card', phase: 'canceled' },
       { id: card.run.run_id, tool: 'social_card', phase: 'done' },
       { id: shot.run.run_id, tool: 'product_shot', phase: 'done' },
     );
-    globexRun = (await callTool(globex, 'create_social_card', { headline: 'Globex only', idempotency_key: randomUUID(), wait_seconds: 50 })).run.run_id;
+    globexRun = (
+      await callTool(globex, 'create_social_card', {
+        headline: 'Globex only',
+        idempotency_key: randomUUID(),
+        wait_seconds: 50,
+      })
+    ).run.run_id;
   });
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
@@ -66,12 +91,18 @@ describe.skipIf(!chromiumAvailable())('the run viewer', () => {
     it('serves the page (no data in it) with a strict content security policy', async () => {
       const page = await raw(server.origin, '/viewer');
       expect(page.status).toBe(200);
-      expect(page.headers['content-security-policy']).toMatch(/default-src 'none'; script-src 'self';.*frame-ancestors 'none'/);
+      expect(page.headers['content-security-policy']).toMatch(
+        /default-src 'none'; script-src 'self';.*frame-ancestors 'none'/,
+      );
       expect(page.body).not.toContain(acmeRuns[0]!.id);
     });
 
     it('asks for the bearer token before any run, image or total', async () => {
-      for (const path of ['/viewer/api/runs', `/viewer/api/runs/${acmeRuns[2]!.id}`, `/viewer/api/runs/${acmeRuns[2]!.id}/assets/0`]) {
+      for (const path of [
+        '/viewer/api/runs',
+        `/viewer/api/runs/${acmeRuns[2]!.id}`,
+        `/viewer/api/runs/${acmeRuns[2]!.id}/assets/0`,
+      ]) {
         expect((await raw(server.origin, path)).status).toBe(401);
         expect((await raw(server.origin, path, { authorization: 'Bearer not-a-token-0123456789' })).status).toBe(401);
       }
@@ -81,13 +112,17 @@ describe.skipIf(!chromiumAvailable())('the run viewer', () => {
       const auth = { authorization: `Bearer ${ACME}` };
       expect((await raw(server.origin, '/viewer/api/runs', { ...auth, host: 'evil.example:80' })).status).toBe(403);
       expect((await raw(server.origin, '/viewer', { host: 'evil.example:80' })).status).toBe(403);
-      expect((await raw(server.origin, '/viewer/api/runs', { ...auth, origin: 'https://evil.example' })).status).toBe(403);
+      expect((await raw(server.origin, '/viewer/api/runs', { ...auth, origin: 'https://evil.example' })).status).toBe(
+        403,
+      );
       expect((await raw(server.origin, '/viewer/api/runs', { ...auth, origin: server.origin })).status).toBe(200);
     });
 
     it("lists only the token's tenant's runs, and answers another tenant's run and image as not found", async () => {
       const list = async (token: string, query = '') =>
-        JSON.parse((await raw(server.origin, `/viewer/api/runs${query}`, { authorization: `Bearer ${token}` })).body) as {
+        JSON.parse(
+          (await raw(server.origin, `/viewer/api/runs${query}`, { authorization: `Bearer ${token}` })).body,
+        ) as {
           tenant: string;
           runs: { run_id: string; tool: string; phase: string; charged: number; score: number | null }[];
           usage: { runs: number; charges: number; credits: number; replays_absorbed: number };
@@ -95,31 +130,47 @@ describe.skipIf(!chromiumAvailable())('the run viewer', () => {
       const acme = await list(ACME);
       expect(acme.tenant).toBe('acme');
       expect(acme.runs.map((r) => r.run_id)).toEqual(acmeRuns.map((r) => r.id));
-      expect(acme.usage).toEqual({ runs: 3, charges: 2, credits: 10, replays_absorbed: 1, tools: ['product_shot', 'social_card'] });
+      expect(acme.usage).toEqual({
+        runs: 3,
+        charges: 2,
+        credits: 10,
+        replays_absorbed: 1,
+        tools: ['product_shot', 'social_card'],
+      });
       expect(acme.runs.map((r) => r.charged)).toEqual([0, 2, 8]);
       const globex = await list(GLOBEX);
       expect(globex.runs.map((r) => r.run_id)).toEqual([globexRun]);
 
-      const unknown = await raw(server.origin, '/viewer/api/runs/run_doesnotexist', { authorization: `Bearer ${ACME}` });
+      const unknown = await raw(server.origin, '/viewer/api/runs/run_doesnotexist', {
+        authorization: `Bearer ${ACME}`,
+      });
       const theirs = await raw(server.origin, `/viewer/api/runs/${globexRun}`, { authorization: `Bearer ${ACME}` });
-      const theirImage = await raw(server.origin, `/viewer/api/runs/${globexRun}/assets/0`, { authorization: `Bearer ${ACME}` });
+      const theirImage = await raw(server.origin, `/viewer/api/runs/${globexRun}/assets/0`, {
+        authorization: `Bearer ${ACME}`,
+      });
       expect([unknown.status, theirs.status, theirImage.status]).toEqual([404, 404, 404]);
       expect(JSON.parse(theirs.body).error.code).toBe(JSON.parse(unknown.body).error.code);
       expect(theirs.body + theirImage.body).not.toMatch(/globex/i);
 
       expect((await list(ACME, '?tool=social_card')).runs.map((r) => r.tool)).toEqual(['social_card', 'social_card']);
       expect((await list(ACME, '?phase=canceled')).runs.map((r) => r.run_id)).toEqual([acmeRuns[0]!.id]);
-      expect((await raw(server.origin, '/viewer/api/runs?phase=nonsense', { authorization: `Bearer ${ACME}` })).status).toBe(400);
+      expect(
+        (await raw(server.origin, '/viewer/api/runs?phase=nonsense', { authorization: `Bearer ${ACME}` })).status,
+      ).toBe(400);
     });
 
     it('reads only: anything but GET is refused', async () => {
-      const response = await fetch(`${server.origin}/viewer/api/runs`, { method: 'POST', headers: { authorization: `Bearer ${ACME}` } });
+      const response = await fetch(`${server.origin}/viewer/api/runs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ACME}` },
+      });
       expect(response.status).toBe(405);
     });
   });
 
   describe('in Chromium', () => {
-    const rows = (page: Page) => page.locator('tr.run').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run')));
+    const rows = (page: Page) =>
+      page.locator('tr.run').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run')));
 
     it("shows a tenant's runs with phases, images, scores and charges, and filters them by tool and phase", async () => {
       const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
@@ -130,13 +181,23 @@ describe.skipIf(!chromiumAvailable())('the run viewer', () => {
       // The token handed over in the fragment is not left in the address bar.
       expect(page.url()).toBe(`${server.origin}/viewer`);
       expect(await page.locator('#who').textContent()).toBe('tenant acme');
-      expect(await page.locator('#usage').textContent()).toBe('3 runs · 2 charges · 10 credits billed · 1 replay absorbed (not billed)');
+      expect(await page.locator('#usage').textContent()).toBe(
+        '3 runs · 2 charges · 10 credits billed · 1 replay absorbed (not billed)',
+      );
 
       const shot = page.locator(`tr.run[data-run="${acmeRuns[2]!.id}"]`);
-      await expect.poll(() => shot.locator('img').evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth))).toEqual([1080, 1080]);
+      await expect
+        .poll(() =>
+          shot
+            .locator('img')
+            .evaluateAll((imgs) => imgs.map((i) => (i as unknown as { naturalWidth: number }).naturalWidth)),
+        )
+        .toEqual([1080, 1080]);
       expect(await shot.locator('.score').textContent()).toMatch(/^\d\.\d\d$/);
       expect(await shot.locator('td.charge').textContent()).toBe('8 credits');
-      expect(await shot.locator('ol.phases li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-phase')))).toEqual(['queued', 'composing', 'rendering', 'done']);
+      expect(
+        await shot.locator('ol.phases li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-phase'))),
+      ).toEqual(['queued', 'composing', 'rendering', 'done']);
       const canceled = page.locator(`tr.run[data-run="${acmeRuns[0]!.id}"]`);
       expect(await canceled.locator('.badge').textContent()).toBe('canceled');
       expect(await canceled.locator('td.charge').textContent()).toBe('not billed');

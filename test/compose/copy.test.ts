@@ -6,9 +6,9 @@ describe('taglineFrom', () => {
     expect(taglineFrom('A ceramic mug for slow mornings, shot in soft morning light with room for a headline.')).toBe(
       'A ceramic mug for slow mornings.',
     );
-    expect(taglineFrom('A reusable water bottle that keeps drinks cold for 24 hours. Shot for the spring launch.')).toBe(
-      'A reusable water bottle that keeps drinks cold for 24 hours.',
-    );
+    expect(
+      taglineFrom('A reusable water bottle that keeps drinks cold for 24 hours. Shot for the spring launch.'),
+    ).toBe('A reusable water bottle that keeps drinks cold for 24 hours.');
     expect(taglineFrom('Soft window light, overhead: our new oat milk carton')).toBe('Our new oat milk carton.');
     expect(taglineFrom('Create a product image of our best-selling cold brew, now in cans')).toBe(
       'Our best-selling cold brew, now in cans.',

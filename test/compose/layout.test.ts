@@ -10,7 +10,10 @@ import productShot from '../../tools/product_shot.js';
 import socialCard from '../../tools/social_card.js';
 
 const inside = (inner: Box, outer: Box) =>
-  inner.x >= outer.x && inner.y >= outer.y && inner.x + inner.w <= outer.x + outer.w && inner.y + inner.h <= outer.y + outer.h;
+  inner.x >= outer.x &&
+  inner.y >= outer.y &&
+  inner.x + inner.w <= outer.x + outer.w &&
+  inner.y + inner.h <= outer.y + outer.h;
 
 describe('font metrics', () => {
   it('measures bold wider than regular and longer text wider than shorter', () => {

@@ -38,7 +38,7 @@ describe('variantSeed', () => {
     expect(seeds.every((s) => Number.isInteger(s) && s >= 0 && s <= 0xffff_ffff)).toBe(true);
   });
 
-  it('does not hand neighbouring seeds each other\'s variants', () => {
+  it("does not hand neighbouring seeds each other's variants", () => {
     expect(variantSeed(5, 1)).not.toBe(variantSeed(6, 0));
   });
 });

@@ -3,7 +3,16 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callTool, CLI, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import {
+  callTool,
+  CLI,
+  PRODUCT_SHOT,
+  readLedger,
+  startStdio,
+  tempDb,
+  until,
+  type StdioServer,
+} from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 afterEach(async () => {
@@ -13,7 +22,11 @@ afterEach(async () => {
 const FLAGS = ['--lease-ms', '1000', '--concurrency', '1'];
 
 async function start(db: string, failpoints?: string): Promise<StdioServer> {
-  const server = await startStdio(db, FLAGS, failpoints === undefined ? {} : { env: { RUNLEDGER_FAILPOINTS: failpoints } });
+  const server = await startStdio(
+    db,
+    FLAGS,
+    failpoints === undefined ? {} : { env: { RUNLEDGER_FAILPOINTS: failpoints } },
+  );
   servers.push(server);
   return server;
 }
@@ -31,10 +44,14 @@ function untilKilled(db: string, failpoints: string): Promise<void> {
 const died = (server: StdioServer) => new Promise<void>((resolve) => (server.client.onclose = () => resolve()));
 
 async function ended(server: StdioServer, runId: string) {
-  return until(async () => {
-    const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-    return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-  }, `run ${runId} to end`, 120_000);
+  return until(
+    async () => {
+      const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
+      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
+    },
+    `run ${runId} to end`,
+    120_000,
+  );
 }
 
 describe('crashes unrelated to the run', () => {
@@ -52,7 +69,9 @@ describe('crashes unrelated to the run', () => {
     const key = randomUUID();
     // The earliest points kill the server before its answer to the create goes out: the agent then
     // finds its run by key, as it would after any lost answer.
-    await callTool(doomed.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key }).catch(() => undefined);
+    await callTool(doomed.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key }).catch(
+      () => undefined,
+    );
     await gone;
     const before = await readLedger(db, (ledger) => ledger.findRun('local', 'product_shot', key));
     expect(before.phase).not.toBe('done');
@@ -71,7 +90,9 @@ describe('crashes unrelated to the run', () => {
     const server = await start(db, 'progress');
     const gone = died(server);
     const key = randomUUID();
-    await callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 4, idempotency_key: key }).catch(() => undefined);
+    await callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 4, idempotency_key: key }).catch(
+      () => undefined,
+    );
     await gone;
     // The next servers need no client: each takes the run over as it starts (its holder is known to
     // be dead) and dies at its first progress, often before a handshake could finish.
@@ -90,17 +111,32 @@ describe('a poison run', () => {
     const db = tempDb();
     // Every render thread given a scene with this text dies; the server process lives on.
     const server = await start(db, 'render-thread=POISON');
-    const poison = await callTool(server.client, 'create_social_card', { headline: 'POISON pill', idempotency_key: randomUUID() });
-    const neighbour = await callTool(server.client, 'create_social_card', { headline: 'Healthy neighbour', idempotency_key: randomUUID() });
+    const poison = await callTool(server.client, 'create_social_card', {
+      headline: 'POISON pill',
+      idempotency_key: randomUUID(),
+    });
+    const neighbour = await callTool(server.client, 'create_social_card', {
+      headline: 'Healthy neighbour',
+      idempotency_key: randomUUID(),
+    });
     const healthy = await ended(server, neighbour.run.run_id);
     expect(healthy.run).toMatchObject({ phase: 'done', billed: true });
     const failed = await ended(server, poison.run.run_id);
-    expect(failed.run).toMatchObject({ phase: 'failed', billed: false, stalls: 5, attempts: 5, error: { code: 'generation_failed' } });
+    expect(failed.run).toMatchObject({
+      phase: 'failed',
+      billed: false,
+      stalls: 5,
+      attempts: 5,
+      error: { code: 'generation_failed' },
+    });
     expect(failed.run.error!.message).toMatch(
       /^Gave up after 5 attempts, the last 5 of them failing in a row on the run itself; the last: the render thread died \(exit code 70\) while rendering image 1 of 1$/,
     );
     // The same process answered all along: a thread died each time, never the server.
-    expect((await callTool(server.client, 'get_usage', {})).result.structuredContent).toMatchObject({ runs: 2, charges: 1 });
+    expect((await callTool(server.client, 'get_usage', {})).result.structuredContent).toMatchObject({
+      runs: 2,
+      charges: 1,
+    });
     expect(await readLedger(db, (ledger) => ledger.usage('local'))).toMatchObject({ runs: 2, charges: 1 });
   });
 });

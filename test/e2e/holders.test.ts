@@ -23,7 +23,10 @@ describe('a dead holder on this host', () => {
     const db = tempDb();
     // Slow phases keep the run in the first server's hands for as long as the test needs.
     const first = await start(db, ['--phase-delay-ms', '600000']);
-    const created = await callTool(first.client, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: randomUUID() });
+    const created = await callTool(first.client, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      idempotency_key: randomUUID(),
+    });
     const runId = created.run.run_id;
     const held = await until(async () => {
       const run = await readLedger(db, (ledger) => ledger.getRun('local', runId));
@@ -40,10 +43,14 @@ describe('a dead holder on this host', () => {
 
     const killedAt = Date.now();
     process.kill(first.pid, 'SIGKILL');
-    const takenOver = await until(async () => {
-      const polled = await callTool(second.client, 'poll_run', { run_id: runId });
-      return polled.run.attempts >= 2 ? Date.now() - killedAt : undefined;
-    }, 'the second server to take the run over', LEASE_MS);
+    const takenOver = await until(
+      async () => {
+        const polled = await callTool(second.client, 'poll_run', { run_id: runId });
+        return polled.run.attempts >= 2 ? Date.now() - killedAt : undefined;
+      },
+      'the second server to take the run over',
+      LEASE_MS,
+    );
     process.stderr.write(`dead holder taken over ${takenOver} ms after its SIGKILL (lease ${LEASE_MS} ms)\n`);
     expect(takenOver).toBeLessThan(5000);
 

@@ -67,7 +67,11 @@ async function raw(url: string, head: string, body = ''): Promise<Raw> {
 /** A POST that declares a large body and trickles it, a byte every `everyMs`, never finishing. */
 async function slowPost(url: string, headers: Record<string, string>, everyMs = 200): Promise<Raw> {
   const { host, pathname } = new URL(url);
-  const lines = [`POST ${pathname} HTTP/1.1`, `Host: ${host}`, ...Object.entries({ ...MCP_HEADERS, ...headers }).map(([k, v]) => `${k}: ${v}`)];
+  const lines = [
+    `POST ${pathname} HTTP/1.1`,
+    `Host: ${host}`,
+    ...Object.entries({ ...MCP_HEADERS, ...headers }).map(([k, v]) => `${k}: ${v}`),
+  ];
   const conn = await raw(url, `${lines.join('\r\n')}\r\nContent-Length: 100000\r\n\r\n`, '{');
   const trickle = setInterval(() => conn.socket.writable && conn.socket.write(' '), everyMs);
   void conn.closed.then(() => clearInterval(trickle));
@@ -86,15 +90,28 @@ async function healthConnection(url: string): Promise<Raw> {
 async function rawSession(url: string, protocol = '2025-11-25'): Promise<Record<string, string>> {
   const response = await fetch(url, { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify(INIT) });
   expect(response.status).toBe(200);
-  const headers = { ...MCP_HEADERS, 'mcp-session-id': response.headers.get('mcp-session-id')!, 'mcp-protocol-version': protocol };
+  const headers = {
+    ...MCP_HEADERS,
+    'mcp-session-id': response.headers.get('mcp-session-id')!,
+    'mcp-protocol-version': protocol,
+  };
   await response.body?.cancel();
-  const initialized = await fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+  const initialized = await fetch(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  });
   expect(initialized.status).toBe(202);
   return headers;
 }
 
 /** Posts one JSON-RPC request as text and reads the answer with its id off the SSE stream. */
-async function rawCall(url: string, headers: Record<string, string>, body: string, id: number): Promise<{ result?: Record<string, unknown>; error?: { code: number } }> {
+async function rawCall(
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  id: number,
+): Promise<{ result?: Record<string, unknown>; error?: { code: number } }> {
   const response = await fetch(url, { method: 'POST', headers, body });
   expect(response.status).toBe(200);
   let answer: { id?: number } | undefined;
@@ -114,7 +131,10 @@ const deepCall = (name: string, args: string, id = 2) =>
  * Runs a stdio server as a child, with raw lines in and out (the SDK's client would JSON.stringify a
  * depth bomb itself, and overflow); answers its reply to `line`, and what it wrote to stderr.
  */
-async function stdioExchange(args: string[], line: string): Promise<{ answer: Record<string, unknown>; stderr: string }> {
+async function stdioExchange(
+  args: string[],
+  line: string,
+): Promise<{ answer: Record<string, unknown>; stderr: string }> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -166,7 +186,9 @@ describe('Streamable HTTP under hostile load', () => {
 
   it('answers a request refused before its body at once, and closes its connection without waiting for the body', async () => {
     // A body deadline of ten minutes: only the refusal can end these connections.
-    const server = await startHttp(tempDb(), ['--body-timeout-ms', '600000', '--max-body-bytes', '4096'], { RUNLEDGER_TOKENS: TOKENS });
+    const server = await startHttp(tempDb(), ['--body-timeout-ms', '600000', '--max-body-bytes', '4096'], {
+      RUNLEDGER_TOKENS: TOKENS,
+    });
     const bearer = { authorization: `Bearer ${ACME}` };
     const cases: [Record<string, string>, number][] = [
       [{}, 401],
@@ -200,10 +222,18 @@ describe('Streamable HTTP under hostile load', () => {
       const headers = await rawSession(server.url, protocol);
       const batch = await fetch(server.url, { method: 'POST', headers, body: JSON.stringify([create(2), create(3)]) });
       expect(batch.status).toBe(400);
-      expect(await batch.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringMatching(/batches are not supported/) } });
+      expect(await batch.json()).toMatchObject({
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: -32600, message: expect.stringMatching(/batches are not supported/) },
+      });
     }
     const stateless = await startHttp(db, ['--stateless']);
-    const batch = await fetch(stateless.url, { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify([INIT, create(2)]) });
+    const batch = await fetch(stateless.url, {
+      method: 'POST',
+      headers: MCP_HEADERS,
+      body: JSON.stringify([INIT, create(2)]),
+    });
     expect(batch.status).toBe(400);
     expect(await runCount(db)).toBe(0);
   });
@@ -216,7 +246,12 @@ describe('Streamable HTTP under hostile load', () => {
     const overHttp = await rawCall(server.url, headers, deepCall('create_social_card', args), 2);
     expect(overHttp.result).toMatchObject({
       isError: true,
-      structuredContent: { error: { code: 'validation_failed', details: { problems: [{ field: 'headline', rule: expect.stringMatching(/64 levels/) }] } } },
+      structuredContent: {
+        error: {
+          code: 'validation_failed',
+          details: { problems: [{ field: 'headline', rule: expect.stringMatching(/64 levels/) }] },
+        },
+      },
     });
     // Deep anywhere else in a request: a JSON-RPC error, not a crash.
     const deepMeta = `{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"_meta":{"x":${BOMB}}}}`;
@@ -231,17 +266,29 @@ describe('Streamable HTTP under hostile load', () => {
       ['proxy', '--db', tempDb(), '--', process.execPath, COUNTING, '--log', effects],
       deepCall('create_ticket', `"title":${BOMB},"idempotency_key":"${randomUUID()}"`),
     );
-    expect(proxied.answer).toMatchObject({ result: { structuredContent: { error: { code: 'validation_failed', details: { problems: [{ field: 'title' }] } } } } });
+    expect(proxied.answer).toMatchObject({
+      result: {
+        structuredContent: { error: { code: 'validation_failed', details: { problems: [{ field: 'title' }] } } },
+      },
+    });
     const proxy = await startHttp(tempDb(), ['proxy', '--', process.execPath, COUNTING, '--log', effects]);
-    const overProxy = await rawCall(proxy.url, await rawSession(proxy.url), deepCall('create_ticket', `"title":${BOMB},"idempotency_key":"${randomUUID()}"`), 2);
-    expect(overProxy.result).toMatchObject({ structuredContent: { error: { code: 'validation_failed', details: { problems: [{ field: 'title' }] } } } });
+    const overProxy = await rawCall(
+      proxy.url,
+      await rawSession(proxy.url),
+      deepCall('create_ticket', `"title":${BOMB},"idempotency_key":"${randomUUID()}"`),
+      2,
+    );
+    expect(overProxy.result).toMatchObject({
+      structuredContent: { error: { code: 'validation_failed', details: { problems: [{ field: 'title' }] } } },
+    });
     expect(existsSync(effects) ? readFileSync(effects, 'utf8') : '').toBe('');
 
     for (const child of [server, proxy]) {
       child.child.kill('SIGTERM');
       await child.exited;
     }
-    for (const log of [server.stderr(), overStdio.stderr, proxied.stderr, proxy.stderr()]) expect(log).not.toMatch(/error|stack/i);
+    for (const log of [server.stderr(), overStdio.stderr, proxied.stderr, proxy.stderr()])
+      expect(log).not.toMatch(/error|stack/i);
   });
 
   it('refuses connections past --max-connections with 503 and Retry-After, while an existing session keeps working', async () => {
@@ -254,13 +301,18 @@ describe('Streamable HTTP under hostile load', () => {
       const conn = await healthConnection(server.url);
       if (conn.received().startsWith('HTTP/1.1 503')) refused = conn;
     }
-    expect(refused?.received()).toMatch(/^HTTP\/1\.1 503 [\s\S]*retry-after: 1[\s\S]*connection: close[\s\S]*at most 12 connections/i);
+    expect(refused?.received()).toMatch(
+      /^HTTP\/1\.1 503 [\s\S]*retry-after: 1[\s\S]*connection: close[\s\S]*at most 12 connections/i,
+    );
     await refused!.closed;
     // The session's own connections were there first: its calls still go through.
     for (let i = 0; i < 3; i++) expect((await callTool(client, 'list_runs', {})).result.isError).not.toBe(true);
     // Once connections close, new ones are served again.
     for (const socket of sockets.splice(0)) socket.destroy();
-    await until(async () => ((await healthConnection(server.url)).received().startsWith('HTTP/1.1 200') ? true : undefined), 'a new connection to be served');
+    await until(
+      async () => ((await healthConnection(server.url)).received().startsWith('HTTP/1.1 200') ? true : undefined),
+      'a new connection to be served',
+    );
   });
 
   it('closes a session idle past --session-idle-ms, so a tenant at its cap gets a place again', async () => {
@@ -269,7 +321,9 @@ describe('Streamable HTTP under hostile load', () => {
     const refused = await fetch(server.url, { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify(INIT) });
     expect(refused.status).toBe(429);
     expect(refused.headers.get('retry-after')).toBe('1');
-    expect(await refused.json()).toMatchObject({ error: { message: expect.stringMatching(/at most 1 sessions per tenant/) } });
+    expect(await refused.json()).toMatchObject({
+      error: { message: expect.stringMatching(/at most 1 sessions per tenant/) },
+    });
     // Refused initializes do not touch the idle session; once it has timed out, one is accepted.
     await until(async () => {
       const again = await fetch(server.url, { method: 'POST', headers: MCP_HEADERS, body: JSON.stringify(INIT) });

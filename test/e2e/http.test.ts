@@ -34,7 +34,11 @@ const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/j
 
 /** Opens a session by hand; returns its id. */
 async function rawSession(url: string, headers: Record<string, string> = {}): Promise<string> {
-  const response = await fetch(url, { method: 'POST', headers: { ...MCP_HEADERS, ...headers }, body: JSON.stringify(INIT) });
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { ...MCP_HEADERS, ...headers },
+    body: JSON.stringify(INIT),
+  });
   expect(response.status).toBe(200);
   const sessionId = response.headers.get('mcp-session-id')!;
   await response.body?.cancel();
@@ -55,12 +59,18 @@ describe('Streamable HTTP', () => {
     const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => connect(servers[i % 4]!.url)));
     const key = randomUUID();
     const answers = await Promise.all(
-      Array.from({ length: 200 }, (_, i) => callTool(sessions[i % 20]!, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key })),
+      Array.from({ length: 200 }, (_, i) =>
+        callTool(sessions[i % 20]!, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key }),
+      ),
     );
     expect(answers.filter((a) => a.result.isError === true)).toEqual([]);
     expect(new Set(answers.map((a) => a.run.run_id)).size).toBe(1);
     expect(answers.filter((a) => !a.run.replayed)).toHaveLength(1);
-    const done = await callTool(sessions[3]!, 'poll_run', { idempotency_key: key, tool: 'product_shot', wait_seconds: 50 });
+    const done = await callTool(sessions[3]!, 'poll_run', {
+      idempotency_key: key,
+      tool: 'product_shot',
+      wait_seconds: 50,
+    });
     expect(done.run.phase).toBe('done');
     expect(await usageOf(db, 'local')).toMatchObject({ runs: 1, charges: 1 });
   });
@@ -71,7 +81,11 @@ describe('Streamable HTTP', () => {
     const acme = await connect(server.url, ACME);
     const globex = await connect(server.url, GLOBEX);
     const key = randomUUID();
-    const mine = await callTool(acme, 'create_social_card', { headline: 'Acme', idempotency_key: key, wait_seconds: 50 });
+    const mine = await callTool(acme, 'create_social_card', {
+      headline: 'Acme',
+      idempotency_key: key,
+      wait_seconds: 50,
+    });
     const theirs = await callTool(globex, 'create_social_card', { headline: 'Acme', idempotency_key: key });
     expect(mine.run.run_id).not.toBe(theirs.run.run_id);
     expect(theirs.run.replayed).toBe(false);
@@ -108,16 +122,22 @@ describe('Streamable HTTP', () => {
     // fetch will not forge Host, so the check is made with a raw request through node:http.
     const { request } = await import('node:http');
     const hostStatus = await new Promise<number>((resolve, reject) => {
-      const req = request(server.url, { method: 'POST', headers: { ...MCP_HEADERS, host: 'evil.example:80' } }, (res) => {
-        res.resume();
-        resolve(res.statusCode!);
-      });
+      const req = request(
+        server.url,
+        { method: 'POST', headers: { ...MCP_HEADERS, host: 'evil.example:80' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        },
+      );
       req.on('error', reject);
       req.end(JSON.stringify(INIT));
     });
     expect(hostStatus).toBe(403);
     expect((await post({ origin: 'https://evil.example' }, JSON.stringify(INIT))).status).toBe(403);
-    expect((await post({ origin: server.origin.replace('127.0.0.1', 'localhost') }, JSON.stringify(INIT))).status).toBe(200);
+    expect((await post({ origin: server.origin.replace('127.0.0.1', 'localhost') }, JSON.stringify(INIT))).status).toBe(
+      200,
+    );
     const big = await post({}, JSON.stringify({ ...INIT, params: { ...INIT.params, pad: 'x'.repeat(10_000) } }));
     expect(big.status).toBe(413);
     const malformed = await post({}, '{"jsonrpc": "2.0", "id": 1, "method": ');
@@ -143,7 +163,11 @@ describe('Streamable HTTP', () => {
     const server = await startHttp(tempDb());
     const list = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
     expect((await fetch(server.url, { method: 'POST', headers: MCP_HEADERS, body: list })).status).toBe(400);
-    const unknown = await fetch(server.url, { method: 'POST', headers: { ...MCP_HEADERS, 'mcp-session-id': randomUUID() }, body: list });
+    const unknown = await fetch(server.url, {
+      method: 'POST',
+      headers: { ...MCP_HEADERS, 'mcp-session-id': randomUUID() },
+      body: list,
+    });
     expect(unknown.status).toBe(404);
     const sessionId = await rawSession(server.url);
     const headers = { ...MCP_HEADERS, 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' };
@@ -168,7 +192,10 @@ describe('Streamable HTTP', () => {
     const flags = ['--phase-delay-ms', '1500', '--lease-ms', '2000', '--concurrency', '1'];
     const first = await startHttp(db, flags);
     const firstClient = await connect(first.url);
-    const created = await callTool(firstClient, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: randomUUID() });
+    const created = await callTool(firstClient, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      idempotency_key: randomUUID(),
+    });
     await until(async () => {
       const polled = await callTool(firstClient, 'poll_run', { run_id: created.run.run_id });
       return polled.run.phase === 'rendering' ? true : undefined;
@@ -177,10 +204,14 @@ describe('Streamable HTTP', () => {
     first.child.kill('SIGKILL');
     await first.exited;
     const secondClient = await connect(second.url);
-    const done = await until(async () => {
-      const polled = await callTool(secondClient, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
-      return polled.run.phase === 'done' ? polled : undefined;
-    }, 'the other process to finish the run', 120_000);
+    const done = await until(
+      async () => {
+        const polled = await callTool(secondClient, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
+        return polled.run.phase === 'done' ? polled : undefined;
+      },
+      'the other process to finish the run',
+      120_000,
+    );
     expect(done.run.attempts).toBeGreaterThanOrEqual(2);
     expect(await usageOf(db, 'local')).toMatchObject({ runs: 1, charges: 1 });
   });
@@ -213,21 +244,31 @@ describe('Streamable HTTP', () => {
 
     // Wait, outside the stream, for the run to finish: everything after lastId was missed.
     await readLedger(db, (ledger) =>
-      until(async () => ((await ledger.getRun('local', runId)).phase === 'done' ? true : undefined), 'the run to finish'),
+      until(
+        async () => ((await ledger.getRun('local', runId)).phase === 'done' ? true : undefined),
+        'the run to finish',
+      ),
     );
 
     const resume = async (origin: string) => {
       const replayed: SseEvent[] = [];
       const again = await fetch(`${origin}/mcp`, {
         method: 'GET',
-        headers: { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25', 'last-event-id': lastId },
+        headers: {
+          accept: 'text/event-stream',
+          'mcp-session-id': sessionId,
+          'mcp-protocol-version': '2025-11-25',
+          'last-event-id': lastId,
+        },
       });
       expect(again.status).toBe(200);
       await readSse(again, (event) => {
         if (event.data !== '') replayed.push(event);
         return event.data.includes('"id":7');
       });
-      return replayed.map((e) => JSON.parse(e.data) as { method?: string; id?: number; params?: { progress: number }; result?: unknown });
+      return replayed.map(
+        (e) => JSON.parse(e.data) as { method?: string; id?: number; params?: { progress: number }; result?: unknown },
+      );
     };
 
     const live = await resume(server.origin);
@@ -247,7 +288,11 @@ describe('Streamable HTTP', () => {
     const db = tempDb();
     const server = await startHttp(db, ['--phase-delay-ms', '300']);
     const client = await connect(server.url);
-    const pending = callTool(client, 'create_social_card', { headline: 'Finish me', idempotency_key: randomUUID(), wait_seconds: 50 });
+    const pending = callTool(client, 'create_social_card', {
+      headline: 'Finish me',
+      idempotency_key: randomUUID(),
+      wait_seconds: 50,
+    });
     await until(async () => ((await listRuns(db)).length === 1 ? true : undefined), 'the run to be created');
     server.child.kill('SIGTERM');
     const answer = await pending;
@@ -260,8 +305,14 @@ describe('Streamable HTTP', () => {
     const db = tempDb();
     const server = await startHttp(db, ['--phase-delay-ms', '60000', '--lease-ms', '600000']);
     const client = await connect(server.url);
-    const created = await callTool(client, 'create_social_card', { headline: 'Hand over', idempotency_key: randomUUID() });
-    await until(async () => ((await listRuns(db))[0]?.phase === 'composing' ? true : undefined), 'a worker to take the run');
+    const created = await callTool(client, 'create_social_card', {
+      headline: 'Hand over',
+      idempotency_key: randomUUID(),
+    });
+    await until(
+      async () => ((await listRuns(db))[0]?.phase === 'composing' ? true : undefined),
+      'a worker to take the run',
+    );
     server.child.kill('SIGTERM');
     expect(await server.exited).toBe(0);
     // The lease had ten minutes left; released, the run is claimable now.

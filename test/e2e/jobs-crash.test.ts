@@ -21,7 +21,16 @@ afterEach(async () => {
   await Promise.all(fakes.splice(0).map((f) => f.close()));
 });
 
-const FLAGS = ['--provider-for', 'product_video=replicate', '--lease-ms', '2000', '--concurrency', '1', '--log-level', 'info'];
+const FLAGS = [
+  '--provider-for',
+  'product_video=replicate',
+  '--lease-ms',
+  '2000',
+  '--concurrency',
+  '1',
+  '--log-level',
+  'info',
+];
 
 async function replicate(opts: Parameters<typeof startFakeReplicate>[0] = {}) {
   const fake = await startFakeReplicate(opts);
@@ -29,8 +38,17 @@ async function replicate(opts: Parameters<typeof startFakeReplicate>[0] = {}) {
   return fake;
 }
 
-async function stdio(db: string, definition: string, fake: FakeProvider & { webhookSecret: string }, flags: string[] = [], env: Record<string, string> = {}) {
-  const server = await startStdio(db, ['--provider-file', definition, ...FLAGS, ...flags], { env: { ...providerEnv('replicate', fake), ...env }, captureStderr: true });
+async function stdio(
+  db: string,
+  definition: string,
+  fake: FakeProvider & { webhookSecret: string },
+  flags: string[] = [],
+  env: Record<string, string> = {},
+) {
+  const server = await startStdio(db, ['--provider-file', definition, ...FLAGS, ...flags], {
+    env: { ...providerEnv('replicate', fake), ...env },
+    captureStderr: true,
+  });
   servers.push(server);
   return server;
 }
@@ -38,10 +56,14 @@ async function stdio(db: string, definition: string, fake: FakeProvider & { webh
 const died = (server: StdioServer) => new Promise<void>((resolve) => (server.client.onclose = () => resolve()));
 
 async function ended(client: Client, runId: string) {
-  return until(async () => {
-    const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-    return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-  }, `run ${runId} to end`, 120_000);
+  return until(
+    async () => {
+      const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
+      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
+    },
+    `run ${runId} to end`,
+    120_000,
+  );
 }
 
 /** What the dead server left: no handle, and "submitting" among the recovery points. */
@@ -49,7 +71,10 @@ function leftBehind(db: string, runId: string): { job: number; submitting: boole
   const file = new Database(db, { readonly: true });
   try {
     const job = file.prepare<[string], number>('SELECT count(*) FROM run_jobs WHERE run_id = ?').pluck().get(runId)!;
-    const recovery = file.prepare<[string], string | null>('SELECT recovery FROM run_data WHERE run_id = ?').pluck().get(runId);
+    const recovery = file
+      .prepare<[string], string | null>('SELECT recovery FROM run_data WHERE run_id = ?')
+      .pluck()
+      .get(runId);
     return { job, submitting: recovery != null && 'job/submitting' in (JSON.parse(recovery) as object) };
   } finally {
     file.close();
@@ -72,13 +97,23 @@ describe('a crash between the submit and storing its answer', () => {
     expect(leftBehind(db, run.id)).toEqual({ job: 0, submitting: true });
 
     const server = await stdio(db, definition, fake);
-    await until(async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined), 'the orphan to be adopted');
-    expect(server.stderr()).toMatch(/adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"input_and_time"\}/);
+    await until(
+      async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
+      'the orphan to be adopted',
+    );
+    expect(server.stderr()).toMatch(
+      /adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"input_and_time"\}/,
+    );
     expect(fake.stats.lists).toBeGreaterThanOrEqual(1);
     fake.run(job.id);
     fake.finish(job.id, 'succeeded');
     const done = await ended(server.client, run.id);
-    expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 2, assets: [expect.objectContaining({ mime: 'video/mp4' })] });
+    expect(done.run).toMatchObject({
+      phase: 'done',
+      billed: true,
+      attempts: 2,
+      assets: [expect.objectContaining({ mime: 'video/mp4' })],
+    });
     expect(fake.stats.submits).toBe(1);
     expect(await readLedger(db, (l) => l.usage('local'))).toMatchObject({ runs: 1, charges: 1, credits: 10 });
   });
@@ -91,7 +126,10 @@ describe('a crash between the submit and storing its answer', () => {
     // No list endpoint: the webhook is the only way back to the job.
     const definition = definitionFor('replicate', fake, { list: null });
     const flags = ['--port', String(port), '--public-url', origin, '--provider-file', definition, ...FLAGS];
-    const doomed = await startHttp(db, flags, { ...providerEnv('replicate', fake), RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
+    const doomed = await startHttp(db, flags, {
+      ...providerEnv('replicate', fake),
+      RUNLEDGER_FAILPOINTS: 'submitted=product_video',
+    });
     const client = await connectHttp(doomed.url);
     const key = randomUUID();
     await callTool(client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
@@ -106,8 +144,13 @@ describe('a crash between the submit and storing its answer', () => {
     const server = await startHttp(db, flags, providerEnv('replicate', fake));
     // The job starts: its webhook goes to the URL that names the run, now served by the new server.
     fake.run(job.id);
-    await until(async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined), 'the orphan to be adopted');
-    expect(server.stderr()).toMatch(/adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"webhook"\}/);
+    await until(
+      async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
+      'the orphan to be adopted',
+    );
+    expect(server.stderr()).toMatch(
+      /adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"webhook"\}/,
+    );
     fake.finish(job.id, 'succeeded');
     const again = await connectHttp(server.url);
     clients.push(again);
@@ -122,7 +165,9 @@ describe('a crash between the submit and storing its answer', () => {
     fake.hideNewJobs = true;
     const db = tempDb();
     const definition = definitionFor('replicate', fake, { submit: { webhook: null }, webhook: null });
-    const doomed = await stdio(db, definition, fake, ['--orphan-search-ms', '3000'], { RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
+    const doomed = await stdio(db, definition, fake, ['--orphan-search-ms', '3000'], {
+      RUNLEDGER_FAILPOINTS: 'submitted=product_video',
+    });
     const gone = died(doomed);
     const key = randomUUID();
     await callTool(doomed.client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
@@ -133,14 +178,25 @@ describe('a crash between the submit and storing its answer', () => {
     const found = await callTool(server.client, 'poll_run', { idempotency_key: key, tool: 'product_video' });
     const failed = await ended(server.client, found.run.run_id);
     expect(failed.run).toMatchObject({ phase: 'failed', billed: false, error: { code: 'outcome_unknown' } });
-    expect(failed.run.error!.message).toMatch(/submitted to replicate at .*, but the server stopped before it stored the job's id.*not submitted again/);
-    expect(failed.run.error!.details).toMatchObject({ provider: 'replicate', searched_by: ['the list endpoint'], candidates: [] });
+    expect(failed.run.error!.message).toMatch(
+      /submitted to replicate at .*, but the server stopped before it stored the job's id.*not submitted again/,
+    );
+    expect(failed.run.error!.details).toMatchObject({
+      provider: 'replicate',
+      searched_by: ['the list endpoint'],
+      candidates: [],
+    });
     expect(failed.result.isError).toBe(true);
     expect(fake.stats.submits).toBe(1);
     expect(fake.stats.lists).toBeGreaterThanOrEqual(2);
     // The same key keeps answering the same outcome; nothing new is submitted.
     const retry = await callTool(server.client, 'create_product_video', { ...VIDEO, idempotency_key: key });
-    expect(retry.run).toMatchObject({ run_id: found.run.run_id, phase: 'failed', replayed: true, error: { code: 'outcome_unknown' } });
+    expect(retry.run).toMatchObject({
+      run_id: found.run.run_id,
+      phase: 'failed',
+      replayed: true,
+      error: { code: 'outcome_unknown' },
+    });
     expect(fake.stats.submits).toBe(1);
     expect(await readLedger(db, (l) => l.usage('local'))).toMatchObject({ runs: 1, charges: 0 });
   });
@@ -148,7 +204,12 @@ describe('a crash between the submit and storing its answer', () => {
   it('sends the submit again with the run id as its key when the definition says the provider honours keys, and pays for one job', async () => {
     const fake = await replicate({ honourKeys: true });
     const db = tempDb();
-    const definition = definitionFor('replicate', fake, { submit: { webhook: null }, webhook: null, list: null, idempotency: { honoured: true } });
+    const definition = definitionFor('replicate', fake, {
+      submit: { webhook: null },
+      webhook: null,
+      list: null,
+      idempotency: { honoured: true },
+    });
     const doomed = await stdio(db, definition, fake, [], { RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
     const gone = died(doomed);
     const key = randomUUID();
@@ -158,7 +219,10 @@ describe('a crash between the submit and storing its answer', () => {
     const run = await readLedger(db, (l) => l.findRun('local', 'product_video', key));
 
     const server = await stdio(db, definition, fake);
-    await until(async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined), 'the same job to come back');
+    await until(
+      async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
+      'the same job to come back',
+    );
     expect(server.stderr()).toMatch(/sending it again with the same key, which the provider honours/);
     expect(fake.stats.submitKeys).toEqual([run.id, run.id]);
     fake.finish(job.id, 'succeeded');

@@ -31,13 +31,21 @@ async function connect(server: HttpProcess): Promise<Client> {
 const SLOW_POLL = { poll: { interval_ms: 60_000, max_interval_ms: 60_000 } };
 
 const ended = (client: Client, runId: string) =>
-  until(async () => {
-    const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-    return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-  }, `run ${runId} to end`, 120_000);
+  until(
+    async () => {
+      const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
+      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
+    },
+    `run ${runId} to end`,
+    120_000,
+  );
 
 function post(origin: string, runId: string, headers: Record<string, string>, body: string) {
-  return fetch(`${origin}/webhooks/replicate?run=${runId}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  return fetch(`${origin}/webhooks/replicate?run=${runId}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  });
 }
 
 describe('webhooks on one server', () => {
@@ -46,14 +54,30 @@ describe('webhooks on one server', () => {
     fakes.push(fake);
     const port = await freePort();
     const origin = `http://127.0.0.1:${port}`;
-    const flags = ['--port', String(port), '--public-url', origin, '--provider-file', definitionFor('replicate', fake, SLOW_POLL), '--provider-for', 'product_video=replicate', '--log-level', 'debug', '--max-body-bytes', '4096'];
+    const flags = [
+      '--port',
+      String(port),
+      '--public-url',
+      origin,
+      '--provider-file',
+      definitionFor('replicate', fake, SLOW_POLL),
+      '--provider-for',
+      'product_video=replicate',
+      '--log-level',
+      'debug',
+      '--max-body-bytes',
+      '4096',
+    ];
     const db = tempDb();
     const server = await startHttp(db, flags, providerEnv('replicate', fake));
     const client = await connect(server);
     const created = await callTool(client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
     const runId = created.run.run_id;
     const job = await fake.waitForJob();
-    await until(async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined), 'the first status read');
+    await until(
+      async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined),
+      'the first status read',
+    );
     const before = await readLedger(db, (l) => l.getRun('local', runId));
     // Upstream it moves on; only a webhook can tell the server before its next poll, in a minute.
     fake.muteWebhooks(true);
@@ -61,16 +85,35 @@ describe('webhooks on one server', () => {
 
     const body = JSON.stringify({ id: job.id, status: 'processing', input: job.input });
     const now = Math.floor(Date.now() / 1000);
-    const signed = (id: string, ts: number, secret = fake.webhookSecret) => ({ 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': signStandardWebhook(secret, id, ts, body) });
+    const signed = (id: string, ts: number, secret = fake.webhookSecret) => ({
+      'webhook-id': id,
+      'webhook-timestamp': String(ts),
+      'webhook-signature': signStandardWebhook(secret, id, ts, body),
+    });
     const refusals = [
-      await post(origin, runId, signed('msg_bad', now, `whsec_${Buffer.from('not the secret').toString('base64')}`), body),
-      await post(origin, runId, { ...signed('msg_tampered', now), 'webhook-signature': signed('msg_tampered', now)['webhook-signature'].replace(/^v1,./, 'v1,A') }, body),
+      await post(
+        origin,
+        runId,
+        signed('msg_bad', now, `whsec_${Buffer.from('not the secret').toString('base64')}`),
+        body,
+      ),
+      await post(
+        origin,
+        runId,
+        {
+          ...signed('msg_tampered', now),
+          'webhook-signature': signed('msg_tampered', now)['webhook-signature'].replace(/^v1,./, 'v1,A'),
+        },
+        body,
+      ),
       await post(origin, runId, signed('msg_stale', now - 600), body),
       await post(origin, runId, signed('msg_future', now + 600), body),
       await post(origin, runId, {}, body),
     ];
     expect(refusals.map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
-    expect(await refusals[2]!.json()).toEqual({ error: expect.stringMatching(/timestamp is \d+ s from this clock .*stale or replayed/) });
+    expect(await refusals[2]!.json()).toEqual({
+      error: expect.stringMatching(/timestamp is \d+ s from this clock .*stale or replayed/),
+    });
     expect(await readLedger(db, (l) => l.webhookDeliveries(runId))).toEqual([]);
     const after = await readLedger(db, (l) => l.getRun('local', runId));
     expect([after.phase, after.progress, after.phases]).toEqual([before.phase, before.progress, before.phases]);
@@ -78,15 +121,24 @@ describe('webhooks on one server', () => {
 
     const answers = [];
     for (let i = 0; i < 5; i++) answers.push(await (await post(origin, runId, signed('msg_once', now), body)).json());
-    expect(answers).toEqual([{ outcome: 'stored', run_id: runId }, ...Array.from({ length: 4 }, () => ({ outcome: 'duplicate', run_id: runId }))]);
+    expect(answers).toEqual([
+      { outcome: 'stored', run_id: runId },
+      ...Array.from({ length: 4 }, () => ({ outcome: 'duplicate', run_id: runId })),
+    ]);
     // The one stored webhook made the holder ask the provider once, and the run moved on.
-    await until(async () => ((await readLedger(db, (l) => l.getRun('local', runId))).progress === 0.6 ? true : undefined), 'the run to move');
+    await until(
+      async () => ((await readLedger(db, (l) => l.getRun('local', runId))).progress === 0.6 ? true : undefined),
+      'the run to move',
+    );
     expect(fake.stats.polls[job.id]).toHaveLength(2);
     expect(server.stderr().match(/a webhook named the run: asking the provider now/g)).toHaveLength(1);
     expect(await readLedger(db, (l) => l.webhookDeliveries(runId))).toHaveLength(1);
 
     // Acknowledged and ignored: a run that does not exist, then (after it ends) the run itself.
-    expect(await (await post(origin, 'run_nope', signed('msg_unknown', now), body)).json()).toEqual({ outcome: 'ignored', reason: 'unknown_run' });
+    expect(await (await post(origin, 'run_nope', signed('msg_unknown', now), body)).json()).toEqual({
+      outcome: 'ignored',
+      reason: 'unknown_run',
+    });
     fake.muteWebhooks(false);
     fake.finish(job.id, 'succeeded');
     expect((await ended(client, runId)).run.phase).toBe('done');
@@ -96,7 +148,9 @@ describe('webhooks on one server', () => {
     // Not behind the MCP tokens, but not open to anything else: only POST, only known providers, within the body limit.
     expect((await fetch(`${origin}/webhooks/replicate`)).status).toBe(405);
     expect((await fetch(`${origin}/webhooks/nobody`, { method: 'POST', body: '{}' })).status).toBe(404);
-    expect((await post(origin, runId, signed('msg_big', now), JSON.stringify({ pad: 'x'.repeat(5000) }))).status).toBe(413);
+    expect((await post(origin, runId, signed('msg_big', now), JSON.stringify({ pad: 'x'.repeat(5000) }))).status).toBe(
+      413,
+    );
   });
 
   it('finishes a fal job on its signed (Ed25519) webhook long before the next poll', async () => {
@@ -104,17 +158,33 @@ describe('webhooks on one server', () => {
     fakes.push(fake);
     const port = await freePort();
     const origin = `http://127.0.0.1:${port}`;
-    const flags = ['--port', String(port), '--public-url', origin, '--provider-file', definitionFor('fal', fake, SLOW_POLL), '--provider-for', 'product_video=fal'];
+    const flags = [
+      '--port',
+      String(port),
+      '--public-url',
+      origin,
+      '--provider-file',
+      definitionFor('fal', fake, SLOW_POLL),
+      '--provider-for',
+      'product_video=fal',
+    ];
     const db = tempDb();
     const server = await startHttp(db, flags, providerEnv('fal', fake));
     const client = await connect(server);
     const created = await callTool(client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
     const job = await fake.waitForJob();
     expect(job.webhook).toBe(`${origin}/webhooks/fal?run=${created.run.run_id}`);
-    await until(async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined), 'the first status read');
+    await until(
+      async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined),
+      'the first status read',
+    );
     fake.finish(job.id, 'succeeded');
     const done = await ended(client, created.run.run_id);
-    expect(done.run).toMatchObject({ phase: 'done', billed: true, assets: [expect.objectContaining({ mime: 'video/mp4' })] });
+    expect(done.run).toMatchObject({
+      phase: 'done',
+      billed: true,
+      assets: [expect.objectContaining({ mime: 'video/mp4' })],
+    });
     expect(fake.stats.polls[job.id]).toHaveLength(2);
     expect(fake.stats.webhooks).toEqual([expect.objectContaining({ id: job.id, status: 200 })]);
     expect(fake.stats.submits).toBe(1);
@@ -130,13 +200,34 @@ describe.skipIf(!(await postgresAvailable()))('webhooks across replicas on Postg
     // The load balancer's address is B's: every webhook lands on B, which renders nothing.
     const publicUrl = `http://127.0.0.1:${port}`;
     const definition = definitionFor('replicate', fake, SLOW_POLL);
-    const common = ['--db-schema', schema, '--db-pool-size', '4', '--public-url', publicUrl, '--provider-file', definition, '--provider-for', 'product_video=replicate'];
-    const b = await startHttp(PG_URL, [...common, '--port', String(port), '--concurrency', '0'], providerEnv('replicate', fake));
+    const common = [
+      '--db-schema',
+      schema,
+      '--db-pool-size',
+      '4',
+      '--public-url',
+      publicUrl,
+      '--provider-file',
+      definition,
+      '--provider-for',
+      'product_video=replicate',
+    ];
+    const b = await startHttp(
+      PG_URL,
+      [...common, '--port', String(port), '--concurrency', '0'],
+      providerEnv('replicate', fake),
+    );
     const a = await startHttp(PG_URL, [...common, '--concurrency', '1'], providerEnv('replicate', fake));
-    const created = await callTool(await connect(a), 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
+    const created = await callTool(await connect(a), 'create_product_video', {
+      ...VIDEO,
+      idempotency_key: randomUUID(),
+    });
     const runId = created.run.run_id;
     const job = await fake.waitForJob();
-    await until(async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined), 'the first status read');
+    await until(
+      async () => ((fake.stats.polls[job.id] ?? []).length === 1 ? true : undefined),
+      'the first status read',
+    );
     const ledger = await openLedger({ url: PG_URL, schema, poolSize: 2 });
     try {
       expect(holderPid((await ledger.getRun('local', runId)).lease!.holder)).toBe(a.child.pid);

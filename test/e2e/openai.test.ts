@@ -13,7 +13,12 @@ const API_KEY = `sk-fake-${randomUUID()}`;
 interface Fake {
   base: string;
   script(steps: object[]): Promise<void>;
-  stats(): Promise<{ raw: Record<string, number>; billable: Record<string, number>; times: Record<string, number[]>; aborted: number }>;
+  stats(): Promise<{
+    raw: Record<string, number>;
+    billable: Record<string, number>;
+    times: Record<string, number[]>;
+    aborted: number;
+  }>;
   child: ChildProcess;
 }
 
@@ -30,7 +35,11 @@ async function startFake(): Promise<Fake> {
     env: { ...process.env, FAKE_OPENAI_KEY: API_KEY },
   });
   children.push(child);
-  const port = await new Promise<number>((resolve) => createInterface({ input: child.stdout! }).once('line', (line) => resolve((JSON.parse(line) as { port: number }).port)));
+  const port = await new Promise<number>((resolve) =>
+    createInterface({ input: child.stdout! }).once('line', (line) =>
+      resolve((JSON.parse(line) as { port: number }).port),
+    ),
+  );
   const origin = `http://127.0.0.1:${port}`;
   return {
     base: `${origin}/v1`,
@@ -40,20 +49,43 @@ async function startFake(): Promise<Fake> {
   };
 }
 
-async function startServer(db: string, fake: Fake, flags: string[] = [], env: Record<string, string> = {}): Promise<StdioServer> {
-  const server = await startStdio(db, ['--provider', 'openai', '--provider-url', fake.base, '--provider-key-env', 'FAKE_PROVIDER_KEY', '--lease-ms', '1000', ...flags], {
-    env: { FAKE_PROVIDER_KEY: API_KEY, ...env },
-    captureStderr: true,
-  });
+async function startServer(
+  db: string,
+  fake: Fake,
+  flags: string[] = [],
+  env: Record<string, string> = {},
+): Promise<StdioServer> {
+  const server = await startStdio(
+    db,
+    [
+      '--provider',
+      'openai',
+      '--provider-url',
+      fake.base,
+      '--provider-key-env',
+      'FAKE_PROVIDER_KEY',
+      '--lease-ms',
+      '1000',
+      ...flags,
+    ],
+    {
+      env: { FAKE_PROVIDER_KEY: API_KEY, ...env },
+      captureStderr: true,
+    },
+  );
   servers.push(server);
   return server;
 }
 
 const finished = (server: StdioServer, runId: string) =>
-  until(async () => {
-    const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-    return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-  }, `run ${runId} to end`, 120_000);
+  until(
+    async () => {
+      const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
+      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
+    },
+    `run ${runId} to end`,
+    120_000,
+  );
 
 const usageOf = (db: string) => readLedger(db, (ledger) => ledger.usage('local'));
 
@@ -63,10 +95,20 @@ describe('an OpenAI-compatible provider', () => {
     const db = tempDb();
     const server = await startServer(db, fake, ['--phase-delay-ms', '200']);
     const key = randomUUID();
-    const first = await callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key });
-    const again = await callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key });
+    const first = await callTool(server.client, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      variants: 2,
+      idempotency_key: key,
+    });
+    const again = await callTool(server.client, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      variants: 2,
+      idempotency_key: key,
+    });
     const burst = await Promise.all(
-      Array.from({ length: 50 }, () => callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key })),
+      Array.from({ length: 50 }, () =>
+        callTool(server.client, 'create_product_shot', { ...PRODUCT_SHOT, variants: 2, idempotency_key: key }),
+      ),
     );
     const runId = first.run.run_id;
     expect(new Set([again, ...burst].map((a) => a.run.run_id))).toEqual(new Set([runId]));
@@ -75,14 +117,33 @@ describe('an OpenAI-compatible provider', () => {
     expect(done.run.assets).toHaveLength(2);
     const stats = await fake.stats();
     expect(stats.raw).toEqual({ [`${runId}/0`]: 1, [`${runId}/1`]: 1 });
-    expect(await usageOf(db)).toMatchObject({ runs: 1, charges: 1, byProvider: { openai: { charges: 1, credits: 8 } } });
+    expect(await usageOf(db)).toMatchObject({
+      runs: 1,
+      charges: 1,
+      byProvider: { openai: { charges: 1, credits: 8 } },
+    });
     // The prompt-drawn images are scored on their pixels; the checks that need a layout say why they were skipped.
-    const variant = (done.run.evaluation as { variants: { checks: { id: string; passed: boolean; evidence: string }[]; skipped: { id: string; reason: string }[] }[] })
-      .variants[0]!;
+    const variant = (
+      done.run.evaluation as {
+        variants: {
+          checks: { id: string; passed: boolean; evidence: string }[];
+          skipped: { id: string; reason: string }[];
+        }[];
+      }
+    ).variants[0]!;
     expect(variant.checks.map((c) => c.id)).toEqual(['size', 'palette_coverage']);
     // The provider's 1024×1024 for a 1:1 request of 1080×1080 is within the size check's tolerance.
-    expect(variant.checks[0]).toMatchObject({ passed: true, evidence: expect.stringMatching(/^1024×1024 rendered; size "1:1" asks for 1080×1080: aspect 1\.000/) });
-    expect(variant.skipped.map((s) => s.id)).toEqual(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit']);
+    expect(variant.checks[0]).toMatchObject({
+      passed: true,
+      evidence: expect.stringMatching(/^1024×1024 rendered; size "1:1" asks for 1080×1080: aspect 1\.000/),
+    });
+    expect(variant.skipped.map((s) => s.id)).toEqual([
+      'safe_margin',
+      'logo_present',
+      'banned_phrases',
+      'text_contrast',
+      'text_fit',
+    ]);
   });
 
   it('re-sends the same key after a crash between the answer and storing the image, and is billed once everywhere', async () => {
@@ -90,7 +151,10 @@ describe('an OpenAI-compatible provider', () => {
     const db = tempDb();
     const doomed = await startServer(db, fake, [], { RUNLEDGER_FAILPOINTS: 'generated' });
     const key = randomUUID();
-    const created = await callTool(doomed.client, 'create_social_card', { headline: 'Crash after the answer', idempotency_key: key });
+    const created = await callTool(doomed.client, 'create_social_card', {
+      headline: 'Crash after the answer',
+      idempotency_key: key,
+    });
     const runId = created.run.run_id;
     await new Promise((resolve) => (doomed.client.onclose = () => resolve(undefined)));
     expect((await fake.stats()).raw).toEqual({ [`${runId}/0`]: 1 });
@@ -141,17 +205,33 @@ describe('an OpenAI-compatible provider', () => {
     const db = tempDb();
     const server = await startServer(db, fake);
     await fake.script([{ delayMs: 3000 }]);
-    const slow = await callTool(server.client, 'create_social_card', { headline: 'Slow', idempotency_key: randomUUID(), wait_seconds: 1 });
+    const slow = await callTool(server.client, 'create_social_card', {
+      headline: 'Slow',
+      idempotency_key: randomUUID(),
+      wait_seconds: 1,
+    });
     expect(['composing', 'rendering']).toContain(slow.run.phase);
     expect((await finished(server, slow.run.run_id)).run).toMatchObject({ phase: 'done', billed: true });
 
     await fake.script([{ delayMs: 60_000 }]);
-    const doomed = await callTool(server.client, 'create_social_card', { headline: 'Cancel me', idempotency_key: randomUUID() });
-    await until(async () => ((await fake.stats()).raw[`${doomed.run.run_id}/0`] === 1 ? true : undefined), 'the call to reach the provider');
+    const doomed = await callTool(server.client, 'create_social_card', {
+      headline: 'Cancel me',
+      idempotency_key: randomUUID(),
+    });
+    await until(
+      async () => ((await fake.stats()).raw[`${doomed.run.run_id}/0`] === 1 ? true : undefined),
+      'the call to reach the provider',
+    );
     const canceled = await callTool(server.client, 'cancel_run', { run_id: doomed.run.run_id });
     expect(canceled.result.structuredContent).toMatchObject({ outcome: 'canceled' });
-    await until(async () => ((await fake.stats()).aborted === 1 ? true : undefined), 'the call in flight to be aborted');
-    expect((await callTool(server.client, 'poll_run', { run_id: doomed.run.run_id })).run).toMatchObject({ phase: 'canceled', billed: false });
+    await until(
+      async () => ((await fake.stats()).aborted === 1 ? true : undefined),
+      'the call in flight to be aborted',
+    );
+    expect((await callTool(server.client, 'poll_run', { run_id: doomed.run.run_id })).run).toMatchObject({
+      phase: 'canceled',
+      billed: false,
+    });
     expect(await usageOf(db)).toMatchObject({ runs: 2, charges: 1 });
   });
 
@@ -160,7 +240,11 @@ describe('an OpenAI-compatible provider', () => {
     const db = tempDb();
     const server = await startServer(db, fake);
     await fake.script([{ url: true }]);
-    const created = await callTool(server.client, 'create_social_card', { headline: 'By URL', channel: 'landscape', idempotency_key: randomUUID() });
+    const created = await callTool(server.client, 'create_social_card', {
+      headline: 'By URL',
+      channel: 'landscape',
+      idempotency_key: randomUUID(),
+    });
     const done = await finished(server, created.run.run_id);
     expect(done.run).toMatchObject({ phase: 'done', assets: [{ mime: 'image/png', width: 1536, height: 1024 }] });
     const read = await server.client.readResource({ uri: done.run.assets[0]!.uri });
@@ -173,13 +257,23 @@ describe('an OpenAI-compatible provider', () => {
     const db = tempDb();
     const server = await startServer(db, fake, ['--log-level', 'debug']);
     const answers: unknown[] = [];
-    const ok = await callTool(server.client, 'create_social_card', { headline: 'Keep the key', idempotency_key: randomUUID() });
+    const ok = await callTool(server.client, 'create_social_card', {
+      headline: 'Keep the key',
+      idempotency_key: randomUUID(),
+    });
     answers.push(ok.result, (await finished(server, ok.run.run_id)).result);
     await fake.script([{ status: 401, message: `Incorrect API key provided: ${API_KEY}` }]);
-    const refused = await callTool(server.client, 'create_social_card', { headline: 'Echoed key', idempotency_key: randomUUID() });
+    const refused = await callTool(server.client, 'create_social_card', {
+      headline: 'Echoed key',
+      idempotency_key: randomUUID(),
+    });
     const failed = await finished(server, refused.run.run_id);
     expect(failed.run.phase).toBe('failed');
-    answers.push(failed.result, (await callTool(server.client, 'get_usage', {})).result, (await callTool(server.client, 'list_runs', {})).result);
+    answers.push(
+      failed.result,
+      (await callTool(server.client, 'get_usage', {})).result,
+      (await callTool(server.client, 'list_runs', {})).result,
+    );
     await server.close();
     expect(server.stderr()).toMatch(/run created/);
     const files = [db, `${db}-wal`].map((f) => {

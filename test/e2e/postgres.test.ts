@@ -33,7 +33,11 @@ async function admin<T>(url: string, body: (client: pg.Client) => Promise<T>): P
   }
 }
 
-async function read<T>(url: string, schema: string, body: (ledger: Awaited<ReturnType<typeof openLedger>>) => Promise<T>): Promise<T> {
+async function read<T>(
+  url: string,
+  schema: string,
+  body: (ledger: Awaited<ReturnType<typeof openLedger>>) => Promise<T>,
+): Promise<T> {
   const ledger = await openLedger({ url, schema, poolSize: 2 });
   try {
     return await body(ledger);
@@ -45,11 +49,15 @@ async function read<T>(url: string, schema: string, body: (ledger: Awaited<Retur
 describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
   it('makes one run and one charge from 300 concurrent identical creates spread over three replicas', async () => {
     const schema = freshSchema();
-    const replicas = await Promise.all([0, 1, 2].map(() => startHttp(PG_URL, ['--db-schema', schema, '--concurrency', '1', '--db-pool-size', '4'])));
+    const replicas = await Promise.all(
+      [0, 1, 2].map(() => startHttp(PG_URL, ['--db-schema', schema, '--concurrency', '1', '--db-pool-size', '4'])),
+    );
     const sessions = await Promise.all(replicas.map((r) => connect(r.url)));
     const key = randomUUID();
     const answers = await Promise.all(
-      Array.from({ length: 300 }, (_, i) => callTool(sessions[i % 3]!, 'create_social_card', { headline: 'Three replicas', idempotency_key: key })),
+      Array.from({ length: 300 }, (_, i) =>
+        callTool(sessions[i % 3]!, 'create_social_card', { headline: 'Three replicas', idempotency_key: key }),
+      ),
     );
     expect(answers.filter((a) => a.result.isError)).toEqual([]);
     const ids = new Set(answers.map((a) => a.run.run_id));
@@ -68,14 +76,31 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
 
   it('resumes a run on another replica when the one holding its lease is SIGKILLed, billed once', async () => {
     const schema = freshSchema();
-    const flags = ['--db-schema', schema, '--concurrency', '1', '--lease-ms', '1000', '--phase-delay-ms', '400', '--db-pool-size', '4'];
+    const flags = [
+      '--db-schema',
+      schema,
+      '--concurrency',
+      '1',
+      '--lease-ms',
+      '1000',
+      '--phase-delay-ms',
+      '400',
+      '--db-pool-size',
+      '4',
+    ];
     const replicas: HttpProcess[] = await Promise.all([0, 1, 2].map(() => startHttp(PG_URL, flags)));
     const sessions = await Promise.all(replicas.map((r) => connect(r.url)));
-    const created = await callTool(sessions[0]!, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: randomUUID() });
+    const created = await callTool(sessions[0]!, 'create_product_shot', {
+      ...PRODUCT_SHOT,
+      idempotency_key: randomUUID(),
+    });
     const runId = created.run.run_id;
     // The replica holding the lease, once the run has made progress in rendering.
     const holder = await until(async () => {
-      const row = await admin(PG_URL, async (c) => (await c.query(`SELECT lease_owner, phase FROM ${schema}.runs WHERE id = $1`, [runId])).rows[0]);
+      const row = await admin(
+        PG_URL,
+        async (c) => (await c.query(`SELECT lease_owner, phase FROM ${schema}.runs WHERE id = $1`, [runId])).rows[0],
+      );
       if (row?.phase !== 'rendering' || typeof row.lease_owner !== 'string') return undefined;
       const pid = holderPid(String(row.lease_owner));
       return replicas.find((r) => r.child.pid === pid);
@@ -83,10 +108,14 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
     holder.child.kill('SIGKILL');
     await holder.exited;
     const survivor = sessions[replicas.indexOf(holder) === 0 ? 1 : 0]!;
-    const done = await until(async () => {
-      const polled = await callTool(survivor, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return polled.run.phase === 'done' ? polled : undefined;
-    }, 'another replica to finish the run', 120_000);
+    const done = await until(
+      async () => {
+        const polled = await callTool(survivor, 'poll_run', { run_id: runId, wait_seconds: 50 });
+        return polled.run.phase === 'done' ? polled : undefined;
+      },
+      'another replica to finish the run',
+      120_000,
+    );
     expect(done.run.attempts).toBeGreaterThanOrEqual(2);
     expect(done.run.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering', 'done']);
     expect(await read(PG_URL, schema, (ledger) => ledger.usage('local'))).toMatchObject({ runs: 1, charges: 1 });
@@ -100,7 +129,8 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
     const allow = (yes: boolean) =>
       admin(PG_URL, async (c) => {
         await c.query(`ALTER DATABASE ${database} ALLOW_CONNECTIONS ${yes}`);
-        if (!yes) await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
+        if (!yes)
+          await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1', [database]);
       });
     try {
       const server = await startStdio(url, ['--concurrency', '1', '--db-pool-size', '4']);
@@ -108,7 +138,8 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
       const acknowledged = new Map<string, string>();
       const refused: string[] = [];
       let sent = 0;
-      const send = (key: string) => callTool(server.client, 'create_social_card', { headline: `Outage ${key.slice(0, 16)}`, idempotency_key: key });
+      const send = (key: string) =>
+        callTool(server.client, 'create_social_card', { headline: `Outage ${key.slice(0, 16)}`, idempotency_key: key });
       const create = async () => {
         const key = `outage-key-${String(sent++).padStart(5, '0')}-${randomUUID()}`;
         const answer = await send(key);
@@ -140,7 +171,10 @@ describe.skipIf(!(await postgresAvailable()))('replicas on PostgreSQL', () => {
       }
       await read(url, 'runledger', async (ledger) => {
         const stored = new Map<string, string>();
-        for (let cursor: string | undefined, page; (page = await ledger.listRuns('local', { limit: 100, ...(cursor ? { cursor } : {}) })); ) {
+        for (
+          let cursor: string | undefined, page;
+          (page = await ledger.listRuns('local', { limit: 100, ...(cursor ? { cursor } : {}) }));
+        ) {
           for (const run of page.runs) {
             expect(stored.has(run.idempotencyKey)).toBe(false);
             stored.set(run.idempotencyKey, run.id);

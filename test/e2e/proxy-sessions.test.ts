@@ -6,7 +6,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { LoggingMessageNotificationSchema, McpError, type CallToolResult, type LoggingMessageNotification } from '@modelcontextprotocol/sdk/types.js';
+import {
+  LoggingMessageNotificationSchema,
+  McpError,
+  type CallToolResult,
+  type LoggingMessageNotification,
+} from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectHttp, killAll, startHttp } from '../helpers/http.js';
 import { CLI, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
@@ -23,7 +28,8 @@ const stdioProxies: StdioServer[] = [];
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
   await Promise.all(stdioProxies.splice(0).map((s) => s.close().catch(() => undefined)));
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await killAll();
 });
 
@@ -35,7 +41,9 @@ async function client(url: string, token: string): Promise<Client> {
 
 /** The fixture over Streamable HTTP, on `port` when given (to bring it back where it was). */
 async function startUpstream(flags: string[] = [], port = 0): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [SESSION_SERVER, '--http', '--port', String(port), ...flags], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [SESSION_SERVER, '--http', '--port', String(port), ...flags], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   children.push(child);
   const url = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stderr! }).on('line', (line) => {
@@ -47,21 +55,32 @@ async function startUpstream(flags: string[] = [], port = 0): Promise<{ url: str
   return { url, child };
 }
 
-const call = async (c: Client, name: string, args: Record<string, unknown>) => (await c.callTool({ name, arguments: args })) as CallToolResult;
-const data = (result: CallToolResult) => (result.structuredContent ?? {}) as Record<string, unknown> & { error?: { code: string; details: Record<string, unknown> } };
+const call = async (c: Client, name: string, args: Record<string, unknown>) =>
+  (await c.callTool({ name, arguments: args })) as CallToolResult;
+const data = (result: CallToolResult) =>
+  (result.structuredContent ?? {}) as Record<string, unknown> & {
+    error?: { code: string; details: Record<string, unknown> };
+  };
 const text = (result: CallToolResult) => (result.content[0] as { text: string }).text;
 
 describe('runledger proxy: an upstream session per tenant', () => {
   it('starts a stdio upstream per tenant: notes, session resources and log levels never cross tenants', async () => {
     const proxy = await startHttp(tempDb(), ['proxy', '--', process.execPath, SESSION_SERVER], TOKENS);
     const [acme, globex] = [await client(proxy.url, ACME), await client(proxy.url, GLOBEX)];
-    expect(data(await call(acme, 'note', { idempotency_key: key(1), text: 'acme secret' }))).toEqual({ id: 'n1', text: 'acme secret', tenant: 'acme' });
+    expect(data(await call(acme, 'note', { idempotency_key: key(1), text: 'acme secret' }))).toEqual({
+      id: 'n1',
+      text: 'acme secret',
+      tenant: 'acme',
+    });
     expect(data(await call(globex, 'notes', {}))).toEqual({ notes: [], tenant: 'globex' });
     expect(data(await call(acme, 'notes', {}))).toEqual({ notes: ['acme secret'], tenant: 'acme' });
     const resource = await globex.readResource({ uri: 'notes://session' });
     expect(JSON.parse((resource.contents[0] as { text: string }).text)).toEqual({ notes: [], tenant: 'globex' });
 
-    const heard = { acme: [] as LoggingMessageNotification['params'][], globex: [] as LoggingMessageNotification['params'][] };
+    const heard = {
+      acme: [] as LoggingMessageNotification['params'][],
+      globex: [] as LoggingMessageNotification['params'][],
+    };
     acme.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void heard.acme.push(n.params));
     globex.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void heard.globex.push(n.params));
     await acme.setLoggingLevel('error');
@@ -84,7 +103,11 @@ describe('runledger proxy: an upstream session per tenant', () => {
   });
 
   it('gives each client session its own upstream session with --upstream-per-session', async () => {
-    const proxy = await startHttp(tempDb(), ['proxy', '--upstream-per-session', '--', process.execPath, SESSION_SERVER], TOKENS);
+    const proxy = await startHttp(
+      tempDb(),
+      ['proxy', '--upstream-per-session', '--', process.execPath, SESSION_SERVER],
+      TOKENS,
+    );
     const [first, second] = [await client(proxy.url, ACME), await client(proxy.url, ACME)];
     await call(first, 'note', { idempotency_key: key(6), text: 'first session' });
     expect(data(await call(second, 'notes', {})).notes).toEqual([]);
@@ -92,7 +115,11 @@ describe('runledger proxy: an upstream session per tenant', () => {
   });
 
   it('keeps at most --upstream-max upstream sessions: an idle one is closed for a new tenant, a busy one never', async () => {
-    const proxy = await startHttp(tempDb(), ['proxy', '--upstream-max', '1', '--', process.execPath, SESSION_SERVER, '--work-ms', '1500'], TOKENS);
+    const proxy = await startHttp(
+      tempDb(),
+      ['proxy', '--upstream-max', '1', '--', process.execPath, SESSION_SERVER, '--work-ms', '1500'],
+      TOKENS,
+    );
     const [acme, globex] = [await client(proxy.url, ACME), await client(proxy.url, GLOBEX)];
     await call(acme, 'note', { idempotency_key: key(7), text: 'forgotten when closed' });
     // globex's first call closes acme's idle upstream session (its state goes with it).
@@ -113,7 +140,16 @@ describe('runledger proxy: an upstream session per tenant', () => {
 
 describe('runledger proxy: typed errors a validating client accepts', () => {
   const open = async (db: string, flags: string[], upstreamFlags: string[] = []) => {
-    const proxy = await startStdio(db, ['proxy', '--lease-ms', '1000', ...flags, '--', process.execPath, SESSION_SERVER, ...upstreamFlags]);
+    const proxy = await startStdio(db, [
+      'proxy',
+      '--lease-ms',
+      '1000',
+      ...flags,
+      '--',
+      process.execPath,
+      SESSION_SERVER,
+      ...upstreamFlags,
+    ]);
     stdioProxies.push(proxy);
     // tools/list first, so that the client holds every output schema and validates against it.
     const note = (await proxy.client.listTools()).tools.find((t) => t.name === 'note');
@@ -125,17 +161,26 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     const db = tempDb();
     const { client: c } = await open(db, ['--wait-seconds', '0'], ['--work-ms', '3000']);
     const missing = await call(c, 'note', { text: 'no key' });
-    expect(data(missing).error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'idempotency_key' }] } });
+    expect(data(missing).error).toMatchObject({
+      code: 'validation_failed',
+      details: { problems: [{ field: 'idempotency_key' }] },
+    });
     expect(text(missing)).toMatch(/idempotency_key is required: .*\. Correct the named fields/);
 
     const first = call(c, 'note', { idempotency_key: key(10), text: 'slow' });
-    await until(() => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)), 'the call to be recorded');
+    await until(
+      () => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)),
+      'the call to be recorded',
+    );
     const early = await call(c, 'note', { idempotency_key: key(10), text: 'slow' });
     expect(data(early).error).toMatchObject({ code: 'call_in_progress' });
     expect(data(await first)).toMatchObject({ text: 'slow' });
 
     const other = await call(c, 'note', { idempotency_key: key(10), text: 'other' });
-    expect(data(other).error).toMatchObject({ code: 'idempotency_key_reused', details: { differing_fields: ['text'] } });
+    expect(data(other).error).toMatchObject({
+      code: 'idempotency_key_reused',
+      details: { differing_fields: ['text'] },
+    });
     expect(text(other)).toContain('call again with this idempotency_key and the original arguments');
     expect(text(other)).not.toContain('poll_run');
   });
@@ -145,7 +190,10 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     // A lease far longer than the test: only noticing that the holder's process is gone can end it.
     const first = await open(db, ['--lease-ms', '60000'], ['--work-ms', '600000']);
     const lost = call(first.client, 'note', { idempotency_key: key(11), text: 'lost' }).catch(() => 'lost');
-    await until(() => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)), 'the call to be recorded');
+    await until(
+      () => readLedger(db, async (l) => ((await l.listRuns('local')).runs.length > 0 ? true : undefined)),
+      'the call to be recorded',
+    );
     process.kill(first.pid, 'SIGKILL');
     expect(await lost).toBe('lost');
     const second = await open(db, ['--lease-ms', '60000']);
@@ -169,7 +217,8 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     // A request the proxy sends on a kept-alive connection the upstream dropped may have reached it
     // (outcome_unknown is the safe answer then): wait until a read-only call cannot connect at all.
     await until(async () => {
-      const error = (await call(proxy.client, 'notes', {}))._meta?.['io.runledger/error'] as { message?: string } | undefined;
+      const error = (await call(proxy.client, 'notes', {}))._meta?.['io.runledger/error'] as
+        { message?: string } | undefined;
       return error?.message?.startsWith('Could not reach') ? true : undefined;
     }, 'the proxy to find the upstream gone');
     const down = await call(proxy.client, 'note', { idempotency_key: key(12), text: 'later' });
@@ -177,7 +226,9 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
     expect(text(down)).toContain('retry with the same idempotency_key');
     expect(await readLedger(db, async (l) => (await l.listRuns('local')).runs)).toEqual([]);
     await startUpstream([], Number(new URL(upstream.url).port));
-    expect(data(await call(proxy.client, 'note', { idempotency_key: key(12), text: 'later' }))).toMatchObject({ text: 'later' });
+    expect(data(await call(proxy.client, 'note', { idempotency_key: key(12), text: 'later' }))).toMatchObject({
+      text: 'later',
+    });
   });
 
   it('passes an upstream JSON-RPC error on unchanged: the client reads the code, message and data a direct call gives', async () => {
@@ -195,7 +246,9 @@ describe('runledger proxy: typed errors a validating client accepts', () => {
   });
 
   it('names upstream_unavailable, with what to check, when the upstream cannot be started', async () => {
-    const child = spawn(process.execPath, [CLI, '--db', tempDb(), 'proxy', '--', '/nonexistent/mcp-server'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, '--db', tempDb(), 'proxy', '--', '/nonexistent/mcp-server'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     children.push(child);
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));

@@ -34,7 +34,19 @@ afterEach(async () => {
 });
 
 async function startProxy(db: string, log: string, flags: string[] = [], workMs = 0): Promise<StdioServer> {
-  const proxy = await startStdio(db, ['proxy', '--lease-ms', '1000', ...flags, '--', process.execPath, COUNTING, '--log', log, '--work-ms', String(workMs)]);
+  const proxy = await startStdio(db, [
+    'proxy',
+    '--lease-ms',
+    '1000',
+    ...flags,
+    '--',
+    process.execPath,
+    COUNTING,
+    '--log',
+    log,
+    '--work-ms',
+    String(workMs),
+  ]);
   open.push(proxy);
   return proxy;
 }
@@ -46,9 +58,16 @@ async function startBare(log: string): Promise<Client> {
   return client;
 }
 
-const call = async (client: Client, name: string, args: Record<string, unknown>, options?: Parameters<Client['callTool']>[2]) =>
-  (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
-const data = (result: CallToolResult) => (result.structuredContent ?? {}) as Record<string, unknown> & { error?: { code: string; message: string; details: Record<string, unknown> } };
+const call = async (
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+  options?: Parameters<Client['callTool']>[2],
+) => (await client.callTool({ name, arguments: args }, undefined, options)) as CallToolResult;
+const data = (result: CallToolResult) =>
+  (result.structuredContent ?? {}) as Record<string, unknown> & {
+    error?: { code: string; message: string; details: Record<string, unknown> };
+  };
 const replayed = (result: CallToolResult) => result._meta?.['io.runledger/replayed'];
 const PROXY_WORDING_PART = 'runledger fences this tool';
 const key = (n: number) => `proxy-test-key-${String(n).padStart(6, '0')}`;
@@ -65,7 +84,11 @@ describe('runledger proxy', () => {
     for (const name of ['create_ticket', 'set_status', 'charge_card', 'reject_call', 'enable_extra']) {
       const tool = fenced.get(name)!;
       expect(tool.inputSchema.required).toContain('idempotency_key');
-      expect(tool.inputSchema.properties?.idempotency_key).toMatchObject({ type: 'string', minLength: 16, maxLength: 128 });
+      expect(tool.inputSchema.properties?.idempotency_key).toMatchObject({
+        type: 'string',
+        minLength: 16,
+        maxLength: 128,
+      });
       expect(tool.description).toContain('send the SAME key');
       expect(tool.description!.startsWith(direct.get(name)!.description!)).toBe(true);
     }
@@ -94,7 +117,9 @@ describe('runledger proxy', () => {
     const db = tempDb();
     const log = `${db}.effects`;
     const { client } = await startProxy(db, log, [], 300);
-    const answers = await Promise.all(Array.from({ length: 50 }, () => call(client, 'create_ticket', { idempotency_key: key(2), title: 'Burst' })));
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => call(client, 'create_ticket', { idempotency_key: key(2), title: 'Burst' })),
+    );
     expect(effects(log)).toHaveLength(1);
     expect(new Set(answers.map((a) => JSON.stringify(a.structuredContent))).size).toBe(1);
     expect(answers.filter((a) => replayed(a) === false)).toHaveLength(1);
@@ -105,7 +130,12 @@ describe('runledger proxy', () => {
     const log = `${db}.effects`;
     const { client } = await startProxy(db, log, [], 1500);
     const abort = new AbortController();
-    const gaveUp = call(client, 'create_ticket', { idempotency_key: key(3), title: 'Slow' }, { signal: abort.signal }).catch((err: Error) => err);
+    const gaveUp = call(
+      client,
+      'create_ticket',
+      { idempotency_key: key(3), title: 'Slow' },
+      { signal: abort.signal },
+    ).catch((err: Error) => err);
     await until(async () => (effects(log).length === 1 ? true : undefined), 'the upstream to act');
     abort.abort();
     expect(await gaveUp).toBeInstanceOf(Error);
@@ -122,7 +152,10 @@ describe('runledger proxy', () => {
     const first = call(client, 'create_ticket', ticket);
     await until(async () => (effects(log).length === 1 ? true : undefined), 'the upstream to act');
     const early = await call(client, 'create_ticket', ticket);
-    expect(data(early).error).toMatchObject({ code: 'call_in_progress', details: { tool: 'create_ticket', waited_seconds: 1 } });
+    expect(data(early).error).toMatchObject({
+      code: 'call_in_progress',
+      details: { tool: 'create_ticket', waited_seconds: 1 },
+    });
     expect((early.content[0] as { text: string }).text).toContain('SAME idempotency_key');
     const answered = await first;
     expect((await call(client, 'create_ticket', ticket)).structuredContent).toEqual(answered.structuredContent);
@@ -136,9 +169,15 @@ describe('runledger proxy', () => {
     await call(client, 'create_ticket', { idempotency_key: key(4), title: 'One', priority: 'low' });
     const other = await call(client, 'create_ticket', { idempotency_key: key(4), title: 'One', priority: 'high' });
     expect(other.isError).toBe(true);
-    expect(data(other).error).toMatchObject({ code: 'idempotency_key_reused', details: { differing_fields: ['priority'] } });
+    expect(data(other).error).toMatchObject({
+      code: 'idempotency_key_reused',
+      details: { differing_fields: ['priority'] },
+    });
     const noKey = await call(client, 'create_ticket', { title: 'No key' });
-    expect(data(noKey).error).toMatchObject({ code: 'validation_failed', details: { problems: [{ field: 'idempotency_key' }] } });
+    expect(data(noKey).error).toMatchObject({
+      code: 'validation_failed',
+      details: { problems: [{ field: 'idempotency_key' }] },
+    });
     expect(effects(log)).toHaveLength(1);
   });
 
@@ -146,8 +185,13 @@ describe('runledger proxy', () => {
     const db = tempDb();
     const log = `${db}.effects`;
     const { client } = await startProxy(db, log);
-    const refused = await call(client, 'deep_research', { idempotency_key: key(13), topic: 'x' }).catch((e: Error) => e);
-    expect(refused).toMatchObject({ code: -32601, message: expect.stringContaining('not offered through runledger proxy') });
+    const refused = await call(client, 'deep_research', { idempotency_key: key(13), topic: 'x' }).catch(
+      (e: Error) => e,
+    );
+    expect(refused).toMatchObject({
+      code: -32601,
+      message: expect.stringContaining('not offered through runledger proxy'),
+    });
     expect(effects(log)).toEqual([]);
     expect(await readLedger(db, async (ledger) => (await ledger.listRuns('local')).runs)).toEqual([]);
   });
@@ -250,7 +294,9 @@ describe('runledger proxy', () => {
     expect(data(await cut).error).toMatchObject({ code: 'outcome_unknown', details: { tool: 'create_ticket' } });
     // A read-only call reconnects to a new upstream process; the dead call's key keeps its answer.
     expect(data(await call(client, 'list_tickets', {}))).toEqual({ count: 1 });
-    expect(data(await call(client, 'create_ticket', { idempotency_key: key(12), title: 'Upstream dies' })).error?.code).toBe('outcome_unknown');
+    expect(
+      data(await call(client, 'create_ticket', { idempotency_key: key(12), title: 'Upstream dies' })).error?.code,
+    ).toBe('outcome_unknown');
     expect(effects(log)).toHaveLength(1);
   });
 
@@ -267,7 +313,11 @@ describe('runledger proxy', () => {
       const seen = data(await call(server.client, 'get_usage', {}));
       return (seen.replays_absorbed as number) > 0 ? seen : undefined;
     }, 'the replay to be counted');
-    expect(usage).toMatchObject({ runs: 1, by_tool: { create_ticket: { runs: 1, replays_absorbed: 1 } }, by_provider: { 'counting-server': { charges: 1, credits: 0 } } });
+    expect(usage).toMatchObject({
+      runs: 1,
+      by_tool: { create_ticket: { runs: 1, replays_absorbed: 1 } },
+      by_provider: { 'counting-server': { charges: 1, credits: 0 } },
+    });
     const listed = data(await call(server.client, 'list_runs', {}));
     expect(listed.runs).toMatchObject([{ tool: 'create_ticket', idempotency_key: key(10), phase: 'done' }]);
   });
@@ -282,7 +332,13 @@ describe('runledger proxy', () => {
     open.push(server);
     // The same tenant and key, through runledger's own create_social_card: a run of its own, rendered
     // and billed; not a replay of the proxied call, nor a refusal for other arguments.
-    const card = data(await call(server.client, 'create_social_card', { idempotency_key: key(11), headline: 'Launch day', wait_seconds: 50 }));
+    const card = data(
+      await call(server.client, 'create_social_card', {
+        idempotency_key: key(11),
+        headline: 'Launch day',
+        wait_seconds: 50,
+      }),
+    );
     expect(card).toMatchObject({ tool: 'social_card', phase: 'done', replayed: false, billed: true });
     const retried = await call(client, 'social_card', { idempotency_key: key(11), headline: 'Launch day' });
     expect(replayed(retried)).toBe(true);
@@ -302,7 +358,9 @@ describe.runIf(backends.some((b) => b.name === 'PostgreSQL'))('runledger proxy o
     const log = `${tempDb()}.effects`;
     const [a, b] = await Promise.all([startProxy(db, log, [], 300), startProxy(db, log, [], 300)]);
     const ticket = { idempotency_key: key(30), title: 'Shared' };
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a.client : b.client, 'create_ticket', ticket)));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? a.client : b.client, 'create_ticket', ticket)),
+    );
     // Both proxies launched their own upstream; between them the action happened once.
     expect(effects(log)).toHaveLength(1);
     expect(new Set(answers.map((r) => JSON.stringify(r.structuredContent))).size).toBe(1);
@@ -314,7 +372,9 @@ describe('runledger proxy over Streamable HTTP', () => {
   afterEach(killAll);
 
   it('serves tenants by token in front of an HTTP upstream that wants its own token, each tenant its own keys', async () => {
-    const upstream = await startHttp(tempDb(), ['--concurrency', '1'], { RUNLEDGER_TOKENS: 'proxy:upstream-token-0123456789' });
+    const upstream = await startHttp(tempDb(), ['--concurrency', '1'], {
+      RUNLEDGER_TOKENS: 'proxy:upstream-token-0123456789',
+    });
     const proxy = await startHttp(tempDb(), ['proxy', '--upstream-url', upstream.url], {
       RUNLEDGER_TOKENS: 'acme:acme-token-0123456789abcdef,globex:globex-token-0123456789abcdef',
       RUNLEDGER_UPSTREAM_TOKEN: 'upstream-token-0123456789',

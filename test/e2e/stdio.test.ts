@@ -3,7 +3,16 @@ import { spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callTool, CLI, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import {
+  callTool,
+  CLI,
+  PRODUCT_SHOT,
+  readLedger,
+  startStdio,
+  tempDb,
+  until,
+  type StdioServer,
+} from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 async function start(db: string, flags: string[] = []): Promise<StdioServer> {
@@ -72,7 +81,9 @@ describe('MCP over stdio', () => {
     const { client } = await start(db);
     const key = randomUUID();
     const answers = await Promise.all(
-      Array.from({ length: 50 }, () => callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key })),
+      Array.from({ length: 50 }, () =>
+        callTool(client, 'create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key }),
+      ),
     );
     expect(answers.every((a) => a.result.isError !== true)).toBe(true);
     expect(new Set(answers.map((a) => a.run.run_id)).size).toBe(1);
@@ -92,7 +103,8 @@ describe('MCP over stdio', () => {
     // chunk as the result finds its handler already gone, and reaches onerror instead. It was sent.
     client.onerror = (err) => {
       const dropped = /progress notification for an unknown token: (.*)$/s.exec(err.message)?.[1];
-      if (dropped !== undefined) progress.push((JSON.parse(dropped) as { params: { progress: number } }).params.progress);
+      if (dropped !== undefined)
+        progress.push((JSON.parse(dropped) as { params: { progress: number } }).params.progress);
     };
     const done = await callTool(
       client,
@@ -137,10 +149,14 @@ describe('MCP over stdio', () => {
     const second = await start(db, flags);
     const found = await callTool(second.client, 'poll_run', { idempotency_key: key, tool: 'create_product_shot' });
     expect(found.run.run_id).toBe(created.run.run_id);
-    const done = await until(async () => {
-      const polled = await callTool(second.client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
-      return polled.run.phase === 'done' ? polled : undefined;
-    }, 'the resumed run to finish', 120_000);
+    const done = await until(
+      async () => {
+        const polled = await callTool(second.client, 'poll_run', { run_id: created.run.run_id, wait_seconds: 50 });
+        return polled.run.phase === 'done' ? polled : undefined;
+      },
+      'the resumed run to finish',
+      120_000,
+    );
     expect(done.run.attempts).toBeGreaterThanOrEqual(2);
     expect(done.run.phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'rendering', 'done']);
     expect(await usageOf(db)).toMatchObject({ runs: 1, charges: 1, credits: 8 });
@@ -148,7 +164,9 @@ describe('MCP over stdio', () => {
 
   it('writes nothing but JSON-RPC messages to stdout', async () => {
     const db = tempDb();
-    const child = spawn(process.execPath, [CLI, '--db', db, '--log-level', 'debug'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, '--db', db, '--log-level', 'debug'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     const lines: string[] = [];
     const stdout = createInterface({ input: child.stdout });
     stdout.on('line', (line) => lines.push(line));
@@ -157,13 +175,32 @@ describe('MCP over stdio', () => {
     const send = (message: object) => child.stdin.write(JSON.stringify(message) + '\n');
     const answered = (id: number) => until(async () => lines.find((l) => l.includes(`"id":${id}`)), `response ${id}`);
 
-    send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    send({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    });
     await answered(1);
     send({ jsonrpc: '2.0', method: 'notifications/initialized' });
     send({ jsonrpc: '2.0', id: 2, method: 'tools/list' });
     const key = randomUUID();
-    send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'create_social_card', arguments: { headline: 'Hello', idempotency_key: key, wait_seconds: 50 }, _meta: { progressToken: 'p1' } } });
-    send({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'create_social_card', arguments: { headline: 'Hello', idempotency_key: 'short' } } });
+    send({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'tools/call',
+      params: {
+        name: 'create_social_card',
+        arguments: { headline: 'Hello', idempotency_key: key, wait_seconds: 50 },
+        _meta: { progressToken: 'p1' },
+      },
+    });
+    send({
+      jsonrpc: '2.0',
+      id: 4,
+      method: 'tools/call',
+      params: { name: 'create_social_card', arguments: { headline: 'Hello', idempotency_key: 'short' } },
+    });
     await answered(2);
     await answered(3);
     await answered(4);

@@ -3,7 +3,13 @@
 // bound to its tenant.
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CallToolResultSchema, CreateTaskResultSchema, McpError, type CallToolResult, type Task } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolResultSchema,
+  CreateTaskResultSchema,
+  McpError,
+  type CallToolResult,
+  type Task,
+} from '@modelcontextprotocol/sdk/types.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectHttp, killAll, startHttp } from '../helpers/http.js';
 import { backends, freshSchema, PG_URL } from '../helpers/ledgers.js';
@@ -26,24 +32,41 @@ async function start(db: string, flags: string[] = []): Promise<StdioServer> {
 /** A create_product_shot call made as a task: the CreateTaskResult. */
 async function createAsTask(client: Client, key: string, ttl?: number) {
   return client.request(
-    { method: 'tools/call', params: { name: 'create_product_shot', arguments: { ...PRODUCT_SHOT, idempotency_key: key }, task: ttl === undefined ? {} : { ttl } } },
+    {
+      method: 'tools/call',
+      params: {
+        name: 'create_product_shot',
+        arguments: { ...PRODUCT_SHOT, idempotency_key: key },
+        task: ttl === undefined ? {} : { ttl },
+      },
+    },
     CreateTaskResultSchema,
   );
 }
 
 const getTask = (client: Client, taskId: string) => client.experimental.tasks.getTask(taskId);
-const taskResult = (client: Client, taskId: string) => client.experimental.tasks.getTaskResult(taskId, CallToolResultSchema) as Promise<CallToolResult>;
+const taskResult = (client: Client, taskId: string) =>
+  client.experimental.tasks.getTaskResult(taskId, CallToolResultSchema) as Promise<CallToolResult>;
 
 describe('MCP tasks', () => {
   it('runs a create as a task: the task is the run, followed through its phases, and its result is what poll_run gives', async () => {
     const { client } = await start(tempDb(), ['--phase-delay-ms', '300']);
     const tools = (await client.listTools()).tools;
     expect(tools.find((t) => t.name === 'create_product_shot')?.execution).toEqual({ taskSupport: 'optional' });
-    expect(client.getServerCapabilities()?.tasks).toMatchObject({ list: {}, cancel: {}, requests: { tools: { call: {} } } });
+    expect(client.getServerCapabilities()?.tasks).toMatchObject({
+      list: {},
+      cancel: {},
+      requests: { tools: { call: {} } },
+    });
 
     const key = randomUUID();
     const created = await createAsTask(client, key, 60_000);
-    expect(created.task).toMatchObject({ taskId: expect.stringMatching(/^run_/), status: 'working', pollInterval: 1000, ttl: 7 * 24 * 3600 * 1000 });
+    expect(created.task).toMatchObject({
+      taskId: expect.stringMatching(/^run_/),
+      status: 'working',
+      pollInterval: 1000,
+      ttl: 7 * 24 * 3600 * 1000,
+    });
     // The same key in a second task-augmented call answers the same task.
     expect((await createAsTask(client, key)).task.taskId).toBe(created.task.taskId);
 
@@ -65,12 +88,19 @@ describe('MCP tasks', () => {
 
   it('blocks tasks/result until a failing run ends, and answers with the failure the call would have given', async () => {
     // Every render thread dies on this scene: the run fails at the bound, not billed.
-    const server = await startStdio(tempDb(), ['--lease-ms', '1000'], { env: { RUNLEDGER_FAILPOINTS: 'render-thread' } });
+    const server = await startStdio(tempDb(), ['--lease-ms', '1000'], {
+      env: { RUNLEDGER_FAILPOINTS: 'render-thread' },
+    });
     servers.push(server);
     const created = await createAsTask(server.client, randomUUID());
     const result = await taskResult(server.client, created.task.taskId);
     expect(result.isError).toBe(true);
-    expect(result.structuredContent).toMatchObject({ run_id: created.task.taskId, phase: 'failed', billed: false, error: { code: 'generation_failed' } });
+    expect(result.structuredContent).toMatchObject({
+      run_id: created.task.taskId,
+      phase: 'failed',
+      billed: false,
+      error: { code: 'generation_failed' },
+    });
     const task = await getTask(server.client, created.task.taskId);
     expect(task).toMatchObject({ status: 'failed', statusMessage: expect.stringMatching(/^Failed, not billed: /) });
     expect(task).not.toHaveProperty('pollInterval');
@@ -80,7 +110,11 @@ describe('MCP tasks', () => {
     const db = tempDb();
     const first = await start(db, ['--phase-delay-ms', '1500']);
     const created = await createAsTask(first.client, randomUUID());
-    await until(async () => ((await getTask(first.client, created.task.taskId)).statusMessage?.startsWith('composing') ? true : undefined), 'composing');
+    await until(
+      async () =>
+        (await getTask(first.client, created.task.taskId)).statusMessage?.startsWith('composing') ? true : undefined,
+      'composing',
+    );
     process.kill(first.pid, 'SIGKILL');
     const second = await start(db, ['--phase-delay-ms', '100']);
     expect((await getTask(second.client, created.task.taskId)).status).toBe('working');
@@ -99,7 +133,9 @@ describe('MCP tasks', () => {
     const lookup = await getTask(globex.client, created.task.taskId).catch((e: unknown) => e);
     expect(lookup).toBeInstanceOf(McpError);
     expect(lookup).toMatchObject({ code: -32602, message: expect.stringContaining('was not found') });
-    await expect(globex.client.experimental.tasks.cancelTask(created.task.taskId)).rejects.toMatchObject({ code: -32602 });
+    await expect(globex.client.experimental.tasks.cancelTask(created.task.taskId)).rejects.toMatchObject({
+      code: -32602,
+    });
     const listed = (await globex.client.experimental.tasks.listTasks()).tasks.map((t: Task) => t.taskId);
     expect(listed).toEqual([mine.task.taskId]);
     expect((await getTask(acme.client, created.task.taskId)).status).toBe('working');
@@ -110,18 +146,33 @@ describe('MCP tasks', () => {
     const created = await createAsTask(client, randomUUID());
     const cancelled = await client.experimental.tasks.cancelTask(created.task.taskId);
     expect(cancelled).toMatchObject({ taskId: created.task.taskId, status: 'cancelled' });
-    await expect(client.experimental.tasks.cancelTask(created.task.taskId)).rejects.toMatchObject({ code: -32602, message: expect.stringContaining('already ended') });
-    expect((await taskResult(client, created.task.taskId)).structuredContent).toMatchObject({ phase: 'canceled', billed: false });
+    await expect(client.experimental.tasks.cancelTask(created.task.taskId)).rejects.toMatchObject({
+      code: -32602,
+      message: expect.stringContaining('already ended'),
+    });
+    expect((await taskResult(client, created.task.taskId)).structuredContent).toMatchObject({
+      phase: 'canceled',
+      billed: false,
+    });
   });
 
   it('answers a task-augmented call that cannot start with a JSON-RPC error naming the problem, and creates nothing', async () => {
     const { client } = await start(tempDb(), ['--concurrency', '0']);
     const bad = await client
-      .request({ method: 'tools/call', params: { name: 'create_product_shot', arguments: { ...PRODUCT_SHOT, idempotency_key: 'short' }, task: {} } }, CreateTaskResultSchema)
+      .request(
+        {
+          method: 'tools/call',
+          params: { name: 'create_product_shot', arguments: { ...PRODUCT_SHOT, idempotency_key: 'short' }, task: {} },
+        },
+        CreateTaskResultSchema,
+      )
       .catch((e: unknown) => e);
     expect(bad).toMatchObject({ code: -32602, data: { code: 'validation_failed' } });
     const notATask = await client
-      .request({ method: 'tools/call', params: { name: 'poll_run', arguments: { run_id: 'run_x' }, task: {} } }, CreateTaskResultSchema)
+      .request(
+        { method: 'tools/call', params: { name: 'poll_run', arguments: { run_id: 'run_x' }, task: {} } },
+        CreateTaskResultSchema,
+      )
       .catch((e: unknown) => e);
     expect(notATask).toMatchObject({ code: -32601 });
     expect((await client.experimental.tasks.listTasks()).tasks).toEqual([]);

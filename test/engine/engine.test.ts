@@ -26,7 +26,13 @@ async function ended(ledger: RunLedger, runId: string): Promise<Run> {
   }
 }
 
-const CARD = { tenant: 'local', tool: 'social_card', idempotencyKey: 'engine-test-key-0001', args: { headline: 'Engine' }, cost: 2 };
+const CARD = {
+  tenant: 'local',
+  tool: 'social_card',
+  idempotencyKey: 'engine-test-key-0001',
+  args: { headline: 'Engine' },
+  cost: 2,
+};
 
 describe.each(backends)('engine on $name', ({ open }) => {
   async function setup(clock?: () => number) {
@@ -51,14 +57,29 @@ describe.each(backends)('engine on $name', ({ open }) => {
   it('resumes a run taken over in rendering without composing again or re-rendering stored images', async () => {
     let now = Date.UTC(2026, 0, 1);
     const { ledger, engine } = await setup(() => now);
-    await ledger.createOrReplay({ ...CARD, tool: 'product_shot', args: { brief: 'A jar', product_name: 'Jar', variants: 2 }, cost: 8 });
+    await ledger.createOrReplay({
+      ...CARD,
+      tool: 'product_shot',
+      args: { brief: 'A jar', product_name: 'Jar', variants: 2 },
+      cost: 8,
+    });
     // A first worker composed, rendered image 0 with bytes of its own, then died.
     const first = (await ledger.claim('dead-worker'))!;
     await ledger.advance(first.id, 'dead-worker', Phase.composing);
     const scenes = productShot.compose(productShot.input.parse(first.args), 7);
     await ledger.advance(first.id, 'dead-worker', Phase.rendering, { scenes: scenes as never });
-    await ledger.checkpoint(first.id, 'dead-worker', 'evaluation/0', { score: 1, passed: 6, tested: 6, checks: [], skipped: [] });
-    const marker = { bytes: Buffer.from('rendered-before-the-crash'), mime: 'image/png', meta: { width: 1, height: 1 } };
+    await ledger.checkpoint(first.id, 'dead-worker', 'evaluation/0', {
+      score: 1,
+      passed: 6,
+      tested: 6,
+      checks: [],
+      skipped: [],
+    });
+    const marker = {
+      bytes: Buffer.from('rendered-before-the-crash'),
+      mime: 'image/png',
+      meta: { width: 1, height: 1 },
+    };
     await ledger.attachAsset(first.id, 'dead-worker', 0, marker, 0.7);
     now += 1001;
     engine.start();
@@ -118,7 +139,11 @@ describe.each(backends)('engine on $name', ({ open }) => {
     ledgers.push(ledger);
     engines.push(engine);
     const poison = await ledger.createOrReplay({ ...CARD, args: { headline: 'POISON pill' } });
-    const neighbour = await ledger.createOrReplay({ ...CARD, idempotencyKey: 'engine-test-key-0002', args: { headline: 'Healthy' } });
+    const neighbour = await ledger.createOrReplay({
+      ...CARD,
+      idempotencyKey: 'engine-test-key-0002',
+      args: { headline: 'Healthy' },
+    });
     if (poison.kind !== 'created' || neighbour.kind !== 'created') throw new Error('expected two new runs');
     engine.start();
     expect(await ended(ledger, neighbour.run.id)).toMatchObject({ phase: Phase.done, stalls: 0 });
@@ -126,7 +151,9 @@ describe.each(backends)('engine on $name', ({ open }) => {
     expect(failed).toMatchObject({ phase: Phase.failed, stalls: MAX_STALLS, attempts: MAX_STALLS });
     expect(failed.error).toMatchObject({
       code: 'generation_failed',
-      message: expect.stringMatching(/^Gave up after 5 attempts, .*the last: the render thread died \(exit code 70\) while rendering image 1 of 1$/),
+      message: expect.stringMatching(
+        /^Gave up after 5 attempts, .*the last: the render thread died \(exit code 70\) while rendering image 1 of 1$/,
+      ),
     });
     expect(await ledger.usage('local')).toMatchObject({ runs: 2, charges: 1 });
   });

@@ -40,11 +40,24 @@ describe('a job run followed by its caller', () => {
       'builtin',
       new Map([['product_video', 'replicate']]),
     );
-    const engine = new Engine({ ledger, tools: [productVideo], providers, threads, concurrency: 1, idlePollMs: 20, jobs: { publicUrl: null, orphanSearchMs: 5000, maxOutputBytes: 1 << 24 } });
+    const engine = new Engine({
+      ledger,
+      tools: [productVideo],
+      providers,
+      threads,
+      concurrency: 1,
+      idlePollMs: 20,
+      jobs: { publicUrl: null, orphanSearchMs: 5000, maxOutputBytes: 1 << 24 },
+    });
     engine.start();
     cleanup.push(() => engine.stop());
     const runs = new RunService(ledger);
-    const { server } = createServer({ runs, tools: mcpTools(runs, [productVideo]), tenantOf: () => 'local', version: 'test' });
+    const { server } = createServer({
+      runs,
+      tools: mcpTools(runs, [productVideo]),
+      tenantOf: () => 'local',
+      version: 'test',
+    });
     const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
     await server.connect(serverSide);
     const client = new Client({ name: 'test', version: '0' });
@@ -58,12 +71,17 @@ describe('a job run followed by its caller', () => {
       deliver(message, extra);
     };
 
-    const answer = client.callTool({ name: 'create_product_video', arguments: { ...VIDEO, idempotency_key: randomUUID(), wait_seconds: 50 } }, undefined, {
-      onprogress: () => undefined,
-      timeout: 60_000,
-    });
+    const answer = client.callTool(
+      { name: 'create_product_video', arguments: { ...VIDEO, idempotency_key: randomUUID(), wait_seconds: 50 } },
+      undefined,
+      {
+        onprogress: () => undefined,
+        timeout: 60_000,
+      },
+    );
     const job = await fake.waitForJob();
-    const progressOf = async () => (await ledger.getRun('local', (await ledger.listRuns('local')).runs[0]!.id)).progress;
+    const progressOf = async () =>
+      (await ledger.getRun('local', (await ledger.listRuns('local')).runs[0]!.id)).progress;
     await waitFor(async () => (await progressOf()) === 0.55);
     fake.run(job.id);
     await waitFor(async () => (await progressOf()) === 0.6);
@@ -74,13 +92,18 @@ describe('a job run followed by its caller', () => {
     for (let turn = 0; turn < 10; turn++) await new Promise((resolve) => setTimeout(resolve, 0));
     await client.listTools();
 
-    const progress = received.flatMap((m) => ('method' in m && m.method === 'notifications/progress' ? [m.params as { progress: number; message: string }] : []));
+    const progress = received.flatMap((m) =>
+      'method' in m && m.method === 'notifications/progress' ? [m.params as { progress: number; message: string }] : [],
+    );
     const values = progress.map((p) => p.progress);
     expect(values).toEqual([...values].sort((a, b) => a - b));
     expect(new Set(values).size).toBe(values.length);
     expect(values).toEqual(expect.arrayContaining([0.55, 0.6, 1]));
     expect(progress.find((p) => p.progress === 0.6)?.message).toMatch(/^rendering \(run_/);
-    const answeredAt = received.findIndex((m) => 'result' in m && (m.result as { structuredContent?: { phase?: string } }).structuredContent?.phase === 'done');
+    const answeredAt = received.findIndex(
+      (m) =>
+        'result' in m && (m.result as { structuredContent?: { phase?: string } }).structuredContent?.phase === 'done',
+    );
     const lastProgress = received.findLastIndex((m) => 'method' in m && m.method === 'notifications/progress');
     expect(answeredAt).toBeGreaterThan(lastProgress);
     expect(fake.stats.submits).toBe(1);

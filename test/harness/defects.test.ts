@@ -13,8 +13,14 @@ describe('a server with conventions other than runledger’s names', () => {
   beforeAll(async () => {
     transcript = join(tempDir(), 'lenient.jsonl');
     await recordSession(transcript, fixtureServer('lenient-server'), async (client) => {
-      const run = await client.callTool({ name: 'startRun', arguments: { dedupeKey: randomUUID(), recipe: 'soup', servings: 4 } });
-      await client.callTool({ name: 'getRun', arguments: { runId: (run.structuredContent as { runId: string }).runId } });
+      const run = await client.callTool({
+        name: 'startRun',
+        arguments: { dedupeKey: randomUUID(), recipe: 'soup', servings: 4 },
+      });
+      await client.callTool({
+        name: 'getRun',
+        arguments: { runId: (run.structuredContent as { runId: string }).runId },
+      });
       await client.callTool({ name: 'startRun', arguments: { dedupeKey: randomUUID(), recipe: 'bread' } });
       await client.callTool({ name: 'startRun', arguments: { dedupeKey: randomUUID(), recipe: 'salad' } });
     });
@@ -22,7 +28,14 @@ describe('a server with conventions other than runledger’s names', () => {
 
   it('follows its runs through its own poll tool (getRun, not poll_run), so lost and unfinished runs are checked', async () => {
     // Before: runs were followed only through a tool named poll_run taking run_id.
-    const run = await replay(transcript, ['--server', quote(fixtureServer('lenient-server')), '--faults', 'duplicate,kill-between', '--seed', '41']);
+    const run = await replay(transcript, [
+      '--server',
+      quote(fixtureServer('lenient-server')),
+      '--faults',
+      'duplicate,kill-between',
+      '--seed',
+      '41',
+    ]);
     expect(statusOf(run.report, 'no-acknowledged-run-lost')).toBe('held');
     expect(statusOf(run.report, 'terminal-within-bound')).toBe('held');
     expect(run.report!.invariants.find((i) => i.id === 'terminal-within-bound')!.detail).not.toMatch(/last retry/);
@@ -32,9 +45,22 @@ describe('a server with conventions other than runledger’s names', () => {
     // Before: the timeout fired within the recorded duration, so a fast recording of a call that now
     // takes 300 ms was answered before its timeout.
     const slow = join(tempDir(), 'slow-recording.jsonl');
-    const lines = readFileSync(transcript, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
-    writeFileSync(slow, lines.map((line) => JSON.stringify(line.type === 'call' ? { ...line, ms: 5000 } : line)).join('\n') + '\n');
-    const run = await replay(slow, ['--server', quote(fixtureServer('lenient-server', ['--answer-ms', '300'])), '--faults', 'timeout', '--seed', '42']);
+    const lines = readFileSync(transcript, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    writeFileSync(
+      slow,
+      lines.map((line) => JSON.stringify(line.type === 'call' ? { ...line, ms: 5000 } : line)).join('\n') + '\n',
+    );
+    const run = await replay(slow, [
+      '--server',
+      quote(fixtureServer('lenient-server', ['--answer-ms', '300'])),
+      '--faults',
+      'timeout',
+      '--seed',
+      '42',
+    ]);
     const timedOut = run.report!.calls.filter((c) => c.fault === 'timeout' && c.role === 'first');
     expect(timedOut.length).toBeGreaterThanOrEqual(3);
     for (const call of timedOut) expect([call.id, call.status]).toEqual([call.id, 'aborted']);
@@ -48,12 +74,26 @@ describe('a server that refuses a reused key naming the run that holds it', () =
     const transcript = join(tempDir(), 'payments.jsonl');
     await recordSession(transcript, fixtureServer('race-server'), async (client) => {
       await client.callTool({ name: 'send_payment', arguments: { idempotency_key: randomUUID(), amount: 25 } });
-      await client.callTool({ name: 'send_payment', arguments: { idempotency_key: randomUUID(), amount: 40, memo: 'rent' } });
+      await client.callTool({
+        name: 'send_payment',
+        arguments: { idempotency_key: randomUUID(), amount: 40, memo: 'rent' },
+      });
     });
-    const run = await replay(transcript, ['--server', quote(fixtureServer('race-server')), '--faults', 'changed-args', '--seed', '43']);
+    const run = await replay(transcript, [
+      '--server',
+      quote(fixtureServer('race-server')),
+      '--faults',
+      'changed-args',
+      '--seed',
+      '43',
+    ]);
     expect(run.code).toBe(0);
     expect(statusOf(run.report, 'conflict-refused')).toBe('held');
-    expect(run.report!.calls.filter((c) => c.role === 'conflict').every((c) => c.refused === true && c.error_code === 'idempotency_key_reused')).toBe(true);
+    expect(
+      run
+        .report!.calls.filter((c) => c.role === 'conflict')
+        .every((c) => c.refused === true && c.error_code === 'idempotency_key_reused'),
+    ).toBe(true);
   });
 });
 
@@ -63,14 +103,27 @@ describe('a server whose bill and poll tool read differently', () => {
   beforeAll(async () => {
     transcript = join(tempDir(), 'summaries.jsonl');
     await recordSession(transcript, fixtureServer('billing-server'), async (client) => {
-      await client.callTool({ name: 'create_summary', arguments: { idempotency_key: randomUUID(), url: 'https://example.com/a' } });
-      await client.callTool({ name: 'create_summary', arguments: { idempotency_key: randomUUID(), url: 'https://example.com/b' } });
+      await client.callTool({
+        name: 'create_summary',
+        arguments: { idempotency_key: randomUUID(), url: 'https://example.com/a' },
+      });
+      await client.callTool({
+        name: 'create_summary',
+        arguments: { idempotency_key: randomUUID(), url: 'https://example.com/b' },
+      });
     });
   });
 
   it('reads get_usage from a JSON text block, so double billing is caught and the exit is 1', async () => {
     // Before: get_usage was read from structuredContent only: "one-charge-per-run not checked", exit 0.
-    const run = await replay(transcript, ['--server', quote(fixtureServer('billing-server')), '--faults', 'duplicate', '--seed', '44']);
+    const run = await replay(transcript, [
+      '--server',
+      quote(fixtureServer('billing-server')),
+      '--faults',
+      'duplicate',
+      '--seed',
+      '44',
+    ]);
     expect(run.code).toBe(1);
     expect(statusOf(run.report, 'one-charge-per-run')).toBe('broken');
   });
@@ -78,7 +131,14 @@ describe('a server whose bill and poll tool read differently', () => {
   it('waits no longer than the poll tool’s own wait_seconds maximum, so its runs are found', async () => {
     // Before: every settle poll asked for wait_seconds 50 (runledger's own limit, copied in), and a
     // tool that allows 5 refused it: "no-acknowledged-run-lost broken" on runs that were there.
-    const run = await replay(transcript, ['--server', quote(fixtureServer('billing-server')), '--faults', 'lost-answer', '--seed', '45']);
+    const run = await replay(transcript, [
+      '--server',
+      quote(fixtureServer('billing-server')),
+      '--faults',
+      'lost-answer',
+      '--seed',
+      '45',
+    ]);
     expect(statusOf(run.report, 'no-acknowledged-run-lost')).toBe('held');
     expect(statusOf(run.report, 'terminal-within-bound')).toBe('held');
     expect(run.report!.calls.filter((c) => c.role === 'poll').every((c) => c.refused === false)).toBe(true);
@@ -90,9 +150,19 @@ describe('a server that ignores the key', () => {
     // Before: each key's last retry answered a new run, and the first was reported lost too.
     const transcript = join(tempDir(), 'emails.jsonl');
     await recordSession(transcript, fixtureServer('keyless-server'), async (client) => {
-      await client.callTool({ name: 'sendEmail', arguments: { idempotencyKey: randomUUID(), to: 'ann@example.com', subject: 'Invoice' } });
+      await client.callTool({
+        name: 'sendEmail',
+        arguments: { idempotencyKey: randomUUID(), to: 'ann@example.com', subject: 'Invoice' },
+      });
     });
-    const run = await replay(transcript, ['--server', quote(fixtureServer('keyless-server')), '--faults', 'duplicate,timeout', '--seed', '46']);
+    const run = await replay(transcript, [
+      '--server',
+      quote(fixtureServer('keyless-server')),
+      '--faults',
+      'duplicate,timeout',
+      '--seed',
+      '46',
+    ]);
     expect(run.code).toBe(1);
     expect(statusOf(run.report, 'one-run-per-key')).toBe('broken');
     expect(statusOf(run.report, 'no-acknowledged-run-lost')).not.toBe('broken');

@@ -17,7 +17,9 @@ const ECHO = [process.execPath, '-e', 'process.stdin.pipe(process.stdout)'];
 
 /** Runs `record` with raw bytes for a client; resolves with what came back and the exit code. */
 async function recordRaw(out: string, server: string[], chunks: Buffer[], env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(process.execPath, [CLI, 'record', '--out', out, '--', ...server], { env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [CLI, 'record', '--out', out, '--', ...server], {
+    env: { ...process.env, ...env },
+  });
   const received: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => received.push(chunk));
   let stderr = '';
@@ -44,15 +46,29 @@ afterEach(async () => {
 
 describe('runledger record', () => {
   it('forwards every byte unchanged both ways, however the lines are cut, and records the call it saw', async () => {
-    const call = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'create_thing', arguments: { note: 'naïve café ☕ \u2028 "quoted"' } } };
-    const answer = { jsonrpc: '2.0', id: 7, result: { content: [{ type: 'text', text: '✓ done' }], structuredContent: { run_id: 'run_1' } } };
+    const call = {
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: 'create_thing', arguments: { note: 'naïve café ☕ \u2028 "quoted"' } },
+    };
+    const answer = {
+      jsonrpc: '2.0',
+      id: 7,
+      result: { content: [{ type: 'text', text: '✓ done' }], structuredContent: { run_id: 'run_1' } },
+    };
     const input = Buffer.from(
       [
         `{ "jsonrpc" : "2.0", "id": 1, "method": "initialize", "params": {} }`,
         JSON.stringify(call),
         'not json at all, forwarded anyway\r',
         JSON.stringify([{ jsonrpc: '2.0', method: 'notifications/initialized' }]),
-        JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'tools/call', params: { name: 'big', arguments: { blob: 'x'.repeat(200_000) } } }),
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 8,
+          method: 'tools/call',
+          params: { name: 'big', arguments: { blob: 'x'.repeat(200_000) } },
+        }),
         JSON.stringify(answer),
         '{"jsonrpc":"2.0","method":"notifications/progress","params":{}} no newline at the end',
       ].join('\n'),
@@ -77,7 +93,10 @@ describe('runledger record', () => {
     // One key for both sessions: each has a ledger of its own, and the key is in list_runs' answer.
     const key = randomUUID();
     const session = async (client: Client) => {
-      const answers: unknown[] = [(await client.listTools()).tools, (await client.listResourceTemplates()).resourceTemplates];
+      const answers: unknown[] = [
+        (await client.listTools()).tools,
+        (await client.listResourceTemplates()).resourceTemplates,
+      ];
       const calls: [string, Record<string, unknown>][] = [
         ['get_usage', {}],
         ['create_product_shot', { ...PRODUCT_SHOT, idempotency_key: key }],
@@ -92,7 +111,12 @@ describe('runledger record', () => {
       return answers;
     };
     // Run ids and times differ between two servers; everything else must be the same.
-    const normal = (answers: unknown) => JSON.parse(JSON.stringify(answers).replace(/run_[\w-]{21}/g, 'RUN').replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME'));
+    const normal = (answers: unknown) =>
+      JSON.parse(
+        JSON.stringify(answers)
+          .replace(/run_[\w-]{21}/g, 'RUN')
+          .replace(/\d{4}-\d\d-\d\dT[\d:.]+Z/g, 'TIME'),
+      );
 
     const direct = await startStdio(tempDb(), flags);
     stdioServers.push(direct);
@@ -108,9 +132,22 @@ describe('runledger record', () => {
     const transcript = readTranscript(out);
     expect(transcript.server).toEqual({ name: 'runledger', version: expect.any(String) });
     expect(transcript.command).toEqual([process.execPath, CLI, '--db', expect.any(String), ...flags]);
-    expect(transcript.calls.map((c) => c.tool)).toEqual(['get_usage', 'create_product_shot', 'create_product_shot', 'create_product_shot', 'create_product_shot', 'create_social_card', 'poll_run', 'list_runs']);
+    expect(transcript.calls.map((c) => c.tool)).toEqual([
+      'get_usage',
+      'create_product_shot',
+      'create_product_shot',
+      'create_product_shot',
+      'create_product_shot',
+      'create_social_card',
+      'poll_run',
+      'list_runs',
+    ]);
     expect(transcript.calls.map((c) => c.result)).toEqual(throughRecord.slice(2));
-    expect(transcript.calls.every((c, i) => c.seq === i + 1 && c.ms >= 0 && c.outcome === 'answered' && !Number.isNaN(Date.parse(c.at ?? '')))).toBe(true);
+    expect(
+      transcript.calls.every(
+        (c, i) => c.seq === i + 1 && c.ms >= 0 && c.outcome === 'answered' && !Number.isNaN(Date.parse(c.at ?? '')),
+      ),
+    ).toBe(true);
   });
 
   it('records a call the client cancelled, and one the server never answered, as such', async () => {
@@ -148,10 +185,22 @@ describe('runledger record', () => {
       }
     });
     const send = (message: object) => child.stdin.write(JSON.stringify(message) + '\n');
-    send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } });
+    send({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    });
     await until(async () => (answers.length > 0 ? true : undefined), 'initialize');
     send({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    labels.forEach((label, i) => send({ jsonrpc: '2.0', id: i + 1, method: 'tools/call', params: { name: 'create_widget', arguments: { idempotency_key: randomUUID(), label } } }));
+    labels.forEach((label, i) =>
+      send({
+        jsonrpc: '2.0',
+        id: i + 1,
+        method: 'tools/call',
+        params: { name: 'create_widget', arguments: { idempotency_key: randomUUID(), label } },
+      }),
+    );
     await until(async () => (answers.length > labels.length ? true : undefined), 'the answers');
     child.stdin.end();
     await new Promise((resolve) => child.once('close', resolve));
@@ -163,7 +212,11 @@ describe('runledger record', () => {
     for (const leaked of ['abc.DEF-123_x', secret, '4242-4242']) expect(text).not.toContain(leaked);
     const calls = readTranscript(out).calls;
     expect(calls.map((c) => c.arguments.label)).toEqual(['Bearer [REDACTED]', 'env [REDACTED]', 'card [REDACTED]']);
-    expect(calls.map((c) => (c.result?.structuredContent as { label: string }).label)).toEqual(['Bearer [REDACTED]', 'env [REDACTED]', 'card [REDACTED]']);
+    expect(calls.map((c) => (c.result?.structuredContent as { label: string }).label)).toEqual([
+      'Bearer [REDACTED]',
+      'env [REDACTED]',
+      'card [REDACTED]',
+    ]);
   });
 
   it('exits with the server’s own exit code, and 127 with a message when the server cannot be started', async () => {
@@ -171,7 +224,9 @@ describe('runledger record', () => {
     expect((await recordRaw(out, [process.execPath, '-e', 'process.exit(5)'], [])).code).toBe(5);
     const missing = await recordRaw(out, ['runledger-no-such-server'], []);
     expect(missing.code).toBe(127);
-    expect(missing.stderr).toMatch(/cannot start the server: runledger-no-such-server: spawn runledger-no-such-server ENOENT/);
+    expect(missing.stderr).toMatch(
+      /cannot start the server: runledger-no-such-server: spawn runledger-no-such-server ENOENT/,
+    );
   });
 
   it.each([
@@ -182,7 +237,11 @@ describe('runledger record', () => {
     [['--out', 'f.jsonl', 'x'], /record: unexpected "x"; the server command goes after --/],
     [['--bogus', '--', 'x'], /record: Unknown option '--bogus'/],
   ])('exits 2 naming the flag for %j', (args, message) => {
-    const result = spawnSync(process.execPath, [CLI, 'record', ...args], { encoding: 'utf8', input: '', cwd: tempDir() });
+    const result = spawnSync(process.execPath, [CLI, 'record', ...args], {
+      encoding: 'utf8',
+      input: '',
+      cwd: tempDir(),
+    });
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(message);
     expect(result.stdout).toBe('');
@@ -207,11 +266,15 @@ describe('the stdio proxy', () => {
     });
     let received = '';
     client.output.on('data', (chunk: Buffer) => (received += chunk.toString()));
-    client.input.write('{"jsonrpc":"2.0","id":1,"method":"ping"}\n{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}\n');
+    client.input.write(
+      '{"jsonrpc":"2.0","id":1,"method":"ping"}\n{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}\n',
+    );
     client.input.end();
     expect(await proxy.exited).toBe(0);
     expect(kept).toHaveLength(1);
     // The echo server never saw the call: the only tools/call answer is the hook's.
-    expect(received).toBe('{"jsonrpc":"2.0","id":2,"result":{"content":[],"intercepted":true}}\n{"jsonrpc":"2.0","id":1,"method":"ping"}\n');
+    expect(received).toBe(
+      '{"jsonrpc":"2.0","id":2,"result":{"content":[],"intercepted":true}}\n{"jsonrpc":"2.0","id":1,"method":"ping"}\n',
+    );
   });
 });

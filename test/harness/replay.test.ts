@@ -13,7 +13,8 @@ const WIDGETS = join(TRANSCRIPTS, 'widgets.jsonl');
 const quote = (command: string[]) => command.map((part) => `'${part}'`).join(' ');
 
 /** A server command runledger replay launches: runledger itself, slow enough to be killed mid-run. */
-const runledgerServer = (db: string) => quote([process.execPath, CLI, '--db', db, '--phase-delay-ms', '150', '--lease-ms', '1000', '--log-level', 'warn']);
+const runledgerServer = (db: string) =>
+  quote([process.execPath, CLI, '--db', db, '--phase-delay-ms', '150', '--lease-ms', '1000', '--log-level', 'warn']);
 
 describe('replay against runledger', () => {
   let transcript: string;
@@ -26,12 +27,21 @@ describe('replay against runledger', () => {
     await recordSession(transcript, server, async (client) => {
       const key = randomUUID();
       const shot = { ...PRODUCT_SHOT, variants: 1 };
-      const created = await client.callTool({ name: 'create_product_shot', arguments: { ...shot, idempotency_key: key } });
+      const created = await client.callTool({
+        name: 'create_product_shot',
+        arguments: { ...shot, idempotency_key: key },
+      });
       await client.callTool({ name: 'create_product_shot', arguments: { ...shot, idempotency_key: key } });
-      await client.callTool({ name: 'create_product_shot', arguments: { ...shot, style: 'lifestyle', idempotency_key: key } });
+      await client.callTool({
+        name: 'create_product_shot',
+        arguments: { ...shot, style: 'lifestyle', idempotency_key: key },
+      });
       const runId = (created.structuredContent as { run_id: string }).run_id;
       await client.callTool({ name: 'poll_run', arguments: { run_id: runId, wait_seconds: 50 } });
-      await client.callTool({ name: 'create_social_card', arguments: { headline: 'Cold brew season', idempotency_key: randomUUID(), wait_seconds: 50 } });
+      await client.callTool({
+        name: 'create_social_card',
+        arguments: { headline: 'Cold brew season', idempotency_key: randomUUID(), wait_seconds: 50 },
+      });
       await client.callTool({ name: 'get_usage', arguments: {} });
     });
   });
@@ -42,10 +52,15 @@ describe('replay against runledger', () => {
     expect(run.stderr).not.toMatch(/broken/);
     expect(run.code).toBe(0);
     const report = run.report!;
-    expect(new Set(report.cases.map((c) => c.fault).filter((f) => f !== null))).toEqual(new Set(FAULT_KINDS.filter((kind) => !HTTP_ONLY.includes(kind))));
+    expect(new Set(report.cases.map((c) => c.fault).filter((f) => f !== null))).toEqual(
+      new Set(FAULT_KINDS.filter((kind) => !HTTP_ONLY.includes(kind))),
+    );
     expect(report.faults.not_run.map((f) => f.fault)).toEqual(HTTP_ONLY);
     for (const invariant of report.invariants) expect([invariant.id, invariant.status]).toEqual([invariant.id, 'held']);
-    expect(report.tools.find((t) => t.tool === 'create_product_shot')).toMatchObject({ idempotent_hint: true, verdict: 'idempotent' });
+    expect(report.tools.find((t) => t.tool === 'create_product_shot')).toMatchObject({
+      idempotent_hint: true,
+      verdict: 'idempotent',
+    });
     // The SIGKILL faults really restarted the server, and the retries after them found their runs.
     const killed = report.calls.filter((c) => c.fault === 'kill-between' || c.fault === 'kill-mid-run');
     expect(killed.filter((c) => c.role === 'retry').every((c) => c.replayed === true)).toBe(true);
@@ -80,7 +95,10 @@ describe('replay catches a broken server', () => {
     expect(run.stdout).toMatch(/one-run-per-key: create_widget key \S+ has \d+ runs/);
     const violation = run.report!.invariants.find((i) => i.id === 'one-run-per-key')!.violations[0]!;
     expect(violation.calls.length).toBeGreaterThanOrEqual(2);
-    expect(run.report!.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ idempotent_hint: true, verdict: 'not idempotent' });
+    expect(run.report!.tools.find((t) => t.tool === 'create_widget')).toMatchObject({
+      idempotent_hint: true,
+      verdict: 'not idempotent',
+    });
     expect(statusOf(run.report, 'conflict-refused')).toBe('broken');
   });
 
@@ -91,15 +109,26 @@ describe('replay catches a broken server', () => {
     const charges = run.report!.invariants.find((i) => i.id === 'one-charge-per-run')!;
     expect(charges.violations[0]!.message).toMatch(/get_usage counts \d+ new charges for \d+ billed runs/);
     expect(charges.violations[0]!.calls.length).toBeGreaterThan(0);
-    expect(run.report!.invariants.filter((i) => i.status === 'broken').map((i) => i.id)).toEqual(['one-charge-per-run']);
+    expect(run.report!.invariants.filter((i) => i.status === 'broken').map((i) => i.id)).toEqual([
+      'one-charge-per-run',
+    ]);
   });
 
   it('names the lost run when the server answers a different run id after a restart', async () => {
-    const run = await replay(WIDGETS, ['--server', quote(toyServer(['--bug', 'forgets-on-restart'])), '--faults', 'kill-between', '--seed', '3']);
+    const run = await replay(WIDGETS, [
+      '--server',
+      quote(toyServer(['--bug', 'forgets-on-restart'])),
+      '--faults',
+      'kill-between',
+      '--seed',
+      '3',
+    ]);
     expect(run.code).toBe(1);
     expect(statusOf(run.report, 'same-answer')).toBe('broken');
     expect(statusOf(run.report, 'no-acknowledged-run-lost')).toBe('broken');
-    expect(run.stdout).toMatch(/no-acknowledged-run-lost: run w_\S+, acknowledged by \d+\.\d+, is gone: poll_run answers not_found/);
+    expect(run.stdout).toMatch(
+      /no-acknowledged-run-lost: run w_\S+, acknowledged by \d+\.\d+, is gone: poll_run answers not_found/,
+    );
     // The retry right after the restart is the call that gave the other run.
     const sameAnswer = run.report!.invariants.find((i) => i.id === 'same-answer')!;
     const retries = run.report!.calls.filter((c) => c.fault === 'kill-between' && c.role === 'retry').map((c) => c.id);
@@ -120,21 +149,44 @@ describe('replay against a server that is not runledger', () => {
     expect(run.code).toBe(1);
     const report = run.report!;
     expect(report.server).toEqual({ name: 'toy-widgets', version: '1.0.0' });
-    expect([report.profile.conventions.poll.value, report.profile.conventions.usage.value, report.profile.conventions.run_resource.value]).toEqual([null, null, null]);
+    expect([
+      report.profile.conventions.poll.value,
+      report.profile.conventions.usage.value,
+      report.profile.conventions.run_resource.value,
+    ]).toEqual([null, null, null]);
     // A widget has a key and keeps its id on retry; a note claims idempotentHint, yet each retry adds one.
-    expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({ key_field: 'idempotency_key', run_id_field: 'widget_id', verdict: 'idempotent' });
-    expect(report.tools.find((t) => t.tool === 'add_note')).toMatchObject({ key_field: null, run_id_field: 'note_id', idempotent_hint: true, verdict: 'not idempotent' });
+    expect(report.tools.find((t) => t.tool === 'create_widget')).toMatchObject({
+      key_field: 'idempotency_key',
+      run_id_field: 'widget_id',
+      verdict: 'idempotent',
+    });
+    expect(report.tools.find((t) => t.tool === 'add_note')).toMatchObject({
+      key_field: null,
+      run_id_field: 'note_id',
+      idempotent_hint: true,
+      verdict: 'not idempotent',
+    });
     expect(run.stdout).toMatch(/add_note .*claimed .*NOT idempotent \(one-run-per-key, same-answer/);
-    const broken = report.invariants.flatMap((i) => i.violations.flatMap((v) => v.calls)).map((id) => report.calls.find((c) => c.id === id)!.tool);
+    const broken = report.invariants
+      .flatMap((i) => i.violations.flatMap((v) => v.calls))
+      .map((id) => report.calls.find((c) => c.id === id)!.tool);
     expect(new Set(broken)).toEqual(new Set(['add_note']));
-    expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({ status: 'not-checked', detail: expect.stringMatching(/no usage tool/) });
+    expect(report.invariants.find((i) => i.id === 'one-charge-per-run')).toMatchObject({
+      status: 'not-checked',
+      detail: expect.stringMatching(/no usage tool/),
+    });
     // Without a poll tool, each key's last retry shows its run: a widget's answer is the finished call.
-    expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({ status: 'held', detail: expect.stringMatching(/by the last retry of each key/) });
+    expect(report.invariants.find((i) => i.id === 'terminal-within-bound')).toMatchObject({
+      status: 'held',
+      detail: expect.stringMatching(/by the last retry of each key/),
+    });
     expect(run.stdout).toMatch(/– {2}one-charge-per-run .*not checked: no usage tool/);
   });
 
   it('sends the same calls with the same faults and keys for the same seed', async () => {
-    const [a, b] = await Promise.all([1, 2].map(() => replay(WIDGETS, ['--server', quote(toyServer()), '--seed', '99'])));
+    const [a, b] = await Promise.all(
+      [1, 2].map(() => replay(WIDGETS, ['--server', quote(toyServer()), '--seed', '99'])),
+    );
     const calls = (run: typeof a) => run!.report!.calls.map((c) => [c.id, c.line, c.fault, c.role, c.key]);
     const cases = (run: typeof a) => run!.report!.cases.map((c) => [c.n, c.line, c.fault, c.extra]);
     expect(calls(a)).toEqual(calls(b));
@@ -146,14 +198,20 @@ describe('replay against a server that is not runledger', () => {
 describe('replay refuses bad input', () => {
   it('names the file and line of a malformed transcript', async () => {
     const file = join(tempDir(), 'bad.jsonl');
-    writeFileSync(file, '{"v":1,"type":"session","at":"x","recorder":"r","command":["x"]}\n{"v":1,"type":"call","seq":1}\n');
+    writeFileSync(
+      file,
+      '{"v":1,"type":"session","at":"x","recorder":"r","command":["x"]}\n{"v":1,"type":"call","seq":1}\n',
+    );
     const run = await replay(file, ['--server', 'true']);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(`${file}:2: "ms" must be a number of milliseconds`);
   });
 
   it.each([
-    [['--url', 'http://127.0.0.1:1/mcp', '--faults', 'kill-mid-run'], /--faults kill-mid-run SIGKILLs and restarts the server, so it needs --server/],
+    [
+      ['--url', 'http://127.0.0.1:1/mcp', '--faults', 'kill-mid-run'],
+      /--faults kill-mid-run SIGKILLs and restarts the server, so it needs --server/,
+    ],
     [['--faults', 'stream-broken'], /--faults stream-broken breaks an HTTP response stream, so it needs --url/],
     [['--faults', 'duplicate,fire'], /--faults: unknown fault "fire"/],
     [['--seed', 'abc'], /--seed must be a whole number/],
@@ -167,15 +225,27 @@ describe('replay refuses bad input', () => {
   });
 
   it('exits 3, not with a verdict, when the server dies on its own during the replay', async () => {
-    const run = await replay(WIDGETS, ['--server', quote(toyServer(['--crash-at', '2'])), '--faults', 'duplicate', '--seed', '5']);
+    const run = await replay(WIDGETS, [
+      '--server',
+      quote(toyServer(['--crash-at', '2'])),
+      '--faults',
+      'duplicate',
+      '--seed',
+      '5',
+    ]);
     expect(run.code).toBe(3);
-    expect(run.stderr).toMatch(/could not complete: the server exited on its own\n\(during case 1, transcript line \d+\)/);
+    expect(run.stderr).toMatch(
+      /could not complete: the server exited on its own\n\(during case 1, transcript line \d+\)/,
+    );
     expect(run.stdout).toBe('');
     expect(run.report).toBeUndefined();
   });
 
   it('exits 3 with the server’s last words when the server will not start', async () => {
-    const run = await replay(WIDGETS, ['--server', quote([process.execPath, '-e', 'console.error("no database here"); process.exit(4)'])]);
+    const run = await replay(WIDGETS, [
+      '--server',
+      quote([process.execPath, '-e', 'console.error("no database here"); process.exit(4)']),
+    ]);
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(/could not complete: cannot start the server .*\n?.*no database here/);
   });

@@ -26,7 +26,11 @@ export function launch(): Promise<Browser> {
 export const SCREENSHOTS = fileURLToPath(new URL('../../runledger-out/screenshots/', import.meta.url));
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TYPES: Record<string, string> = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8' };
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+};
 
 /**
  * A static server for a test host page: `/` is `html`, `/nm/...` serves node_modules read-only (so the

@@ -23,8 +23,16 @@ export function toyServer(flags: string[] = []): string[] {
 }
 
 /** Connects an SDK client to `server` through `runledger record`, runs `session`, and closes. */
-export async function recordSession(out: string, server: string[], session: (client: Client) => Promise<void>): Promise<void> {
-  const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'record', '--out', out, '--', ...server], stderr: 'inherit' });
+export async function recordSession(
+  out: string,
+  server: string[],
+  session: (client: Client) => Promise<void>,
+): Promise<void> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'record', '--out', out, '--', ...server],
+    stderr: 'inherit',
+  });
   const client = new Client({ name: 'runledger-record-test', version: '0' });
   await client.connect(transport);
   try {
@@ -44,7 +52,9 @@ export interface ReplayRun {
 /** `runledger replay` in a child process, as a user runs it; the report is read when one was written. */
 export async function replay(transcript: string, args: string[]): Promise<ReplayRun> {
   const reportFile = join(tempDir(), 'report.json');
-  const child = spawn(process.execPath, [CLI, 'replay', transcript, '--report', reportFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'replay', transcript, '--report', reportFile, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -13,14 +13,19 @@ function merged(base: Json, over: Json): Json {
   const out: Json = { ...base };
   for (const [key, value] of Object.entries(over)) {
     if (value === null) delete out[key];
-    else if (typeof value === 'object' && !Array.isArray(value) && typeof out[key] === 'object' && out[key] !== null) out[key] = merged(out[key] as Json, value as Json);
+    else if (typeof value === 'object' && !Array.isArray(value) && typeof out[key] === 'object' && out[key] !== null)
+      out[key] = merged(out[key] as Json, value as Json);
     else out[key] = value;
   }
   return out;
 }
 
 /** A shipped definition (providers/<name>.json) aimed at `fake`, polled fast unless `over` says otherwise; its file. */
-export function definitionFor(name: 'replicate' | 'fal', fake: FakeProvider & { jwksUrl?: string }, over: Json = {}): string {
+export function definitionFor(
+  name: 'replicate' | 'fal',
+  fake: FakeProvider & { jwksUrl?: string },
+  over: Json = {},
+): string {
   const shipped = JSON.parse(readFileSync(new URL(`../../providers/${name}.json`, import.meta.url), 'utf8')) as Json;
   delete shipped.$schema;
   const aimed: Json = { base_url: fake.base, poll: { interval_ms: 100, max_interval_ms: 500 } };
@@ -31,8 +36,13 @@ export function definitionFor(name: 'replicate' | 'fal', fake: FakeProvider & { 
 }
 
 /** What a server needs in its environment for the fake's definition. */
-export function providerEnv(name: 'replicate' | 'fal', fake: FakeProvider & { webhookSecret?: string }): Record<string, string> {
-  return name === 'replicate' ? { REPLICATE_API_TOKEN: fake.token, REPLICATE_WEBHOOK_SECRET: fake.webhookSecret ?? '' } : { FAL_KEY: fake.token };
+export function providerEnv(
+  name: 'replicate' | 'fal',
+  fake: FakeProvider & { webhookSecret?: string },
+): Record<string, string> {
+  return name === 'replicate'
+    ? { REPLICATE_API_TOKEN: fake.token, REPLICATE_WEBHOOK_SECRET: fake.webhookSecret ?? '' }
+    : { FAL_KEY: fake.token };
 }
 
 /** A loopback port free now (a server killed and its successor both serve on it, so webhooks reach either). */

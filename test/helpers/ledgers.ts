@@ -21,7 +21,10 @@ export function postgresAvailable(): Promise<boolean> {
       await client.query('SELECT 1');
       return true;
     } catch (err) {
-      if (process.env.CI) throw new Error(`CI needs PostgreSQL at ${PG_URL} (${(err as Error).message}); .ci/run starts it`, { cause: err });
+      if (process.env.CI)
+        throw new Error(`CI needs PostgreSQL at ${PG_URL} (${(err as Error).message}); .ci/run starts it`, {
+          cause: err,
+        });
       process.stderr.write(
         `PostgreSQL tests skipped: nothing answers at ${PG_URL} (${(err as Error).message}). ` +
           'Start PostgreSQL (see docs/development.md), or point RUNLEDGER_TEST_PG at one.\n',
@@ -64,8 +67,14 @@ export interface Backend {
   open(settings?: LedgerSettings): Promise<RunLedger>;
 }
 
-const sqlite: Backend = { name: 'SQLite', open: (settings = {}) => openSqliteLedger({ path: ':memory:', ...settings }) };
-const postgres: Backend = { name: 'PostgreSQL', open: (settings = {}) => openPostgresLedger({ url: PG_URL, schema: freshSchema(), ...settings }) };
+const sqlite: Backend = {
+  name: 'SQLite',
+  open: (settings = {}) => openSqliteLedger({ path: ':memory:', ...settings }),
+};
+const postgres: Backend = {
+  name: 'PostgreSQL',
+  open: (settings = {}) => openPostgresLedger({ url: PG_URL, schema: freshSchema(), ...settings }),
+};
 
 /** The backends to run on here: PostgreSQL only when it is reachable. */
 export const backends: Backend[] = (await postgresAvailable()) ? [sqlite, postgres] : [sqlite];

@@ -11,7 +11,9 @@ export interface LedgerFactoryOptions {
   retentionMs: number;
 }
 /** A ledger on a fresh store, and a probe of what it stores (see probes.ts). */
-export type LedgerFactory = (opts: LedgerFactoryOptions) => Promise<{ ledger: RunLedger; probe: LedgerProbe & { close?(): Promise<void> } }>;
+export type LedgerFactory = (
+  opts: LedgerFactoryOptions,
+) => Promise<{ ledger: RunLedger; probe: LedgerProbe & { close?(): Promise<void> } }>;
 
 const LEASE_MS = 10_000;
 const RETENTION_MS = 7 * 24 * 3600 * 1000;
@@ -60,7 +62,13 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       if (run === null) throw new Error('nothing to claim');
       await ledger.advance(run.id, owner, Phase.composing);
       await ledger.advance(run.id, owner, Phase.rendering, { scenes: [1] });
-      await ledger.attachAsset(run.id, owner, 0, { bytes: Buffer.from('png-bytes'), mime: 'image/png', meta: {} }, 0.75);
+      await ledger.attachAsset(
+        run.id,
+        owner,
+        0,
+        { bytes: Buffer.from('png-bytes'), mime: 'image/png', meta: {} },
+        0.75,
+      );
       await ledger.finish(run.id, owner, { score: 1 });
       return run.id;
     }
@@ -167,12 +175,9 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
           ledger.createOrReplay(request({ idempotencyKey: 'key-fresh-0000000002' })),
           ledger.createOrReplay(request({ idempotencyKey: 'key-fresh-0000000001' })),
         ]);
-        expect(settled.map((s) => (s.status === 'fulfilled' ? s.value.kind : (s.reason as RunledgerError).code))).toEqual([
-          'created',
-          'not_found',
-          'created',
-          'replayed',
-        ]);
+        expect(
+          settled.map((s) => (s.status === 'fulfilled' ? s.value.kind : (s.reason as RunledgerError).code)),
+        ).toEqual(['created', 'not_found', 'created', 'replayed']);
       });
 
       it('never collides the same key across tenants or tools', async () => {
@@ -333,7 +338,13 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         const run = (await ledger.claim('w1'))!;
         await ledger.advance(run.id, 'w1', Phase.composing);
         await ledger.advance(run.id, 'w1', Phase.rendering, { scenes: ['scene-a', 'scene-b'] });
-        await ledger.attachAsset(run.id, 'w1', 0, { bytes: Buffer.from('first'), mime: 'image/png', meta: { w: 1 } }, 0.75);
+        await ledger.attachAsset(
+          run.id,
+          'w1',
+          0,
+          { bytes: Buffer.from('first'), mime: 'image/png', meta: { w: 1 } },
+          0.75,
+        );
         tick(LEASE_MS - 1);
         expect(await ledger.renew(run.id, 'w1')).toBe(true);
         tick(LEASE_MS - 1);
@@ -366,7 +377,9 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request({ tool: 'send_email', idempotencyKey: 'key-proxied-000000001' }));
         tick(1);
         const own = await ledger.createOrReplay(request({ idempotencyKey: 'key-own-00000000000002' }));
-        expect((await ledger.claim('w1', { tools: ['product_shot'] }))?.id).toBe(own.kind === 'created' ? own.run.id : '');
+        expect((await ledger.claim('w1', { tools: ['product_shot'] }))?.id).toBe(
+          own.kind === 'created' ? own.run.id : '',
+        );
         expect(await ledger.claim('w1', { tools: ['product_shot', 'social_card'] })).toBeNull();
         expect((await ledger.claim('w2'))?.tool).toBe('send_email');
       });
@@ -390,10 +403,16 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(first).toMatchObject({ kind: 'created', run: { attempts: 1, phase: 'queued' } });
         const runId = first.kind === 'created' ? first.run.id : '';
         expect((await ledger.getRun('acme', runId)).lease).not.toBeNull();
-        expect(await ledger.start(request(), 'proxy-2')).toMatchObject({ kind: 'replayed', run: { id: runId, attempts: 1 } });
+        expect(await ledger.start(request(), 'proxy-2')).toMatchObject({
+          kind: 'replayed',
+          run: { id: runId, attempts: 1 },
+        });
         expect(await ledger.claim('w1')).toBeNull();
         expect(await ledger.claimRun(runId, 'proxy-2')).toBeNull();
-        expect(await ledger.finish(runId, 'proxy-1', { answer: 1 })).toMatchObject({ phase: 'done', result: { answer: 1 } });
+        expect(await ledger.finish(runId, 'proxy-1', { answer: 1 })).toMatchObject({
+          phase: 'done',
+          result: { answer: 1 },
+        });
       });
 
       it('hands one run to claimRun only once its holder is gone, counting the attempt', async () => {
@@ -444,7 +463,11 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(taken.recovery).toEqual({ 'upstream/0': { requested: true } });
       });
 
-      const RENDERER_DIED = { code: 'generation_failed', message: 'the render thread died (exit code 70)', details: {} } as const;
+      const RENDERER_DIED = {
+        code: 'generation_failed',
+        message: 'the render thread died (exit code 70)',
+        details: {},
+      } as const;
 
       it('never counts a lease that ran out against the run: its holder crashed, whatever it had done', async () => {
         await ledger.createOrReplay(request());
@@ -468,8 +491,14 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request());
         let run = (await ledger.claim('w0'))!;
         for (let i = 1; i < MAX_STALLS; i++) {
-          expect(await ledger.abandon(run.id, `w${i - 1}`, RENDERER_DIED)).toMatchObject({ phase: 'queued', stalls: i, lease: null });
-          expect((await ledger.getRun('acme', run.id)).retryAt).toBe(new Date(now + takeoverBackoffMs(i, LEASE_MS)).toISOString());
+          expect(await ledger.abandon(run.id, `w${i - 1}`, RENDERER_DIED)).toMatchObject({
+            phase: 'queued',
+            stalls: i,
+            lease: null,
+          });
+          expect((await ledger.getRun('acme', run.id)).retryAt).toBe(
+            new Date(now + takeoverBackoffMs(i, LEASE_MS)).toISOString(),
+          );
           tick(takeoverBackoffMs(i, LEASE_MS) - 1);
           expect(await ledger.claim(`early-${i}`)).toBeNull();
           tick(1);
@@ -489,7 +518,9 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
           expect(after).toMatchObject({ phase: 'failed', stalls: MAX_STALLS, lease: null, retryAt: null });
           expect(after!.error).toMatchObject({
             code: 'generation_failed',
-            message: expect.stringMatching(/^Gave up after 5 attempts, the last 5 of them failing in a row on the run itself; the last: the render thread died/),
+            message: expect.stringMatching(
+              /^Gave up after 5 attempts, the last 5 of them failing in a row on the run itself; the last: the render thread died/,
+            ),
             details: { attempts: MAX_STALLS, failed_in_a_row: MAX_STALLS, last_failure: RENDERER_DIED },
           });
         }
@@ -517,13 +548,23 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         await ledger.createOrReplay(request());
         tick(1); // claimed oldest first
         await ledger.createOrReplay(request({ idempotencyKey: 'key-0002-aaaa-bbbb-cccc', cost: 6 }));
-        for (const [owner, provider] of [['w1', 'builtin'], ['w2', 'openai']] as const) {
+        for (const [owner, provider] of [
+          ['w1', 'builtin'],
+          ['w2', 'openai'],
+        ] as const) {
           const run = (await ledger.claim(owner))!;
-          await ledger.finish(run.id, owner, { ok: true }, { provider, model: provider === 'openai' ? 'gpt-image-1' : null });
+          await ledger.finish(
+            run.id,
+            owner,
+            { ok: true },
+            { provider, model: provider === 'openai' ? 'gpt-image-1' : null },
+          );
         }
-        expect((await ledger.usage('acme')).byProvider).toEqual({ builtin: { charges: 1, credits: 4 }, openai: { charges: 1, credits: 6 } });
+        expect((await ledger.usage('acme')).byProvider).toEqual({
+          builtin: { charges: 1, credits: 4 },
+          openai: { charges: 1, credits: 6 },
+        });
       });
-
 
       it('writes one charge however often finish is called', async () => {
         await ledger.createOrReplay(request());
@@ -598,13 +639,19 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         const after = await ledger.eventsAfter('s1', 'stream-a', first);
         expect(after.map((e) => e.message)).toEqual(['{"n":2}', '{"n":3}']);
         expect(after.every((e) => e.streamId === 'stream-a')).toBe(true);
-        expect((await ledger.eventsAfter('s1', 'stream-a', null)).map((e) => e.message)).toEqual(['{"n":1}', '{"n":2}', '{"n":3}']);
+        expect((await ledger.eventsAfter('s1', 'stream-a', null)).map((e) => e.message)).toEqual([
+          '{"n":1}',
+          '{"n":2}',
+          '{"n":3}',
+        ]);
         expect(await ledger.eventsAfter('s2', 'stream-a', null)).toEqual([]);
         expect(await ledger.eventsAfter('s1', 'stream-a', 'garbage')).toEqual([]);
       });
 
       it('gives every event of one tick its own id, in order', async () => {
-        const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => ledger.appendEvent('s1', 'burst', `{"i":${i}}`)));
+        const ids = await Promise.all(
+          Array.from({ length: 20 }, (_, i) => ledger.appendEvent('s1', 'burst', `{"i":${i}}`)),
+        );
         expect(new Set(ids).size).toBe(20);
         const stored = await ledger.eventsAfter('s1', 'burst', null);
         expect(stored.map((e) => e.id)).toEqual(ids);
@@ -678,7 +725,11 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
     });
 
     describe('jobs at job providers and their webhooks', () => {
-      const JOB = { provider: 'replicate', jobId: 'pred_0001', fields: { status_url: 'https://api.example/p/pred_0001' } };
+      const JOB = {
+        provider: 'replicate',
+        jobId: 'pred_0001',
+        fields: { status_url: 'https://api.example/p/pred_0001' },
+      };
 
       /** A run claimed by w1 and moved to rendering, where a job is submitted. */
       async function rendering(key = KEY): Promise<string> {
@@ -692,7 +743,10 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       it("stores a run's job once: the first handle stands, and a job is one run's only", async () => {
         const runId = await rendering();
         const first = await ledger.attachJob(runId, 'w1', JOB);
-        expect(first).toEqual({ held: true, job: { ...JOB, runId, createdAt: new Date(now).toISOString(), cancelRequestedAt: null } });
+        expect(first).toEqual({
+          held: true,
+          job: { ...JOB, runId, createdAt: new Date(now).toISOString(), cancelRequestedAt: null },
+        });
         // A second submit's handle (there must never be one) does not replace the first.
         expect((await ledger.attachJob(runId, 'w1', { ...JOB, jobId: 'pred_0002' })).job?.jobId).toBe('pred_0001');
         expect(await ledger.jobOf(runId)).toEqual(first.job);
@@ -718,24 +772,49 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         const delivery = { provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_0001', status: 'succeeded' };
         const outcomes = [];
         for (let i = 0; i < 5; i++) outcomes.push(await ledger.recordWebhook(delivery));
-        expect(outcomes).toEqual([{ kind: 'stored', runId }, ...Array.from({ length: 4 }, () => ({ kind: 'duplicate', runId }))]);
+        expect(outcomes).toEqual([
+          { kind: 'stored', runId },
+          ...Array.from({ length: 4 }, () => ({ kind: 'duplicate', runId })),
+        ]);
         expect(heard).toEqual([runId]);
-        expect(await ledger.webhookDeliveries(runId)).toEqual([{ ...delivery, receivedAt: new Date(now).toISOString() }]);
+        expect(await ledger.webhookDeliveries(runId)).toEqual([
+          { ...delivery, receivedAt: new Date(now).toISOString() },
+        ]);
         // Found by its job when the URL named no run; another job's webhook for this run is not its own.
         tick(1);
-        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_2', runId: null })).toEqual({ kind: 'stored', runId });
-        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_3', jobId: 'pred_9999' })).toEqual({ kind: 'ignored', reason: 'other_job' });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_2', runId: null })).toEqual({
+          kind: 'stored',
+          runId,
+        });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_3', jobId: 'pred_9999' })).toEqual({
+          kind: 'ignored',
+          reason: 'other_job',
+        });
         expect((await ledger.webhookDeliveries(runId)).map((d) => d.webhookId)).toEqual(['msg_2', 'msg_1']);
-        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_4', runId: 'run_unknown' })).toEqual({ kind: 'ignored', reason: 'unknown_run' });
-        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_5', runId: null, jobId: 'pred_unknown' })).toEqual({ kind: 'ignored', reason: 'unknown_run' });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_4', runId: 'run_unknown' })).toEqual({
+          kind: 'ignored',
+          reason: 'unknown_run',
+        });
+        expect(
+          await ledger.recordWebhook({ ...delivery, webhookId: 'msg_5', runId: null, jobId: 'pred_unknown' }),
+        ).toEqual({ kind: 'ignored', reason: 'unknown_run' });
         await ledger.finish(runId, 'w1', { score: 1 });
-        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_6' })).toEqual({ kind: 'ignored', reason: 'finished_run' });
+        expect(await ledger.recordWebhook({ ...delivery, webhookId: 'msg_6' })).toEqual({
+          kind: 'ignored',
+          reason: 'finished_run',
+        });
         expect(heard).toEqual([runId, runId, runId]);
       });
 
-      it("keeps a webhook naming a run without a job yet: the holder adopts the orphan it names", async () => {
+      it('keeps a webhook naming a run without a job yet: the holder adopts the orphan it names', async () => {
         const runId = await rendering();
-        const outcome = await ledger.recordWebhook({ provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_orphan', status: 'processing' });
+        const outcome = await ledger.recordWebhook({
+          provider: 'replicate',
+          webhookId: 'msg_1',
+          runId,
+          jobId: 'pred_orphan',
+          status: 'processing',
+        });
         expect(outcome).toEqual({ kind: 'stored', runId });
         expect((await ledger.webhookDeliveries(runId))[0]?.jobId).toBe('pred_orphan');
       });
@@ -747,13 +826,22 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
         expect(await ledger.jobsAwaitingCancel()).toEqual([]);
         await ledger.cancel('acme', runId);
         expect((await ledger.jobsAwaitingCancel()).map((j) => j.jobId)).toEqual(['pred_0001']);
-        const claims = await Promise.all([ledger.claimJobCancel(runId), ledger.claimJobCancel(runId), ledger.claimJobCancel(runId)]);
-        expect(claims.filter((c) => c !== null)).toEqual([{ ...JOB, runId, createdAt: expect.any(String), cancelRequestedAt: new Date(now).toISOString() }]);
+        const claims = await Promise.all([
+          ledger.claimJobCancel(runId),
+          ledger.claimJobCancel(runId),
+          ledger.claimJobCancel(runId),
+        ]);
+        expect(claims.filter((c) => c !== null)).toEqual([
+          { ...JOB, runId, createdAt: expect.any(String), cancelRequestedAt: new Date(now).toISOString() },
+        ]);
         expect(await ledger.jobsAwaitingCancel()).toEqual([]);
         // A handle stored after the cancel (the submit answered late) is still there to cancel.
         const late = await rendering('key-0003-late-handle-xx');
         await ledger.cancel('acme', late);
-        expect(await ledger.attachJob(late, 'w1', { ...JOB, jobId: 'pred_late' })).toMatchObject({ held: false, job: { jobId: 'pred_late' } });
+        expect(await ledger.attachJob(late, 'w1', { ...JOB, jobId: 'pred_late' })).toMatchObject({
+          held: false,
+          job: { jobId: 'pred_late' },
+        });
         expect((await ledger.claimJobCancel(late))?.jobId).toBe('pred_late');
       });
 
@@ -773,7 +861,13 @@ export function ledgerContract(backend: string, makeLedger: LedgerFactory): void
       it("forgets a run's job and webhooks with the run", async () => {
         const runId = await rendering();
         await ledger.attachJob(runId, 'w1', JOB);
-        await ledger.recordWebhook({ provider: 'replicate', webhookId: 'msg_1', runId, jobId: 'pred_0001', status: null });
+        await ledger.recordWebhook({
+          provider: 'replicate',
+          webhookId: 'msg_1',
+          runId,
+          jobId: 'pred_0001',
+          status: null,
+        });
         await ledger.finish(runId, 'w1', { score: 1 });
         tick(RETENTION_MS + 1);
         await ledger.sweep();

@@ -31,14 +31,21 @@ describe('holderGone', () => {
     await live.kill();
     expect(holderGone(live.owner)).toBe(true);
     // This process's own pid, but with another start time: the pid was reused.
-    const reused = processOwner('test').replace(/~(\d+)~([^~]+)$/, (_all, start: string, nonce: string) => `~${Number(start) + 1}~${nonce}`);
+    const reused = processOwner('test').replace(
+      /~(\d+)~([^~]+)$/,
+      (_all, start: string, nonce: string) => `~${Number(start) + 1}~${nonce}`,
+    );
     expect(holderGone(reused)).toBe(true);
     expect(holderGone(processOwner('test'))).toBe(false);
   });
 
   it('cannot know, and so never says gone, of another host, another boot, or an owner id of another form', () => {
     const self = processOwner('test').split('~');
-    for (const [i, other] of [[1, 'another-host'], [2, '00000000-0000-0000-0000-000000000000'], [3, '1']] as const) {
+    for (const [i, other] of [
+      [1, 'another-host'],
+      [2, '00000000-0000-0000-0000-000000000000'],
+      [3, '1'],
+    ] as const) {
       const elsewhere = [...self];
       elsewhere[i] = other;
       elsewhere[4] = '999999999';
@@ -66,7 +73,7 @@ describe.each(backends)('dead holders on $name', ({ open }) => {
     expect(await ledger.claimRun(lost.run.id, 'w1')).toMatchObject({ attempts: 2, stalls: 0, lease: { holder: 'w1' } });
   });
 
-  it('frees a dead holder\'s runs for any worker, announcing them, and leaves a live holder\'s alone', async () => {
+  it("frees a dead holder's runs for any worker, announcing them, and leaves a live holder's alone", async () => {
     const ledger = await open({ leaseMs: 60_000 });
     ledgers.push(ledger);
     const [alive, dying] = [await holder(), await holder()];

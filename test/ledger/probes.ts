@@ -15,7 +15,12 @@ export interface LedgerProbe {
 const READS_RUNS = /^\s*SELECT\b[\s\S]*\bFROM runs\b/i;
 
 /** Counts calls of `methods` on `prototype` whose statement text reads runs, while `body` runs. */
-async function counting(prototype: object, methods: string[], textOf: (self: unknown, args: unknown[]) => unknown, body: () => Promise<unknown>): Promise<number> {
+async function counting(
+  prototype: object,
+  methods: string[],
+  textOf: (self: unknown, args: unknown[]) => unknown,
+  body: () => Promise<unknown>,
+): Promise<number> {
   let reads = 0;
   const target = prototype as Record<string, (...args: unknown[]) => unknown>;
   const originals = methods.map((name) => [name, target[name]!] as const);
@@ -37,8 +42,15 @@ async function counting(prototype: object, methods: string[], textOf: (self: unk
 export function sqliteProbe(db: Database.Database): LedgerProbe {
   return {
     storedAssets: async () => db.prepare<[], number>('SELECT count(*) FROM assets').pluck().get()!,
-    runReads: (body) => counting(Object.getPrototypeOf(db.prepare('SELECT 1')) as object, ['get', 'all'], (self) => (self as { source: string }).source, body),
-    refuseAssetDeletes: async () => void db.exec(`CREATE TRIGGER refuse BEFORE DELETE ON assets BEGIN SELECT RAISE(ABORT, 'refused'); END`),
+    runReads: (body) =>
+      counting(
+        Object.getPrototypeOf(db.prepare('SELECT 1')) as object,
+        ['get', 'all'],
+        (self) => (self as { source: string }).source,
+        body,
+      ),
+    refuseAssetDeletes: async () =>
+      void db.exec(`CREATE TRIGGER refuse BEFORE DELETE ON assets BEGIN SELECT RAISE(ABORT, 'refused'); END`),
   };
 }
 
@@ -48,7 +60,12 @@ export async function postgresProbe(url: string, schema: string): Promise<Ledger
   return {
     storedAssets: async () => (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM assets')).rows[0]!.n,
     runReads: (body) =>
-      counting(pg.Client.prototype, ['query'], (_self, args) => (typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text), body),
+      counting(
+        pg.Client.prototype,
+        ['query'],
+        (_self, args) => (typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text),
+        body,
+      ),
     refuseAssetDeletes: async () =>
       void (await client.query(`CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
         CREATE TRIGGER refuse BEFORE DELETE ON assets FOR EACH ROW EXECUTE FUNCTION refuse()`)),

@@ -23,7 +23,9 @@ interface Target {
 
 async function race(target: Target, mode: 'same' | 'distinct'): Promise<Outcome[]> {
   const children = Array.from({ length: PROCESSES }, (_, i) =>
-    spawn(process.execPath, [CLIENT, target.url, target.schema, mode, String(CALLS), String(i)], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    spawn(process.execPath, [CLIENT, target.url, target.schema, mode, String(CALLS), String(i)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    }),
   );
   const exits = children.map((child) => new Promise((resolve) => child.once('exit', resolve)));
   const readers = children.map((child) => createInterface({ input: child.stdout })[Symbol.asyncIterator]());
@@ -49,9 +51,15 @@ async function usageOf(target: Target) {
   }
 }
 
-const sqliteFile = (): Target => ({ url: join(mkdtempSync(join(tmpdir(), 'runledger-race-')), 'ledger.db'), schema: '-' });
+const sqliteFile = (): Target => ({
+  url: join(mkdtempSync(join(tmpdir(), 'runledger-race-')), 'ledger.db'),
+  schema: '-',
+});
 const postgresSchema = (): Target => ({ url: PG_URL, schema: freshSchema() });
-const targets = [{ name: 'one SQLite file', fresh: sqliteFile }, ...((await postgresAvailable()) ? [{ name: 'one PostgreSQL database', fresh: postgresSchema }] : [])];
+const targets = [
+  { name: 'one SQLite file', fresh: sqliteFile },
+  ...((await postgresAvailable()) ? [{ name: 'one PostgreSQL database', fresh: postgresSchema }] : []),
+];
 
 describe.each(targets)('cross-process race on $name', ({ fresh }) => {
   it(`${PROCESSES} processes x ${CALLS} identical creates make exactly one run`, async () => {

@@ -42,9 +42,21 @@ describe('creates', () => {
   });
 
   it('starts a run queued and free, or leased to the worker that starts it, of the engine unless told', () => {
-    expect(fresh()).toMatchObject({ phase: 'queued', executor: 'engine', attempts: 0, leaseOwner: null, leaseExpiresAt: null, createdAt: T0 });
+    expect(fresh()).toMatchObject({
+      phase: 'queued',
+      executor: 'engine',
+      attempts: 0,
+      leaseOwner: null,
+      leaseExpiresAt: null,
+      createdAt: T0,
+    });
     const started = newRecord({ ...request(), executor: 'proxy' }, 'fp', T0, LEASE, 'proxy-1');
-    expect(started).toMatchObject({ executor: 'proxy', attempts: 1, leaseOwner: 'proxy-1', leaseExpiresAt: T0 + LEASE });
+    expect(started).toMatchObject({
+      executor: 'proxy',
+      attempts: 1,
+      leaseOwner: 'proxy-1',
+      leaseExpiresAt: T0 + LEASE,
+    });
     expect(started.id).toMatch(/^run_/);
   });
 
@@ -88,8 +100,15 @@ describe('leases', () => {
     for (let k = 1; k < MAX_STALLS; k++) {
       const after = afterFailedAttempt(run, FAILURE, T0, LEASE);
       expect(after.giveUp).toBeNull();
-      expect(after.run).toMatchObject({ stalls: k, leaseOwner: null, leaseExpiresAt: T0 + takeoverBackoffMs(k, LEASE) });
-      expect(toRun(after.run, {}, null)).toMatchObject({ lease: null, retryAt: new Date(T0 + takeoverBackoffMs(k, LEASE)).toISOString() });
+      expect(after.run).toMatchObject({
+        stalls: k,
+        leaseOwner: null,
+        leaseExpiresAt: T0 + takeoverBackoffMs(k, LEASE),
+      });
+      expect(toRun(after.run, {}, null)).toMatchObject({
+        lease: null,
+        retryAt: new Date(T0 + takeoverBackoffMs(k, LEASE)).toISOString(),
+      });
       expect(isClaimable(after.run, T0 + takeoverBackoffMs(k, LEASE) - 1)).toBe(false);
       run = leasedTo(after.run, `w${k + 1}`, T0 + takeoverBackoffMs(k, LEASE), LEASE);
     }
@@ -105,7 +124,11 @@ describe('leases', () => {
   it('starts the count of failed attempts again at progress, and extends the lease', () => {
     const failed = afterFailedAttempt(leasedTo(fresh(), 'w1', T0, LEASE), FAILURE, T0, LEASE).run;
     const again = leasedTo(failed, 'w2', T0 + 1, LEASE);
-    expect(progressed(again, 0.6, T0 + 5, LEASE)).toMatchObject({ stalls: 0, progress: 0.6, leaseExpiresAt: T0 + 5 + LEASE });
+    expect(progressed(again, 0.6, T0 + 5, LEASE)).toMatchObject({
+      stalls: 0,
+      progress: 0.6,
+      leaseExpiresAt: T0 + 5 + LEASE,
+    });
     expect(progressed({ ...again, progress: 0.7 }, 0.6, T0 + 5, LEASE).progress).toBe(0.7);
   });
 });
@@ -114,9 +137,17 @@ describe('phase moves', () => {
   it('moves forward only, stamping each phase, and ends the lease and the recovery points with the run', () => {
     const run = leasedTo(fresh(), 'w1', T0, LEASE);
     const composing = moved(run, Phase.composing, T0 + 10, LEASE);
-    expect(composing).toMatchObject({ dropRecovery: false, charge: false, run: { phase: 'composing', composingAt: T0 + 10, progress: 0.25, leaseOwner: 'w1' } });
+    expect(composing).toMatchObject({
+      dropRecovery: false,
+      charge: false,
+      run: { phase: 'composing', composingAt: T0 + 10, progress: 0.25, leaseOwner: 'w1' },
+    });
     const done = moved(composing.run, Phase.done, T0 + 20, LEASE);
-    expect(done).toMatchObject({ dropRecovery: true, charge: true, run: { phase: 'done', endedAt: T0 + 20, progress: 1, leaseOwner: null, leaseExpiresAt: null } });
+    expect(done).toMatchObject({
+      dropRecovery: true,
+      charge: true,
+      run: { phase: 'done', endedAt: T0 + 20, progress: 1, leaseOwner: null, leaseExpiresAt: null },
+    });
     expect(toRun(done.run, {}, { ok: true }).phases.map((p) => p.phase)).toEqual(['queued', 'composing', 'done']);
     expect(() => moved(composing.run, Phase.queued, T0, LEASE)).toThrow(/cannot move/);
     expect(() => moved(done.run, Phase.failed, T0, LEASE)).toThrow(/cannot move/);
@@ -124,7 +155,10 @@ describe('phase moves', () => {
 
   it('never stamps a time before the last write, even from a host whose clock is behind', () => {
     const run = { ...leasedTo(fresh(), 'w1', T0, LEASE), updatedAt: T0 + 1000 };
-    expect(moved(run, Phase.composing, T0 + 10, LEASE).run).toMatchObject({ composingAt: T0 + 1000, updatedAt: T0 + 1000 });
+    expect(moved(run, Phase.composing, T0 + 10, LEASE).run).toMatchObject({
+      composingAt: T0 + 1000,
+      updatedAt: T0 + 1000,
+    });
   });
 
   it('keeps the failure count on the failed run, and bills only done', () => {
@@ -134,9 +168,9 @@ describe('phase moves', () => {
   });
 
   it('answers cancel by the phase: cancel a live run, say so of an ended one', () => {
-    expect(['queued', 'rendering', 'canceled', 'done', 'failed'].map((phase) => cancelDecision(phase as Phase))).toEqual([
-      'cancel', 'cancel', 'already_canceled', 'already_finished', 'already_finished',
-    ]);
+    expect(
+      ['queued', 'rendering', 'canceled', 'done', 'failed'].map((phase) => cancelDecision(phase as Phase)),
+    ).toEqual(['cancel', 'cancel', 'already_canceled', 'already_finished', 'already_finished']);
   });
 });
 
@@ -168,7 +202,10 @@ describe('reading', () => {
 
   it('sums usage by tool and by provider', () => {
     const usage = usageOf('acme', {
-      runs: [{ tool: 'product_shot', runs: 3, replays: 4 }, { tool: 'social_card', runs: 1, replays: 0 }],
+      runs: [
+        { tool: 'product_shot', runs: 3, replays: 4 },
+        { tool: 'social_card', runs: 1, replays: 0 },
+      ],
       charges: [
         { tool: 'product_shot', provider: 'builtin', charges: 2, credits: 8 },
         { tool: 'product_shot', provider: 'openai', charges: 1, credits: 4 },
@@ -180,7 +217,10 @@ describe('reading', () => {
       charges: 3,
       credits: 12,
       replaysAbsorbed: 4,
-      byTool: { product_shot: { runs: 3, charges: 3, credits: 12, replaysAbsorbed: 4 }, social_card: { runs: 1, charges: 0, credits: 0, replaysAbsorbed: 0 } },
+      byTool: {
+        product_shot: { runs: 3, charges: 3, credits: 12, replaysAbsorbed: 4 },
+        social_card: { runs: 1, charges: 0, credits: 0, replaysAbsorbed: 0 },
+      },
       byProvider: { builtin: { charges: 2, credits: 8 }, openai: { charges: 1, credits: 4 } },
     });
   });

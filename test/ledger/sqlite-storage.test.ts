@@ -19,7 +19,10 @@ function tempDir(): string {
 }
 
 const open: Ledger[] = [];
-async function ledgerAt(path: string, extra: Partial<SqliteStoreOptions> & { clock?: () => number; leaseMs?: number } = {}): Promise<Ledger> {
+async function ledgerAt(
+  path: string,
+  extra: Partial<SqliteStoreOptions> & { clock?: () => number; leaseMs?: number } = {},
+): Promise<Ledger> {
   const ledger = await openSqliteLedger({ path, ...extra });
   open.push(ledger);
   return ledger;
@@ -77,7 +80,10 @@ describe('SQLite ledger file', () => {
       if (created.kind !== 'created') throw new Error(`expected a new run, got ${created.kind}`);
       ids.push(created.run.id);
       // Stored without an fsync, as the proxy stores answers; the connection then commits durably again.
-      expect(await ledger.finish(created.run.id, 'w1', result, undefined, false)).toMatchObject({ phase: Phase.done, result });
+      expect(await ledger.finish(created.run.id, 'w1', result, undefined, false)).toMatchObject({
+        phase: Phase.done,
+        result,
+      });
       expect(store.database.pragma('synchronous', { simple: true })).toBe(2);
     }
     const db = new Database(path, { readonly: true });
@@ -109,7 +115,9 @@ describe('SQLite ledger file', () => {
     const path = join(tempDir(), 'ledger.db');
     const old = new Database(path);
     old.pragma('journal_mode = WAL');
-    old.exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    old.exec(
+      `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
+    );
     for (const m of MIGRATIONS.filter((m) => m.version <= 2)) {
       old.exec(m.sqlite);
       old.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
@@ -122,12 +130,41 @@ describe('SQLite ledger file', () => {
     );
     const args = request().args;
     const fp = (await import('../../src/ledger/index.js')).fingerprint(args);
-    insert.run('run_done', 'key-done-0000000001', fp, JSON.stringify(args), 'done',
-      JSON.stringify([{ phase: 'queued', at: at(0) }, { phase: 'composing', at: at(5) }, { phase: 'rendering', at: at(7) }, { phase: 'done', at: at(9) }]),
-      1, '{"composing":{"scenes":[1]}}', '{"score":1}', t0, t0 + 9);
-    insert.run('run_live', 'key-live-0000000001', fp, JSON.stringify(args), 'rendering',
-      JSON.stringify([{ phase: 'queued', at: at(1) }, { phase: 'composing', at: at(2) }, { phase: 'rendering', at: at(3) }]),
-      0.5, '{"composing":{"scenes":[2]}}', null, t0 + 1, t0 + 3);
+    insert.run(
+      'run_done',
+      'key-done-0000000001',
+      fp,
+      JSON.stringify(args),
+      'done',
+      JSON.stringify([
+        { phase: 'queued', at: at(0) },
+        { phase: 'composing', at: at(5) },
+        { phase: 'rendering', at: at(7) },
+        { phase: 'done', at: at(9) },
+      ]),
+      1,
+      '{"composing":{"scenes":[1]}}',
+      '{"score":1}',
+      t0,
+      t0 + 9,
+    );
+    insert.run(
+      'run_live',
+      'key-live-0000000001',
+      fp,
+      JSON.stringify(args),
+      'rendering',
+      JSON.stringify([
+        { phase: 'queued', at: at(1) },
+        { phase: 'composing', at: at(2) },
+        { phase: 'rendering', at: at(3) },
+      ]),
+      0.5,
+      '{"composing":{"scenes":[2]}}',
+      null,
+      t0 + 1,
+      t0 + 3,
+    );
     old.prepare(`INSERT INTO assets VALUES ('abc', 'image/png', 3, x'010203', ?)`).run(t0);
     old.prepare(`INSERT INTO run_assets VALUES ('run_done', 0, 'abc', '{}')`).run();
     old.close();
@@ -157,7 +194,9 @@ describe('SQLite ledger file', () => {
       const db = new Database(path);
       try {
         db.pragma('wal_checkpoint(TRUNCATE)');
-        return (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
+        return (
+          (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number)
+        );
       } finally {
         db.close();
       }

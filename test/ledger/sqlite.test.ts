@@ -12,4 +12,6 @@ async function sqlite(path: string, opts: LedgerFactoryOptions) {
 }
 
 ledgerContract('SQLite :memory:', (opts) => sqlite(':memory:', opts));
-ledgerContract('SQLite file', (opts) => sqlite(join(mkdtempSync(join(tmpdir(), 'runledger-contract-')), 'ledger.db'), opts));
+ledgerContract('SQLite file', (opts) =>
+  sqlite(join(mkdtempSync(join(tmpdir(), 'runledger-contract-')), 'ledger.db'), opts),
+);

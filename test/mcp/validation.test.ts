@@ -37,7 +37,11 @@ afterAll(async () => {
 async function refusal(tool: string, args: Record<string, unknown>) {
   const result = (await client.callTool({ name: tool, arguments: args })) as CallToolResult;
   expect(result.isError).toBe(true);
-  const error = (result.structuredContent as { error: { code: string; message: string; details: { problems: { field: string; rule: string }[] } } }).error;
+  const error = (
+    result.structuredContent as {
+      error: { code: string; message: string; details: { problems: { field: string; rule: string }[] } };
+    }
+  ).error;
   expect(error.code).toBe('validation_failed');
   const text = result.content[0]?.type === 'text' ? result.content[0].text : '';
   return { text, error };
@@ -46,16 +50,52 @@ async function refusal(tool: string, args: Record<string, unknown>) {
 describe('validation_failed', () => {
   it.each([
     // unions
-    ['create_product_shot', { ...SHOT, size: '4:5' }, 'size must be one of "1:1", "4:3", "3:4", "16:9", "9:16" or an object with width and height, not "4:5".'],
-    ['create_product_shot', { ...SHOT, size: 12 }, 'size must be one of "1:1", "4:3", "3:4", "16:9", "9:16" or an object with width and height, not 12.'],
-    ['create_product_shot', { ...SHOT, size: { width: 1000 } }, 'size.height is required: a whole number from 256 to 2048.'],
-    ['create_product_shot', { ...SHOT, size: { width: 100, height: 1000 } }, 'size.width must be a whole number from 256 to 2048, not 100.'],
-    ['create_product_shot', { ...SHOT, size: { width: 1000, height: 1000, depth: 3 } }, 'size.depth is not a field here; the fields are width and height.'],
+    [
+      'create_product_shot',
+      { ...SHOT, size: '4:5' },
+      'size must be one of "1:1", "4:3", "3:4", "16:9", "9:16" or an object with width and height, not "4:5".',
+    ],
+    [
+      'create_product_shot',
+      { ...SHOT, size: 12 },
+      'size must be one of "1:1", "4:3", "3:4", "16:9", "9:16" or an object with width and height, not 12.',
+    ],
+    [
+      'create_product_shot',
+      { ...SHOT, size: { width: 1000 } },
+      'size.height is required: a whole number from 256 to 2048.',
+    ],
+    [
+      'create_product_shot',
+      { ...SHOT, size: { width: 100, height: 1000 } },
+      'size.width must be a whole number from 256 to 2048, not 100.',
+    ],
+    [
+      'create_product_shot',
+      { ...SHOT, size: { width: 1000, height: 1000, depth: 3 } },
+      'size.depth is not a field here; the fields are width and height.',
+    ],
     // enums
-    ['create_product_shot', { ...SHOT, style: 'gritty' }, 'style must be one of "studio", "lifestyle", "minimal" or "bold", not "gritty".'],
-    ['create_social_card', { ...CARD, channel: 'banner' }, 'channel must be one of "square", "landscape" or "story", not "banner".'],
-    ['list_runs', { phase: 'finished' }, 'phase must be one of "queued", "composing", "rendering", "done", "failed" or "canceled", not "finished".'],
-    ['poll_run', { idempotency_key: KEY, tool: 'video' }, 'tool must be one of "product_shot", "social_card" or "product_video".'],
+    [
+      'create_product_shot',
+      { ...SHOT, style: 'gritty' },
+      'style must be one of "studio", "lifestyle", "minimal" or "bold", not "gritty".',
+    ],
+    [
+      'create_social_card',
+      { ...CARD, channel: 'banner' },
+      'channel must be one of "square", "landscape" or "story", not "banner".',
+    ],
+    [
+      'list_runs',
+      { phase: 'finished' },
+      'phase must be one of "queued", "composing", "rendering", "done", "failed" or "canceled", not "finished".',
+    ],
+    [
+      'poll_run',
+      { idempotency_key: KEY, tool: 'video' },
+      'tool must be one of "product_shot", "social_card" or "product_video".',
+    ],
     // numbers out of range, and not whole
     ['create_product_shot', { ...SHOT, variants: 9 }, 'variants must be a whole number from 1 to 4, not 9.'],
     ['create_product_shot', { ...SHOT, variants: 1.5 }, 'variants must be a whole number from 1 to 4, not 1.5.'],
@@ -64,19 +104,43 @@ describe('validation_failed', () => {
     ['list_runs', { limit: 0 }, 'limit must be a whole number from 1 to 100, not 0.'],
     // lengths
     ['create_product_shot', { ...SHOT, brief: '' }, 'brief must be a string of 1 to 500 characters (this one has 0).'],
-    ['create_social_card', { ...CARD, body: 'x'.repeat(400) }, 'body must be a string of at most 320 characters (this one has 400).'],
-    ['create_product_shot', { ...SHOT, brand_kit: { name: 'B', logo_text: 'B', palette: [] } }, 'brand_kit.palette must have at least one colour.'],
+    [
+      'create_social_card',
+      { ...CARD, body: 'x'.repeat(400) },
+      'body must be a string of at most 320 characters (this one has 400).',
+    ],
+    [
+      'create_product_shot',
+      { ...SHOT, brand_kit: { name: 'B', logo_text: 'B', palette: [] } },
+      'brand_kit.palette must have at least one colour.',
+    ],
     // wrong types
     ['create_product_shot', { ...SHOT, variants: '2' }, 'variants must be a whole number from 1 to 4, not "2".'],
     ['create_product_shot', { ...SHOT, dry_run: 'yes' }, 'dry_run must be true or false, not "yes".'],
-    ['create_product_shot', { ...SHOT, brand_kit: { name: 'B', logo_text: 'B', palette: ['red'] } }, 'brand_kit.palette.0 must be an object with hex and role, not "red".'],
+    [
+      'create_product_shot',
+      { ...SHOT, brand_kit: { name: 'B', logo_text: 'B', palette: ['red'] } },
+      'brand_kit.palette.0 must be an object with hex and role, not "red".',
+    ],
     ['cancel_run', { run_id: 5 }, 'run_id must be a string of 1 to 100 characters, not 5.'],
     // unknown keys
-    ['create_social_card', { ...CARD, format: 'tall' }, 'format is not a field here; the fields are headline, body, channel, brand_kit, seed, idempotency_key, wait_seconds and dry_run.'],
+    [
+      'create_social_card',
+      { ...CARD, format: 'tall' },
+      'format is not a field here; the fields are headline, body, channel, brand_kit, seed, idempotency_key, wait_seconds and dry_run.',
+    ],
     ['get_usage', { tool: 'video' }, 'tool is not a field here; this takes no fields.'],
     // missing
-    ['create_product_shot', { product_name: 'Mug', idempotency_key: KEY }, 'brief is required: a string of 1 to 500 characters.'],
-    ['create_social_card', { headline: 'Hi' }, 'idempotency_key is required: one new key (a UUID) per logical request, the same key on every retry of it.'],
+    [
+      'create_product_shot',
+      { product_name: 'Mug', idempotency_key: KEY },
+      'brief is required: a string of 1 to 500 characters.',
+    ],
+    [
+      'create_social_card',
+      { headline: 'Hi' },
+      'idempotency_key is required: one new key (a UUID) per logical request, the same key on every retry of it.',
+    ],
     ['delete_run', {}, 'run_id is required: a string of 1 to 100 characters.'],
     ['poll_run', {}, 'The arguments must name the run: give run_id, or idempotency_key together with tool.'],
   ])('%s %j: names the field and what it allows', async (tool, args, sentence) => {

@@ -45,12 +45,24 @@ describe('sceneToSvg', () => {
 
   it('defines each gradient once and refers to it by id', () => {
     const svg = sceneToSvg(
-      scene([{ kind: 'rect', x: 0, y: 0, w: 10, h: 10, fill: { kind: 'linear', from: '#000000', to: '#FFFFFF', direction: 'vertical' } }], {
-        kind: 'linear',
-        from: '#111111',
-        to: '#222222',
-        direction: 'diagonal',
-      }),
+      scene(
+        [
+          {
+            kind: 'rect',
+            x: 0,
+            y: 0,
+            w: 10,
+            h: 10,
+            fill: { kind: 'linear', from: '#000000', to: '#FFFFFF', direction: 'vertical' },
+          },
+        ],
+        {
+          kind: 'linear',
+          from: '#111111',
+          to: '#222222',
+          direction: 'diagonal',
+        },
+      ),
     );
     expect(svg.match(/<linearGradient /g)).toHaveLength(2);
     expect(svg).toContain('fill="url(#g0)"');

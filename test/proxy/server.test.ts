@@ -6,9 +6,14 @@ import { IdempotencyKeyReusedError } from '../../src/errors.js';
 import { admittingErrors, fencedDefinition, META_ERROR, proxyErrorResult } from '../../src/proxy/server.js';
 
 const reused = new IdempotencyKeyReusedError('run_1', ['text'], '2026-01-01T00:00:00.000Z', 'Call again.');
-const tool = (outputSchema?: Tool['outputSchema']): Tool => ({ name: 'note', inputSchema: { type: 'object', properties: { text: { type: 'string' } } }, ...(outputSchema ? { outputSchema } : {}) });
+const tool = (outputSchema?: Tool['outputSchema']): Tool => ({
+  name: 'note',
+  inputSchema: { type: 'object', properties: { text: { type: 'string' } } },
+  ...(outputSchema ? { outputSchema } : {}),
+});
 // The validator the SDK's client checks structured content with.
-const validates = (schema: object, value: unknown) => new AjvJsonSchemaValidator().getValidator(schema as never)(value).valid;
+const validates = (schema: object, value: unknown) =>
+  new AjvJsonSchemaValidator().getValidator(schema as never)(value).valid;
 
 describe('a fenced tool’s output schema', () => {
   it('admits the tool’s own answers and runledger’s error, and nothing else, with $defs kept at the root', () => {
@@ -40,7 +45,9 @@ describe('a fenced tool’s output schema', () => {
   });
 
   it('carries the error in structuredContent for a tool without an output schema, and not for a tool it does not know', () => {
-    expect(proxyErrorResult(reused, tool()).structuredContent).toMatchObject({ error: { code: 'idempotency_key_reused' } });
+    expect(proxyErrorResult(reused, tool()).structuredContent).toMatchObject({
+      error: { code: 'idempotency_key_reused' },
+    });
     expect(proxyErrorResult(reused, undefined).structuredContent).toBeUndefined();
   });
 });

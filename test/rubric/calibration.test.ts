@@ -21,7 +21,10 @@ interface Fixture {
 }
 
 const dir = join(import.meta.dirname, '../fixtures/rubric');
-const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { kits: Record<string, BrandKit>; fixtures: Fixture[] };
+const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as {
+  kits: Record<string, BrandKit>;
+  fixtures: Fixture[];
+};
 
 function score(f: Fixture): Evaluation {
   const scene = f.scene === null ? null : (JSON.parse(readFileSync(join(dir, f.scene), 'utf8')) as Scene);
@@ -48,7 +51,11 @@ describe('rubric calibration on the labelled set', () => {
   });
 
   it('passes every check on the on-brand images', () => {
-    for (const f of on) expect(f.ev.checks.filter((c) => !c.passed).map((c) => `${c.id}: ${c.evidence}`), f.file).toEqual([]);
+    for (const f of on)
+      expect(
+        f.ev.checks.filter((c) => !c.passed).map((c) => `${c.id}: ${c.evidence}`),
+        f.file,
+      ).toEqual([]);
   });
 
   it('fails, on each off-brand image, the checks its defect breaks', () => {

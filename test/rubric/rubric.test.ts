@@ -9,7 +9,8 @@ import socialCard from '../../tools/social_card.js';
 
 const check = (ev: Evaluation, id: string) => ev.checks.find((c) => c.id === id);
 const failed = (ev: Evaluation) => ev.checks.filter((c) => !c.passed).map((c) => c.id);
-const judge = (scene: Scene, brand: BrandKit = DEFAULT_BRAND_KIT) => evaluate(renderScene(scene), brand, scene.target, scene);
+const judge = (scene: Scene, brand: BrandKit = DEFAULT_BRAND_KIT) =>
+  evaluate(renderScene(scene), brand, scene.target, scene);
 const clone = (scene: Scene): Scene => structuredClone(scene);
 
 /** A light social card: text straight on the brand background colour. */
@@ -20,20 +21,29 @@ function card(headline = 'Spring collection: light layers for longer days'): Sce
   expect(scene.background).toBe('#F7F4EE');
   return scene;
 }
-const headlineOf = (scene: Scene) => scene.elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'headline')!;
+const headlineOf = (scene: Scene) =>
+  scene.elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'headline')!;
 
 describe('evaluate on the built-in tools with the default brand kit', () => {
   it('passes every check for every product_shot style and social_card channel', () => {
     const scenes = [
       ...(['studio', 'lifestyle', 'minimal', 'bold'] as const).flatMap((style) =>
         productShot.compose(
-          productShot.input.parse({ brief: 'A ceramic mug for slow mornings.', product_name: 'Dawn Mug', style, variants: 2 }),
+          productShot.input.parse({
+            brief: 'A ceramic mug for slow mornings.',
+            product_name: 'Dawn Mug',
+            style,
+            variants: 2,
+          }),
           31,
         ),
       ),
       ...(['square', 'landscape', 'story'] as const).flatMap((channel) =>
         [1, 2, 3].flatMap((seed) =>
-          socialCard.compose(socialCard.input.parse({ headline: 'Free repairs for life', body: 'On every piece.', channel }), seed),
+          socialCard.compose(
+            socialCard.input.parse({ headline: 'Free repairs for life', body: 'On every piece.', channel }),
+            seed,
+          ),
         ),
       ),
     ];
@@ -55,7 +65,9 @@ describe('evaluate on the built-in tools with the default brand kit', () => {
     expect(check(ev, 'logo_present')!.evidence).toMatch(
       /^logo "LUMEN" \d+×\d+px: \d\.\d% of the short side tall \(needs ≥ 2\.8%\), \d\.\d% of the image \(at most 6\.0%\), \d+\.\d% of its box stands out from #F7F4EE$/,
     );
-    expect(check(ev, 'text_fit')!.evidence).toMatch(/^2 text element\(s\), 2 piece\(s\) of copy set whole inside the canvas; smallest type \d+px \(needs ≥ 24px\)$/);
+    expect(check(ev, 'text_fit')!.evidence).toMatch(
+      /^2 text element\(s\), 2 piece\(s\) of copy set whole inside the canvas; smallest type \d+px \(needs ≥ 24px\)$/,
+    );
   });
 });
 
@@ -75,7 +87,9 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     headlineOf(scene).color = '#E6E2DA';
     const ev = judge(scene);
     expect(failed(ev)).toEqual(['text_contrast', 'palette_coverage']);
-    expect(check(ev, 'palette_coverage')!.evidence).toMatch(/headline is set in #E6E2DA, not a brand colour \(nearest #F7F4EE, ΔE \d+\.\d\)$/);
+    expect(check(ev, 'palette_coverage')!.evidence).toMatch(
+      /headline is set in #E6E2DA, not a brand colour \(nearest #F7F4EE, ΔE \d+\.\d\)$/,
+    );
   });
 
   it('judges contrast by the rendered pixels, not by the colour the scene claims', () => {
@@ -124,16 +138,25 @@ describe('evaluate fails exactly the check a defect breaks', () => {
   });
 
   it('passes size within the stated tolerance: 1024×1024 for 1080×1080, 1792×1024 for 1920×1080; not 1536×1024 for 4:3', () => {
-    const image = (width: number, height: number) => ({ width, height, rgba: new Uint8Array(width * height * 4).fill(255) });
-    const size = (w: number, h: number, target: SizeTarget) => check(evaluate(image(w, h), DEFAULT_BRAND_KIT, target, null), 'size')!;
+    const image = (width: number, height: number) => ({
+      width,
+      height,
+      rgba: new Uint8Array(width * height * 4).fill(255),
+    });
+    const size = (w: number, h: number, target: SizeTarget) =>
+      check(evaluate(image(w, h), DEFAULT_BRAND_KIT, target, null), 'size')!;
     const square = { width: 1080, height: 1080, label: 'size "1:1"' };
     expect(size(1024, 1024, square)).toMatchObject({
       passed: true,
-      evidence: '1024×1024 rendered; size "1:1" asks for 1080×1080: aspect 1.000 vs 1.000 (0.0% off, tolerance 3.0%), scale 0.95 (tolerance 0.90–1.10)',
+      evidence:
+        '1024×1024 rendered; size "1:1" asks for 1080×1080: aspect 1.000 vs 1.000 (0.0% off, tolerance 3.0%), scale 0.95 (tolerance 0.90–1.10)',
     });
     expect(size(1792, 1024, { width: 1920, height: 1080, label: 'size "16:9"' }).passed).toBe(true);
     expect(size(1536, 1024, { width: 1440, height: 1080, label: 'size "4:3"' }).passed).toBe(false);
-    expect(size(512, 512, square)).toMatchObject({ passed: false, fix: 'Draw it at 1080×1080, or within 10.0% of it.' });
+    expect(size(512, 512, square)).toMatchObject({
+      passed: false,
+      fix: 'Draw it at 1080×1080, or within 10.0% of it.',
+    });
   });
 
   it('fails logo_present when the logo is missing, misspelt or invisible', () => {
@@ -147,10 +170,13 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     expect(failed(judge(misspelt))).toEqual(['logo_present']);
 
     const invisible = clone(card());
-    for (const e of invisible.elements) if (e.kind === 'logo') Object.assign(e, { color: '#F7F4EE', markColor: '#F7F4EE' });
+    for (const e of invisible.elements)
+      if (e.kind === 'logo') Object.assign(e, { color: '#F7F4EE', markColor: '#F7F4EE' });
     const ev = judge(invisible);
     expect(failed(ev)).toEqual(['logo_present']);
-    expect(check(ev, 'logo_present')!.evidence).toMatch(/0\.0% of its box stands out from #F7F4EE: not visible \(needs 3\.0%\)$/);
+    expect(check(ev, 'logo_present')!.evidence).toMatch(
+      /0\.0% of its box stands out from #F7F4EE: not visible \(needs 3\.0%\)$/,
+    );
   });
 
   it('fails logo_present for a logo too small to read', () => {
@@ -172,7 +198,9 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     const ev = judge(tiny);
     expect(failed(ev)).toEqual(['logo_present']);
     expect(check(ev, 'logo_present')).toMatchObject({
-      evidence: expect.stringMatching(/^logo "LUMEN" \d+×18px: 1\.7% of the short side tall \(needs ≥ 2\.8%\).*: too small to read$/),
+      evidence: expect.stringMatching(
+        /^logo "LUMEN" \d+×18px: 1\.7% of the short side tall \(needs ≥ 2\.8%\).*: too small to read$/,
+      ),
       fix: 'Draw the logo at least 31px tall; a shorter logo_text leaves it more room.',
     });
   });
@@ -191,17 +219,22 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     expect(check(ev, 'palette_coverage')!.evidence).toMatch(
       /^\d+\.\d% of the image within ΔE 12 of a brand colour .*; the largest off-palette colour is #1F3A5F \(\d+\.\d%, ΔE \d+\.\d to #[0-9A-F]{6}\); headline is set in #16202C, not a brand colour/,
     );
-    expect(check(ev, 'palette_coverage')!.fix).toMatch(/^Replace the #1F3A5F areas with brand colours \(#FF00AA, #00FF00\); /);
+    expect(check(ev, 'palette_coverage')!.fix).toMatch(
+      /^Replace the #1F3A5F areas with brand colours \(#FF00AA, #00FF00\); /,
+    );
   });
 
   it('fails palette_coverage for the same picture with its colours turned: dominant colours, not the layout, are judged', () => {
     const scene = card();
     const image = renderScene(scene);
     // Swap the red and blue channels: same shapes, same text, other colours.
-    for (let i = 0; i < image.rgba.length; i += 4) [image.rgba[i], image.rgba[i + 2]] = [image.rgba[i + 2]!, image.rgba[i]!];
+    for (let i = 0; i < image.rgba.length; i += 4)
+      [image.rgba[i], image.rgba[i + 2]] = [image.rgba[i + 2]!, image.rgba[i]!];
     const ev = evaluate(image, DEFAULT_BRAND_KIT, scene.target, scene);
     expect(failed(ev)).toContain('palette_coverage');
-    expect(check(ev, 'palette_coverage')!.evidence).toMatch(/dominant colours #EEF4F7 \d+\.\d% \(ΔE \d\.\d to neutral #FFFFFF\), #5F3A1F \d+\.\d% \(ΔE 39\.0 to neutral #000000\)/);
+    expect(check(ev, 'palette_coverage')!.evidence).toMatch(
+      /dominant colours #EEF4F7 \d+\.\d% \(ΔE \d\.\d to neutral #FFFFFF\), #5F3A1F \d+\.\d% \(ΔE 39\.0 to neutral #000000\)/,
+    );
   });
 
   it('fails text_fit for copy that is cut, left out, broken mid-word or pushed off the canvas', () => {
@@ -209,7 +242,19 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     const long = clone(card());
     const words = 'word '.repeat(40).trim();
     const h0 = headlineOf(long);
-    Object.assign(h0, fitText({ id: 'headline', text: words, region: h0.box, weight: 700, maxSize: h0.fontSize, minSize: h0.fontSize, maxLines: 2, color: h0.color }));
+    Object.assign(
+      h0,
+      fitText({
+        id: 'headline',
+        text: words,
+        region: h0.box,
+        weight: 700,
+        maxSize: h0.fontSize,
+        minSize: h0.fontSize,
+        maxLines: 2,
+        color: h0.color,
+      }),
+    );
     long.copy = [{ id: 'headline', text: words }];
     const cut = judge(long);
     expect(failed(cut)).toEqual(['text_fit']);
@@ -220,7 +265,9 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     expect(check(judge(dropped), 'text_fit')!.evidence).toBe('body left out: no room for its 5 words');
 
     const broken = judge(card('Pneumonoultramicroscopicsilicovolcanoconiosis-proof linen'));
-    expect(check(broken, 'text_fit')!.evidence).toMatch(/^headline breaks "Pneumonoultramicroscopicsilicovolcanoconiosis-proof" across lines/);
+    expect(check(broken, 'text_fit')!.evidence).toMatch(
+      /^headline breaks "Pneumonoultramicroscopicsilicovolcanoconiosis-proof" across lines/,
+    );
 
     const pushed = clone(card());
     const h = headlineOf(pushed);
@@ -228,7 +275,9 @@ describe('evaluate fails exactly the check a defect breaks', () => {
     h.box.x += 700;
     const ev = judge(pushed);
     expect(failed(ev)).toEqual(['safe_margin', 'text_fit']);
-    expect(check(ev, 'text_fit')!.evidence).toMatch(/^headline runs \d+px past the right edge: its letters are cut off$/);
+    expect(check(ev, 'text_fit')!.evidence).toMatch(
+      /^headline runs \d+px past the right edge: its letters are cut off$/,
+    );
   });
 });
 
@@ -250,7 +299,13 @@ describe('scoring', () => {
     const scene = twoDefects();
     const ev = evaluate(renderScene(scene), DEFAULT_BRAND_KIT, scene.target, null);
     expect(ev.checks.map((c) => c.id)).toEqual(['size', 'palette_coverage']);
-    expect(ev.skipped.map((s) => s.id)).toEqual(['safe_margin', 'logo_present', 'banned_phrases', 'text_contrast', 'text_fit']);
+    expect(ev.skipped.map((s) => s.id)).toEqual([
+      'safe_margin',
+      'logo_present',
+      'banned_phrases',
+      'text_contrast',
+      'text_fit',
+    ]);
     expect(ev.skipped.every((s) => /prompt-based provider/.test(s.reason))).toBe(true);
     expect(ev.tested).toBe(2);
   });
@@ -290,14 +345,27 @@ describe("the built-in renderer's own output is not 1.0 by construction", () => 
 
   it('scores a brand kit whose colours clash lower: its edges vibrate', () => {
     const scenes = [
-      ...socialCard.compose(socialCard.input.parse({ headline: 'Summer is loud', body: 'So are we.', brand_kit: clashing }), 1),
-      ...productShot.compose(productShot.input.parse({ brief: 'Cold brew in a can.', product_name: 'Fizz', brand_kit: clashing, variants: 2 }), 1),
+      ...socialCard.compose(
+        socialCard.input.parse({ headline: 'Summer is loud', body: 'So are we.', brand_kit: clashing }),
+        1,
+      ),
+      ...productShot.compose(
+        productShot.input.parse({
+          brief: 'Cold brew in a can.',
+          product_name: 'Fizz',
+          brand_kit: clashing,
+          variants: 2,
+        }),
+        1,
+      ),
     ];
     for (const scene of scenes) {
       const ev = judge(scene, clashing);
       expect(ev.score).toBeLessThan(1);
       expect(failed(ev)).toEqual(['palette_coverage']);
-      expect(check(ev, 'palette_coverage')!.evidence).toMatch(/#[0-9A-F]{6} meets #[0-9A-F]{6} along \d+\.\d% of the image: both strong, equally light .* so the edge vibrates/);
+      expect(check(ev, 'palette_coverage')!.evidence).toMatch(
+        /#[0-9A-F]{6} meets #[0-9A-F]{6} along \d+\.\d% of the image: both strong, equally light .* so the edge vibrates/,
+      );
     }
   });
 

@@ -55,7 +55,9 @@ describe('catalogue', () => {
 
   it('converts every input schema to JSON Schema with a description on each field', () => {
     for (const tool of catalogue) {
-      const schema = z.toJSONSchema(tool.input, { io: 'input' }) as { properties: Record<string, { description?: string }> };
+      const schema = z.toJSONSchema(tool.input, { io: 'input' }) as {
+        properties: Record<string, { description?: string }>;
+      };
       for (const [field, prop] of Object.entries(schema.properties)) {
         expect(prop.description, `${tool.name}.${field}`).toBeTruthy();
       }
@@ -77,7 +79,10 @@ describe('product_shot input', () => {
   });
 
   it('accepts an explicit size within 256–2048 and rejects one outside it', () => {
-    expect(productShot.input.parse({ ...minimal, size: { width: 800, height: 600 } }).size).toEqual({ width: 800, height: 600 });
+    expect(productShot.input.parse({ ...minimal, size: { width: 800, height: 600 } }).size).toEqual({
+      width: 800,
+      height: 600,
+    });
     expect(productShot.input.safeParse({ ...minimal, size: { width: 100, height: 600 } }).success).toBe(false);
     expect(productShot.input.safeParse({ ...minimal, size: '2:1' }).success).toBe(false);
   });
@@ -108,7 +113,9 @@ describe('product_shot input', () => {
     const weights = { ...DEFAULT_BRAND_KIT, rubric_weights: { sharpness: 1 } };
     expect(productShot.input.safeParse({ ...minimal, brand_kit: weights }).success).toBe(false);
     const heavy = { ...DEFAULT_BRAND_KIT, rubric_weights: { size: 2 } };
-    expect(rejection(productShot.input, { ...minimal, brand_kit: heavy })).toMatch(/^brand_kit\.rubric_weights\.size: /);
+    expect(rejection(productShot.input, { ...minimal, brand_kit: heavy })).toMatch(
+      /^brand_kit\.rubric_weights\.size: /,
+    );
   });
 
   it('costs 4 credits per variant and composes one scene per variant, each different', () => {
@@ -138,7 +145,8 @@ describe('product_shot input', () => {
         const args = productShot.input.parse({ ...minimal, style, size, variants: 2 });
         for (const seed of [1, 2, 3]) {
           const [a, b] = productShot.compose(args, seed) as [Scene, Scene];
-          const headline = (s: Scene) => s.elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'headline')!.box;
+          const headline = (s: Scene) =>
+            s.elements.find((e): e is TextElement => e.kind === 'text' && e.id === 'headline')!.box;
           const [ha, hb] = [headline(a), headline(b)];
           // The text moved to another part of the canvas (above, below, beside), or the colours changed.
           const moved = Math.abs(ha.x - hb.x) > a.width * 0.2 || Math.abs(ha.y - hb.y) > a.height * 0.2;
@@ -168,7 +176,7 @@ describe('social_card input', () => {
     });
   });
 
-  it('shares a frozen default brand kit, so one run cannot change another\'s', () => {
+  it("shares a frozen default brand kit, so one run cannot change another's", () => {
     const a = socialCard.input.parse({ headline: 'A' });
     expect(() => {
       a.brand_kit.palette[0]!.hex = '#000000';
@@ -212,10 +220,19 @@ describe('composers with a caller brand kit', () => {
   it('uses the kit and still passes its own rubric', () => {
     const scenes = [
       ...productShot.compose(
-        productShot.input.parse({ brief: 'Cold brew in a can.', product_name: 'Night Shift', brand_kit: dark, variants: 2, style: 'bold' }),
+        productShot.input.parse({
+          brief: 'Cold brew in a can.',
+          product_name: 'Night Shift',
+          brand_kit: dark,
+          variants: 2,
+          style: 'bold',
+        }),
         8,
       ),
-      ...socialCard.compose(socialCard.input.parse({ headline: 'Open late', body: 'Every night.', brand_kit: dark }), 2),
+      ...socialCard.compose(
+        socialCard.input.parse({ headline: 'Open late', body: 'Every night.', brand_kit: dark }),
+        2,
+      ),
     ];
     for (const scene of scenes) {
       const ev = evaluate(renderScene(scene), dark, scene.target, scene);

@@ -32,7 +32,11 @@ afterEach(async () => {
 async function initialize(url: string, token: string): Promise<{ status: number; retryAfter: string | null }> {
   const response = await fetch(url, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token}` },
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${token}`,
+    },
     body: INIT,
   });
   await response.arrayBuffer();
@@ -54,13 +58,29 @@ describe('HTTP session limits', () => {
     const tokens = `${db}.tokens`;
     writeFileSync(tokens, `acme ${ACME}\nglobex ${GLOBEX}\n`);
     const cap = 200;
-    const config = parseConfig(['--http', '--port', '0', '--db', db, '--concurrency', '0', '--tokens', tokens, '--max-tenant-sessions', String(cap)], {});
+    const config = parseConfig(
+      [
+        '--http',
+        '--port',
+        '0',
+        '--db',
+        db,
+        '--concurrency',
+        '0',
+        '--tokens',
+        tokens,
+        '--max-tenant-sessions',
+        String(cap),
+      ],
+      {},
+    );
     if (config.command !== 'serve' || config.http === null) throw new Error('expected runledger serve --http');
     handle = await serveHttp(config, config.http, silentLogger, createRuntime);
     const url = `${handle.origin}/mcp`;
     const openMany = async (n: number) => {
       const statuses: { status: number; retryAfter: string | null }[] = [];
-      for (let i = 0; i < n; i += 50) statuses.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => initialize(url, ACME)))));
+      for (let i = 0; i < n; i += 50)
+        statuses.push(...(await Promise.all(Array.from({ length: Math.min(50, n - i) }, () => initialize(url, ACME)))));
       return statuses;
     };
     // Warm up every code path (and the fetch pool) before the first measurement.
@@ -79,7 +99,10 @@ describe('HTTP session limits', () => {
 
     const globex = await connectHttp(url, GLOBEX);
     clients.push(globex);
-    const created = await callTool(globex, 'create_social_card', { headline: 'Still served', idempotency_key: randomUUID() });
+    const created = await callTool(globex, 'create_social_card', {
+      headline: 'Still served',
+      idempotency_key: randomUUID(),
+    });
     expect(created.result.isError).not.toBe(true);
     expect((await callTool(globex, 'poll_run', { run_id: created.run.run_id })).run.run_id).toBe(created.run.run_id);
 

@@ -8,7 +8,9 @@ import { loadTokens, parseTokensEnv, parseTokensFile } from '../../src/transport
 describe('bearer tokens', () => {
   it('reads TENANT TOKEN pairs from a file, skipping comments and blank lines', () => {
     const pairs = parseTokensFile(
-      ['# team tokens', '', 'acme   acme-token-0123456789  # the ops team', '  globex globex-token-0123456789'].join('\n'),
+      ['# team tokens', '', 'acme   acme-token-0123456789  # the ops team', '  globex globex-token-0123456789'].join(
+        '\n',
+      ),
       'tokens.txt',
     );
     expect(pairs).toEqual([

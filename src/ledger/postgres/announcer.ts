@@ -47,7 +47,11 @@ export class Announcer {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
       try {
-        await this.pool.query({ name: 'announce', text: 'SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p', values: [this.channel, this.payloads(batch)] });
+        await this.pool.query({
+          name: 'announce',
+          text: 'SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p',
+          values: [this.channel, this.payloads(batch)],
+        });
       } catch {
         // Best effort by design: every waiter also polls, and the pool replaces a broken connection.
       }
@@ -83,5 +87,9 @@ export function heardChanges(payload: string, origin: string): RunChange[] {
     return [];
   }
   if (parsed.from === origin || !Array.isArray(parsed.changes)) return [];
-  return parsed.changes.flatMap((entry) => (Array.isArray(entry) && typeof entry[0] === 'string' && PHASES.includes(entry[1] as Phase) ? [{ runId: entry[0], phase: entry[1] as Phase }] : []));
+  return parsed.changes.flatMap((entry) =>
+    Array.isArray(entry) && typeof entry[0] === 'string' && PHASES.includes(entry[1] as Phase)
+      ? [{ runId: entry[0], phase: entry[1] as Phase }]
+      : [],
+  );
 }

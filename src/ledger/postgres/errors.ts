@@ -46,14 +46,29 @@ export function storageError(err: unknown, url: string): RunledgerError {
   const code = (err as { code?: unknown } | null)?.code;
   const cause = err instanceof Error ? err.message : String(err);
   const server = serverOf(url);
-  if ((typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) || UNAVAILABLE_MESSAGES.test(cause)) {
-    return new StorageUnavailableError(`The PostgreSQL ledger at ${server} is unavailable (${cause}).`, { server, cause: typeof code === 'string' ? code : cause }, err);
+  if (
+    (typeof code === 'string' && (UNAVAILABLE_CODES.has(code) || code.startsWith('08'))) ||
+    UNAVAILABLE_MESSAGES.test(cause)
+  ) {
+    return new StorageUnavailableError(
+      `The PostgreSQL ledger at ${server} is unavailable (${cause}).`,
+      { server, cause: typeof code === 'string' ? code : cause },
+      err,
+    );
   }
   if (code === '28P01' || code === '28000') {
-    return new StorageUnavailableError(`PostgreSQL at ${server} refused the login (${cause}); check the user and password in the URL.`, { server, cause: code }, err);
+    return new StorageUnavailableError(
+      `PostgreSQL at ${server} refused the login (${cause}); check the user and password in the URL.`,
+      { server, cause: code },
+      err,
+    );
   }
   if (code === '3D000') {
-    return new StorageUnavailableError(`PostgreSQL at ${server} has no such database (${cause}).`, { server, cause: code }, err);
+    return new StorageUnavailableError(
+      `PostgreSQL at ${server} has no such database (${cause}).`,
+      { server, cause: code },
+      err,
+    );
   }
   return new InternalError(`Ledger failure at ${server}${typeof code === 'string' ? ` (${code})` : ''}: ${cause}`, err);
 }

@@ -14,7 +14,10 @@ export class PostgresEvents implements EventStoreOps {
 
   async appendEvent(scope: string, streamId: string, message: string, at: number): Promise<string> {
     const { rows } = await this.guard(() =>
-      this.writes.query<{ id: number }>('INSERT INTO events (session_id, stream_id, message, created_at) VALUES ($1, $2, $3, $4) RETURNING id', [scope, streamId, message, at]),
+      this.writes.query<{ id: number }>(
+        'INSERT INTO events (session_id, stream_id, message, created_at) VALUES ($1, $2, $3, $4) RETURNING id',
+        [scope, streamId, message, at],
+      ),
     );
     return String(rows[0]!.id);
   }
@@ -22,7 +25,12 @@ export class PostgresEvents implements EventStoreOps {
   async eventStreamOf(scope: string, eventId: string): Promise<string | null> {
     const id = Number(eventId);
     if (!Number.isSafeInteger(id)) return null;
-    const { rows } = await this.guard(() => this.reads.query<{ stream_id: string }>('SELECT stream_id FROM events WHERE id = $1 AND session_id = $2', [id, scope]));
+    const { rows } = await this.guard(() =>
+      this.reads.query<{ stream_id: string }>('SELECT stream_id FROM events WHERE id = $1 AND session_id = $2', [
+        id,
+        scope,
+      ]),
+    );
     return rows[0]?.stream_id ?? null;
   }
 

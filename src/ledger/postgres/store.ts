@@ -33,7 +33,9 @@ const MIGRATION_LOCK = 0x72756e6c; // "runl"
  */
 const TYPES = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === pg.types.builtins.INT8
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 /** PostgreSQL's words where they differ. */
@@ -65,7 +67,9 @@ class PostgresDriver implements SqlDriver {
 
   private query(sql: string, params: readonly unknown[]) {
     // A statement without parameters (a savepoint) goes as it is: only queries may be prepared.
-    return params.length === 0 ? this.db.query({ text: sql, rowMode: 'array' }) : this.db.query({ ...statement(sql), values: [...params], rowMode: 'array' });
+    return params.length === 0
+      ? this.db.query({ text: sql, rowMode: 'array' })
+      : this.db.query({ ...statement(sql), values: [...params], rowMode: 'array' });
   }
 
   async rows(sql: string, params: readonly unknown[]): Promise<unknown[][]> {
@@ -100,10 +104,18 @@ export class PostgresStore implements LedgerStore {
     const connection = { connectionString: url, types: TYPES, connectionTimeoutMillis: 5000 };
     // Statements are prepared once per connection, but planned on every run: a plan made generic while
     // a table was small (a sequential scan) would stay with it as it grows.
-    this.pool = new pg.Pool({ ...connection, max: poolSize, options: `-c search_path=${schema} -c plan_cache_mode=force_custom_plan` });
+    this.pool = new pg.Pool({
+      ...connection,
+      max: poolSize,
+      options: `-c search_path=${schema} -c plan_cache_mode=force_custom_plan`,
+    });
     this.onPool = new SqlOps(new PostgresDriver(this.pool), false);
     // One connection: appends are inserted in the order they were made, so ids rise in that order.
-    const eventsPool = new pg.Pool({ ...connection, max: 1, options: `-c search_path=${schema} -c synchronous_commit=off` });
+    const eventsPool = new pg.Pool({
+      ...connection,
+      max: 1,
+      options: `-c search_path=${schema} -c synchronous_commit=off`,
+    });
     this.events = new PostgresEvents(eventsPool, this.pool, (err) => storageError(err, this.url));
     this.announcePool = new pg.Pool({ ...connection, max: 1, options: '-c synchronous_commit=off' });
     this.announcer = new Announcer(this.announcePool, this.channel, randomUUID());
@@ -117,7 +129,10 @@ export class PostgresStore implements LedgerStore {
     const parsed = new URL(opts.url);
     const schema = opts.schema ?? parsed.searchParams.get('schema') ?? 'runledger';
     if (!SCHEMA.test(schema)) {
-      throw new StorageUnavailableError(`The PostgreSQL schema name "${schema}" is not usable: lower-case letters, digits and "_", at most 63.`, { schema });
+      throw new StorageUnavailableError(
+        `The PostgreSQL schema name "${schema}" is not usable: lower-case letters, digits and "_", at most 63.`,
+        { schema },
+      );
     }
     parsed.searchParams.delete('schema');
     const store = new PostgresStore(parsed.toString(), schema, opts.poolSize ?? DEFAULT_POOL_SIZE);
@@ -137,11 +152,19 @@ export class PostgresStore implements LedgerStore {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${this.schema}`);
-      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+      await client.query(
+        `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+      );
       await body({
         exec: async (sql) => void (await client.query(sql)),
-        versions: async () => (await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version),
-        record: async (version, name) => void (await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [version, name, Date.now()])),
+        versions: async () =>
+          (await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version),
+        record: async (version, name) =>
+          void (await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+            version,
+            name,
+            Date.now(),
+          ])),
       });
       await client.query('COMMIT');
     } catch (err) {
@@ -163,7 +186,11 @@ export class PostgresStore implements LedgerStore {
       if (this.listener !== client && this.listener !== null) return;
       this.listener = null;
       client.end().catch(() => undefined);
-      if (!this.closed) setTimeout(() => void this.listen(attempt + 1).catch(() => undefined), Math.min(5000, 100 * 2 ** attempt)).unref();
+      if (!this.closed)
+        setTimeout(
+          () => void this.listen(attempt + 1).catch(() => undefined),
+          Math.min(5000, 100 * 2 ** attempt),
+        ).unref();
     };
     client.on('error', retry);
     client.on('end', retry);

@@ -37,7 +37,8 @@ export function storageError(err: unknown, path: string): RunledgerError {
     if (fsCode === 'EACCES' || fsCode === 'EROFS' || fsCode === 'EPERM') {
       return new StorageUnavailableError(`Cannot create ${where}: the location is read-only (${cause}).`, details, err);
     }
-    if (fsCode === 'ENOSPC') return new StorageUnavailableError(`Cannot write ${where}: the disk is full.`, details, err);
+    if (fsCode === 'ENOSPC')
+      return new StorageUnavailableError(`Cannot write ${where}: the disk is full.`, details, err);
     if (fsCode === 'ENOTDIR' || fsCode === 'EEXIST') {
       return new StorageUnavailableError(`Cannot create ${where}: part of the path is not a directory.`, details, err);
     }
@@ -47,10 +48,18 @@ export function storageError(err: unknown, path: string): RunledgerError {
     return new StorageUnavailableError(`${where} is busy (locked by another process for too long).`, details, err);
   }
   if (code === 'SQLITE_FULL') {
-    return new StorageUnavailableError(`${where} is full (disk full or its size limit reached); nothing was written.`, details, err);
+    return new StorageUnavailableError(
+      `${where} is full (disk full or its size limit reached); nothing was written.`,
+      details,
+      err,
+    );
   }
   if (code === 'SQLITE_NOTADB') {
-    return new StorageUnavailableError(`${path} is not a SQLite database; point --db at a runledger ledger or a new file.`, details, err);
+    return new StorageUnavailableError(
+      `${path} is not a SQLite database; point --db at a runledger ledger or a new file.`,
+      details,
+      err,
+    );
   }
   if (code.startsWith('SQLITE_READONLY')) {
     return new StorageUnavailableError(`${where} is read-only; nothing was written.`, details, err);

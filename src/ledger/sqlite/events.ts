@@ -25,8 +25,12 @@ export class SqliteEvents implements EventStoreOps {
     private readonly mutex: ConnectionMutex,
   ) {
     this.s = {
-      insert: db.prepare<[string, string, string, number]>(`INSERT INTO events (session_id, stream_id, message, created_at) VALUES (?, ?, ?, ?)`),
-      streamOf: db.prepare<[number, string], string>(`SELECT stream_id FROM events WHERE id = ? AND session_id = ?`).pluck(),
+      insert: db.prepare<[string, string, string, number]>(
+        `INSERT INTO events (session_id, stream_id, message, created_at) VALUES (?, ?, ?, ?)`,
+      ),
+      streamOf: db
+        .prepare<[number, string], string>(`SELECT stream_id FROM events WHERE id = ? AND session_id = ?`)
+        .pluck(),
       after: db.prepare<[string, string, number], { id: number; stream_id: string; message: string }>(
         `SELECT id, stream_id, message FROM events WHERE session_id = ? AND stream_id = ? AND id > ? ORDER BY id`,
       ),
@@ -41,7 +45,11 @@ export class SqliteEvents implements EventStoreOps {
   private async commit(batch: PendingEvent[]): Promise<void> {
     await this.mutex.lock();
     try {
-      const ids = this.db.transaction(() => batch.map((e) => String(this.s.insert.run(e.scope, e.streamId, e.message, e.at).lastInsertRowid))).immediate();
+      const ids = this.db
+        .transaction(() =>
+          batch.map((e) => String(this.s.insert.run(e.scope, e.streamId, e.message, e.at).lastInsertRowid)),
+        )
+        .immediate();
       batch.forEach((e, i) => e.resolve(ids[i]!));
     } catch (err) {
       const typed = storageError(err, this.db.name);
@@ -60,7 +68,11 @@ export class SqliteEvents implements EventStoreOps {
   async eventsAfter(scope: string, streamId: string, afterEventId: string | null): Promise<StoredEvent[]> {
     const after = afterEventId === null ? 0 : Number(afterEventId);
     if (!Number.isSafeInteger(after)) return [];
-    return this.locked(() => this.s.after.all(scope, streamId, after).map((e) => ({ id: String(e.id), streamId: e.stream_id, message: e.message })));
+    return this.locked(() =>
+      this.s.after
+        .all(scope, streamId, after)
+        .map((e) => ({ id: String(e.id), streamId: e.stream_id, message: e.message })),
+    );
   }
 
   async dropEventsBefore(cutoff: number): Promise<void> {

@@ -50,7 +50,8 @@ class SqliteDriver implements SqlDriver {
 
   rows(sql: string, params: readonly unknown[]): unknown[][] {
     let statement = this.readers.get(sql);
-    if (statement === undefined) this.readers.set(sql, (statement = this.db.prepare<unknown[], unknown[]>(sql).raw(true)));
+    if (statement === undefined)
+      this.readers.set(sql, (statement = this.db.prepare<unknown[], unknown[]>(sql).raw(true)));
     return statement.all(...params);
   }
 
@@ -183,7 +184,10 @@ export class SqliteStore implements LedgerStore {
       // One request's failure (its row did not fit, say) must not fail its neighbours: alone, each
       // either commits or gets its own typed error. Nothing of the failed batch was written.
       for (const item of batch) {
-        await insert([item]).then(([inserted]) => item.resolve(inserted!), (e: unknown) => item.reject(storageError(e, this.location)));
+        await insert([item]).then(
+          ([inserted]) => item.resolve(inserted!),
+          (e: unknown) => item.reject(storageError(e, this.location)),
+        );
       }
     } finally {
       this.mutex.unlock();
@@ -268,11 +272,16 @@ async function openDatabase(opts: SqliteStoreOptions, migrateIt: boolean): Promi
 async function migrationStep(db: Database.Database, body: Parameters<Parameters<typeof migrate>[2]>[0]): Promise<void> {
   db.exec('BEGIN IMMEDIATE');
   try {
-    db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`);
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT`,
+    );
     await body({
       exec: (sql) => void db.exec(sql),
       versions: () => db.prepare<[], number>('SELECT version FROM schema_migrations').pluck().all(),
-      record: (version, name) => void db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(version, name, Date.now()),
+      record: (version, name) =>
+        void db
+          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(version, name, Date.now()),
     });
     const broken = db.pragma('foreign_key_check') as unknown[];
     if (broken.length > 0) throw new InternalError(`a migration left ${broken.length} dangling references`);
