@@ -81,6 +81,10 @@ function leftBehind(db: string, runId: string): { job: number; submitting: boole
   }
 }
 
+/** Waits for a line in the server's log: its stderr reaches this process after what it did in the ledger. */
+const logged = (server: { stderr(): string }, line: RegExp) =>
+  until(async () => (line.test(server.stderr()) ? true : undefined), `the server to log ${line.source}`);
+
 describe('a crash between the submit and storing its answer', () => {
   it('adopts the orphan through the list endpoint (matched by input and time) and never submits again', async () => {
     const fake = await replicate();
@@ -101,7 +105,8 @@ describe('a crash between the submit and storing its answer', () => {
       async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
       'the orphan to be adopted',
     );
-    expect(server.stderr()).toMatch(
+    await logged(
+      server,
       /adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"input_and_time"\}/,
     );
     expect(fake.stats.lists).toBeGreaterThanOrEqual(1);
@@ -148,7 +153,8 @@ describe('a crash between the submit and storing its answer', () => {
       async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
       'the orphan to be adopted',
     );
-    expect(server.stderr()).toMatch(
+    await logged(
+      server,
       /adopted the orphaned job: no second submit \{"run_id":"[^"]+","job_id":"[0-9a-f]+","found_by":"webhook"\}/,
     );
     fake.finish(job.id, 'succeeded');
@@ -223,7 +229,7 @@ describe('a crash between the submit and storing its answer', () => {
       async () => ((await readLedger(db, (l) => l.jobOf(run.id)))?.jobId === job.id ? true : undefined),
       'the same job to come back',
     );
-    expect(server.stderr()).toMatch(/sending it again with the same key, which the provider honours/);
+    await logged(server, /sending it again with the same key, which the provider honours/);
     expect(fake.stats.submitKeys).toEqual([run.id, run.id]);
     fake.finish(job.id, 'succeeded');
     expect((await ended(server.client, run.id)).run).toMatchObject({ phase: 'done', billed: true });
