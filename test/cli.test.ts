@@ -153,10 +153,10 @@ describe('runledger CLI', () => {
 
     const dir = mkdtempSync(join(tmpdir(), 'runledger-def-'));
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a definition edited field by field to break it
-    const shipped = JSON.parse(readFileSync(new URL('../providers/replicate.json', import.meta.url), 'utf8')) as Record<
-      string,
-      any
-    >;
+    type Editable = Record<string, any>;
+    const shipped = JSON.parse(
+      readFileSync(new URL('../providers/replicate.json', import.meta.url), 'utf8'),
+    ) as Editable;
     const write = (name: string, value: unknown) => {
       const file = join(dir, name);
       writeFileSync(file, typeof value === 'string' ? value : JSON.stringify(value));
