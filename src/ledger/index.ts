@@ -1,12 +1,12 @@
 // The ledger's public face: the ports, the domain types, and openLedger, which picks a store from the
 // URL and loads it on demand (a stdio user on SQLite never loads `pg`).
-import type { LedgerOptions } from './ledger.js';
+import type { LedgerOptions } from './ledger-core.js';
 import type { RunLedger } from './ports.js';
 import { isPostgresUrl } from './url.js';
 
 export * from './types.js';
 export type * from './ports.js';
-export type { LedgerOptions } from './ledger.js';
+export type { LedgerOptions } from './ledger-core.js';
 export {
   Phase,
   PHASES,

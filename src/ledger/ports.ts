@@ -1,7 +1,8 @@
 // The ledger's ports, one per role. A caller (the MCP tools, the CLI) creates and reads runs; a worker
 // (the engine, runledger proxy's fence: the two executors) leases runs and moves them on; housekeeping
 // forgets what retention no longer keeps and frees runs whose holder died; the HTTP transport keeps
-// its stream events. One Ledger implements them all (ledger.ts); each user depends on its role only.
+// its stream events. One Ledger implements them all (ledger.ts, over worker-verbs.ts and ledger-core.ts);
+// each user depends on its role only.
 import type { Phase } from './phases.js';
 import type {
   AssetRef,

@@ -1,7 +1,7 @@
 // The LedgerStore port: the storage primitives the one Ledger is written over, and how a database runs
 // them (sqlite/store.ts, postgres/store.ts; the primitives themselves are SQL written once, sql.ts). A
-// store makes no decision: what to read, what it means and what to write is the Ledger's (ledger.ts)
-// and the rules' (rules.ts).
+// store makes no decision: what to read, what it means and what to write is the Ledger's (ledger.ts,
+// worker-verbs.ts, ledger-core.ts) and the rules' (rules.ts).
 import type { Phase } from './phases.js';
 import type { AssetRef, Executor, JsonObject, RecoveryPoints, RunError, StoredAsset, StoredEvent } from './types.js';
 

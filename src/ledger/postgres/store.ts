@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { RunledgerError, StorageUnavailableError } from '../../errors.js';
-import { Ledger, type LedgerOptions } from '../ledger.js';
+import type { LedgerOptions } from '../ledger-core.js';
+import { Ledger } from '../ledger.js';
 import { migrate } from '../migrations.js';
 import { DEFAULT_POOL_SIZE } from '../rules.js';
 import { SqlOps, type SqlDialect, type SqlDriver } from '../sql.js';
