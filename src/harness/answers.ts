@@ -3,14 +3,9 @@
 // way: the result's structuredContent, or else JSON in a text block, with its _meta beside it.
 import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
-import {
-  detectUsageFields,
-  GOING_WORDS,
-  readField,
-  type AnswerConventions,
-  type FieldPath,
-  type UsageConvention,
-} from './profile.js';
+import { GOING_WORDS, type AnswerConventions, type UsageConvention } from './conventions.js';
+import { detectUsageFields } from './detection.js';
+import { readField, type FieldPath } from './fields.js';
 
 export interface ToolInfo {
   name: string;

@@ -3,9 +3,10 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { answerAtOnce, isTerminalPhase, keyFieldOf } from './answers.js';
+import type { Exchange, Role } from './exchange.js';
 import { mapStrings, type JsonObject } from './json.js';
 import { freshKey, type Case } from './plan.js';
-import type { Exchange, Role, SendOptions, Session } from './session.js';
+import type { SendOptions, Session } from './session.js';
 
 export interface CaseContext {
   session: Session;

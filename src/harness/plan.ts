@@ -2,10 +2,10 @@
 // seed, before anything is sent, so the same seed sends the same calls with the same faults.
 import { createHash } from 'node:crypto';
 import { keyFieldOf, readAnswer, STEERING_FIELDS, type ToolInfo } from './answers.js';
+import type { AnswerConventions } from './conventions.js';
 import { canonicalJson, type JsonObject } from './json.js';
 import { HTTP_ONLY, LAUNCH_ONLY, type FaultKind } from './options.js';
 import { createPrng, type Prng } from '../prng.js';
-import type { AnswerConventions } from './profile.js';
 import type { RecordedCall } from './transcript.js';
 
 /**

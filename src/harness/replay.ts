@@ -11,16 +11,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { UsageError } from '../config.js';
 import { answerAtOnce, isTerminalPhase, keyFieldOf, toolInfo, type ToolInfo } from './answers.js';
+import { resolveConventions, type Conventions } from './conventions.js';
+import type { Exchange, RunResource } from './exchange.js';
 import { runCase, runKillBatch, type CaseContext, type CaseResult } from './faults.js';
-import { checkInvariants, runsOf, type Surface } from './invariants.js';
+import { checkInvariants } from './invariants.js';
 import type { ReplayOptions, ReplayTarget } from './options.js';
 import { classify, freshKey, makePlan, wasRefused, type Case } from './plan.js';
 import { MAX_SEED } from '../prng.js';
-import { resolveConventions, type Conventions } from './profile.js';
 import { buildReport, createProgress, formatReport, writeReport } from './report.js';
-import { Session, type Exchange, type RunResource } from './session.js';
+import { Session } from './session.js';
 import { connectTarget, ReplayAborted, type Target } from './target.js';
 import { REDACTED, type Transcript, readTranscript } from './transcript.js';
+import { runsOf, type Surface } from './verdicts.js';
 
 /** A poll tool whose wait has no stated maximum is asked to wait at most this long at a time. */
 const UNBOUNDED_WAIT_SECONDS = 30;

@@ -4,12 +4,12 @@
 import { writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { ToolInfo } from './answers.js';
+import { CONVENTIONS, type Conventions } from './conventions.js';
+import type { Exchange } from './exchange.js';
 import type { CaseResult } from './faults.js';
-import { INVARIANTS, type InvariantId, type InvariantResult } from './invariants.js';
 import { FAULT_KINDS, type FaultKind } from './options.js';
 import type { Plan } from './plan.js';
-import { CONVENTIONS, type Conventions } from './profile.js';
-import type { Exchange } from './session.js';
+import { INVARIANTS, type InvariantId, type InvariantResult } from './verdicts.js';
 
 /** The report's format version, in the same field as the transcript's: `v`. */
 export const REPORT_VERSION = 2;

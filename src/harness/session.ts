@@ -22,57 +22,12 @@ import {
   type ToolResult,
   type Usage,
 } from './answers.js';
+import { sendBroken } from './broken-stream.js';
+import type { Conventions } from './conventions.js';
+import type { Exchange, LateProgress, RunResource } from './exchange.js';
+import { readField } from './fields.js';
 import { canonicalJson, isObject, type JsonObject } from './json.js';
-import type { FaultKind } from './options.js';
-import { readField, type Conventions } from './profile.js';
 import type { Target } from './target.js';
-
-/**
- * first: the first request of a case; copy: a duplicate or a burst member; retry: sent after the
- * fault; conflict: the same key with other arguments; late: the last retry, after runs settled;
- * poll: the harness following a run; call: a recorded call replayed as it was.
- */
-export type Role = 'first' | 'copy' | 'retry' | 'conflict' | 'late' | 'poll' | 'call';
-
-export interface Exchange {
-  /** "3.2": case 3, its second request; "settle.1" and "late.1" come after the cases. */
-  id: string;
-  /** The transcript line of the recorded call this replays, or null for the harness's own polls. */
-  line: number | null;
-  fault: FaultKind | null;
-  tool: string;
-  role: Role;
-  /** Calls with one group must answer alike: (tool, key), or (tool, arguments) for a tool without a key. */
-  group: string | undefined;
-  key: string | undefined;
-  /**
-   * answered: an answer came back; aborted: the client gave up on it (timed out or cancelled it);
-   * interrupted: the connection died under it (a SIGKILL, a broken stream); failed: anything else, in `note`.
-   */
-  status: 'answered' | 'aborted' | 'interrupted' | 'failed';
-  /** The client took the answer in: false when it was aborted, interrupted or dropped as "lost". */
-  acknowledged: boolean;
-  answer: Answer | undefined;
-  ms: number;
-  note: string | undefined;
-  /** Progress notifications that arrived for it. */
-  progress: number;
-  /** Around a conflict, the server's count of runs, when its usage tool counts them. */
-  runsBefore?: number;
-  runsAfter?: number;
-}
-
-/** A progress notification that came after its call had been answered. */
-export interface LateProgress {
-  call: string;
-  tool: string;
-  afterMs: number;
-}
-
-export interface RunResource {
-  phase: string | undefined;
-  billed: boolean | undefined;
-}
 
 /** A call that waits for nothing but its answer: longer than any fault waits, shorter than forever. */
 const CALL_TIMEOUT_MS = 120_000;
@@ -216,7 +171,9 @@ export class Session {
     this.byToken.set(token, exchange);
     const started = performance.now();
     try {
-      if (options.breakAfterMs !== undefined) await this.sendBroken(exchange, token, args, options.breakAfterMs);
+      // The broken stream's request is its own, under an id of the harness's, outside the client's.
+      if (options.breakAfterMs !== undefined)
+        await sendBroken(this, exchange, token, `${TOKEN_PREFIX}broken:${id}`, args, options.breakAfterMs);
       else await this.sendOverClient(exchange, token, args, options);
     } finally {
       exchange.ms = Math.round((performance.now() - started) * 10) / 10;
@@ -298,110 +255,6 @@ export class Session {
       }
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /**
-   * The call as its own HTTP request, whose response stream is cut on its first event or after
-   * `breakAfterMs`, the way a dropped connection cuts it: the server hears no cancellation. A client
-   * then re-issues the call as a new request with a new id (the 2026-07-28 transport's rule).
-   */
-  private async sendBroken(exchange: Exchange, token: string, args: JsonObject, breakAfterMs: number): Promise<void> {
-    const http = this.target.http;
-    if (http === undefined) throw new Error('stream-broken needs a server reached over HTTP');
-    const controller = new AbortController();
-    const requestId = `${TOKEN_PREFIX}broken:${exchange.id}`;
-    let broke: string | undefined;
-    const breakNow = (why: string) => {
-      broke ??= why;
-      controller.abort();
-    };
-    const timer =
-      breakAfterMs > 0
-        ? setTimeout(() => breakNow(`${Math.round(breakAfterMs)} ms after it was sent`), breakAfterMs)
-        : undefined;
-    let response: JsonObject | undefined;
-    try {
-      const reply = await fetch(http.url, {
-        method: 'POST',
-        headers: {
-          ...http.headers(),
-          'content-type': 'application/json',
-          accept: 'application/json, text/event-stream',
-        },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: requestId,
-          method: 'tools/call',
-          params: { name: exchange.tool, arguments: args, _meta: { progressToken: token } },
-        }),
-        signal: controller.signal,
-      });
-      if (!reply.ok) {
-        exchange.status = 'failed';
-        exchange.note = `HTTP ${reply.status} to the request whose stream was to break`;
-        return;
-      }
-      // Nothing to aim by: break as soon as the server has taken the request and begun its answer.
-      if (breakAfterMs <= 0) breakNow('as soon as its response began');
-      if (!(reply.headers.get('content-type') ?? '').includes('text/event-stream')) {
-        const body: unknown = await reply.json();
-        if (isObject(body)) response = body;
-      } else {
-        const reader = reply.body!.getReader();
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, { stream: true });
-          for (let cut = buffer.search(/\r?\n\r?\n/); cut >= 0; cut = buffer.search(/\r?\n\r?\n/)) {
-            const event = buffer.slice(0, cut);
-            buffer = buffer.slice(cut).replace(/^\r?\n\r?\n/, '');
-            const data = event
-              .split(/\r?\n/)
-              .filter((l) => l.startsWith('data:'))
-              .map((l) => l.slice(5).trimStart())
-              .join('\n');
-            let message: unknown;
-            try {
-              message = data === '' ? undefined : JSON.parse(data);
-            } catch {
-              message = undefined;
-            }
-            if (!isObject(message)) continue;
-            if (message.id === requestId) {
-              response = message;
-              breakNow('only after its whole answer had come');
-            } else if (message.method === 'notifications/progress') {
-              exchange.progress++;
-              this.progressSeen++;
-              breakNow('on its first progress notification');
-            }
-          }
-          if (broke !== undefined) break;
-        }
-      }
-    } catch (err) {
-      if (broke === undefined) {
-        exchange.status = 'failed';
-        exchange.note = (err as Error).message;
-        return;
-      }
-    } finally {
-      clearTimeout(timer);
-      controller.abort();
-    }
-    if (response !== undefined && isObject(response.result)) {
-      // The whole answer beat the break: evidence of what the server said, but never taken in.
-      exchange.answer = this.readAnswer(response.result as CallToolResult);
-      exchange.note = 'the whole answer came before the stream could break; dropped unread';
-    } else if (response !== undefined && isObject(response.error)) {
-      exchange.answer = rpcErrorAnswer(Number(response.error.code));
-      exchange.note = 'a JSON-RPC error came before the stream could break; dropped unread';
-    } else {
-      exchange.status = 'interrupted';
-      exchange.note = `response stream broken ${broke ?? 'when it ended'}; no notifications/cancelled`;
     }
   }
 

@@ -1,7 +1,9 @@
 // The seeded plan and the invariants, in process: what they decide from given calls and answers.
 import { describe, expect, it } from 'vitest';
 import { readAnswer as read, type ToolInfo, type ToolResult } from '../../src/harness/answers.js';
-import { checkInvariants, type Evidence, type InvariantId } from '../../src/harness/invariants.js';
+import { defaultConventions } from '../../src/harness/conventions.js';
+import type { Exchange } from '../../src/harness/exchange.js';
+import { checkInvariants } from '../../src/harness/invariants.js';
 import { FAULT_KINDS, LAUNCH_ONLY } from '../../src/harness/options.js';
 import {
   changeArgument,
@@ -12,9 +14,8 @@ import {
   type Subject,
 } from '../../src/harness/plan.js';
 import { createPrng } from '../../src/prng.js';
-import { defaultConventions } from '../../src/harness/profile.js';
-import type { Exchange } from '../../src/harness/session.js';
 import type { RecordedCall } from '../../src/harness/transcript.js';
+import type { Evidence, InvariantId } from '../../src/harness/verdicts.js';
 
 const C = defaultConventions();
 const readAnswer = (result: ToolResult) => read(result, C);

@@ -5,13 +5,9 @@ import { join } from 'node:path';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
 import { readAnswer, readUsage } from '../../src/harness/answers.js';
-import {
-  defaultConventions,
-  loadProfile,
-  parseField,
-  resolveConventions,
-  type ProfileFlags,
-} from '../../src/harness/profile.js';
+import { defaultConventions, resolveConventions } from '../../src/harness/conventions.js';
+import { parseField } from '../../src/harness/fields.js';
+import { loadProfile, type ProfileFlags } from '../../src/harness/profile.js';
 import { tempDir } from '../helpers/harness.js';
 
 const tool = (name: string, properties: Record<string, object> = {}, extra: Partial<Tool> = {}): Tool => ({
