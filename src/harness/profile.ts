@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
 import { isObject, type JsonObject } from './json.js';
 
 const field = z

@@ -19,7 +19,9 @@ import {
   type EventStore,
 } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { UsageError, type HttpConfig, type ServingConfig } from '../config.js';
+import { UsageError } from '../command-line.js';
+import type { HttpConfig } from '../config-sections.js';
+import type { ServingConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
 import type { RunLedger } from '../ledger/index.js';
 import type { Logger } from '../log.js';
