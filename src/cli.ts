@@ -2,16 +2,9 @@
 // One entry: serve over stdio (default) or HTTP, proxy, record/replay, demo, runs list/show, providers check/schema.
 // Heavy modules (the SDK, zod, the renderer) load only for the command that needs them, so --help and
 // bad flags answer at once.
-import { helpText } from './commands.js';
-import {
-  helpFor,
-  parseConfig,
-  UsageError,
-  type Config,
-  type RunsListConfig,
-  type RunsShowConfig,
-  type ServingConfig,
-} from './config.js';
+import { helpFor, UsageError } from './command-line.js';
+import { helpText } from './commands/help.js';
+import { parseConfig, type Config, type RunsListConfig, type RunsShowConfig, type ServingConfig } from './config.js';
 import { asRunledgerError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { Serving } from './runtime.js';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { DEMO_OUT_DIR } from './commands.js';
+import { DEMO_OUT_DIR } from './commands/table.js';
 import type { DemoConfig } from './config.js';
 import { isPostgresUrl, safeLedgerUrl } from './ledger/index.js';
 import { VERSION } from './version.js';

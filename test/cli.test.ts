@@ -4,8 +4,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { COMMAND_NAMES, COMMANDS, FLAGS, flagsOf, helpText } from '../src/commands.js';
-import { parseConfig, defaultDbPath, type Config } from '../src/config.js';
+import { helpText } from '../src/commands/help.js';
+import { defaultDbPath } from '../src/commands/ledger-flags.js';
+import { COMMAND_NAMES, COMMANDS, FLAGS, flagsOf } from '../src/commands/table.js';
+import { parseConfig, type Config } from '../src/config.js';
 import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { CLI, tempDb } from './helpers/mcp.js';
 

@@ -4,7 +4,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { COMMAND_NAMES, helpText } from '../src/commands.js';
+import { helpText } from '../src/commands/help.js';
+import { COMMAND_NAMES } from '../src/commands/table.js';
 import { parseConfig } from '../src/config.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -1,6 +1,6 @@
-// Flags of `record` and `replay`, as the table in src/commands.ts gives them: a bad one is a UsageError
-// (exit 2) naming the flag.
-import { FlagReader, route, UsageError } from '../config.js';
+// Flags of `record` and `replay`, as the table in src/commands/table.ts gives them: a bad one is a
+// UsageError (exit 2) naming the flag.
+import { FlagReader, route, UsageError } from '../command-line.js';
 import { loadProfile, type ProfileChoice, type ProfileFlags } from './profile.js';
 
 export const FAULT_KINDS = [

@@ -5,7 +5,7 @@
 // detected (detection.ts), and conventions.ts resolves them all into what a replay reads by.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
 
 const field = z
   .string()

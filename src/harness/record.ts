@@ -3,7 +3,7 @@
 // stdout belongs to the protocol, so everything this command says goes to stderr.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
 import type { Logger } from '../log.js';
 import { startStdioProxy, type Direction } from '../proxy/stdio-proxy.js';
 import { VERSION } from '../version.js';

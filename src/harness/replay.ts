@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
-import { UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
 import { answerAtOnce, isTerminalPhase, keyFieldOf, toolInfo, type ToolInfo } from './answers.js';
 import { resolveConventions, type Conventions } from './conventions.js';
 import type { Exchange, RunResource } from './exchange.js';

@@ -3,7 +3,7 @@
 // `runledger record --schema` for people and programs that write or read transcripts themselves.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
 import { mapStrings, type JsonObject } from './json.js';
 
 export const TRANSCRIPT_VERSION = 1;

@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Scene } from '../compose/scene.js';
-import { UsageError, type JobsConfig, type ProvidersConfig } from '../config.js';
+import { UsageError } from '../command-line.js';
+import type { JobsConfig, ProvidersConfig } from '../config-sections.js';
 import type { Logger } from '../log.js';
 import { jobFieldsOf, type GenerationTool } from '../tool.js';
 import { createBuiltinProvider, type RenderedImage } from './builtin.js';

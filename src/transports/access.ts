@@ -2,7 +2,7 @@
 // (against DNS rebinding and other sites' pages), and carries a tenant's bearer token when there are
 // tokens. /mcp and the run viewer check both; webhooks carry a signature instead (webhooks.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HttpConfig } from '../config.js';
+import type { HttpConfig } from '../config-sections.js';
 import { refuse } from './answers.js';
 import type { TokenTable } from './tokens.js';
 

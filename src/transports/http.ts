@@ -14,7 +14,9 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { UsageError, type HttpConfig, type ServingConfig } from '../config.js';
+import { UsageError } from '../command-line.js';
+import type { HttpConfig } from '../config-sections.js';
+import type { ServingConfig } from '../config.js';
 import { asRunledgerError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Serving } from '../runtime.js';

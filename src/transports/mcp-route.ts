@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import type { HttpConfig } from '../config.js';
+import type { HttpConfig } from '../config-sections.js';
 import type { Serving } from '../runtime.js';
 import type { Access } from './access.js';
 import { refuse, rpcError } from './answers.js';

@@ -2,7 +2,8 @@
 // RUNLEDGER_TOKENS (`TENANT:TOKEN,TENANT:TOKEN`), and are compared in constant time.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { TENANT, TENANT_RULE, UsageError } from '../config.js';
+import { UsageError } from '../command-line.js';
+import { TENANT, TENANT_RULE } from '../config-sections.js';
 
 const MIN_TOKEN = 16;
 

@@ -3,7 +3,7 @@
 // signature (receiver in providers/webhooks.ts), checked before anything is stored. The connection cap,
 // the body limit and the body deadline apply as on /mcp.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HttpConfig } from '../config.js';
+import type { HttpConfig } from '../config-sections.js';
 import { asRunledgerError, StorageUnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { WebhookReceiver } from '../providers/webhooks.js';

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../../src/config.js';
+import { UsageError } from '../../src/command-line.js';
 import { loadTokens, parseTokensEnv, parseTokensFile } from '../../src/transports/tokens.js';
 
 describe('bearer tokens', () => {
