@@ -2,14 +2,9 @@
 // after each step, and bill on done. A run whose worker died is resumed by any engine sharing the
 // ledger, from its last recovery point.
 //
-// One run, step by step, each step a recovery point:
-//   composing   the scenes (built-in renderer) or the prompt (prompt-based provider), stored on leaving
-//   rendering   per image n: "upstream/n" (a paid call is about to be made), the image attached,
-//               then "evaluation/n" (its score against the brand rubric)
-//   done        the result and the run's one charge, in one transaction
+// This file is the workers' loop: claiming, the lease's heartbeat, and what a failed attempt leaves.
+// The steps of a run are its provider's: an image provider's in images.ts, a job provider's in jobs/.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PromptPlan } from '../compose/prompt.js';
-import type { Scene, SizeTarget } from '../compose/scene.js';
 import { asRunledgerError, GenerationFailedError, JobOutcomeUnknownError, StorageUnavailableError } from '../errors.js';
 import { failpoint } from '../failpoints.js';
 import {
@@ -23,17 +18,12 @@ import {
 } from '../ledger/index.js';
 import { silentLogger, type Logger } from '../log.js';
 import { createBuiltinProvider } from '../providers/builtin.js';
-import {
-  providerSet,
-  type GeneratedImage,
-  type ImageRequest,
-  type Provider,
-  type ProviderSet,
-} from '../providers/index.js';
-import type { Evaluation } from '../rubric/index.js';
-import { seedOf, type RunResult } from '../run-result.js';
+import { providerSet, type ProviderSet } from '../providers/index.js';
 import type { GenerationTool } from '../tool.js';
-import { AttemptFailed, JobRunner, type JobRun } from './jobs.js';
+import { ImageRunner, type ImageRun } from './images.js';
+import type { JobRun } from './jobs/context.js';
+import { JobRunner } from './jobs/runner.js';
+import { AttemptFailed } from './jobs/submit.js';
 import { createThreadPool, ThreadDied, type ThreadPool } from './threads.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_ORPHAN_SEARCH_MS } from './defaults.js';
 
@@ -63,33 +53,6 @@ export interface EngineOptions {
 /** How often canceled runs' jobs that nobody has canceled upstream are looked for. */
 const CANCEL_SWEEP_MS = 5000;
 
-/** What the composing step stored: the scenes to render, or the prompt to send. */
-type Composed = { scenes: Scene[] } | { prompt: PromptPlan };
-
-/** A paid call about to be made, so a resumed run sends the same key again instead of a new call. */
-interface UpstreamCall {
-  idempotency_key: string;
-  provider: string;
-  requested_at: string;
-  resent: boolean;
-}
-
-/** The recovery points the engine stores, by name. */
-type EngineRecovery = {
-  [Phase.composing]: Composed;
-  [image: `upstream/${number}`]: UpstreamCall;
-  [image: `evaluation/${number}`]: Evaluation;
-};
-
-/** Progress after `done` of `total` images are stored and scored: rendering spans 0.5 → 0.95. */
-function renderProgress(done: number, total: number): number {
-  return 0.5 + (0.45 * done) / Math.max(total, 1);
-}
-
-/** Recovery points of image n: its paid call was made (about to be), and its evaluation. */
-const upstreamPoint = (n: number) => `upstream/${n}` as const;
-const evaluationPoint = (n: number) => `evaluation/${n}` as const;
-
 const SWEEP_EVERY_MS = 3600_000;
 
 /** The run is no longer this worker's (canceled, deleted or taken over): nothing more may be written. */
@@ -108,7 +71,6 @@ export class Engine {
   /** Run tool names this engine can do: of the engine's runs, it claims only these. */
   private readonly runTools: string[];
   private readonly providers: ProviderSet;
-  private readonly threads: ThreadPool;
   private readonly concurrency: number;
   private readonly phaseDelayMs: number;
   private readonly idlePollMs: number;
@@ -123,6 +85,8 @@ export class Engine {
   private deadHoldersCheck: { at: number; done: Promise<void> } = { at: 0, done: Promise.resolve() };
   /** What this engine made itself (rather than was given), so closes when it stops. */
   private readonly owned: { close(): Promise<void> }[] = [];
+  /** Carries out the runs of image providers. */
+  private readonly images: ImageRunner;
   /** Carries out the runs of job providers; null when this engine has none. */
   private readonly jobs: JobRunner | null;
   private cancelSweep: NodeJS.Timeout | undefined;
@@ -134,7 +98,6 @@ export class Engine {
     this.concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
     const threads = opts.threads ?? createThreadPool(this.concurrency);
     if (opts.threads === undefined) this.owned.push(threads);
-    this.threads = threads;
     this.providers =
       opts.providers ??
       providerSet(
@@ -145,6 +108,7 @@ export class Engine {
     this.phaseDelayMs = opts.phaseDelayMs ?? 0;
     this.idlePollMs = opts.idlePollMs ?? 500;
     this.log = opts.log ?? silentLogger;
+    this.images = new ImageRunner(this.ledger, threads, this.log);
     const jobs = opts.jobs ?? {
       publicUrl: null,
       orphanSearchMs: DEFAULT_ORPHAN_SEARCH_MS,
@@ -216,10 +180,10 @@ export class Engine {
 
   private async work(owner: string): Promise<void> {
     while (this.running) {
-      let run: ClaimedRun<EngineRecovery> | null = null;
+      let run: ClaimedRun | null = null;
       try {
         await this.freeDeadHolders();
-        run = await this.ledger.claim<EngineRecovery>(owner, { tools: this.runTools });
+        run = await this.ledger.claim(owner, { tools: this.runTools });
       } catch (err) {
         this.log.warn('could not claim a run', { error: asRunledgerError(err).message });
       }
@@ -254,7 +218,7 @@ export class Engine {
   }
 
   /** Works on one claimed run; false when storage failed and the worker should back off. */
-  private async process(run: ClaimedRun<EngineRecovery>, owner: string): Promise<boolean> {
+  private async process(run: ClaimedRun, owner: string): Promise<boolean> {
     const controller = new AbortController();
     this.active.set(run.id, controller);
     const heartbeat = setInterval(
@@ -329,13 +293,8 @@ export class Engine {
     return true;
   }
 
-  /** Runs the remaining steps of `run`, resuming after the last stored recovery point. */
-  private async execute(
-    run: ClaimedRun<EngineRecovery>,
-    owner: string,
-    signal: AbortSignal,
-    step: { now: string },
-  ): Promise<void> {
+  /** Runs the remaining steps of `run` on the runner of its tool's provider: images.ts or jobs/runner.ts. */
+  private async execute(run: ClaimedRun, owner: string, signal: AbortSignal, step: { now: string }): Promise<void> {
     const tool = this.tools.get(run.tool);
     if (tool === undefined)
       throw new GenerationFailedError(`This server has no tool named ${run.tool}.`, { tool: run.tool });
@@ -355,137 +314,7 @@ export class Engine {
         `${tool.name} needs a job provider, and this server has none configured for it.`,
         { tool: tool.name },
       );
-    const args = tool.input.parse(run.args);
-
-    if (run.phase === Phase.queued) held(await this.ledger.advance(run.id, owner, Phase.composing));
-    let composed = run.recovery[Phase.composing] ?? null;
-    if (composed === null || run.phase === Phase.queued || run.phase === Phase.composing) {
-      step.now = 'composing it';
-      failpoint('compose', run.tool);
-      await this.delay(signal);
-      composed =
-        provider.accepts === 'scene' ? { scenes: tool.compose(args, seedOf(run)) } : { prompt: tool.prompt(args) };
-      failpoint('composed', run.tool);
-      held(await this.ledger.advance(run.id, owner, Phase.rendering, composed));
-    }
-
-    const planned: { request: ImageRequest; target: SizeTarget; scene: Scene | null }[] =
-      'scenes' in composed
-        ? composed.scenes.map((scene) => ({ request: { kind: 'scene', scene }, target: scene.target, scene }))
-        : Array.from({ length: composed.prompt.count }, () => {
-            const { prompt, target } = composed.prompt;
-            return {
-              request: { kind: 'prompt', prompt, width: target.width, height: target.height },
-              target,
-              scene: null,
-            };
-          });
-    const attached = new Map(run.assets.map((a) => [a.n, a]));
-    const evaluations = new Map<number, Evaluation>();
-    for (const [n, image] of planned.entries()) {
-      const stored = run.recovery[evaluationPoint(n)];
-      if (stored !== undefined && attached.has(n)) {
-        evaluations.set(n, stored);
-        continue;
-      }
-      let generated: Pick<GeneratedImage, 'bytes' | 'mime' | 'pixels'>;
-      if (attached.has(n)) {
-        // Stored before a crash, not yet scored: score those bytes; never ask the provider again.
-        const asset = await this.ledger.readAsset(run.tenant, run.id, n);
-        generated = { bytes: asset.bytes, mime: asset.mime };
-      } else {
-        await this.delay(signal);
-        step.now = `rendering image ${n + 1} of ${planned.length}`;
-        const made = await this.generate(run, owner, provider, n, image.request, signal, held);
-        const meta = {
-          width: made.width,
-          height: made.height,
-          ...(made.requestId === undefined ? {} : { request_id: made.requestId }),
-        };
-        held(
-          await this.ledger.attachAsset(
-            run.id,
-            owner,
-            n,
-            { bytes: made.bytes, mime: made.mime, meta },
-            renderProgress(n + 1, planned.length),
-          ),
-        );
-        generated = made;
-      }
-      step.now = `scoring image ${n + 1} of ${planned.length}`;
-      const evaluation = await this.threads.run({
-        kind: 'score',
-        input: {
-          bytes: generated.bytes,
-          mime: generated.mime,
-          pixels: generated.pixels,
-          brand: tool.brandKit(args),
-          target: image.target,
-          scene: image.scene,
-        },
-      });
-      held(await this.ledger.checkpoint(run.id, owner, evaluationPoint(n), evaluation));
-      evaluations.set(n, evaluation);
-    }
-
-    failpoint('finish', run.tool);
-    const assets = await this.ledger.listAssets(run.tenant, run.id);
-    const variants = assets.map((a) => ({ n: a.n, ...evaluations.get(a.n)! }));
-    const result: RunResult = {
-      seed: seedOf(run),
-      generator: { provider: provider.id, version: provider.version, model: provider.model },
-      assets: assets.map((a) => ({
-        n: a.n,
-        sha256: a.sha256,
-        mime: a.mime,
-        size: a.size,
-        width: a.meta.width as number,
-        height: a.meta.height as number,
-      })),
-      evaluation: {
-        score: variants.reduce((sum, e) => sum + e.score, 0) / Math.max(variants.length, 1),
-        passed: variants.reduce((sum, e) => sum + e.passed, 0),
-        tested: variants.reduce((sum, e) => sum + e.tested, 0),
-        variants,
-      },
-    };
-    const finished = await this.ledger.finish(run.id, owner, result, { provider: provider.id, model: provider.model });
-    if (finished !== null)
-      this.log.info('run done', { run_id: run.id, tool: run.tool, score: result.evaluation.score });
-  }
-
-  /**
-   * Image n from the provider. A paid call is recorded before it is made: a run resumed after a crash
-   * then sends the same key again (a provider that honours keys answers it without a second charge)
-   * instead of making a new call.
-   */
-  private async generate(
-    run: ClaimedRun<EngineRecovery>,
-    owner: string,
-    provider: Provider,
-    n: number,
-    request: ImageRequest,
-    signal: AbortSignal,
-    held: (ok: boolean) => void,
-  ): Promise<GeneratedImage> {
-    const idempotencyKey = `${run.id}/${n}`;
-    if (provider.billsPerCall) {
-      const before = run.recovery[upstreamPoint(n)];
-      if (before !== undefined)
-        this.log.info('re-sending an image request whose answer was lost', { run_id: run.id, key: idempotencyKey });
-      const requested: UpstreamCall = {
-        idempotency_key: idempotencyKey,
-        provider: provider.id,
-        requested_at: new Date().toISOString(),
-        resent: before !== undefined,
-      };
-      held(await this.ledger.checkpoint(run.id, owner, upstreamPoint(n), requested));
-    }
-    failpoint('generate', run.tool);
-    const image = await provider.generate(request, { idempotencyKey, signal });
-    failpoint('generated', run.tool);
-    return image;
+    return this.images.execute(run as ImageRun, owner, tool, provider, signal, held, step, () => this.delay(signal));
   }
 
   private async delay(signal: AbortSignal): Promise<void> {
