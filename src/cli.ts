@@ -93,7 +93,9 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (config.command) {
     case 'help':
-      process.stdout.write(helpText(config.topic));
+      process.stdout.write(
+        config.topics.length === 0 ? helpText(undefined) : config.topics.map((topic) => helpText(topic)).join('\n'),
+      );
       return 0;
     case 'version':
       process.stdout.write(`runledger ${VERSION}\n`);

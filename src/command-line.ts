@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import type { Flag } from './commands/flag.js';
 import {
+  COMMAND_NAMES,
   COMMANDS,
   commandsTaking,
   defaultOf,
@@ -49,6 +50,8 @@ export interface Routed {
   command: CommandName;
   /** A command was named (runledger serve --help), rather than implied (runledger --help). */
   named: boolean;
+  /** What --help explains: the command named, every command of a group named alone (runledger runs --help), or none. */
+  helpTopics: CommandName[];
   values: Values<CommandName>;
   positionals: string[];
   afterDashes: string[];
@@ -78,9 +81,13 @@ export function route(argv: string[]): Routed {
   }
   let command: CommandName;
   let positionals = parsed.positionals;
+  let helpTopics: CommandName[] | undefined;
   if (harness !== undefined) command = harness;
   else {
     const [first, second] = positionals;
+    const group = COMMAND_NAMES.filter((name) => COMMANDS[name].words.length > 1 && COMMANDS[name].words[0] === first);
+    if (parsed.values.help === true && group.length > 0 && !group.some((name) => COMMANDS[name].words[1] === second))
+      helpTopics = group;
     if (first === undefined || first === 'serve') command = 'serve';
     else if (first === 'proxy' || first === 'demo') command = first;
     else if (first === 'runs' && second === 'list') command = 'runs-list';
@@ -89,6 +96,7 @@ export function route(argv: string[]): Routed {
     else if (first === 'providers' && second === 'schema') command = 'providers-schema';
     else if (first === 'record' || first === 'replay')
       throw new UsageError(`${first} goes first, before its flags: runledger ${first} ...`);
+    else if (helpTopics !== undefined) command = helpTopics[0]!;
     else if (first === 'runs')
       throw new UsageError('runs takes a subcommand: runledger runs list, or runledger runs show <run_id>.');
     else if (first === 'providers')
@@ -107,9 +115,11 @@ export function route(argv: string[]): Routed {
     const takers = commandsTaking(token.name as FlagName).map(spoken);
     throw new UsageError(`--${token.name} goes with ${orList(takers)}, not with ${spoken(command)}.`, command);
   }
+  const named = harness !== undefined || parsed.positionals.length > 0;
   return {
     command,
-    named: harness !== undefined || parsed.positionals.length > 0,
+    named,
+    helpTopics: helpTopics ?? (named ? [command] : []),
     values: parsed.values as Values<CommandName>,
     positionals,
     afterDashes,

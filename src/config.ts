@@ -64,7 +64,8 @@ export type Config =
   | HarnessConfig
   | { command: 'providers-check'; file: string }
   | { command: 'providers-schema' }
-  | { command: 'help'; topic: CommandName | undefined }
+  /** --help: the commands to explain, none for the overview. */
+  | { command: 'help'; topics: CommandName[] }
   | { command: 'version' }
   /** record --schema, replay --report-schema and --profile-schema: print a JSON Schema. */
   | { command: 'schema'; schema: 'transcript' | 'report' | 'profile' };
@@ -84,7 +85,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
 
 function commandConfig(argv: string[], routed: Routed, env: NodeJS.ProcessEnv): Config {
   const { command, values } = routed;
-  if (values.help === true) return { command: 'help', topic: routed.named ? command : undefined };
+  if (values.help === true) return { command: 'help', topics: routed.helpTopics };
   if (values.version === true) return { command: 'version' };
   if (command === 'record' || command === 'replay') {
     if (values.schema === true) return { command: 'schema', schema: 'transcript' };

@@ -411,9 +411,12 @@ describe('config', () => {
   it('routes each command, flags before or after its words', () => {
     expect(parsed('runs-list', ['--db', '/tmp/r.db', 'runs', 'list', '--limit', '5']).list).toMatchObject({ limit: 5 });
     expect(parsed('runs-show', ['runs', 'show', 'run_1']).runId).toBe('run_1');
-    expect(parsed('help', ['runs', 'list', '-h']).topic).toBe('runs-list');
-    expect(parsed('help', ['--help']).topic).toBeUndefined();
-    expect(parsed('help', ['serve', '--help']).topic).toBe('serve');
+    expect(parsed('help', ['runs', 'list', '-h']).topics).toEqual(['runs-list']);
+    expect(parsed('help', ['--help']).topics).toEqual([]);
+    expect(parsed('help', ['serve', '--help']).topics).toEqual(['serve']);
+    // A group named alone explains each of its commands, rather than refusing for want of a subcommand.
+    expect(parsed('help', ['runs', '--help']).topics).toEqual(['runs-list', 'runs-show']);
+    expect(parsed('help', ['providers', '-h']).topics).toEqual(['providers-check', 'providers-schema']);
     expect(parsed('replay', ['replay', 't.jsonl', '--seed', '3']).args).toEqual(['t.jsonl', '--seed', '3']);
     expect(parsed('schema', ['replay', '--report-schema']).schema).toBe('report');
     expect(parsed('version', ['proxy', '-v']).command).toBe('version');
