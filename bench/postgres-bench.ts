@@ -13,7 +13,7 @@ import { openPostgresLedger } from '../src/ledger/postgres/store.js';
 import { KEYED_COLUMNS } from '../src/ledger/sql.js';
 import { newRecord } from '../src/ledger/rules.js';
 import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
-import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
+import { alternatingRates, BENCH_REQUEST, median, type Comparison } from './measure.js';
 
 const PG_URL = process.env.RUNLEDGER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROUNDS = 5;
@@ -108,21 +108,30 @@ async function ledgerRates(): Promise<Comparison[]> {
         replay: [] as number[],
         sqliteReplay: [] as number[],
       };
-      const creates = (target: RunLedger, keys: string[]) =>
-        opsPerSecond(keys.length, (i) => target.createOrReplay(request(keys[i]!)));
-      const replays = (target: RunLedger, keys: string[]) =>
-        opsPerSecond(READS_PER_ROUND, (i) => target.createOrReplay(request(keys[i % keys.length]!)));
+      const creates = (target: RunLedger, keys: string[]) => (i: number) => target.createOrReplay(request(keys[i]!));
+      const replays = (target: RunLedger, keys: string[]) => (i: number) =>
+        target.createOrReplay(request(keys[i % keys.length]!));
       try {
         for (let round = 0; round < ROUNDS; round++) {
-          // Interleaved rounds, so drift in the machine's load falls on every side alike.
           const keys = () => Array.from({ length: WRITES_PER_ROUND }, () => randomUUID());
           const [rawKeys, pgKeys, sqliteKeys] = [keys(), keys(), keys()];
-          rates.rawInsert.push(await opsPerSecond(rawKeys.length, (i) => raw.insert(rawKeys[i]!)));
-          rates.create.push(await creates(ledger, pgKeys));
-          rates.sqliteCreate.push(await creates(sqlite, sqliteKeys));
-          rates.rawLookup.push(await opsPerSecond(READS_PER_ROUND, (i) => raw.lookup(rawKeys[i % rawKeys.length]!)));
-          rates.replay.push(await replays(ledger, pgKeys));
-          rates.sqliteReplay.push(await replays(sqlite, sqliteKeys));
+          // The SQLite ledger, for context, on its own: its fsyncs would slow PostgreSQL's flushes on this disk.
+          const [rawInsert, create] = await alternatingRates(WRITES_PER_ROUND, [
+            (i) => raw.insert(rawKeys[i]!),
+            creates(ledger, pgKeys),
+          ]);
+          const [sqliteCreate] = await alternatingRates(WRITES_PER_ROUND, [creates(sqlite, sqliteKeys)]);
+          const [rawLookup, replay] = await alternatingRates(READS_PER_ROUND, [
+            (i) => raw.lookup(rawKeys[i % rawKeys.length]!),
+            replays(ledger, pgKeys),
+          ]);
+          const [sqliteReplay] = await alternatingRates(READS_PER_ROUND, [replays(sqlite, sqliteKeys)]);
+          rates.rawInsert.push(rawInsert!);
+          rates.create.push(create!);
+          rates.sqliteCreate.push(sqliteCreate!);
+          rates.rawLookup.push(rawLookup!);
+          rates.replay.push(replay!);
+          rates.sqliteReplay.push(sqliteReplay!);
         }
       } finally {
         await raw.close();
