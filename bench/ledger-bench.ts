@@ -13,7 +13,7 @@ import { fingerprint, type CreateRequest, type JsonObject } from '../src/ledger/
 import type { Ledger } from '../src/ledger/ledger.js';
 import { openSqliteLedger } from '../src/ledger/sqlite/store.js';
 import { RunService } from '../src/runs.js';
-import { BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
+import { alternatingRates, BENCH_REQUEST, median, opsPerSecond, type Comparison } from './measure.js';
 
 const ROUNDS = 5;
 const WRITES_PER_ROUND = 400;
@@ -149,19 +149,22 @@ export async function benchLedger(): Promise<Comparison[]> {
       rawLookup: [] as number[],
       replay: [] as number[],
     };
+    const create = (key: string) => ledger.createOrReplay({ ...request(key), fingerprint: fp });
     for (let round = 0; round < ROUNDS; round++) {
-      // Interleaved rounds, so drift in the machine's load falls on both sides alike. UUID keys, as agents send.
+      // One operation of each side in turn, so that a checkpoint or a slow flush falls on both alike. UUID keys, as agents send.
       const keys = Array.from({ length: WRITES_PER_ROUND }, () => randomUUID());
-      rates.rawInsert.push(await opsPerSecond(keys.length, (i) => rawInsert.run(keys[i], fp, argsText)));
-      rates.create.push(
-        await opsPerSecond(keys.length, (i) => ledger.createOrReplay({ ...request(keys[i]!), fingerprint: fp })),
-      );
-      rates.rawLookup.push(await opsPerSecond(READS_PER_ROUND, (i) => rawLookup.get(keys[i % keys.length])));
-      rates.replay.push(
-        await opsPerSecond(READS_PER_ROUND, (i) =>
-          ledger.createOrReplay({ ...request(keys[i % keys.length]!), fingerprint: fp }),
-        ),
-      );
+      const [rawInserts, creates] = await alternatingRates(WRITES_PER_ROUND, [
+        async (i) => rawInsert.run(keys[i], fp, argsText),
+        (i) => create(keys[i]!),
+      ]);
+      const [rawLookups, replays] = await alternatingRates(READS_PER_ROUND, [
+        async (i) => rawLookup.get(keys[i % keys.length]),
+        (i) => create(keys[i % keys.length]!),
+      ]);
+      rates.rawInsert.push(rawInserts!);
+      rates.create.push(creates!);
+      rates.rawLookup.push(rawLookups!);
+      rates.replay.push(replays!);
     }
     raw.close();
     await ledger.close();
