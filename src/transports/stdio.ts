@@ -5,6 +5,25 @@ import type { Logger } from '../log.js';
 import type { Serving } from '../runtime.js';
 import { refuseDeepMessages } from './guard.js';
 
+/**
+ * The SDK reads each stdin line as one JSON-RPC message and drops one it cannot (not JSON, a batch, no
+ * method or result) with only an error event, leaving its sender waiting for an answer that never
+ * comes. Answer it as JSON-RPC says, with id null, as the HTTP route answers a batch.
+ */
+function answerUnreadableLines(transport: StdioServerTransport, log: Logger): void {
+  const report = transport.onerror;
+  transport.onerror = (error) => {
+    report?.(error);
+    const notJson = error instanceof SyntaxError;
+    if (!notJson && error.name !== 'ZodError') return;
+    const [code, message] = notJson
+      ? [-32700, 'Parse error: a line on stdin is not JSON; send one JSON-RPC message per line']
+      : [-32600, 'Invalid Request: not one JSON-RPC message; batches are not supported, send one message per line'];
+    log.warn('refused a line on stdin', { code });
+    process.stdout.write(`${JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } })}\n`);
+  };
+}
+
 export async function serveStdio<C extends ServingConfig>(
   config: C,
   log: Logger,
@@ -28,6 +47,7 @@ export async function serveStdio<C extends ServingConfig>(
   process.once('SIGTERM', () => exit('SIGTERM'));
   await server.connect(transport);
   refuseDeepMessages(transport);
+  answerUnreadableLines(transport, log);
   runtime.start();
   log.info('serving MCP over stdio', { ...runtime.describe(), tenant: config.tenant });
 }

@@ -215,4 +215,50 @@ describe('MCP over stdio', () => {
     }
     expect(lines.some((l) => l.includes('notifications/progress'))).toBe(true);
   });
+
+  it('answers a batch with -32600 and a line that is not JSON with -32700, creates nothing, and goes on serving', async () => {
+    const db = tempDb();
+    const child = spawn(process.execPath, [CLI, '--db', db, '--concurrency', '0'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines: string[] = [];
+    createInterface({ input: child.stdout }).on('line', (line) => lines.push(line));
+    const send = (text: string) => child.stdin.write(`${text}\n`);
+    const answers = (n: number) =>
+      until(async () => (lines.length >= n ? lines.map((l) => JSON.parse(l)) : undefined), `${n} answers`);
+    send(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+      }),
+    );
+    await answers(1);
+    send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    const create = (id: number) => ({
+      jsonrpc: '2.0',
+      id,
+      method: 'tools/call',
+      params: { name: 'create_social_card', arguments: { headline: 'Hello', idempotency_key: randomUUID() } },
+    });
+    send(JSON.stringify([create(2), create(3)]));
+    send('{"jsonrpc": "2.0", "id": 4, "method": "tools/list"');
+    send(JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }));
+    const [, batch, notJson, listed] = await answers(4);
+    expect(batch).toEqual({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32600, message: expect.stringMatching(/batches are not supported/) },
+    });
+    expect(notJson).toEqual({
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: -32700, message: expect.stringMatching(/not JSON/) },
+    });
+    expect(listed.id).toBe(5);
+    child.stdin.end();
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(await readLedger(db, (ledger) => ledger.listRuns('local'))).toMatchObject({ runs: [] });
+  });
 });
