@@ -4,7 +4,8 @@
 import { orList, UsageError, type FlagReader } from './command-line.js';
 import { LOG_LEVELS } from './commands/ledger-flags.js';
 import { PROVIDERS } from './commands/provider-flags.js';
-import type { FlagName } from './commands/table.js';
+import { HTTP_FLAGS } from './commands/server-flags.js';
+import { flagNames } from './commands/table.js';
 import { PHASES, type Phase } from './ledger/index.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -77,20 +78,7 @@ export interface HttpConfig {
   allowedOrigins: string[];
 }
 
-const HTTP_ONLY = [
-  'host',
-  'port',
-  'stateless',
-  'tokens',
-  'max-body-bytes',
-  'body-timeout-ms',
-  'max-connections',
-  'max-sessions',
-  'max-tenant-sessions',
-  'session-idle-ms',
-  'allowed-hosts',
-  'allowed-origins',
-] as const satisfies readonly FlagName[];
+const HTTP_ONLY = flagNames(HTTP_FLAGS).filter((flag) => flag !== 'http');
 
 export function parseHttp(read: FlagReader): HttpConfig | null {
   if (!read.bool('http')) {

@@ -20,6 +20,39 @@ export const RECORD_FLAGS = {
   schema: { type: 'boolean', help: "print the transcript's JSON Schema and exit" },
 } as const satisfies Record<string, Flag>;
 
+/** How a server names its runs, their status and its bill: what replay otherwise detects from tools/list. */
+export const CONVENTION_FLAGS = {
+  'key-argument': { type: 'string', arg: 'NAME', help: 'the argument that carries the idempotency key' },
+  'run-id-field': {
+    type: 'string',
+    multiple: true,
+    arg: 'FIELD',
+    help: 'where an answer names its run: a dot path ("job.id"), or "_meta.NAME" for an entry of the result\'s _meta (repeatable, tried in order)',
+  },
+  'status-field': { type: 'string', arg: 'FIELD', help: "where an answer gives its run's status" },
+  'done-words': {
+    type: 'string',
+    arg: 'LIST',
+    help: 'status words of a run that ended well and is billed (comma-separated)',
+  },
+  'failed-words': { type: 'string', arg: 'LIST', help: 'status words of a run that ended otherwise' },
+  'poll-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that answers for one run ...' },
+  'poll-argument': { type: 'string', arg: 'NAME', help: '... the argument it takes the run id in ...' },
+  'poll-wait-argument': {
+    type: 'string',
+    arg: 'NAME',
+    help: '... and the one, in seconds, that makes it wait for the run to end',
+  },
+  'usage-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that counts runs and charges ...' },
+  'usage-runs': { type: 'string', arg: 'FIELD', help: '... the field that counts runs ...' },
+  'usage-charges': { type: 'string', arg: 'FIELD', help: '... and the field that counts charges' },
+  'run-resource': {
+    type: 'string',
+    arg: 'TEMPLATE',
+    help: 'a resource URI template that shows one run ("runs://{run_id}")',
+  },
+} as const satisfies Record<string, Flag>;
+
 export const REPLAY_FLAGS = {
   // runledger replay: the server
   server: {
@@ -61,35 +94,7 @@ export const REPLAY_FLAGS = {
     help: 'auto, runledger, proxy, or a JSON profile file (--profile-schema)',
     default: 'auto',
   },
-  'key-argument': { type: 'string', arg: 'NAME', help: 'the argument that carries the idempotency key' },
-  'run-id-field': {
-    type: 'string',
-    multiple: true,
-    arg: 'FIELD',
-    help: 'where an answer names its run: a dot path ("job.id"), or "_meta.NAME" for an entry of the result\'s _meta (repeatable, tried in order)',
-  },
-  'status-field': { type: 'string', arg: 'FIELD', help: "where an answer gives its run's status" },
-  'done-words': {
-    type: 'string',
-    arg: 'LIST',
-    help: 'status words of a run that ended well and is billed (comma-separated)',
-  },
-  'failed-words': { type: 'string', arg: 'LIST', help: 'status words of a run that ended otherwise' },
-  'poll-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that answers for one run ...' },
-  'poll-argument': { type: 'string', arg: 'NAME', help: '... the argument it takes the run id in ...' },
-  'poll-wait-argument': {
-    type: 'string',
-    arg: 'NAME',
-    help: '... and the one, in seconds, that makes it wait for the run to end',
-  },
-  'usage-tool': { type: 'string', arg: 'NAME', help: 'a read-only tool that counts runs and charges ...' },
-  'usage-runs': { type: 'string', arg: 'FIELD', help: '... the field that counts runs ...' },
-  'usage-charges': { type: 'string', arg: 'FIELD', help: '... and the field that counts charges' },
-  'run-resource': {
-    type: 'string',
-    arg: 'TEMPLATE',
-    help: 'a resource URI template that shows one run ("runs://{run_id}")',
-  },
+  ...CONVENTION_FLAGS,
   // runledger replay: the verdict
   'require-all': {
     type: 'boolean',

@@ -4,7 +4,7 @@
 // Cheap imports only: --help and bad flags answer before anything heavy loads.
 import { join } from 'node:path';
 import type { Flag } from './flag.js';
-import { RECORD_FLAGS, REPLAY_FLAGS } from './harness-flags.js';
+import { CONVENTION_FLAGS, RECORD_FLAGS, REPLAY_FLAGS } from './harness-flags.js';
 import { LEDGER_FLAGS, RUNS_LIST_FLAGS } from './ledger-flags.js';
 import { IMAGE_PROVIDER_FLAGS, JOB_PROVIDER_FLAGS } from './provider-flags.js';
 import { PROXY_FLAGS } from './proxy-flags.js';
@@ -30,6 +30,10 @@ export const FLAGS = {
 
 export type FlagName = keyof typeof FLAGS;
 
+/** The names of a group of flag definitions, in the order they are described. */
+export const flagNames = <T extends Partial<Record<FlagName, Flag>>>(group: T) =>
+  Object.keys(group) as (keyof T & FlagName)[];
+
 interface Group {
   title: string;
   flags: readonly FlagName[];
@@ -54,21 +58,7 @@ export interface Command {
 const LEDGER: Group = { title: 'The ledger', flags: ['db', 'db-schema', 'db-pool-size', 'tenant'] };
 const HTTP: Group = {
   title: 'Streamable HTTP (instead of stdio)',
-  flags: [
-    'http',
-    'host',
-    'port',
-    'stateless',
-    'tokens',
-    'max-body-bytes',
-    'body-timeout-ms',
-    'max-connections',
-    'max-sessions',
-    'max-tenant-sessions',
-    'session-idle-ms',
-    'allowed-hosts',
-    'allowed-origins',
-  ],
+  flags: flagNames(HTTP_FLAGS),
 };
 const GENERAL: Group = { title: 'General', flags: ['log-level', 'help', 'version'] };
 
@@ -195,21 +185,7 @@ export const COMMANDS = {
       { title: 'Faults', flags: ['faults', 'seed', 'settle-ms', 'burst'] },
       {
         title: "The server's conventions (see docs/harness.md; anything not given is detected from tools/list)",
-        flags: [
-          'profile',
-          'key-argument',
-          'run-id-field',
-          'status-field',
-          'done-words',
-          'failed-words',
-          'poll-tool',
-          'poll-argument',
-          'poll-wait-argument',
-          'usage-tool',
-          'usage-runs',
-          'usage-charges',
-          'run-resource',
-        ],
+        flags: ['profile', ...flagNames(CONVENTION_FLAGS)],
       },
       { title: 'The verdict', flags: ['require-all', 'report', 'report-schema', 'profile-schema', 'help', 'version'] },
     ],

@@ -1,6 +1,8 @@
 // Flags of `record` and `replay`, as the table in src/commands/table.ts gives them: a bad one is a
 // UsageError (exit 2) naming the flag.
 import { FlagReader, route, UsageError } from '../command-line.js';
+import { CONVENTION_FLAGS } from '../commands/harness-flags.js';
+import { flagNames } from '../commands/table.js';
 import { loadProfile, type ProfileChoice, type ProfileFlags } from './profile.js';
 
 export const FAULT_KINDS = [
@@ -72,22 +74,6 @@ export function parseRecordArgs(argv: string[], env: NodeJS.ProcessEnv = process
   return { out, redact, command };
 }
 
-/** The flags that set a target's conventions, repeated as given in the re-run command. */
-const CONVENTION_FLAGS = [
-  'key-argument',
-  'run-id-field',
-  'status-field',
-  'done-words',
-  'failed-words',
-  'poll-tool',
-  'poll-argument',
-  'poll-wait-argument',
-  'usage-tool',
-  'usage-runs',
-  'usage-charges',
-  'run-resource',
-] as const;
-
 const wordList = (flag: string, text: string | undefined) => {
   if (text === undefined) return undefined;
   const words = text
@@ -135,7 +121,8 @@ export function parseReplayArgs(argv: string[], env: NodeJS.ProcessEnv = process
 
   const faults = parseFaults(values.faults, { canRestart: target?.kind !== 'url', overHttp: url !== undefined });
   const conventionArgs: string[] = [];
-  for (const name of CONVENTION_FLAGS) {
+  // The flags that set a target's conventions, repeated as given in the re-run command.
+  for (const name of flagNames(CONVENTION_FLAGS)) {
     const value = values[name];
     for (const one of value === undefined ? [] : Array.isArray(value) ? value : [value])
       conventionArgs.push(`--${name}`, one);
