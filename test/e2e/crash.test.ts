@@ -8,9 +8,9 @@ import {
   CLI,
   PRODUCT_SHOT,
   readLedger,
+  runEnded,
   startStdio,
   tempDb,
-  until,
   type StdioServer,
 } from '../helpers/mcp.js';
 
@@ -43,17 +43,6 @@ function untilKilled(db: string, failpoints: string): Promise<void> {
 /** Resolves once the server's process has exited (a failpoint SIGKILLed it). */
 const died = (server: StdioServer) => new Promise<void>((resolve) => (server.client.onclose = () => resolve()));
 
-async function ended(server: StdioServer, runId: string) {
-  return until(
-    async () => {
-      const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-    },
-    `run ${runId} to end`,
-    120_000,
-  );
-}
-
 describe('crashes unrelated to the run', () => {
   it.each([
     ['compose', 'during compose'],
@@ -77,7 +66,7 @@ describe('crashes unrelated to the run', () => {
     expect(before.phase).not.toBe('done');
 
     const server = await start(db);
-    const done = await ended(server, before.id);
+    const done = await runEnded(server.client, before.id);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 2, stalls: 0 });
     expect(done.run.assets).toHaveLength(2);
     // What was stored before the crash stands: phases already entered keep their first timestamps.
@@ -99,7 +88,7 @@ describe('crashes unrelated to the run', () => {
     for (let kill = 1; kill < 10; kill++) await untilKilled(db, 'progress');
     const finisher = await start(db);
     const found = await callTool(finisher.client, 'poll_run', { idempotency_key: key, tool: 'product_shot' });
-    const done = await ended(finisher, found.run.run_id);
+    const done = await runEnded(finisher.client, found.run.run_id);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 11, stalls: 0 });
     expect(done.run.assets).toHaveLength(4);
     expect(await readLedger(db, (ledger) => ledger.usage('local'))).toMatchObject({ runs: 1, charges: 1, credits: 16 });
@@ -119,9 +108,9 @@ describe('a poison run', () => {
       headline: 'Healthy neighbour',
       idempotency_key: randomUUID(),
     });
-    const healthy = await ended(server, neighbour.run.run_id);
+    const healthy = await runEnded(server.client, neighbour.run.run_id);
     expect(healthy.run).toMatchObject({ phase: 'done', billed: true });
-    const failed = await ended(server, poison.run.run_id);
+    const failed = await runEnded(server.client, poison.run.run_id);
     expect(failed.run).toMatchObject({
       phase: 'failed',
       billed: false,

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeReplicate, type FakeProvider } from '../fixtures/jobs/fake-providers.js';
 import { connectHttp, killAll, startHttp } from '../helpers/http.js';
 import { definitionFor, freePort, providerEnv, VIDEO } from '../helpers/jobs.js';
-import { callTool, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import { callTool, readLedger, runEnded, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 const clients: Client[] = [];
@@ -54,17 +54,6 @@ async function stdio(
 }
 
 const died = (server: StdioServer) => new Promise<void>((resolve) => (server.client.onclose = () => resolve()));
-
-async function ended(client: Client, runId: string) {
-  return until(
-    async () => {
-      const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-    },
-    `run ${runId} to end`,
-    120_000,
-  );
-}
 
 /** What the dead server left: no handle, and "submitting" among the recovery points. */
 function leftBehind(db: string, runId: string): { job: number; submitting: boolean } {
@@ -112,7 +101,7 @@ describe('a crash between the submit and storing its answer', () => {
     expect(fake.stats.lists).toBeGreaterThanOrEqual(1);
     fake.run(job.id);
     fake.finish(job.id, 'succeeded');
-    const done = await ended(server.client, run.id);
+    const done = await runEnded(server.client, run.id);
     expect(done.run).toMatchObject({
       phase: 'done',
       billed: true,
@@ -160,7 +149,7 @@ describe('a crash between the submit and storing its answer', () => {
     fake.finish(job.id, 'succeeded');
     const again = await connectHttp(server.url);
     clients.push(again);
-    const done = await ended(again, run.id);
+    const done = await runEnded(again, run.id);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 2 });
     expect(fake.stats.submits).toBe(1);
     expect(fake.stats.webhooks.some((w) => w.event === 'start' && w.status === 200)).toBe(true);
@@ -182,7 +171,7 @@ describe('a crash between the submit and storing its answer', () => {
 
     const server = await stdio(db, definition, fake, ['--orphan-search-ms', '3000']);
     const found = await callTool(server.client, 'poll_run', { idempotency_key: key, tool: 'product_video' });
-    const failed = await ended(server.client, found.run.run_id);
+    const failed = await runEnded(server.client, found.run.run_id);
     expect(failed.run).toMatchObject({ phase: 'failed', billed: false, error: { code: 'outcome_unknown' } });
     expect(failed.run.error!.message).toMatch(
       /submitted to replicate at .*, but the server stopped before it stored the job's id.*not submitted again/,
@@ -232,7 +221,7 @@ describe('a crash between the submit and storing its answer', () => {
     await logged(server, /sending it again with the same key, which the provider honours/);
     expect(fake.stats.submitKeys).toEqual([run.id, run.id]);
     fake.finish(job.id, 'succeeded');
-    expect((await ended(server.client, run.id)).run).toMatchObject({ phase: 'done', billed: true });
+    expect((await runEnded(server.client, run.id)).run).toMatchObject({ phase: 'done', billed: true });
     expect(fake.stats.submits).toBe(1);
   });
 });

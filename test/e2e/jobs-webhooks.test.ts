@@ -11,7 +11,7 @@ import { startFakeFal, startFakeReplicate, type FakeProvider } from '../fixtures
 import { connectHttp, killAll, startHttp, type HttpProcess } from '../helpers/http.js';
 import { definitionFor, freePort, providerEnv, VIDEO } from '../helpers/jobs.js';
 import { freshSchema, PG_URL, postgresAvailable } from '../helpers/ledgers.js';
-import { callTool, readLedger, tempDb, until } from '../helpers/mcp.js';
+import { callTool, readLedger, runEnded, tempDb, until } from '../helpers/mcp.js';
 
 const clients: Client[] = [];
 const fakes: FakeProvider[] = [];
@@ -29,16 +29,6 @@ async function connect(server: HttpProcess): Promise<Client> {
 
 /** Polled once a minute: only a webhook makes a run move sooner. */
 const SLOW_POLL = { poll: { interval_ms: 60_000, max_interval_ms: 60_000 } };
-
-const ended = (client: Client, runId: string) =>
-  until(
-    async () => {
-      const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-    },
-    `run ${runId} to end`,
-    120_000,
-  );
 
 function post(origin: string, runId: string, headers: Record<string, string>, body: string) {
   return fetch(`${origin}/webhooks/replicate?run=${runId}`, {
@@ -144,7 +134,7 @@ describe('webhooks on one server', () => {
     });
     fake.muteWebhooks(false);
     fake.finish(job.id, 'succeeded');
-    expect((await ended(client, runId)).run.phase).toBe('done');
+    expect((await runEnded(client, runId)).run.phase).toBe('done');
     const late = await post(origin, runId, signed('msg_late', now), body);
     expect([late.status, await late.json()]).toEqual([200, { outcome: 'ignored', reason: 'finished_run' }]);
     expect(fake.stats.submits).toBe(1);
@@ -182,7 +172,7 @@ describe('webhooks on one server', () => {
       'the first status read',
     );
     fake.finish(job.id, 'succeeded');
-    const done = await ended(client, created.run.run_id);
+    const done = await runEnded(client, created.run.run_id);
     expect(done.run).toMatchObject({
       phase: 'done',
       billed: true,
@@ -236,7 +226,7 @@ describe.skipIf(!(await postgresAvailable()))('webhooks across replicas on Postg
       expect(holderPid((await ledger.getRun('local', runId)).lease!.holder)).toBe(a.child.pid);
       fake.run(job.id);
       fake.finish(job.id, 'succeeded');
-      const done = await ended(await connect(b), runId);
+      const done = await runEnded(await connect(b), runId);
       expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 1 });
       // Both webhooks went to B; A asked the provider after each instead of waiting out its minute.
       expect(fake.stats.webhooks.map((w) => `${w.event} ${w.status}`).sort()).toEqual(['completed 200', 'start 200']);

@@ -6,7 +6,16 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startFakeFal, startFakeReplicate, type FakeProvider } from '../fixtures/jobs/fake-providers.js';
 import { definitionFor, providerEnv, VIDEO } from '../helpers/jobs.js';
-import { callTool, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import {
+  callTool,
+  PRODUCT_SHOT,
+  readLedger,
+  runEnded,
+  startStdio,
+  tempDb,
+  until,
+  type StdioServer,
+} from '../helpers/mcp.js';
 
 const servers: StdioServer[] = [];
 const fakes: FakeProvider[] = [];
@@ -47,16 +56,6 @@ async function serve(
   servers.push(server);
   return server;
 }
-
-const ended = (server: StdioServer, runId: string) =>
-  until(
-    async () => {
-      const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-    },
-    `run ${runId} to end`,
-    120_000,
-  );
 
 /** Rows of a table in the server's ledger file, read beside it. */
 function count(db: string, sql: string): number {
@@ -111,7 +110,7 @@ describe.each(['replicate', 'fal'] as const)('a %s-style job provider', (kind) =
     provider.run(job.id);
     provider.finish(job.id, 'succeeded');
 
-    const done = await ended(server, runId);
+    const done = await runEnded(server.client, runId);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, cost_credits: 10, progress: 1 });
     expect(done.run.assets).toEqual([
       expect.objectContaining({
@@ -205,7 +204,7 @@ describe('a job at a Replicate-style provider', () => {
     const job = await provider.waitForJob();
     await until(async () => (provider.statusScript.length === 0 ? true : undefined), 'the scripted failures to be met');
     provider.finish(job.id, 'succeeded');
-    const done = await ended(server, created.run.run_id);
+    const done = await runEnded(server.client, created.run.run_id);
     expect(done.run).toMatchObject({ phase: 'done', billed: true });
     // Every read asked for the same job: the handle stood; nothing was submitted again.
     expect(Object.keys(provider.stats.polls)).toEqual([job.id]);
@@ -226,7 +225,7 @@ describe('a job at a Replicate-style provider', () => {
     const created = await callTool(server.client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
     const job = await provider.waitForJob();
     provider.finish(job.id, 'failed', 'E005: the input image was flagged as sensitive');
-    const failed = await ended(server, created.run.run_id);
+    const failed = await runEnded(server.client, created.run.run_id);
     expect(failed.run).toMatchObject({
       phase: 'failed',
       billed: false,
@@ -251,7 +250,7 @@ describe('a job at a Replicate-style provider', () => {
     });
     const job = await provider.waitForJob();
     provider.finish(job.id, 'succeeded');
-    const done = await ended(server, created.run.run_id);
+    const done = await runEnded(server.client, created.run.run_id);
     expect(done.run).toMatchObject({
       phase: 'done',
       cost_credits: 20,
@@ -278,7 +277,7 @@ describe('a job at a Replicate-style provider', () => {
     const created = await callTool(server.client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
     const job = await provider.waitForJob();
     provider.finish(job.id, 'succeeded');
-    const done = await ended(server, created.run.run_id);
+    const done = await runEnded(server.client, created.run.run_id);
     const evaluation = done.run.evaluation as {
       score: number;
       unscored: unknown[];
@@ -298,7 +297,7 @@ describe('a job at a Replicate-style provider', () => {
     const big = await callTool(server.client, 'create_product_video', { ...VIDEO, idempotency_key: randomUUID() });
     const bigJob = await provider.waitForJob(0);
     provider.finish(bigJob.id, 'succeeded');
-    const tooLarge = await ended(server, big.run.run_id);
+    const tooLarge = await runEnded(server.client, big.run.run_id);
     expect(tooLarge.run).toMatchObject({
       phase: 'failed',
       billed: false,
@@ -316,7 +315,7 @@ describe('a job at a Replicate-style provider', () => {
     const expiredJob = await provider.waitForJob(1);
     provider.expire(expiredJob.id);
     provider.finish(expiredJob.id, 'succeeded');
-    const gone = await ended(server, expired.run.run_id);
+    const gone = await runEnded(server.client, expired.run.run_id);
     expect(gone.run).toMatchObject({
       phase: 'failed',
       billed: false,

@@ -6,7 +6,16 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { callTool, PRODUCT_SHOT, readLedger, startStdio, tempDb, until, type StdioServer } from '../helpers/mcp.js';
+import {
+  callTool,
+  PRODUCT_SHOT,
+  readLedger,
+  runEnded,
+  startStdio,
+  tempDb,
+  until,
+  type StdioServer,
+} from '../helpers/mcp.js';
 
 const API_KEY = `sk-fake-${randomUUID()}`;
 
@@ -77,16 +86,6 @@ async function startServer(
   return server;
 }
 
-const finished = (server: StdioServer, runId: string) =>
-  until(
-    async () => {
-      const polled = await callTool(server.client, 'poll_run', { run_id: runId, wait_seconds: 50 });
-      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
-    },
-    `run ${runId} to end`,
-    120_000,
-  );
-
 const usageOf = (db: string) => readLedger(db, (ledger) => ledger.usage('local'));
 
 describe('an OpenAI-compatible provider', () => {
@@ -112,7 +111,7 @@ describe('an OpenAI-compatible provider', () => {
     );
     const runId = first.run.run_id;
     expect(new Set([again, ...burst].map((a) => a.run.run_id))).toEqual(new Set([runId]));
-    const done = await finished(server, runId);
+    const done = await runEnded(server.client, runId);
     expect(done.run).toMatchObject({ phase: 'done', billed: true });
     expect(done.run.assets).toHaveLength(2);
     const stats = await fake.stats();
@@ -160,7 +159,7 @@ describe('an OpenAI-compatible provider', () => {
     expect((await fake.stats()).raw).toEqual({ [`${runId}/0`]: 1 });
 
     const server = await startServer(db, fake);
-    const done = await finished(server, runId);
+    const done = await runEnded(server.client, runId);
     expect(done.run).toMatchObject({ phase: 'done', billed: true, attempts: 2 });
     const stats = await fake.stats();
     expect(stats.raw).toEqual({ [`${runId}/0`]: 2 });
@@ -177,23 +176,23 @@ describe('an OpenAI-compatible provider', () => {
 
     await fake.script([{ status: 500 }, { status: 500 }]);
     const flaky = await create('Two server errors first');
-    expect((await finished(server, flaky)).run).toMatchObject({ phase: 'done', billed: true });
+    expect((await runEnded(server.client, flaky)).run).toMatchObject({ phase: 'done', billed: true });
     expect((await fake.stats()).raw[`${flaky}/0`]).toBe(3);
 
     await fake.script([{ delayMs: 30_000 }]);
     const hung = await create('A hung call first');
-    expect((await finished(server, hung)).run).toMatchObject({ phase: 'done', billed: true });
+    expect((await runEnded(server.client, hung)).run).toMatchObject({ phase: 'done', billed: true });
     expect((await fake.stats()).raw[`${hung}/0`]).toBe(2);
 
     await fake.script([{ status: 429, retryAfter: 2 }]);
     const throttled = await create('Throttled first');
-    expect((await finished(server, throttled)).run.phase).toBe('done');
+    expect((await runEnded(server.client, throttled)).run.phase).toBe('done');
     const [firstTry, secondTry] = (await fake.stats()).times[`${throttled}/0`]!;
     expect(secondTry! - firstTry!).toBeGreaterThanOrEqual(2000);
 
     await fake.script([{ status: 400, message: 'Your request was rejected as a result of our safety system.' }]);
     const refused = await create('Refused');
-    const failed = await finished(server, refused);
+    const failed = await runEnded(server.client, refused);
     expect(failed.run).toMatchObject({ phase: 'failed', billed: false, error: { code: 'generation_failed' } });
     expect(failed.run.error!.message).toMatch(/HTTP 400.*safety system/);
     expect((await fake.stats()).raw[`${refused}/0`]).toBe(1);
@@ -211,7 +210,7 @@ describe('an OpenAI-compatible provider', () => {
       wait_seconds: 1,
     });
     expect(['composing', 'rendering']).toContain(slow.run.phase);
-    expect((await finished(server, slow.run.run_id)).run).toMatchObject({ phase: 'done', billed: true });
+    expect((await runEnded(server.client, slow.run.run_id)).run).toMatchObject({ phase: 'done', billed: true });
 
     await fake.script([{ delayMs: 60_000 }]);
     const doomed = await callTool(server.client, 'create_social_card', {
@@ -245,7 +244,7 @@ describe('an OpenAI-compatible provider', () => {
       channel: 'landscape',
       idempotency_key: randomUUID(),
     });
-    const done = await finished(server, created.run.run_id);
+    const done = await runEnded(server.client, created.run.run_id);
     expect(done.run).toMatchObject({ phase: 'done', assets: [{ mime: 'image/png', width: 1536, height: 1024 }] });
     const read = await server.client.readResource({ uri: done.run.assets[0]!.uri });
     expect((read.contents[0] as { mimeType: string }).mimeType).toBe('image/png');
@@ -261,13 +260,13 @@ describe('an OpenAI-compatible provider', () => {
       headline: 'Keep the key',
       idempotency_key: randomUUID(),
     });
-    answers.push(ok.result, (await finished(server, ok.run.run_id)).result);
+    answers.push(ok.result, (await runEnded(server.client, ok.run.run_id)).result);
     await fake.script([{ status: 401, message: `Incorrect API key provided: ${API_KEY}` }]);
     const refused = await callTool(server.client, 'create_social_card', {
       headline: 'Echoed key',
       idempotency_key: randomUUID(),
     });
-    const failed = await finished(server, refused.run.run_id);
+    const failed = await runEnded(server.client, refused.run.run_id);
     expect(failed.run.phase).toBe('failed');
     answers.push(
       failed.result,

@@ -72,6 +72,17 @@ export async function until<T>(check: () => Promise<T | undefined>, what: string
   }
 }
 
+/** Follows a run through poll_run until it has ended (done, failed or canceled); its last answer. */
+export const runEnded = (client: Client, runId: string): Promise<ToolAnswer> =>
+  until(
+    async () => {
+      const polled = await callTool(client, 'poll_run', { run_id: runId, wait_seconds: 50 });
+      return ['done', 'failed', 'canceled'].includes(polled.run.phase) ? polled : undefined;
+    },
+    `run ${runId} to end`,
+    120_000,
+  );
+
 /** Opens the ledger file a server uses, reads it, and closes it again. */
 export async function readLedger<T>(db: string, read: (ledger: RunLedger) => Promise<T>): Promise<T> {
   const ledger = await openSqliteLedger({ path: db });
