@@ -55,6 +55,21 @@ async function stdio(
 
 const died = (server: StdioServer) => new Promise<void>((resolve) => (server.client.onclose = () => resolve()));
 
+/** A create whose server is killed the moment the provider has answered its submit, before the handle is stored: its key. */
+async function killedAfterSubmit(
+  db: string,
+  definition: string,
+  fake: FakeProvider & { webhookSecret: string },
+  flags: string[] = [],
+): Promise<string> {
+  const doomed = await stdio(db, definition, fake, flags, { RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
+  const gone = died(doomed);
+  const key = randomUUID();
+  await callTool(doomed.client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
+  await gone;
+  return key;
+}
+
 /** What the dead server left: no handle, and "submitting" among the recovery points. */
 function leftBehind(db: string, runId: string): { job: number; submitting: boolean } {
   const file = new Database(db, { readonly: true });
@@ -80,11 +95,7 @@ describe('a crash between the submit and storing its answer', () => {
     const db = tempDb();
     // No webhooks: the list is the only way back to the job.
     const definition = definitionFor('replicate', fake, { submit: { webhook: null }, webhook: null });
-    const doomed = await stdio(db, definition, fake, [], { RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
-    const gone = died(doomed);
-    const key = randomUUID();
-    await callTool(doomed.client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
-    await gone;
+    const key = await killedAfterSubmit(db, definition, fake);
     const job = await fake.waitForJob();
     const run = await readLedger(db, (l) => l.findRun('local', 'product_video', key));
     expect(leftBehind(db, run.id)).toEqual({ job: 0, submitting: true });
@@ -160,13 +171,7 @@ describe('a crash between the submit and storing its answer', () => {
     fake.hideNewJobs = true;
     const db = tempDb();
     const definition = definitionFor('replicate', fake, { submit: { webhook: null }, webhook: null });
-    const doomed = await stdio(db, definition, fake, ['--orphan-search-ms', '3000'], {
-      RUNLEDGER_FAILPOINTS: 'submitted=product_video',
-    });
-    const gone = died(doomed);
-    const key = randomUUID();
-    await callTool(doomed.client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
-    await gone;
+    const key = await killedAfterSubmit(db, definition, fake, ['--orphan-search-ms', '3000']);
     await fake.waitForJob();
 
     const server = await stdio(db, definition, fake, ['--orphan-search-ms', '3000']);
@@ -205,11 +210,7 @@ describe('a crash between the submit and storing its answer', () => {
       list: null,
       idempotency: { honoured: true },
     });
-    const doomed = await stdio(db, definition, fake, [], { RUNLEDGER_FAILPOINTS: 'submitted=product_video' });
-    const gone = died(doomed);
-    const key = randomUUID();
-    await callTool(doomed.client, 'create_product_video', { ...VIDEO, idempotency_key: key }).catch(() => undefined);
-    await gone;
+    const key = await killedAfterSubmit(db, definition, fake);
     const job = await fake.waitForJob();
     const run = await readLedger(db, (l) => l.findRun('local', 'product_video', key));
 
